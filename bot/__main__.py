@@ -1,0 +1,164 @@
+"""The `parley` command: run, demo, check, status."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import sys
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+
+from bot import __version__
+from bot.app import Frontend, build_core, run_core
+from bot.config import ParleyConfig, load_config
+from bot.domain.states import ReplyState
+from bot.drafting.offline import OfflineDrafter
+from bot.errors import ConfigError, ParleyError, StorageError
+from bot.frontends.console import ConsoleFrontend
+from bot.settings import Settings, load_settings
+from bot.storage.db import Database
+from bot.storage.repo import Store
+
+log = logging.getLogger("bot")
+
+
+def _setup_logging(level: str) -> None:
+    logging.basicConfig(
+        level=level,
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    for noisy in ("httpx", "httpcore", "aiosqlite", "discord.http", "telegram.ext"):
+        logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLogger().level))
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="parley", description="Parley: brand mentions into your team chat, replies out."
+    )
+    parser.add_argument("--version", action="version", version=f"parley {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    sub.add_parser("run", help="watch sources and run the chat frontends (the main job)")
+    demo = sub.add_parser("demo", help="try Parley on bundled sample mentions in this terminal")
+    demo.add_argument("--db", type=Path, help="keep the demo database in this file")
+    sub.add_parser("check", help="validate settings, parley.toml and prompts, then exit")
+    sub.add_parser("status", help="show source health, mention counts and the outbox")
+    return parser
+
+
+def _install_stop(stop: asyncio.Event) -> None:
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+
+
+async def _run(settings: Settings, config: ParleyConfig) -> None:
+    async with build_core(settings, config) as core:
+        frontends: list[Frontend] = []
+        if settings.parley_console == "on" or settings.parley_console == "auto":
+            frontends.append(ConsoleFrontend(core))
+        if not frontends:
+            raise ConfigError(
+                ["no chat frontend is enabled: set PARLEY_CONSOLE=on (or auto)"]
+            )
+        log.info(
+            "Parley %s: %d brands, %d sources, drafting with %s",
+            __version__, len(config.brands), len(config.sources), core.drafter.name,
+        )
+        stop = asyncio.Event()
+        _install_stop(stop)
+        await run_core(core, frontends, stop)
+
+
+def check(settings: Settings) -> list[str]:
+    """Every configuration problem, one line each (empty when all is well)."""
+    problems: list[str] = []
+    try:
+        config = load_config(settings.parley_config)
+    except ConfigError as exc:
+        problems.extend(exc.problems)
+        config = None
+    prompts = settings.prompts_dir()
+    try:
+        OfflineDrafter(prompts)
+    except ConfigError as exc:
+        problems.extend(exc.problems)
+    if config is not None:
+        for i, brand in enumerate(config.brands):
+            if brand.voice_file and not (prompts / brand.voice_file).is_file():
+                problems.append(
+                    f"{settings.parley_config}: brands[{i}].voice_file: "
+                    f"{prompts / brand.voice_file} does not exist"
+                )
+        base = settings.parley_config.resolve().parent
+        for i, source in enumerate(config.sources):
+            if source.path is not None and not (base / source.path).is_file():
+                problems.append(
+                    f"{settings.parley_config}: sources[{i}].path: {source.path} does not exist"
+                )
+    return problems
+
+
+async def status(settings: Settings) -> list[str]:
+    """Source health, mention counts and the outbox, as lines."""
+    path = settings.parley_db_path
+    if not path.exists():
+        raise StorageError(f"no database at {path} yet; start Parley with 'parley run' first")
+    async with Database.open(path) as db:
+        store = Store(db)
+        lines = ["Sources:"]
+        for s in await store.all_source_status():
+            health = (
+                f"failing ({s.consecutive_failures}×): {s.last_error}"
+                if s.consecutive_failures
+                else f"ok, last poll {s.last_ok_at:%Y-%m-%d %H:%M}" if s.last_ok_at else "never ok"
+            )
+            lines.append(f"  {s.source}: {health}; {s.items_seen} items seen")
+        counts = await store.count_by("state", datetime.min.replace(tzinfo=UTC))
+        lines.append("Mentions: " + (", ".join(f"{k} {v}" for k, v in sorted(counts.items()))
+                                     or "none"))
+        waiting = await store.replies(
+            [ReplyState.QUEUED, ReplyState.SENDING, ReplyState.AWAITING_MANUAL, ReplyState.DEAD]
+        )
+        lines.append(f"Outbox: {len(waiting)} replies not yet posted")
+        return lines
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the `parley` console script."""
+    args = _parser().parse_args(argv)
+    try:
+        settings = load_settings()
+        _setup_logging(settings.parley_log_level)
+        if args.command == "run":
+            asyncio.run(_run(settings, load_config(settings.parley_config)))
+        elif args.command == "demo":
+            from bot.demo.runner import run_demo
+
+            if "parley_log_level" not in settings.model_fields_set:
+                logging.getLogger().setLevel(logging.WARNING)
+            asyncio.run(run_demo(settings, args.db))
+        elif args.command == "check":
+            problems = check(settings)
+            if problems:
+                print("\n".join(problems), file=sys.stderr)
+                return 1
+            print(f"Configuration OK ({settings.parley_config}).")
+        elif args.command == "status":
+            print("\n".join(asyncio.run(status(settings))))
+    except ConfigError as exc:
+        print("\n".join(exc.problems), file=sys.stderr)
+        return 1
+    except ParleyError as exc:
+        print(f"parley: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,180 @@
+"""Composition root: builds the core services once and runs them with the frontends.
+
+Everything is started here and shut down in reverse order; SIGINT/SIGTERM set ``stop``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+from typing import Protocol
+
+from bot.config import ParleyConfig
+from bot.domain.models import SYSTEM, Draft, utcnow
+from bot.domain.states import ReplyState
+from bot.drafting.base import Drafter
+from bot.drafting.offline import OfflineDrafter
+from bot.events import EventBus
+from bot.matching.matcher import Matcher, RuleSpec
+from bot.pipeline.ingest import Alerter, Ingestor
+from bot.pipeline.runner import SourceRunner
+from bot.publishers.log import LogPublisher
+from bot.publishers.manual import ManualPublisher
+from bot.publishers.registry import Publishers
+from bot.services.outbox import Outbox
+from bot.services.permissions import ApproverPolicy
+from bot.services.review import ReviewService
+from bot.settings import Settings
+from bot.sources.factory import build_source
+from bot.storage.db import Database
+from bot.storage.repo import Store
+
+log = logging.getLogger(__name__)
+
+
+class Frontend(Protocol):
+    """A chat frontend: it runs until ``stop`` is set."""
+
+    @property
+    def name(self) -> str: ...
+
+    async def run(self, stop: asyncio.Event) -> None: ...
+
+
+def rule_specs(config: ParleyConfig) -> list[RuleSpec]:
+    """Every brand's rules, in config order (urgent rules keep their place)."""
+    return [
+        RuleSpec(brand=b.name, rule=r.name, query=r.query, urgent=r.urgent)
+        for b in config.brands
+        for r in b.rules
+    ]
+
+
+@dataclass
+class Core:
+    """The running core services, shared by every frontend."""
+
+    settings: Settings
+    config: ParleyConfig
+    store: Store
+    bus: EventBus
+    drafter: Drafter
+    review: ReviewService
+    outbox: Outbox
+    ingestor: Ingestor
+    alerter: Alerter
+    runners: list[SourceRunner] = field(default_factory=list)
+
+    def brand_label(self, name: str) -> str:
+        """A brand's display name (its id if it left the config)."""
+        brand = self.config.brand(name)
+        return brand.label if brand else name
+
+    async def poll_all_once(self) -> None:
+        """One poll of every source, one after the other (used by the demo at start)."""
+        for runner in self.runners:
+            await runner.poll_once()
+
+    async def settle(self, timeout: float = 15.0) -> None:
+        """Wait until the outbox has nothing due and every event was delivered."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while loop.time() < deadline:
+            self.outbox.wake()
+            await asyncio.sleep(0.05)
+            due = await self.store.due_replies(utcnow())
+            sending = await self.store.replies([ReplyState.SENDING], limit=1)
+            if not due and not sending and self.bus.pending() == 0:
+                return
+
+
+def approver_policy(settings: Settings) -> ApproverPolicy:
+    """Approvers per platform, from the settings."""
+    return ApproverPolicy(console_is_approver=settings.parley_console_approver)
+
+
+@asynccontextmanager
+async def build_core(
+    settings: Settings,
+    config: ParleyConfig,
+    *,
+    base_dir: Path | None = None,
+    lookback: timedelta | None = None,
+) -> AsyncIterator[Core]:
+    """Open the store and wire every core service; closes everything on exit.
+
+    Relative source paths resolve against ``base_dir`` (default: the config file's folder).
+    """
+    base_dir = base_dir or settings.parley_config.resolve().parent
+    async with AsyncExitStack() as stack:
+        db = await stack.enter_async_context(Database.open(settings.parley_db_path))
+        store = Store(db)
+        bus = EventBus()
+        drafter = OfflineDrafter(settings.prompts_dir())
+        publishers = Publishers(
+            {"manual": ManualPublisher(), "log": LogPublisher()},
+            default=settings.parley_default_publisher,
+        )
+        review = ReviewService(
+            store,
+            config,
+            drafter,
+            approver_policy(settings),
+            publishers,
+            bus,
+            variants=settings.parley_draft_variants,
+        )
+        outbox = Outbox(store, publishers, bus, max_attempts=settings.parley_outbox_max_attempts)
+        review.on_queued = outbox.wake
+        ingestor = Ingestor(store, Matcher(rule_specs(config)))
+        await ingestor.load()
+        alerter = Alerter(
+            store,
+            bus,
+            lookback=lookback or timedelta(hours=settings.parley_lookback_hours),
+        )
+        if settings.parley_auto_draft:
+
+            async def auto_draft(mention_id: int) -> list[Draft]:
+                return await review.draft(mention_id, SYSTEM, notify=False)
+
+            alerter.drafter_hook = auto_draft
+        core = Core(settings, config, store, bus, drafter, review, outbox, ingestor, alerter)
+        for source_config in config.sources:
+            source = build_source(source_config, base_dir=base_dir)
+            stack.push_async_callback(source.aclose)
+            core.runners.append(SourceRunner(source, store, ingestor, alerter, bus))
+        yield core
+
+
+async def run_core(
+    core: Core,
+    frontends: Sequence[Frontend],
+    stop: asyncio.Event,
+    *,
+    polled_once: bool = False,
+) -> None:
+    """Run sources, the outbox, event delivery and the frontends until ``stop`` is set."""
+    async with asyncio.TaskGroup() as tg:
+        tg.create_task(core.bus.run(stop))
+        tg.create_task(core.outbox.run(stop))
+        for runner in core.runners:
+            tg.create_task(runner.run(stop, skip_first=polled_once))
+        for frontend in frontends:
+            tg.create_task(_supervised(frontend.name, frontend.run, stop))
+
+
+async def _supervised(
+    name: str, run: Callable[[asyncio.Event], Awaitable[None]], stop: asyncio.Event
+) -> None:
+    """A frontend that crashes is logged and stops the process cleanly instead of hanging."""
+    try:
+        await run(stop)
+    except Exception:
+        log.exception("frontend %s crashed; shutting down", name)
+        stop.set()

@@ -1,0 +1,175 @@
+"""Watch rules and sources from ``parley.toml``, validated by pydantic.
+
+Errors are collected into :class:`ConfigError` with one line per problem:
+``parley.toml: brands[0].rules[1].query: unbalanced ')' at position 7``.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from bot.errors import ConfigError, QuerySyntaxError
+from bot.matching.query import parse_query
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class RuleConfig(_Strict):
+    """One keyword rule of a brand."""
+
+    name: str = Field(min_length=1, max_length=64)
+    query: str = Field(min_length=1, max_length=2000)
+    urgent: bool = False
+
+    @field_validator("query")
+    @classmethod
+    def _query_parses(cls, value: str) -> str:
+        try:
+            parse_query(value)
+        except QuerySyntaxError as exc:
+            raise ValueError(str(exc)) from None
+        return value
+
+
+class RouteConfig(_Strict):
+    """Where a brand's alerts go on each frontend (unset: the frontend's default)."""
+
+    console: bool = True
+    telegram_chat_id: int | str | None = None
+    telegram_topic_id: int | None = None
+    discord_channel_id: int | None = None
+
+
+class BrandConfig(_Strict):
+    """A brand (or client, for agencies) with its own rules, voice and alert route."""
+
+    name: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    display_name: str = ""
+    language: str = Field(default="en", min_length=2, max_length=8)
+    voice_file: str | None = Field(
+        default=None, description="brand-voice file under prompts/, e.g. 'brands/acme.md'"
+    )
+    signature: str = ""
+    rules: list[RuleConfig] = Field(min_length=1)
+    route: RouteConfig = RouteConfig()
+
+    @property
+    def label(self) -> str:
+        """The brand's human name."""
+        return self.display_name or self.name
+
+    @model_validator(mode="after")
+    def _unique_rule_names(self) -> BrandConfig:
+        names = [r.name for r in self.rules]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"rule names must be unique within a brand: {', '.join(dupes)}")
+        return self
+
+
+class RssSourceConfig(_Strict):
+    """An RSS/Atom feed (Google Alerts, Talkwalker Alerts, any blog) over HTTP(S) or from a file."""
+
+    type: Literal["rss"]
+    name: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    url: str | None = None
+    path: str | None = None
+    interval: float = Field(default=300.0, ge=5.0, le=86_400.0)
+    timeout: float = Field(default=20.0, gt=0.0, le=300.0)
+    platform: str = Field(default="rss", description="shown as the mention's platform")
+
+    @model_validator(mode="after")
+    def _one_location(self) -> RssSourceConfig:
+        if (self.url is None) == (self.path is None):
+            raise ValueError("give exactly one of 'url' or 'path'")
+        if self.url is not None and not self.url.startswith(("http://", "https://")):
+            raise ValueError("'url' must start with http:// or https://")
+        return self
+
+
+SourceConfig = Annotated[RssSourceConfig, Field(discriminator="type")]
+SOURCE_TYPES = ("rss",)
+
+
+class ParleyConfig(_Strict):
+    """The whole of ``parley.toml``."""
+
+    brands: list[BrandConfig] = Field(min_length=1)
+    sources: list[SourceConfig] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _unique_names(self) -> ParleyConfig:
+        for kind, names in (
+            ("brand", [b.name for b in self.brands]),
+            ("source", [s.name for s in self.sources]),
+        ):
+            dupes = sorted({n for n in names if names.count(n) > 1})
+            if dupes:
+                raise ValueError(f"{kind} names must be unique: {', '.join(dupes)}")
+        return self
+
+    def brand(self, name: str) -> BrandConfig | None:
+        """The brand called ``name``, if configured."""
+        return next((b for b in self.brands if b.name == name), None)
+
+
+def _field_path(loc: tuple[int | str, ...]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif part in SOURCE_TYPES:
+            continue  # the discriminator tag pydantic inserts into the path
+        else:
+            out += f".{part}" if out else str(part)
+    return out or "(top level)"
+
+
+def _describe(err: dict[str, object]) -> str:
+    kind = err.get("type")
+    msg = str(err.get("msg", "invalid"))
+    if kind == "union_tag_invalid":
+        ctx = err.get("ctx") or {}
+        tag = ctx.get("tag") if isinstance(ctx, dict) else None
+        return f"unknown source type {tag!r} (known: {', '.join(SOURCE_TYPES)})"
+    if kind == "union_tag_not_found":
+        return f"missing 'type' (one of: {', '.join(SOURCE_TYPES)})"
+    if kind == "extra_forbidden":
+        return "unknown setting (check its spelling)"
+    return msg.removeprefix("Value error, ")
+
+
+def parse_config(data: dict[str, object], origin: str) -> ParleyConfig:
+    """Validate already-parsed TOML data; ``origin`` names the file in error lines."""
+    try:
+        return ParleyConfig.model_validate(data)
+    except ValidationError as exc:
+        problems = [
+            f"{origin}: {_field_path(tuple(e['loc']))}: {_describe(dict(e))}" for e in exc.errors()
+        ]
+        raise ConfigError(problems) from None
+
+
+def load_config(path: Path) -> ParleyConfig:
+    """Read and validate ``parley.toml``; every problem becomes one line of a ConfigError."""
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise ConfigError(
+            [f"{path}: file not found (copy parley.example.toml to {path} or set PARLEY_CONFIG)"]
+        ) from None
+    except OSError as exc:
+        raise ConfigError([f"{path}: cannot read it ({exc.strerror})"]) from None
+    try:
+        data = tomllib.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise ConfigError([f"{path}: not UTF-8 text (byte {exc.start})"]) from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError([f"{path}: not valid TOML: {exc}"]) from None
+    return parse_config(data, str(path))

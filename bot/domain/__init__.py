@@ -1,0 +1,1 @@
+"""Domain models and state machines: plain data, no I/O."""

@@ -1,0 +1,145 @@
+"""Domain models shared by the store, the pipeline, the services and every frontend."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from bot.domain.states import MentionState, ReplyState
+
+MAX_TEXT_CHARS = 20_000
+"""Mention text is capped at this size when normalised; the rest is dropped with an ellipsis."""
+
+
+def utcnow() -> datetime:
+    """The current time, timezone-aware in UTC."""
+    return datetime.now(UTC)
+
+
+class Author(BaseModel):
+    """Who wrote a mention. ``reach`` is a follower/subscriber count when the source knows it."""
+
+    model_config = ConfigDict(frozen=True)
+
+    handle: str = ""
+    display_name: str | None = None
+    profile_url: str | None = None
+    reach: int | None = None
+
+
+class RawMention(BaseModel):
+    """An item as a source yields it, normalised but not yet matched or stored."""
+
+    source: str = Field(description="configured source name, e.g. 'google-alerts'")
+    platform: str = Field(description="where it was said: rss, mastodon, bluesky, reddit …")
+    external_id: str
+    url: str | None = None
+    author: Author = Author()
+    title: str | None = None
+    text: str
+    language: str | None = None
+    created_at: datetime | None = None
+    parent_ref: str | None = None
+    thread_context: str | None = None
+
+
+class Mention(BaseModel):
+    """A stored mention that matched a watch rule."""
+
+    id: int
+    source: str
+    platform: str
+    external_id: str
+    url: str | None
+    canonical_url: str | None
+    author: Author
+    title: str | None
+    text: str
+    language: str | None
+    created_at: datetime | None
+    fetched_at: datetime
+    brand: str
+    rule: str
+    parent_ref: str | None = None
+    thread_context: str | None = None
+    state: MentionState
+    urgent: bool = False
+    intent: str | None = None
+    duplicates: int = 0
+    alert_refs: dict[str, str] = Field(default_factory=dict)
+
+    @property
+    def short_id(self) -> str:
+        """The id people type in chat commands."""
+        return str(self.id)
+
+
+class Draft(BaseModel):
+    """One candidate reply text for a mention."""
+
+    id: int
+    mention_id: int
+    variant: int
+    text: str
+    origin: str = Field(description="'offline', 'llm', or 'edit:<actor>'")
+    model: str | None = None
+    prompt_hash: str | None = None
+    tokens: int | None = None
+    created_at: datetime
+    selected: bool = False
+
+
+class Reply(BaseModel):
+    """An approved reply in the outbox."""
+
+    id: int
+    mention_id: int
+    text: str
+    publisher: str
+    idempotency_key: str
+    state: ReplyState
+    attempts: int = 0
+    next_attempt_at: datetime | None = None
+    posted_url: str | None = None
+    posted_id: str | None = None
+    error: str | None = None
+    approved_by: str
+    created_at: datetime
+    updated_at: datetime
+
+
+class AuditEntry(BaseModel):
+    """One decision or state change, kept forever."""
+
+    id: int
+    at: datetime
+    actor: str
+    entity: str
+    entity_id: int
+    action: str
+    from_state: str | None = None
+    to_state: str | None = None
+    before_text: str | None = None
+    after_text: str | None = None
+    detail: str | None = None
+
+
+class Actor(BaseModel):
+    """Someone acting from a chat frontend (or the system itself)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    platform: str
+    user_id: str
+    display_name: str = ""
+    roles: frozenset[str] = frozenset()
+
+    @property
+    def label(self) -> str:
+        """How the actor is written in the audit log and in chat."""
+        name = self.display_name or self.user_id
+        return f"{self.platform}:{name}"
+
+
+SYSTEM = Actor(platform="system", user_id="parley", display_name="parley")

@@ -1,0 +1,1 @@
+"""Reply drafting behind one interface (offline templates now, an LLM later)."""

@@ -1,0 +1,74 @@
+"""Parley's error tree.
+
+ParleyError
+├── UserFacingError      text is safe to show in chat as-is
+│   ├── PermissionDenied  the actor is not an approver
+│   ├── NotFound          no such mention / reply
+│   └── InvalidTransition the entity's state does not allow the action
+├── ConfigError           bad settings or parley.toml; carries one line per problem
+├── QuerySyntaxError      a malformed watch-rule query (position included)
+├── SourceError           a source could not be fetched or parsed
+├── PublishError          a reply could not be posted (retryable or permanent)
+├── LLMError              the language model failed
+└── StorageError          the database failed or is from a newer Parley
+"""
+
+from __future__ import annotations
+
+
+class ParleyError(Exception):
+    """Base of every error Parley raises on purpose."""
+
+
+class UserFacingError(ParleyError):
+    """An error whose message is written for the person who caused it."""
+
+
+class PermissionDenied(UserFacingError):
+    """The actor may not perform this action."""
+
+
+class NotFound(UserFacingError):
+    """The mention or reply does not exist."""
+
+
+class InvalidTransition(UserFacingError):
+    """A state machine refused a transition."""
+
+
+class ConfigError(ParleyError):
+    """Configuration is invalid; ``problems`` holds one human-readable line per problem."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+        super().__init__("\n".join(problems))
+
+
+class QuerySyntaxError(ParleyError):
+    """A watch-rule query could not be parsed; ``position`` is a 0-based character offset."""
+
+    def __init__(self, message: str, position: int) -> None:
+        self.message = message
+        self.position = position
+        super().__init__(f"{message} at position {position}")
+
+
+class SourceError(ParleyError):
+    """A source failed to fetch or parse; the message is safe to log and show."""
+
+
+class PublishError(ParleyError):
+    """Posting a reply failed. ``permanent`` errors are not retried."""
+
+    def __init__(self, message: str, *, permanent: bool = False, retry_after: float | None = None):
+        self.permanent = permanent
+        self.retry_after = retry_after
+        super().__init__(message)
+
+
+class LLMError(ParleyError):
+    """The language model could not produce a usable answer."""
+
+
+class StorageError(ParleyError):
+    """The database could not be opened or migrated."""

@@ -1,0 +1,351 @@
+"""The console frontend (like errbot's text backend): alerts on stdout, commands on stdin.
+
+It reads stdin also when it is a pipe or a file, and ends cleanly at end of input, so a
+script can drive it. ``handle_line`` is the whole command interpreter, which tests call
+directly as a scenario harness.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import shlex
+import sys
+import threading
+from collections.abc import Awaitable, Callable
+from typing import TextIO
+
+from bot.app import Core
+from bot.domain.models import Actor, Mention
+from bot.domain.states import MentionState, ReplyState
+from bot.errors import UserFacingError
+from bot.events import Event, MentionAlert, MentionChanged, Notice
+from bot.presentation import AlertView, alert_view, truncate
+from bot.services.stats import compute_stats, parse_period, stats_lines
+
+log = logging.getLogger(__name__)
+
+ALERT_TEXT_LIMIT = 600
+"""Alert text is trimmed to this many characters; `show ID` prints it whole."""
+
+HELP = """\
+Commands (ID is the number after # in an alert):
+  list [state]          open mentions, or those in a state (new, alerted, drafted, approved,
+                        posted, rejected, ignored, backlog, all)
+  show ID               one mention in full, with drafts, reply and history
+  draft ID [how]        write new drafts (an instruction is passed to the LLM drafter)
+  use ID N              choose draft variant N
+  approve ID [N]        queue the selected draft (or variant N) for posting
+  edit ID <text>        replace the reply with your own text
+  reject ID [reason]    decide not to answer
+  ignore ID [reason]    dismiss as noise
+  retry ID              send a failed reply again
+  confirm ID [url]      you posted a manual reply by hand
+  queue                 replies waiting, sending, failed or to post by hand
+  stats [24h|7d|30d] [brand]
+  sources               health of every source
+  help                  this text
+  quit                  stop Parley"""
+
+_LIST_DEFAULT = (MentionState.ALERTED, MentionState.DRAFTED, MentionState.APPROVED)
+
+
+def copies(count: int) -> str:
+    """'+1 copy', '+3 copies'."""
+    return f"+{count} cop{'y' if count == 1 else 'ies'}"
+
+
+def render_alert(view: AlertView, *, heading: str = "New mention") -> list[str]:
+    """An alert as plain text lines."""
+    flags = " · URGENT" if view.urgent else ""
+    lines = [
+        f"── {heading} #{view.mention_id} · {view.brand} · {view.platform} "
+        f"({view.source}){flags} · {view.state}",
+        f"   From: {view.author} ({view.reach}) · rule: {view.rule}"
+        + (f" · intent: {view.intent}" if view.intent else "")
+        + (f" · {copies(view.duplicates)}" if view.duplicates else ""),
+    ]
+    if view.title and view.title not in view.text:
+        lines.append(f"   Title: {truncate(view.title, 200)}")
+    lines.append(f"   Text: {truncate(view.text, ALERT_TEXT_LIMIT)}")
+    if view.link:
+        lines.append(f"   Link: {view.link}")
+    for variant, text in view.variants:
+        marker = "*" if text == view.draft else " "
+        lines.append(f"  {marker}Draft {variant}: {text}")
+    if view.reply:
+        lines.append(f"   Reply: {view.reply}")
+    return lines
+
+
+class ConsoleFrontend:
+    """Plain-text chat on stdin/stdout; the console user is an approver by default."""
+
+    name = "console"
+
+    def __init__(
+        self,
+        core: Core,
+        *,
+        out: TextIO | None = None,
+        actor: Actor | None = None,
+        on_end_of_input: Callable[[], Awaitable[None]] | None = None,
+    ) -> None:
+        self.core = core
+        self.out = out or sys.stdout
+        self.actor = actor or Actor(platform="console", user_id="console", display_name="you")
+        self.on_end_of_input = on_end_of_input
+        self.quitting = False
+        self.greeting: list[str] = []
+        """Printed once the start-up alerts are shown, before the first command."""
+        core.bus.subscribe(self.name, self.on_event)
+
+    def write(self, lines: list[str]) -> None:
+        """Print lines and flush (stdout may be a pipe)."""
+        for line in lines:
+            print(line, file=self.out)
+        self.out.flush()
+
+    async def on_event(self, event: Event) -> None:
+        """Print core events as they happen."""
+        self.write(self.render_event(event))
+
+    def render_event(self, event: Event) -> list[str]:
+        """The lines an event prints."""
+        if isinstance(event, Notice):
+            return [f"!! {event.text}"]
+        if isinstance(event, MentionAlert):
+            view = alert_view(
+                event.mention, event.drafts, None, self.core.brand_label(event.mention.brand)
+            )
+            return [*render_alert(view), ""]
+        return self._render_change(event)
+
+    def _render_change(self, event: MentionChanged) -> list[str]:
+        m = event.mention
+        who = event.actor.label
+        match event.action:
+            case "duplicate":
+                return [f"   #{m.id} seen again elsewhere ({copies(m.duplicates)})"]
+            case "sent" | "reconciled" | "confirm":
+                where = event.reply.posted_url if event.reply else None
+                return [f"✔ #{m.id} posted" + (f": {where}" if where else "")]
+            case "ready_to_copy":
+                text = event.reply.text if event.reply else ""
+                return [
+                    f"✎ #{m.id} is ready to post by hand at {m.url or 'the source'}:",
+                    f"   {text}",
+                    f"   then type: confirm {m.id} [link to your reply]",
+                ]
+            case "dead":
+                error = event.reply.error if event.reply else "unknown error"
+                return [f"✘ #{m.id} could not be posted: {error}. Type: retry {m.id}"]
+            case "retry_scheduled":
+                return [f"… #{m.id} failed, retrying later"]
+            case "draft" | "edit" | "select":
+                drafts = [f"  {'*' if d.selected else ' '}Draft {d.variant}: {d.text}"
+                          for d in event.drafts]
+                return [f"#{m.id} {event.action} by {who}:", *drafts]
+            case _:
+                return [f"#{m.id} is now {m.state.value} ({event.action} by {who})"]
+
+    async def handle_line(self, line: str) -> list[str]:
+        """Run one command and return what it prints (errors included, never raised)."""
+        line = line.strip()
+        if not line or line.startswith("#"):
+            return []
+        command, _, rest = line.partition(" ")
+        handler = self._commands.get(command.lower())
+        if handler is None:
+            return [f"Unknown command {truncate(command, 40)!r}. Type 'help' for the list."]
+        try:
+            return await handler(self, rest.strip())
+        except UserFacingError as exc:
+            return [f"Sorry: {exc}."]
+        except Exception:
+            log.exception("console command failed: %s", truncate(line, 200))
+            return ["Sorry, that failed unexpectedly; the log has the details."]
+
+    # ---- commands -----------------------------------------------------------------------
+
+    @staticmethod
+    def _id(arg: str) -> tuple[int, str]:
+        head, _, rest = arg.partition(" ")
+        try:
+            return int(head.lstrip("#")), rest.strip()
+        except ValueError:
+            raise UserFacingError("give the mention's number, e.g. 'show 12'") from None
+
+    async def _help(self, arg: str) -> list[str]:
+        return HELP.splitlines()
+
+    async def _list(self, arg: str) -> list[str]:
+        states: list[MentionState] | None
+        if not arg:
+            states = list(_LIST_DEFAULT)
+        elif arg == "all":
+            states = None
+        else:
+            try:
+                states = [MentionState(arg.lower())]
+            except ValueError:
+                names = ", ".join(s.value for s in MentionState)
+                raise UserFacingError(f"unknown state {arg!r}; use one of {names} or all") from None
+        mentions = await self.core.store.list_mentions(states, limit=50)
+        if not mentions:
+            return ["Nothing here."]
+        return [self._summary(m) for m in mentions]
+
+    def _summary(self, m: Mention) -> str:
+        flag = "!" if m.urgent else " "
+        who = m.author.handle or m.author.display_name or "?"
+        text = truncate(" ".join(m.text.split()), 70)
+        return f"{flag}#{m.id:<4} {m.state.value:<9} {m.platform:<9} {who[:18]:<18} {text}"
+
+    async def _show(self, arg: str) -> list[str]:
+        mention_id, _ = self._id(arg)
+        store = self.core.store
+        mention = await store.get_mention(mention_id)
+        drafts = await store.current_drafts(mention_id)
+        reply = await store.reply_for_mention(mention_id)
+        view = alert_view(mention, drafts, reply, self.core.brand_label(mention.brand))
+        lines = render_alert(view, heading="Mention")
+        lines[lines.index(f"   Text: {truncate(view.text, ALERT_TEXT_LIMIT)}")] = (
+            f"   Text: {view.text}"
+        )
+        lines.append("   History:")
+        for entry in await store.audit_trail("mention", mention_id):
+            change = f"{entry.from_state} → {entry.to_state}" if entry.to_state else ""
+            lines.append(
+                f"     {entry.at:%Y-%m-%d %H:%M} {entry.actor}: {entry.action} {change}"
+                + (f" ({entry.detail})" if entry.detail else "")
+            )
+        return lines
+
+    async def _draft(self, arg: str) -> list[str]:
+        mention_id, how = self._id(arg)
+        await self.core.review.draft(mention_id, self.actor, instruction=how or None)
+        return []
+
+    async def _use(self, arg: str) -> list[str]:
+        mention_id, rest = self._id(arg)
+        if not rest.isdigit():
+            raise UserFacingError("say which variant, e.g. 'use 12 2'")
+        await self.core.review.select(mention_id, int(rest), self.actor)
+        return []
+
+    async def _approve(self, arg: str) -> list[str]:
+        mention_id, rest = self._id(arg)
+        if rest and not rest.isdigit():
+            raise UserFacingError("approve takes an optional variant number, e.g. 'approve 12 2'")
+        reply = await self.core.review.approve(
+            mention_id, self.actor, variant=int(rest) if rest else None
+        )
+        return [f"Queued reply for #{mention_id} via {reply.publisher}."]
+
+    async def _edit(self, arg: str) -> list[str]:
+        mention_id, text = self._id(arg)
+        await self.core.review.edit(mention_id, text, self.actor)
+        return [f"Type 'approve {mention_id}' to post your text."]
+
+    async def _reject(self, arg: str) -> list[str]:
+        mention_id, reason = self._id(arg)
+        await self.core.review.reject(mention_id, self.actor, reason or None)
+        return []
+
+    async def _ignore(self, arg: str) -> list[str]:
+        mention_id, reason = self._id(arg)
+        await self.core.review.ignore(mention_id, self.actor, reason or None)
+        return []
+
+    async def _retry(self, arg: str) -> list[str]:
+        mention_id, _ = self._id(arg)
+        await self.core.review.retry(mention_id, self.actor)
+        return [f"Reply for #{mention_id} queued again."]
+
+    async def _confirm(self, arg: str) -> list[str]:
+        mention_id, url = self._id(arg)
+        await self.core.review.confirm_posted(mention_id, self.actor, url or None)
+        return []
+
+    async def _queue(self, arg: str) -> list[str]:
+        replies = await self.core.store.replies(
+            [ReplyState.QUEUED, ReplyState.SENDING, ReplyState.FAILED,
+             ReplyState.AWAITING_MANUAL, ReplyState.DEAD],
+            limit=50,
+        )
+        if not replies:
+            return ["The outbox is empty."]
+        return [
+            f"reply #{r.id} for #{r.mention_id}: {r.state.value} via {r.publisher}, "
+            f"{r.attempts} tries" + (f" — {r.error}" if r.error else "")
+            for r in replies
+        ]
+
+    async def _stats(self, arg: str) -> list[str]:
+        words = shlex.split(arg) if arg else []
+        period = parse_period(words[0] if words else None)
+        brand = words[1] if len(words) > 1 else None
+        if brand and self.core.config.brand(brand) is None:
+            raise UserFacingError(f"unknown brand {brand!r}")
+        return stats_lines(await compute_stats(self.core.store, period, brand))
+
+    async def _sources(self, arg: str) -> list[str]:
+        lines = []
+        for runner in self.core.runners:
+            status = await self.core.store.source_status(runner.source.name)
+            if status.last_error and status.consecutive_failures:
+                lines.append(f"✘ {status.source}: {status.last_error} "
+                             f"({status.consecutive_failures} failures in a row)")
+            elif status.last_ok_at:
+                lines.append(f"✔ {status.source}: ok at {status.last_ok_at:%H:%M:%S}, "
+                             f"{status.items_seen} items seen")
+            else:
+                lines.append(f"… {status.source}: not polled yet")
+        return lines or ["No sources configured."]
+
+    async def _quit(self, arg: str) -> list[str]:
+        self.quitting = True
+        return ["Bye."]
+
+    _commands: dict[str, Callable[[ConsoleFrontend, str], Awaitable[list[str]]]] = {
+        "help": _help, "?": _help, "list": _list, "ls": _list, "show": _show, "draft": _draft,
+        "use": _use, "approve": _approve, "edit": _edit, "reject": _reject, "ignore": _ignore,
+        "retry": _retry, "confirm": _confirm, "queue": _queue, "stats": _stats,
+        "sources": _sources, "quit": _quit, "exit": _quit,
+    }
+
+    # ---- loop ---------------------------------------------------------------------------
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Read commands until quit, end of input, or ``stop``."""
+        lines: asyncio.Queue[str | None] = asyncio.Queue()
+        loop = asyncio.get_running_loop()
+
+        def reader() -> None:
+            # A daemon thread: a blocking readline must not keep the process alive at exit.
+            for raw in sys.stdin:
+                loop.call_soon_threadsafe(lines.put_nowait, raw)
+            loop.call_soon_threadsafe(lines.put_nowait, None)
+
+        threading.Thread(target=reader, name="console-stdin", daemon=True).start()
+        await self.core.bus.drain(self.name)
+        self.write(self.greeting)
+        while not stop.is_set():
+            get = asyncio.ensure_future(lines.get())
+            stopped = asyncio.ensure_future(stop.wait())
+            await asyncio.wait({get, stopped}, return_when=asyncio.FIRST_COMPLETED)
+            stopped.cancel()
+            if not get.done():
+                get.cancel()
+                break
+            line = get.result()
+            if line is None:
+                if self.on_end_of_input is not None:
+                    await self.on_end_of_input()
+                stop.set()
+                break
+            self.write(await self.handle_line(line))
+            await self.core.bus.drain(self.name)
+            if self.quitting:
+                stop.set()

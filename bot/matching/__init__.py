@@ -1,0 +1,1 @@
+"""Keyword query language, text folding and the fast rule matcher."""

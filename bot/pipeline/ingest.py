@@ -1,0 +1,172 @@
+"""The mention pipeline after fetching: normalise → match → dedupe → store → alert.
+
+Items are processed in batches: one transaction stores a whole poll. Deduplication has three
+layers: the same (source, external id) is skipped; the same canonical URL from any source, or a
+near-identical text (copy, repost), is recorded as a copy of the earlier mention, whose alert
+then counts it.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+from bot.domain.models import SYSTEM, Draft, Mention, RawMention, utcnow
+from bot.domain.states import MentionState
+from bot.drafting.intent import classify_intent
+from bot.events import EventBus, MentionAlert, MentionChanged
+from bot.matching.matcher import Matcher
+from bot.matching.normalize import tokenize
+from bot.pipeline.canonical import canonical_url
+from bot.pipeline.fingerprint import NearDupIndex, text_fingerprint
+from bot.storage.repo import Copy, NewMention, Store
+
+log = logging.getLogger(__name__)
+
+DraftHook = Callable[[int], Awaitable[list[Draft]]]
+
+NEAR_DUP_WINDOW = timedelta(days=7)
+"""How far back near-identical texts are looked for (kept in memory)."""
+
+
+@dataclass
+class StoredBatch:
+    """What one batch produced."""
+
+    new: list[NewMention] = field(default_factory=list)
+    copies: list[Copy] = field(default_factory=list)
+    skipped_known: int = 0
+    unmatched: int = 0
+
+
+class Ingestor:
+    """Turns raw items into stored, deduplicated mentions and alerts."""
+
+    def __init__(self, store: Store, matcher: Matcher) -> None:
+        self.store = store
+        self.matcher = matcher
+        self.near_dups = NearDupIndex()
+
+    async def load(self) -> None:
+        """Fill the near-duplicate index with recent mentions (call once at start)."""
+        for mention_id, fingerprint in await self.store.recent_fingerprints(
+            utcnow() - NEAR_DUP_WINDOW
+        ):
+            self.near_dups.add(fingerprint, mention_id)
+
+    async def store_batch(self, items: Sequence[RawMention]) -> StoredBatch:
+        """Match, deduplicate and store one batch (one transaction).
+
+        Items are taken oldest first, so the original of a repost becomes the mention and the
+        repost its copy, whatever order the feed listed them in."""
+        batch = StoredBatch()
+        items = sorted(items, key=_age_key)
+        known = await self.store.known_keys([(i.source, i.external_id) for i in items])
+        seen_keys: set[tuple[str, str]] = set()
+        candidates: list[tuple[RawMention, str | None, NewMention]] = []
+        for raw in items:
+            key = (raw.source, raw.external_id)
+            if key in known or key in seen_keys:
+                batch.skipped_known += 1
+                continue
+            seen_keys.add(key)
+            body = f"{raw.title}\n{raw.text}" if raw.title else raw.text
+            tokens = tokenize(body)
+            rules = self.matcher.match_tokens(
+                tokens, language=raw.language, source=raw.source, platform=raw.platform
+            )
+            if not rules:
+                batch.unmatched += 1
+                continue
+            rule = rules[0]
+            url = canonical_url(raw.url)
+            candidates.append(
+                (
+                    raw,
+                    url,
+                    NewMention(
+                        raw=raw,
+                        brand=rule.brand,
+                        rule=rule.rule,
+                        urgent=any(r.urgent and r.brand == rule.brand for r in rules),
+                        canonical_url=url,
+                        fingerprint=text_fingerprint(body),
+                    ),
+                )
+            )
+        by_url = await self.store.ids_by_canonical_url([u for _, u, _ in candidates if u])
+        # Within the batch, ids are not assigned yet: -k stands for the k-th new mention.
+        batch_urls: dict[str, int] = {}
+        batch_dups = NearDupIndex()
+        for raw, url, new in candidates:
+            original = by_url.get(url) if url else None
+            if original is None and url:
+                original = batch_urls.get(url)
+            reason = "same link"
+            if original is None:
+                original = self.near_dups.find(new.fingerprint)
+                if original is None:
+                    original = batch_dups.find(new.fingerprint)
+                reason = "near-identical text"
+            if original is not None:
+                batch.copies.append(Copy(raw.source, raw.external_id, original, raw.url, reason))
+                continue
+            new.intent = classify_intent(raw.text)
+            batch.new.append(new)
+            if url:
+                batch_urls[url] = -len(batch.new)
+            batch_dups.add(new.fingerprint, -len(batch.new))
+        await self.store.insert_batch(batch.new, batch.copies)
+        for new in batch.new:
+            self.near_dups.add(new.fingerprint, new.id)
+        return batch
+
+
+def _age_key(item: RawMention) -> tuple[bool, datetime]:
+    return (item.created_at is None, item.created_at or datetime.min.replace(tzinfo=UTC))
+
+
+class Alerter:
+    """Decides which stored mentions to show the team, and shows them."""
+
+    def __init__(self, store: Store, bus: EventBus, *, lookback: timedelta) -> None:
+        self.store = store
+        self.bus = bus
+        self.lookback = lookback
+        self.drafter_hook: DraftHook | None = None
+        """Drafts a just-alerted mention so its alert shows a reply (auto-draft)."""
+
+    async def alert(self, batch: StoredBatch, *, first_poll: bool, now: datetime | None = None
+                    ) -> list[Mention]:
+        """Alert new mentions (urgent first); a first poll keeps old items quiet."""
+        cutoff = (now or utcnow()) - self.lookback
+        fresh: list[NewMention] = []
+        quiet: list[int] = []
+        for new in batch.new:
+            created = new.raw.created_at
+            if first_poll and created is not None and created < cutoff:
+                quiet.append(new.id)
+            else:
+                fresh.append(new)
+        if quiet:
+            await self.store.mark_many(quiet, MentionState.BACKLOG, SYSTEM, "backlog")
+            log.info("stored %d older mentions quietly (first poll of a source)", len(quiet))
+        fresh.sort(key=lambda n: (not n.urgent, n.id))
+        await self.store.mark_many([n.id for n in fresh], MentionState.ALERTED, SYSTEM, "alert")
+        alerted = []
+        for new in fresh:
+            drafts = []
+            if self.drafter_hook is not None:
+                drafts = await self.drafter_hook(new.id)
+            mention = await self.store.get_mention(new.id)
+            self.bus.publish(MentionAlert(mention, drafts))
+            alerted.append(mention)
+        new_ids = {n.id for n in batch.new}
+        for mention_id in sorted({c.mention_id for c in batch.copies} - new_ids):
+            mention = await self.store.get_mention(mention_id)
+            drafts = await self.store.current_drafts(mention_id)
+            reply = await self.store.reply_for_mention(mention_id)
+            self.bus.publish(MentionChanged(mention, drafts, reply, SYSTEM, "duplicate"))
+        return alerted

@@ -1,0 +1,102 @@
+"""Supervised source loops: each source polls on its own interval with its own cursor and
+exponential backoff; one failing source never stops the others, and its error is visible."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+
+from bot.errors import SourceError
+from bot.events import EventBus, Notice
+from bot.pipeline.ingest import Alerter, Ingestor
+from bot.sources.base import Source
+from bot.storage.repo import Store
+
+log = logging.getLogger(__name__)
+
+MAX_BACKOFF = 3600.0
+
+
+@dataclass
+class PollOutcome:
+    """What one poll did, for logs and tests."""
+
+    fetched: int = 0
+    new: int = 0
+    copies: int = 0
+    alerted: int = 0
+    error: str | None = None
+    retry_after: float | None = None
+
+
+class SourceRunner:
+    """Polls one source forever (until stopped)."""
+
+    def __init__(
+        self, source: Source, store: Store, ingestor: Ingestor, alerter: Alerter, bus: EventBus
+    ) -> None:
+        self.source = source
+        self.store = store
+        self.ingestor = ingestor
+        self.alerter = alerter
+        self.bus = bus
+
+    async def poll_once(self) -> PollOutcome:
+        """Fetch, ingest and alert once; errors are recorded, not raised."""
+        name = self.source.name
+        status = await self.store.source_status(name)
+        try:
+            result = await self.source.fetch(status.cursor)
+        except SourceError as exc:
+            return await self._failed(str(exc), getattr(exc, "retry_after", None))
+        except Exception as exc:
+            log.exception("source %s crashed while fetching", name)
+            return await self._failed(f"{name}: unexpected error ({type(exc).__name__})", None)
+        batch = await self.ingestor.store_batch(result.items)
+        alerted = await self.alerter.alert(batch, first_poll=not status.first_poll_done)
+        await self.store.source_ok(name, result.cursor, len(result.items))
+        if status.consecutive_failures:
+            self.bus.publish(Notice(f"Source {name} is working again."))
+        log.info(
+            "source %s: %d fetched, %d new, %d copies, %d known, %d unmatched",
+            name, len(result.items), len(batch.new), len(batch.copies), batch.skipped_known,
+            batch.unmatched,
+        )
+        return PollOutcome(len(result.items), len(batch.new), len(batch.copies), len(alerted))
+
+    async def _failed(self, message: str, retry_after: float | None) -> PollOutcome:
+        failures = await self.store.source_failed(self.source.name, message)
+        log.warning("source %s failed (%d in a row): %s", self.source.name, failures, message)
+        if failures == 1:
+            self.bus.publish(
+                Notice(f"Source {self.source.name} failed: {message}. Retrying with backoff.")
+            )
+        return PollOutcome(error=message, retry_after=retry_after)
+
+    def delay_after(self, outcome: PollOutcome, failures: int) -> float:
+        """Seconds until the next poll: the interval, or backoff after failures."""
+        if outcome.error is None:
+            return self.source.interval
+        backoff = min(MAX_BACKOFF, self.source.interval * 2 ** min(failures, 12))
+        return max(backoff, outcome.retry_after or 0.0)
+
+    async def run(self, stop: asyncio.Event, *, skip_first: bool = False) -> None:
+        """Poll until ``stop`` is set; ``skip_first`` waits one interval before polling."""
+        delay = self.source.interval if skip_first else 0.0
+        failures = 0
+        while not stop.is_set():
+            if delay:
+                try:
+                    await asyncio.wait_for(stop.wait(), timeout=delay)
+                    break
+                except TimeoutError:
+                    pass
+            try:
+                outcome = await self.poll_once()
+            except Exception:
+                # A failure in storing must not kill the loop: log it and back off.
+                log.exception("source %s: pipeline iteration failed", self.source.name)
+                outcome = PollOutcome(error="pipeline error")
+            failures = failures + 1 if outcome.error else 0
+            delay = self.delay_after(outcome, failures)

@@ -1,0 +1,105 @@
+"""What an alert says, independent of any chat: frontends only add markup and escaping."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from bot.domain.models import Draft, Mention, Reply
+from bot.domain.states import ReplyState
+
+
+def truncate(text: str, limit: int) -> str:
+    """Cut ``text`` to at most ``limit`` characters, ending with an ellipsis when cut."""
+    if len(text) <= limit:
+        return text
+    return text[: max(0, limit - 1)].rstrip() + "…"
+
+
+def format_reach(reach: int | None) -> str:
+    """'12 followers', '3.4k followers', '1.2M followers' or 'reach unknown'."""
+    if reach is None:
+        return "reach unknown"
+    if reach >= 1_000_000:
+        return f"{reach / 1_000_000:.1f}M followers"
+    if reach >= 1_000:
+        return f"{reach / 1_000:.1f}k followers"
+    return f"{reach} followers"
+
+
+def author_label(mention: Mention) -> str:
+    """The author as people know them: 'Display Name (@handle)' or just one of them."""
+    author = mention.author
+    handle = author.handle.lstrip("@")
+    if author.display_name and handle and author.display_name != handle:
+        return f"{author.display_name} (@{handle})"
+    if handle:
+        return f"@{handle}"
+    return author.display_name or "unknown author"
+
+
+def reply_status(reply: Reply | None) -> str | None:
+    """One line on where the reply stands, or None before approval."""
+    if reply is None:
+        return None
+    match reply.state:
+        case ReplyState.SENT:
+            where = f": {reply.posted_url}" if reply.posted_url else ""
+            return f"posted{where}"
+        case ReplyState.AWAITING_MANUAL:
+            where = f" at {reply.posted_url}" if reply.posted_url else ""
+            return f"ready to copy — post it by hand{where}, then confirm"
+        case ReplyState.DEAD:
+            return f"failed: {reply.error or 'unknown error'} (retry possible)"
+        case ReplyState.QUEUED if reply.error:
+            return f"retrying after error: {reply.error}"
+        case _:
+            return f"{reply.state.value} (approved by {reply.approved_by})"
+
+
+@dataclass(frozen=True)
+class AlertView:
+    """The facts an alert shows, in display order."""
+
+    mention_id: int
+    brand: str
+    platform: str
+    source: str
+    author: str
+    reach: str
+    title: str | None
+    text: str
+    link: str | None
+    rule: str
+    urgent: bool
+    intent: str | None
+    duplicates: int
+    state: str
+    draft: str | None
+    variants: tuple[tuple[int, str], ...]
+    reply: str | None
+
+
+def alert_view(
+    mention: Mention, drafts: list[Draft], reply: Reply | None, brand_label: str
+) -> AlertView:
+    """Build the view of one mention for any frontend."""
+    selected = next((d for d in drafts if d.selected), drafts[0] if drafts else None)
+    return AlertView(
+        mention_id=mention.id,
+        brand=brand_label,
+        platform=mention.platform,
+        source=mention.source,
+        author=author_label(mention),
+        reach=format_reach(mention.author.reach),
+        title=mention.title,
+        text=mention.text,
+        link=mention.canonical_url or mention.url,
+        rule=mention.rule,
+        urgent=mention.urgent,
+        intent=mention.intent,
+        duplicates=mention.duplicates,
+        state=mention.state.value,
+        draft=selected.text if selected else None,
+        variants=tuple((d.variant, d.text) for d in drafts),
+        reply=reply_status(reply),
+    )

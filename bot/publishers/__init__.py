@@ -1,0 +1,1 @@
+"""Posting approved replies back where the mention was said."""

@@ -1,0 +1,30 @@
+"""The small interface every publisher implements."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+from bot.domain.models import Mention, Reply
+
+
+@dataclass(frozen=True)
+class PublishResult:
+    """Outcome of a post. ``manual`` means a person must post it and confirm."""
+
+    posted_id: str | None = None
+    url: str | None = None
+    manual: bool = False
+
+
+class Publisher(Protocol):
+    """Posts a reply. Raises PublishError; ``permanent=True`` ends the reply as dead."""
+
+    @property
+    def name(self) -> str: ...
+
+    async def publish(self, reply: Reply, mention: Mention) -> PublishResult: ...
+
+    async def reconcile(self, reply: Reply, mention: Mention) -> PublishResult | None:
+        """After a crash mid-send: the earlier post if it went through, else None."""
+        ...

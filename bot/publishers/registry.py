@@ -1,0 +1,35 @@
+"""Chooses the publisher for a mention from the platform it came from."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from bot.errors import ConfigError
+from bot.publishers.base import Publisher
+
+
+class Publishers:
+    """Publishers by name, and which one serves each platform (the default for the rest)."""
+
+    def __init__(
+        self,
+        publishers: Mapping[str, Publisher],
+        *,
+        default: str,
+        by_platform: Mapping[str, str] | None = None,
+    ) -> None:
+        self._publishers = dict(publishers)
+        self._by_platform = dict(by_platform or {})
+        for name in (default, *self._by_platform.values()):
+            if name not in self._publishers:
+                known = ", ".join(sorted(self._publishers))
+                raise ConfigError([f"unknown publisher {name!r} (known: {known})"])
+        self.default = default
+
+    def name_for(self, platform: str) -> str:
+        """The publisher name that posts replies to ``platform``."""
+        return self._by_platform.get(platform, self.default)
+
+    def get(self, name: str) -> Publisher:
+        """The publisher called ``name`` (falls back to the default one)."""
+        return self._publishers.get(name) or self._publishers[self.default]

@@ -1,0 +1,1 @@
+"""Use cases the frontends call: review decisions, the outbox, stats. No platform imports."""

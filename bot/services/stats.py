@@ -1,0 +1,108 @@
+"""Quick numbers for leads: volume, mix, response time and the queue over a period."""
+
+from __future__ import annotations
+
+import statistics
+from dataclasses import dataclass
+from datetime import timedelta
+
+from bot.domain.models import utcnow
+from bot.domain.states import ReplyState
+from bot.errors import UserFacingError
+from bot.storage.repo import Store
+
+PERIODS: dict[str, timedelta] = {
+    "24h": timedelta(hours=24),
+    "7d": timedelta(days=7),
+    "30d": timedelta(days=30),
+}
+
+_QUEUE_STATES = (
+    ReplyState.QUEUED,
+    ReplyState.SENDING,
+    ReplyState.FAILED,
+    ReplyState.AWAITING_MANUAL,
+    ReplyState.DEAD,
+)
+
+
+@dataclass(frozen=True)
+class Stats:
+    """Figures for one period (and optionally one brand)."""
+
+    period: str
+    brand: str | None
+    total: int
+    by_state: dict[str, int]
+    by_platform: dict[str, int]
+    by_intent: dict[str, int]
+    queue: dict[str, int]
+    answered: int
+    median_response_s: float | None
+    p90_response_s: float | None
+
+
+def parse_period(value: str | None) -> str:
+    """Validate a period argument; the default is 24h."""
+    period = (value or "24h").lower()
+    if period not in PERIODS:
+        raise UserFacingError(f"unknown period {value!r}; use one of {', '.join(PERIODS)}")
+    return period
+
+
+async def compute_stats(store: Store, period: str = "24h", brand: str | None = None) -> Stats:
+    """Gather the figures from the store."""
+    since = utcnow() - PERIODS[parse_period(period)]
+    by_state = await store.count_by("state", since, brand)
+    times = sorted(await store.response_seconds(since, brand))
+    replies = await store.replies(_QUEUE_STATES, limit=10_000)
+    queue: dict[str, int] = {}
+    for reply in replies:
+        queue[reply.state.value] = queue.get(reply.state.value, 0) + 1
+    p90 = None
+    if times:
+        p90 = times[min(len(times) - 1, int(round(0.9 * (len(times) - 1))))]
+    return Stats(
+        period=period,
+        brand=brand,
+        total=sum(by_state.values()),
+        by_state=by_state,
+        by_platform=await store.count_by("platform", since, brand),
+        by_intent=await store.count_by("intent", since, brand),
+        queue=queue,
+        answered=len(times),
+        median_response_s=statistics.median(times) if times else None,
+        p90_response_s=p90,
+    )
+
+
+def human_duration(seconds: float | None) -> str:
+    """'42s', '7m', '3.5h', '2.0d' or '—'."""
+    if seconds is None:
+        return "—"
+    if seconds < 60:
+        return f"{seconds:.0f}s"
+    if seconds < 3600:
+        return f"{seconds / 60:.0f}m"
+    if seconds < 86_400:
+        return f"{seconds / 3600:.1f}h"
+    return f"{seconds / 86_400:.1f}d"
+
+
+def _mix(counts: dict[str, int]) -> str:
+    ordered = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
+    return ", ".join(f"{k} {v}" for k, v in ordered) or "none"
+
+
+def stats_lines(stats: Stats) -> list[str]:
+    """The figures as short plain-text lines (frontends add their own markup)."""
+    scope = f" for {stats.brand}" if stats.brand else ""
+    return [
+        f"Last {stats.period}{scope}: {stats.total} mentions",
+        f"By state: {_mix(stats.by_state)}",
+        f"By platform: {_mix(stats.by_platform)}",
+        f"By intent: {_mix(stats.by_intent)}",
+        f"Answered: {stats.answered} · median response {human_duration(stats.median_response_s)}"
+        f" · p90 {human_duration(stats.p90_response_s)}",
+        f"Outbox: {_mix(stats.queue)}",
+    ]

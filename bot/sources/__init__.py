@@ -1,0 +1,1 @@
+"""Connectors that find mentions, one module per platform."""

@@ -1,0 +1,1 @@
+"""discord.py cogs (alerts, review, stats, watch); they arrive with the Discord frontend."""

@@ -1,0 +1,32 @@
+"""Small builders shared by tests."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from bot.domain.models import Author, RawMention, utcnow
+
+
+def raw(
+    external_id: str,
+    text: str,
+    *,
+    source: str = "feed",
+    platform: str = "rss",
+    url: str | None = None,
+    created_at: datetime | None = None,
+    language: str | None = "en",
+    handle: str = "someone",
+    reach: int | None = 120,
+) -> RawMention:
+    """A raw item as a source would yield it."""
+    return RawMention(
+        source=source,
+        platform=platform,
+        external_id=external_id,
+        url=url or f"https://example.com/posts/{external_id}",
+        author=Author(handle=handle, display_name=handle.title(), reach=reach),
+        text=text,
+        language=language,
+        created_at=created_at or utcnow() - timedelta(minutes=5),
+    )

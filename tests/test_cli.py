@@ -1,0 +1,113 @@
+"""The `parley` command: check reports one line per problem, never a traceback."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ROOT
+
+
+def parley(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None,
+           stdin: str = "", timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    """Run the CLI as a user would, in a clean environment."""
+    base = {k: v for k, v in os.environ.items() if not k.startswith(("PARLEY_", "OPENAI_"))}
+    base.update(env or {})
+    return subprocess.run(
+        [sys.executable, "-m", "bot", *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        env=base,
+        cwd=cwd or ROOT,
+        timeout=timeout,
+    )
+
+
+def _write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "parley.toml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_check_accepts_the_example_config(tmp_path: Path) -> None:
+    config = tmp_path / "parley.toml"
+    config.write_text((ROOT / "parley.example.toml").read_text(encoding="utf-8"))
+    (tmp_path / "feeds").mkdir()
+    (tmp_path / "feeds" / "press.xml").write_text("<rss/>")
+    prompts = tmp_path / "prompts"
+    shutil.copytree(ROOT / "prompts", prompts)
+    for brand in ("acme", "brightbean"):  # the voice files the example names
+        (prompts / "brands" / f"{brand}.md").write_text(f"# {brand}\nFriendly and brief.\n")
+    result = parley("check", env={"PARLEY_CONFIG": str(config)}, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("Configuration OK")
+
+
+@pytest.mark.parametrize(
+    "toml,expected",
+    [
+        ("brands = [", "not valid TOML"),
+        (
+            '[[brands]]\nname = "acme"\n[[brands.rules]]\nname = "r"\nquery = "acme)"\n',
+            "brands[0].rules[0].query: ')' ",
+        ),
+        (
+            '[[brands]]\nname = "acme"\n[[brands.rules]]\nname = "r"\nquery = "acme"\n'
+            '[[sources]]\ntype = "myspace"\nname = "m"\n',
+            "sources[0]: unknown source type 'myspace'",
+        ),
+        (
+            '[[brands]]\nname = "acme"\n[[brands.rules]]\nname = "r"\nquery = "acme"\n'
+            '[[sources]]\ntype = "rss"\nname = "f"\nurl = "ftp://x"\ninterval = 1\n',
+            "sources[0].interval",
+        ),
+        ('[[brands]]\nname = "acme"\nrules = []\n', "brands[0].rules"),
+    ],
+)
+def test_check_names_file_field_and_problem(tmp_path: Path, toml: str, expected: str) -> None:
+    config = _write(tmp_path, toml)
+    result = parley("check", env={"PARLEY_CONFIG": str(config)}, cwd=tmp_path)
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    assert expected in result.stderr, result.stderr
+    for line in result.stderr.strip().splitlines():
+        assert line.startswith(str(config)), line
+
+
+def test_check_reports_every_problem_and_bad_settings_without_echoing_them(
+    tmp_path: Path,
+) -> None:
+    config = _write(
+        tmp_path,
+        '[[brands]]\nname = "acme"\nvoice_file = "brands/missing.md"\n'
+        '[[brands.rules]]\nname = "r"\nquery = "acme"\n'
+        '[[sources]]\ntype = "rss"\nname = "f"\npath = "nowhere.xml"\n',
+    )
+    result = parley("check", env={"PARLEY_CONFIG": str(config)}, cwd=tmp_path)
+    assert result.returncode == 1
+    assert "brands[0].voice_file" in result.stderr
+    assert "sources[0].path: nowhere.xml does not exist" in result.stderr
+    bad = parley("check", env={"PARLEY_LOOKBACK_HOURS": "s3cr3t-token"}, cwd=tmp_path)
+    assert bad.returncode == 1 and "PARLEY_LOOKBACK_HOURS" in bad.stderr
+    assert "s3cr3t-token" not in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_missing_config_says_what_to_do(tmp_path: Path) -> None:
+    result = parley("run", cwd=tmp_path)
+    assert result.returncode == 1
+    assert "parley.toml: file not found" in result.stderr
+    assert "PARLEY_CONFIG" in result.stderr
+
+
+def test_status_before_first_run(tmp_path: Path) -> None:
+    result = parley("status", cwd=tmp_path)
+    assert result.returncode == 1
+    assert result.stderr.strip() == (
+        "parley: no database at parley.db yet; start Parley with 'parley run' first"
+    )

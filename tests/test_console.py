@@ -1,0 +1,103 @@
+"""Scenario tests over the console frontend: push a line, read the reply (errbot style)."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+
+from bot.app import Core
+from bot.domain.models import Actor
+from bot.domain.states import MentionState
+from bot.frontends.console import ConsoleFrontend
+from tests.helpers import raw
+
+
+async def _with_mentions(core: Core) -> tuple[ConsoleFrontend, list[int]]:
+    console = ConsoleFrontend(core, out=io.StringIO())
+    batch = await core.ingestor.store_batch(
+        [
+            raw("q", "How do I export my notes from acme cloud?", handle="ana"),
+            raw("c", "Acme is down and I want a refund", handle="@everyone"),
+        ]
+    )
+    alerted = await core.alerter.alert(batch, first_poll=False)
+    return console, [m.id for m in alerted]
+
+
+async def test_full_review_loop_from_the_console(core: Core) -> None:
+    console, (urgent, question) = await _with_mentions(core)
+    listing = await console.handle_line("list")
+    assert any(f"#{question}" in line and "drafted" in line for line in listing)
+    assert listing[0].startswith("!")  # urgent first and flagged
+    shown = "\n".join(await console.handle_line(f"show {question}"))
+    assert "How do I export my notes from acme cloud?" in shown
+    assert "*Draft 1:" in shown and "History:" in shown
+    assert await console.handle_line(f"approve {question}") == [
+        f"Queued reply for #{question} via log."
+    ]
+    await core.outbox.send_due()
+    assert (await core.store.get_mention(question)).state is MentionState.POSTED
+    assert await console.handle_line(f"reject {urgent} needs a human call") == []
+    assert "rejected" in (await console.handle_line("list rejected"))[0]
+    queue = await console.handle_line("queue")
+    assert queue == ["The outbox is empty."]
+    stats = await console.handle_line("stats 7d acme")
+    assert stats[0] == "Last 7d for acme: 2 mentions"
+    assert "Answered: 1" in stats[4]
+
+
+async def test_errors_are_one_friendly_line(core: Core) -> None:
+    console, (urgent, _) = await _with_mentions(core)
+    assert (await console.handle_line("frobnicate 3"))[0].startswith("Unknown command")
+    assert await console.handle_line("show banana") == [
+        "Sorry: give the mention's number, e.g. 'show 12'."
+    ]
+    assert await console.handle_line("show 999") == ["Sorry: no mention #999."]
+    assert (await console.handle_line("list nonsense"))[0].startswith("Sorry: unknown state")
+    assert (await console.handle_line("stats 3y"))[0].startswith("Sorry: unknown period")
+    assert await console.handle_line(f"approve {urgent} x") == [
+        "Sorry: approve takes an optional variant number, e.g. 'approve 12 2'."
+    ]
+    await console.handle_line(f"ignore {urgent}")
+    reply = await console.handle_line(f"approve {urgent}")
+    assert reply == [f"Sorry: mention #{urgent} is ignored."]
+
+
+async def test_edit_and_variant_choice(core: Core) -> None:
+    console, (_, question) = await _with_mentions(core)
+    await console.handle_line(f"use {question} 2")
+    selected = await core.store.selected_draft(question)
+    assert selected is not None and selected.variant == 2
+    out = await console.handle_line(f"edit {question} Hi Ana! Settings → Export does it.")
+    assert out == [f"Type 'approve {question}' to post your text."]
+    selected = await core.store.selected_draft(question)
+    assert selected is not None and selected.text == "Hi Ana! Settings → Export does it."
+
+
+async def test_a_non_approver_console_is_refused(core: Core) -> None:
+    core.review.policy = type(core.review.policy)(console_is_approver=False)
+    console, (_, question) = await _with_mentions(core)
+    console.actor = Actor(platform="console", user_id="guest")
+    out = await console.handle_line(f"approve {question}")
+    assert out == ["Sorry: only approvers can approve replies; ask a team lead to add you."]
+
+
+async def test_alerts_render_without_pings_or_control_characters(core: Core) -> None:
+    out = io.StringIO()
+    console = ConsoleFrontend(core, out=out)
+    stop = asyncio.Event()
+    bus = asyncio.create_task(core.bus.run(stop))
+    batch = await core.ingestor.store_batch(
+        [raw("z", "acme cloud question from a hostile handle", handle="@everyone")]
+    )
+    await core.alerter.alert(batch, first_poll=False)
+    await core.bus.drain()
+    stop.set()
+    await bus
+    text = out.getvalue()
+    assert "New mention #" in text and "@everyone" in text  # shown as the author's handle
+    assert "\x1b" not in text
+    for line in text.splitlines():
+        if "Draft" in line:
+            assert "@everyone" not in line  # but never echoed into a reply
+    assert console.name == "console"

@@ -1,0 +1,206 @@
+"""Review decisions and the outbox: permissions, double clicks, retries, exactly-once posting
+across a simulated crash."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import pytest
+
+from bot.app import Core, build_core
+from bot.config import ParleyConfig
+from bot.domain.models import SYSTEM, Actor
+from bot.domain.states import MentionState, ReplyState
+from bot.errors import InvalidTransition, PermissionDenied, PublishError, UserFacingError
+from bot.publishers.registry import Publishers
+from bot.settings import Settings
+from tests.helpers import raw
+from tests.recording_publisher import RecordingPublisher
+
+CM = Actor(platform="console", user_id="cm", display_name="Ana")
+STRANGER = Actor(platform="telegram", user_id="999", display_name="Mallory")
+
+
+@asynccontextmanager
+async def wired(
+    settings: Settings, config: ParleyConfig, ledger: Path
+) -> AsyncIterator[tuple[Core, RecordingPublisher]]:
+    """A core whose replies all go through a RecordingPublisher writing to ``ledger``."""
+    async with build_core(settings, config) as core:
+        publisher = RecordingPublisher(ledger)
+        publishers = Publishers({"recording": publisher}, default="recording")
+        core.review.publishers = publishers
+        core.outbox.publishers = publishers
+        core.outbox.base_delay = 0.01
+        yield core, publisher
+
+
+async def _alerted_mention(
+    core: Core, external_id: str = "m1", text: str = "Is Acme down? I want a refund"
+) -> int:
+    batch = await core.ingestor.store_batch([raw(external_id, text, handle="bob")])
+    alerted = await core.alerter.alert(batch, first_poll=False)
+    return alerted[0].id
+
+
+async def test_approve_posts_exactly_once_and_audits(
+    settings: Settings, config: ParleyConfig, tmp_path: Path
+) -> None:
+    async with wired(settings, config, tmp_path / "ledger.json") as (core, publisher):
+        mention_id = await _alerted_mention(core)
+        mention = await core.store.get_mention(mention_id)
+        assert mention.state is MentionState.DRAFTED  # auto-draft on alert
+        assert mention.urgent and mention.brand == "acme" and mention.rule == "outage"
+        reply = await core.review.approve(mention_id, CM)
+        with pytest.raises(InvalidTransition):
+            await core.review.approve(mention_id, CM)  # a double click
+        await core.outbox.send_due()
+        await core.outbox.send_due()
+        assert [p["key"] for p in publisher.posts()] == [reply.idempotency_key]
+        sent = await core.store.get_reply(reply.id)
+        assert sent.state is ReplyState.SENT and sent.posted_url == "https://example.com/r/1"
+        assert (await core.store.get_mention(mention_id)).state is MentionState.POSTED
+        actions = [e.action for e in await core.store.audit_trail("mention", mention_id)]
+        assert actions == ["alert", "draft", "approve", "sent"]
+        reply_actions = [e.action for e in await core.store.audit_trail("reply", reply.id)]
+        assert reply_actions == ["queue", "send", "sent"]
+
+
+async def test_only_approvers_decide(settings: Settings, config: ParleyConfig, tmp_path: Path
+                                     ) -> None:
+    async with wired(settings, config, tmp_path / "ledger.json") as (core, _):
+        mention_id = await _alerted_mention(core)
+        for decide in (
+            core.review.approve(mention_id, STRANGER),
+            core.review.reject(mention_id, STRANGER),
+            core.review.ignore(mention_id, STRANGER),
+            core.review.edit(mention_id, "hi", STRANGER),
+        ):
+            with pytest.raises(PermissionDenied):
+                await decide
+        assert (await core.store.get_mention(mention_id)).state is MentionState.DRAFTED
+
+
+async def test_edit_replaces_the_text_and_is_audited(
+    settings: Settings, config: ParleyConfig, tmp_path: Path
+) -> None:
+    async with wired(settings, config, tmp_path / "ledger.json") as (core, publisher):
+        mention_id = await _alerted_mention(core)
+        before = await core.store.selected_draft(mention_id)
+        await core.review.edit(mention_id, "  Sorry Bob, we are on it: status.acme.test  ", CM)
+        with pytest.raises(UserFacingError, match="empty"):
+            await core.review.edit(mention_id, "   ", CM)
+        with pytest.raises(UserFacingError, match="allows"):
+            await core.review.edit(mention_id, "x" * 6000, CM)
+        await core.review.approve(mention_id, CM)
+        await core.outbox.send_due()
+        assert publisher.posts()[0]["text"] == "Sorry Bob, we are on it: status.acme.test"
+        edit = [e for e in await core.store.audit_trail("mention", mention_id)
+                if e.action == "edit"][0]
+        assert before is not None and edit.before_text == before.text
+        assert edit.after_text == "Sorry Bob, we are on it: status.acme.test"
+        assert edit.actor == "console:Ana"
+
+
+async def test_retryable_errors_back_off_then_die_and_can_be_retried(
+    settings: Settings, config: ParleyConfig, tmp_path: Path
+) -> None:
+    async with wired(settings, config, tmp_path / "ledger.json") as (core, publisher):
+        core.outbox.max_attempts = 2
+        mention_id = await _alerted_mention(core)
+        reply = await core.review.approve(mention_id, CM)
+        publisher.failures = [PublishError("503 from platform"), PublishError("503 again")]
+        await core.outbox.send_due()
+        queued = await core.store.get_reply(reply.id)
+        assert queued.state is ReplyState.QUEUED and queued.next_attempt_at is not None
+        await asyncio.sleep(0.05)
+        await core.outbox.send_due()
+        dead = await core.store.get_reply(reply.id)
+        assert dead.state is ReplyState.DEAD and "gave up after 2 tries" in (dead.error or "")
+        assert publisher.posts() == []
+        await core.review.retry(mention_id, CM)
+        await core.outbox.send_due()
+        assert len(publisher.posts()) == 1
+        assert (await core.store.get_mention(mention_id)).state is MentionState.POSTED
+
+
+async def test_permanent_error_is_dead_at_once(
+    settings: Settings, config: ParleyConfig, tmp_path: Path
+) -> None:
+    async with wired(settings, config, tmp_path / "ledger.json") as (core, publisher):
+        mention_id = await _alerted_mention(core)
+        reply = await core.review.approve(mention_id, CM)
+        publisher.failures = [PublishError("the post was deleted", permanent=True)]
+        await core.outbox.send_due()
+        dead = await core.store.get_reply(reply.id)
+        assert dead.state is ReplyState.DEAD and dead.error == "the post was deleted"
+        assert dead.attempts == 1
+
+
+@pytest.mark.parametrize("posted_before_crash", [True, False])
+async def test_crash_mid_send_never_posts_twice_nor_loses_the_reply(
+    settings: Settings, config: ParleyConfig, tmp_path: Path, posted_before_crash: bool
+) -> None:
+    ledger = tmp_path / "ledger.json"
+    async with wired(settings, config, ledger) as (core, publisher):
+        mention_id = await _alerted_mention(core)
+        reply = await core.review.approve(mention_id, CM)
+        if posted_before_crash:
+            publisher.hang_after_post = True
+        else:
+            publisher.failures = []  # the crash comes before the request leaves
+            original = publisher.publish
+
+            async def die_before_posting(*args: object) -> object:
+                await asyncio.Event().wait()
+                return await original(*args)  # type: ignore[arg-type]  # pragma: no cover
+
+            publisher.publish = die_before_posting  # type: ignore[method-assign]
+        task = asyncio.create_task(core.outbox.send_due())
+        await asyncio.sleep(0.2)
+        task.cancel()  # the process dies mid-send: the database keeps what was committed
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        assert (await core.store.get_reply(reply.id)).state is ReplyState.SENDING
+    # Restart on the same database file.
+    async with wired(settings, config, ledger) as (core, publisher):
+        await core.outbox.recover()
+        await core.outbox.send_due()
+        final = await core.store.get_reply(reply.id)
+        assert final.state is ReplyState.SENT
+        assert [p["key"] for p in publisher.posts()] == [reply.idempotency_key]
+        assert (await core.store.get_mention(mention_id)).state is MentionState.POSTED
+
+
+async def test_manual_publisher_waits_for_confirmation(
+    settings: Settings, config: ParleyConfig
+) -> None:
+    manual = settings.model_copy(update={"parley_default_publisher": "manual"})
+    async with build_core(manual, config) as core:
+        mention_id = await _alerted_mention(core)
+        await core.review.approve(mention_id, CM)
+        await core.outbox.send_due()
+        reply = await core.store.reply_for_mention(mention_id)
+        assert reply is not None and reply.state is ReplyState.AWAITING_MANUAL
+        assert (await core.store.get_mention(mention_id)).state is MentionState.APPROVED
+        await core.review.confirm_posted(mention_id, CM, "https://example.com/my-reply")
+        reply = await core.store.reply_for_mention(mention_id)
+        assert reply is not None and reply.state is ReplyState.SENT
+        assert reply.posted_url == "https://example.com/my-reply"
+        assert (await core.store.get_mention(mention_id)).state is MentionState.POSTED
+
+
+async def test_reject_and_ignore_close_the_mention(core: Core) -> None:
+    first = await _alerted_mention(core, "m1")
+    second = await _alerted_mention(core, "m2", "Acme cloud pricing page is confusing to me")
+    await core.review.reject(first, CM, "not our product")
+    await core.review.ignore(second, SYSTEM)
+    assert (await core.store.get_mention(first)).state is MentionState.REJECTED
+    assert (await core.store.get_mention(second)).state is MentionState.IGNORED
+    with pytest.raises(InvalidTransition):
+        await core.review.approve(first, CM)
+    trail = await core.store.audit_trail("mention", first)
+    assert trail[-1].action == "reject" and trail[-1].detail == "not our product"
