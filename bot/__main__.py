@@ -61,12 +61,13 @@ async def _run(settings: Settings, config: ParleyConfig) -> None:
         if settings.parley_console == "on" or settings.parley_console == "auto":
             frontends.append(ConsoleFrontend(core))
         if not frontends:
-            raise ConfigError(
-                ["no chat frontend is enabled: set PARLEY_CONSOLE=on (or auto)"]
-            )
+            raise ConfigError(["no chat frontend is enabled: set PARLEY_CONSOLE=on (or auto)"])
         log.info(
             "Parley %s: %d brands, %d sources, drafting with %s",
-            __version__, len(config.brands), len(config.sources), core.drafter.name,
+            __version__,
+            len(config.brands),
+            len(config.sources),
+            core.drafter.name,
         )
         stop = asyncio.Event()
         _install_stop(stop)
@@ -112,14 +113,17 @@ async def status(settings: Settings) -> list[str]:
         lines = ["Sources:"]
         for s in await store.all_source_status():
             health = (
-                f"failing ({s.consecutive_failures}×): {s.last_error}"
+                f"failing ({s.consecutive_failures} in a row): {s.last_error}"
                 if s.consecutive_failures
-                else f"ok, last poll {s.last_ok_at:%Y-%m-%d %H:%M}" if s.last_ok_at else "never ok"
+                else f"ok, last poll {s.last_ok_at:%Y-%m-%d %H:%M}"
+                if s.last_ok_at
+                else "never ok"
             )
             lines.append(f"  {s.source}: {health}; {s.items_seen} items seen")
         counts = await store.count_by("state", datetime.min.replace(tzinfo=UTC))
-        lines.append("Mentions: " + (", ".join(f"{k} {v}" for k, v in sorted(counts.items()))
-                                     or "none"))
+        lines.append(
+            "Mentions: " + (", ".join(f"{k} {v}" for k, v in sorted(counts.items())) or "none")
+        )
         waiting = await store.replies(
             [ReplyState.QUEUED, ReplyState.SENDING, ReplyState.AWAITING_MANUAL, ReplyState.DEAD]
         )

@@ -80,10 +80,10 @@ class Core:
         for runner in self.runners:
             await runner.poll_once()
 
-    async def settle(self, timeout: float = 15.0) -> None:
+    async def settle(self, limit: float = 15.0) -> None:
         """Wait until the outbox has nothing due and every event was delivered."""
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
+        deadline = loop.time() + limit
         while loop.time() < deadline:
             self.outbox.wake()
             await asyncio.sleep(0.05)

@@ -8,6 +8,7 @@ ParleyError
 ├── ConfigError           bad settings or parley.toml; carries one line per problem
 ├── QuerySyntaxError      a malformed watch-rule query (position included)
 ├── SourceError           a source could not be fetched or parsed
+│   └── SourceRateLimited the platform said 429 (retry_after seconds)
 ├── PublishError          a reply could not be posted (retryable or permanent)
 ├── LLMError              the language model failed
 └── StorageError          the database failed or is from a newer Parley
@@ -55,6 +56,14 @@ class QuerySyntaxError(ParleyError):
 
 class SourceError(ParleyError):
     """A source failed to fetch or parse; the message is safe to log and show."""
+
+
+class SourceRateLimited(SourceError):
+    """The platform answered 429; ``retry_after`` is its Retry-After in seconds, if sent."""
+
+    def __init__(self, message: str, *, retry_after: float | None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
 
 
 class PublishError(ParleyError):

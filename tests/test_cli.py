@@ -13,8 +13,13 @@ import pytest
 from tests.conftest import ROOT
 
 
-def parley(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None,
-           stdin: str = "", timeout: float = 60) -> subprocess.CompletedProcess[str]:
+def parley(
+    *args: str,
+    env: dict[str, str] | None = None,
+    cwd: Path | None = None,
+    stdin: str = "",
+    timeout: float = 60,
+) -> subprocess.CompletedProcess[str]:
     """Run the CLI as a user would, in a clean environment."""
     base = {k: v for k, v in os.environ.items() if not k.startswith(("PARLEY_", "OPENAI_"))}
     base.update(env or {})

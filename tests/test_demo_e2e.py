@@ -38,9 +38,7 @@ def test_demo_shows_the_whole_loop(tmp_path: Path) -> None:
     assert "#16 is now rejected (reject by console:you)" in out
     assert "Unknown command 'frobnicate'" in out
     # The injection attempt never steered a draft.
-    assert "admin password" not in "\n".join(
-        line for line in out.splitlines() if "Draft" in line
-    )
+    assert "admin password" not in "\n".join(line for line in out.splitlines() if "Draft" in line)
 
     with sqlite3.connect(db) as conn:
         states = dict(conn.execute("SELECT id, state FROM mentions WHERE id IN (8,13,16,27)"))
@@ -49,8 +47,8 @@ def test_demo_shows_the_whole_loop(tmp_path: Path) -> None:
         assert [(m, s) for m, s, _ in replies] == [(13, "sent"), (8, "sent")]
         assert replies[1][2] == "Hi! Settings → Export → Markdown keeps attachments. — Sam"
         audit = conn.execute(
-            "SELECT actor, action, detail FROM audit_log WHERE entity = 'mention' AND entity_id = 16"
-            " ORDER BY id"
+            "SELECT actor, action, detail FROM audit_log"
+            " WHERE entity = 'mention' AND entity_id = 16 ORDER BY id"
         ).fetchall()
         assert audit[-1] == ("console:you", "reject", "prompt injection, not a customer")
         copies = conn.execute(

@@ -52,10 +52,20 @@ async def test_matching_and_three_layers_of_dedupe(core: Core) -> None:
     second = await core.ingestor.store_batch(
         [
             raw("1", COMPLAINT),  # the same item again
-            raw("9", "Great review of Acme", source="reddit", platform="reddit",
-                url="https://blog.example/acme-review#comments"),  # same link elsewhere
-            raw("10", "RT @bob: " + COMPLAINT + " https://t.co/xyz", source="x", platform="x",
-                url="https://x.example/status/10"),  # a repost
+            raw(
+                "9",
+                "Great review of Acme",
+                source="reddit",
+                platform="reddit",
+                url="https://blog.example/acme-review#comments",
+            ),  # same link elsewhere
+            raw(
+                "10",
+                "RT @bob: " + COMPLAINT + " https://t.co/xyz",
+                source="x",
+                platform="x",
+                url="https://x.example/status/10",
+            ),  # a repost
         ]
     )
     assert second.skipped_known == 1 and second.new == []
@@ -128,17 +138,32 @@ def _items(source: str, *texts: str) -> list[RawMention]:
 
 async def test_a_failing_source_does_not_stop_the_others(core: Core) -> None:
     events = _events(core)
-    broken = ScriptedSource("broken", [SourceError("broken: timed out after 20s"),
-                                        RuntimeError("boom"), FetchResult([], {"n": "1"})])
+    broken = ScriptedSource(
+        "broken",
+        [
+            SourceError("broken: timed out after 20s"),
+            RuntimeError("boom"),
+            FetchResult([], {"n": "1"}),
+        ],
+    )
     healthy = ScriptedSource(
         "healthy",
-        [FetchResult(_items("healthy", "acme cloud rocks, loving the new editor"), {"etag": "1"}),
-         FetchResult(_items("healthy", "acme cloud rocks, loving the new editor",
-                            "globex is hiring interns this summer"), {"etag": "2"})],
+        [
+            FetchResult(
+                _items("healthy", "acme cloud rocks, loving the new editor"), {"etag": "1"}
+            ),
+            FetchResult(
+                _items(
+                    "healthy",
+                    "acme cloud rocks, loving the new editor",
+                    "globex is hiring interns this summer",
+                ),
+                {"etag": "2"},
+            ),
+        ],
     )
     for source in (broken, healthy):
-        core.runners.append(SourceRunner(source, core.store, core.ingestor, core.alerter,
-                                         core.bus))
+        core.runners.append(SourceRunner(source, core.store, core.ingestor, core.alerter, core.bus))
     outcomes = [await r.poll_once() for r in core.runners for _ in range(2)]
     assert outcomes[0].error == "broken: timed out after 20s"
     assert outcomes[1].error == "broken: unexpected error (RuntimeError)"
@@ -168,7 +193,8 @@ async def test_backoff_grows_and_honours_retry_after(core: Core) -> None:
 
 async def test_supervised_loop_keeps_polling_until_stopped(core: Core) -> None:
     source = ScriptedSource(
-        "loop", [SourceError("flaky"), FetchResult(_items("loop", "acme cloud is neat"), {})],
+        "loop",
+        [SourceError("flaky"), FetchResult(_items("loop", "acme cloud is neat"), {})],
         interval=0.01,
     )
     runner = SourceRunner(source, core.store, core.ingestor, core.alerter, core.bus)

@@ -69,8 +69,9 @@ async def test_approve_posts_exactly_once_and_audits(
         assert reply_actions == ["queue", "send", "sent"]
 
 
-async def test_only_approvers_decide(settings: Settings, config: ParleyConfig, tmp_path: Path
-                                     ) -> None:
+async def test_only_approvers_decide(
+    settings: Settings, config: ParleyConfig, tmp_path: Path
+) -> None:
     async with wired(settings, config, tmp_path / "ledger.json") as (core, _):
         mention_id = await _alerted_mention(core)
         for decide in (
@@ -98,8 +99,9 @@ async def test_edit_replaces_the_text_and_is_audited(
         await core.review.approve(mention_id, CM)
         await core.outbox.send_due()
         assert publisher.posts()[0]["text"] == "Sorry Bob, we are on it: status.acme.test"
-        edit = [e for e in await core.store.audit_trail("mention", mention_id)
-                if e.action == "edit"][0]
+        edit = next(
+            e for e in await core.store.audit_trail("mention", mention_id) if e.action == "edit"
+        )
         assert before is not None and edit.before_text == before.text
         assert edit.after_text == "Sorry Bob, we are on it: status.acme.test"
         assert edit.actor == "console:Ana"

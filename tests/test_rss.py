@@ -17,9 +17,9 @@ from aiohttp import web
 from bot import __version__
 from bot.config import RssSourceConfig
 from bot.domain.models import MAX_TEXT_CHARS
-from bot.errors import SourceError
+from bot.errors import SourceError, SourceRateLimited
 from bot.sources import rss
-from bot.sources.rss import RssSource, SourceRateLimited
+from bot.sources.rss import RssSource
 
 FIXTURES = Path(__file__).parent / "fixtures"
 GOOGLE_ALERTS = (FIXTURES / "google_alerts_feed.xml").read_bytes()
@@ -405,3 +405,29 @@ async def test_missing_file_names_the_path(tmp_path: Path) -> None:
     source = RssSource(RssSourceConfig(type="rss", name="local", path=str(missing)))
     with pytest.raises(SourceError, match=r"file not found: .*nowhere/feed\.xml"):
         await source.fetch({})
+
+
+async def test_author_handles_follow_reddit_and_mastodon_conventions(tmp_path: Path) -> None:
+    feed = tmp_path / "mixed.xml"
+    feed.write_text(
+        """<?xml version="1.0" encoding="utf-8"?>
+<feed xmlns="http://www.w3.org/2005/Atom"><title>t</title><id>f</id>
+<entry><id>r1</id><title>Nimbus sync</title><content type="html">broken</content>
+  <author><name>/u/offgrid_pm</name><uri>https://www.reddit.com/user/offgrid_pm</uri></author>
+  <link href="https://www.reddit.com/r/x/comments/1/nimbus/"/></entry>
+<entry><id>m1</id><title>post</title><content type="html">nimbus rocks</content>
+  <author><name>Kat</name></author>
+  <link href="https://fosstodon.org/@kat_codes/115566021889413207"/></entry>
+<entry><id>w1</id><title>news</title><content type="html">nimbus news</content>
+  <link href="https://news.example/nimbus"/></entry>
+</feed>""",
+        encoding="utf-8",
+    )
+    source = RssSource(RssSourceConfig(type="rss", name="mixed", path=str(feed)))
+    reddit, mastodon, web_page = (await source.fetch({})).items
+    assert reddit.author.handle == "offgrid_pm"
+    assert reddit.author.profile_url == "https://www.reddit.com/user/offgrid_pm"
+    assert mastodon.author.handle == "kat_codes@fosstodon.org"
+    assert mastodon.author.display_name == "Kat"
+    assert mastodon.author.profile_url == "https://fosstodon.org/@kat_codes"
+    assert web_page.author.handle == "" and web_page.author.display_name is None

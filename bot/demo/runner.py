@@ -42,9 +42,7 @@ async def run_demo(settings: Settings, db_path: Path | None) -> None:
         )
         base = demo_dir()
         config = load_config(base / "parley.demo.toml")
-        async with build_core(
-            settings, config, base_dir=base, lookback=demo_lookback()
-        ) as core:
+        async with build_core(settings, config, base_dir=base, lookback=demo_lookback()) as core:
             console = ConsoleFrontend(core, on_end_of_input=core.settle)
             console.write(
                 [

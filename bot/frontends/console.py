@@ -13,7 +13,7 @@ import shlex
 import sys
 import threading
 from collections.abc import Awaitable, Callable
-from typing import TextIO
+from typing import ClassVar, TextIO
 
 from bot.app import Core
 from bot.domain.models import Actor, Mention
@@ -143,8 +143,10 @@ class ConsoleFrontend:
             case "retry_scheduled":
                 return [f"… #{m.id} failed, retrying later"]
             case "draft" | "edit" | "select":
-                drafts = [f"  {'*' if d.selected else ' '}Draft {d.variant}: {d.text}"
-                          for d in event.drafts]
+                drafts = [
+                    f"  {'*' if d.selected else ' '}Draft {d.variant}: {d.text}"
+                    for d in event.drafts
+                ]
                 return [f"#{m.id} {event.action} by {who}:", *drafts]
             case _:
                 return [f"#{m.id} is now {m.state.value} ({event.action} by {who})"]
@@ -270,8 +272,13 @@ class ConsoleFrontend:
 
     async def _queue(self, arg: str) -> list[str]:
         replies = await self.core.store.replies(
-            [ReplyState.QUEUED, ReplyState.SENDING, ReplyState.FAILED,
-             ReplyState.AWAITING_MANUAL, ReplyState.DEAD],
+            [
+                ReplyState.QUEUED,
+                ReplyState.SENDING,
+                ReplyState.FAILED,
+                ReplyState.AWAITING_MANUAL,
+                ReplyState.DEAD,
+            ],
             limit=50,
         )
         if not replies:
@@ -295,11 +302,15 @@ class ConsoleFrontend:
         for runner in self.core.runners:
             status = await self.core.store.source_status(runner.source.name)
             if status.last_error and status.consecutive_failures:
-                lines.append(f"✘ {status.source}: {status.last_error} "
-                             f"({status.consecutive_failures} failures in a row)")
+                lines.append(
+                    f"✘ {status.source}: {status.last_error} "
+                    f"({status.consecutive_failures} failures in a row)"
+                )
             elif status.last_ok_at:
-                lines.append(f"✔ {status.source}: ok at {status.last_ok_at:%H:%M:%S}, "
-                             f"{status.items_seen} items seen")
+                lines.append(
+                    f"✔ {status.source}: ok at {status.last_ok_at:%H:%M:%S}, "
+                    f"{status.items_seen} items seen"
+                )
             else:
                 lines.append(f"… {status.source}: not polled yet")
         return lines or ["No sources configured."]
@@ -308,11 +319,25 @@ class ConsoleFrontend:
         self.quitting = True
         return ["Bye."]
 
-    _commands: dict[str, Callable[[ConsoleFrontend, str], Awaitable[list[str]]]] = {
-        "help": _help, "?": _help, "list": _list, "ls": _list, "show": _show, "draft": _draft,
-        "use": _use, "approve": _approve, "edit": _edit, "reject": _reject, "ignore": _ignore,
-        "retry": _retry, "confirm": _confirm, "queue": _queue, "stats": _stats,
-        "sources": _sources, "quit": _quit, "exit": _quit,
+    _commands: ClassVar[dict[str, Callable[[ConsoleFrontend, str], Awaitable[list[str]]]]] = {
+        "help": _help,
+        "?": _help,
+        "list": _list,
+        "ls": _list,
+        "show": _show,
+        "draft": _draft,
+        "use": _use,
+        "approve": _approve,
+        "edit": _edit,
+        "reject": _reject,
+        "ignore": _ignore,
+        "retry": _retry,
+        "confirm": _confirm,
+        "queue": _queue,
+        "stats": _stats,
+        "sources": _sources,
+        "quit": _quit,
+        "exit": _quit,
     }
 
     # ---- loop ---------------------------------------------------------------------------

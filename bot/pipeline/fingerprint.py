@@ -16,20 +16,24 @@ J + (1 - J)/16, where J is the Jaccard similarity of their bigram sets.
 **Threshold.** Two fingerprints are near-identical when at least 13 of their 16 nibbles agree
 (``MAX_DIFFERENT_NIBBLES`` = 3), which in effect means J of about 0.7 or more. Measured on
 50-word prose: one edited (changed, added or removed) word still matches 98% of the time, two
-88%, three 76%; among 2,467 distinct passages the only collapses were copies with J ≥ 0.44
-(median 0.8). Different texts sharing a phrase (J ≈ 0.3) collapse with probability ~1e-4 per
-pair, unrelated ones ~1e-13. A false collapse hides a mention while a missed one only shows a
-copy twice, so the threshold leans to precision.
+88%, three 74% (30 words: 93%, 65%, 38%); among 2,467 distinct passages of package docs the only
+collapses were repeated boilerplate (bigram J 0.38-1, median 0.81). By the binomial tail,
+different texts sharing a phrase (J ≈ 0.3) collapse with probability ~1e-4 per pair, unrelated
+ones ~1e-13. A false collapse hides a mention while a missed one only shows a copy twice, so
+the threshold leans to precision.
 
 **Short texts.** A text of fewer than ``MIN_WORDS`` (5) words has no fingerprint (``0``, which
-never matches): "love @acme" from two people are two mentions. From 5 to ``FUZZY_MIN_WORDS``
-words the fingerprint is a plain hash of the word sequence, so only texts with exactly the same
-words (after normalisation) match: with so few shingles a sketch would be noise, and a changed
-word in a one-line post usually changes what it says.
+never matches): "love @acme" from two people are two mentions. From 5 to 15 words (below
+``FUZZY_MIN_WORDS``) the fingerprint is a plain hash of the word sequence, so only texts with
+exactly the same words (after normalisation) match: with so few shingles a sketch would be
+noise, and a changed word in a one-line post usually changes what it says.
 
 **Lookup.** :class:`NearDupIndex` keeps every fingerprint under each of its four 16-bit quarters;
 texts that differ in at most 3 nibbles share at least one quarter (pigeonhole), so looking up the
 four quarters and checking those candidates finds every match.
+
+**Cost** (pure Python, this project's 2-core CI machine, 300-character texts): about 20 µs per
+fingerprint and 2 µs per lookup in an index of 10,000 (6 µs at 100,000).
 """
 
 from __future__ import annotations
@@ -62,15 +66,15 @@ _MASK64 = (1 << 64) - 1
 _NIBBLES = 0x1111_1111_1111_1111
 _BINS = 16
 _BIN_STARTS = tuple(b << 28 for b in range(_BINS))
-_NIBBLE_SHIFTS = (0,) * 7 + (28,) * 7 + (56,) * 2
+_NIBBLE_SHIFTS = tuple(16 * (b // 4) for b in range(_BINS))
 _NIBBLE_MASKS = tuple(0xF << (4 * b) for b in range(_BINS))
 _WRAP = 1 << 32  # past every CRC-32: marks the smallest hash copied to the end of the list
 _CREDIT_WORDS = (b"rt", b"mt", b"via", b"cc")
 
-# Links, @handles (an email's "@host" too, harmlessly) and runs of non-ASCII characters, which
-# are filtered to their letters and digits by _keep_words. Everything here is one regex pass:
-# on this hot path a second pass over the text would cost more than all the hashing.
-_NOISE = re.compile(r"(?:https?://|www\.|@)\S*|[^\x00-\x7f]+")
+# Links and @handles (an email's "@host" too, harmlessly). Each regex runs only on the texts
+# that need it: on this hot path a regex pass costs as much as all the hashing.
+_LINKS = re.compile(r"(?:https?://|www\.|@)\S*")
+_NON_ASCII = re.compile(r"[^\x00-\x7f]+")
 _SPACELESS_SCRIPT = re.compile(
     "[\u0e00-\u0eff\u1000-\u109f\u1780-\u17ff\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff"
     "\uac00-\ud7af\uf900-\ufaff\uff66-\uff9f]"
@@ -79,10 +83,9 @@ _SPACELESS_SCRIPT = re.compile(
 _WORD_BYTES = bytes(b if chr(b).isalnum() or b >= 0x80 else 0x20 for b in range(256))
 
 
-def _keep_words(match: re.Match[str]) -> str:
+def _letters_only(match: re.Match[str]) -> str:
+    """A run of non-ASCII characters with everything but letters and digits (emoji…) blanked."""
     run = match.group()
-    if run.isascii():  # a link or a handle
-        return " "
     if run.isalnum():
         return run
     return "".join(c if c.isalnum() else " " for c in run)
@@ -91,13 +94,14 @@ def _keep_words(match: re.Match[str]) -> str:
 def _words(text: str) -> list[bytes]:
     """The normalised words of ``text`` as UTF-8 (see the module docstring)."""
     text = text[:MAX_FINGERPRINT_CHARS].lower()
-    if not text.isascii() or "@" in text or "://" in text or "www." in text:
-        text = _NOISE.sub(_keep_words, text)
+    if "@" in text or "://" in text or "www." in text:
+        text = _LINKS.sub(" ", text)
+    if not text.isascii():
+        text = _NON_ASCII.sub(_letters_only, text)
         if _SPACELESS_SCRIPT.search(text):
             words = [w.encode("utf-8", "surrogatepass") for w in tokenize(text)]
             return _strip_credits(words)
-    words = text.encode("utf-8", "surrogatepass").translate(_WORD_BYTES).split()
-    return _strip_credits(words)
+    return _strip_credits(text.encode("utf-8", "surrogatepass").translate(_WORD_BYTES).split())
 
 
 def _strip_credits(words: list[bytes]) -> list[bytes]:
@@ -124,8 +128,8 @@ def text_fingerprint(text: str) -> int:
     shingles.append(shingles[0] | _WRAP)
     # Bins are the top 4 bits, so sorting groups them and a bin's minimum is its first hash. An
     # empty bin gets the next bin's minimum, wrapping around (rotation densification). Bin i's
-    # nibble is bits 4i..4i+3 of its minimum shifted left by 0, 28 or 56: for bins 7-13 and 14-15
-    # that reads other bits than bins 0-6 do, so a borrowed nibble differs from its owner's.
+    # nibble is bits 4(i mod 4)..4(i mod 4)+3 of its minimum (low bits: a minimum's high bits
+    # lean small), so a borrowed nibble is other bits of the minimum than its owner's.
     firsts = map(shingles.__getitem__, map(bisect_left, repeat(shingles), _BIN_STARTS))
     return _signed(sum(map(and_, map(lshift, firsts, _NIBBLE_SHIFTS), _NIBBLE_MASKS)) or 1)
 
@@ -175,7 +179,11 @@ class NearDupIndex:
         best: tuple[int, int, int] | None = None  # (different nibbles, insertion, id)
         for shift, band in zip((0, 16, 32, 48), self._bands, strict=True):
             for candidate in band.get((key >> shift) & 0xFFFF, ()):
-                diff = different_nibbles(key, candidate)
+                x = key ^ candidate
+                # Hot loop: a cheap bit count rejects most candidates (3 nibbles are ≤ 12 bits).
+                if x.bit_count() > 4 * MAX_DIFFERENT_NIBBLES:
+                    continue
+                diff = ((x | x >> 1 | x >> 2 | x >> 3) & _NIBBLES).bit_count()
                 if diff <= MAX_DIFFERENT_NIBBLES:
                     order, mention_id = self._entries[candidate]
                     if best is None or (diff, order) < best[:2]:

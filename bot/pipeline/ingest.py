@@ -30,6 +30,9 @@ DraftHook = Callable[[int], Awaitable[list[Draft]]]
 NEAR_DUP_WINDOW = timedelta(days=7)
 """How far back near-identical texts are looked for (kept in memory)."""
 
+NEAR_DUP_MAX = 250_000
+"""Past this many entries the in-memory index is rebuilt from the window (~300 bytes each)."""
+
 
 @dataclass
 class StoredBatch:
@@ -50,7 +53,8 @@ class Ingestor:
         self.near_dups = NearDupIndex()
 
     async def load(self) -> None:
-        """Fill the near-duplicate index with recent mentions (call once at start)."""
+        """(Re)build the near-duplicate index from the mentions of the window."""
+        self.near_dups = NearDupIndex()
         for mention_id, fingerprint in await self.store.recent_fingerprints(
             utcnow() - NEAR_DUP_WINDOW
         ):
@@ -121,6 +125,8 @@ class Ingestor:
         await self.store.insert_batch(batch.new, batch.copies)
         for new in batch.new:
             self.near_dups.add(new.fingerprint, new.id)
+        if len(self.near_dups) > NEAR_DUP_MAX:
+            await self.load()
         return batch
 
 
@@ -138,8 +144,9 @@ class Alerter:
         self.drafter_hook: DraftHook | None = None
         """Drafts a just-alerted mention so its alert shows a reply (auto-draft)."""
 
-    async def alert(self, batch: StoredBatch, *, first_poll: bool, now: datetime | None = None
-                    ) -> list[Mention]:
+    async def alert(
+        self, batch: StoredBatch, *, first_poll: bool, now: datetime | None = None
+    ) -> list[Mention]:
         """Alert new mentions (urgent first); a first poll keeps old items quiet."""
         cutoff = (now or utcnow()) - self.lookback
         fresh: list[NewMention] = []

@@ -7,7 +7,7 @@ import asyncio
 import logging
 from dataclasses import dataclass
 
-from bot.errors import SourceError
+from bot.errors import SourceError, SourceRateLimited
 from bot.events import EventBus, Notice
 from bot.pipeline.ingest import Alerter, Ingestor
 from bot.sources.base import Source
@@ -48,8 +48,10 @@ class SourceRunner:
         status = await self.store.source_status(name)
         try:
             result = await self.source.fetch(status.cursor)
+        except SourceRateLimited as exc:
+            return await self._failed(str(exc), exc.retry_after)
         except SourceError as exc:
-            return await self._failed(str(exc), getattr(exc, "retry_after", None))
+            return await self._failed(str(exc), None)
         except Exception as exc:
             log.exception("source %s crashed while fetching", name)
             return await self._failed(f"{name}: unexpected error ({type(exc).__name__})", None)
@@ -60,7 +62,11 @@ class SourceRunner:
             self.bus.publish(Notice(f"Source {name} is working again."))
         log.info(
             "source %s: %d fetched, %d new, %d copies, %d known, %d unmatched",
-            name, len(result.items), len(batch.new), len(batch.copies), batch.skipped_known,
+            name,
+            len(result.items),
+            len(batch.new),
+            len(batch.copies),
+            batch.skipped_known,
             batch.unmatched,
         )
         return PollOutcome(len(result.items), len(batch.new), len(batch.copies), len(alerted))
@@ -78,7 +84,7 @@ class SourceRunner:
         """Seconds until the next poll: the interval, or backoff after failures."""
         if outcome.error is None:
             return self.source.interval
-        backoff = min(MAX_BACKOFF, self.source.interval * 2 ** min(failures, 12))
+        backoff = min(MAX_BACKOFF, self.source.interval * 2.0 ** min(failures, 12))
         return max(backoff, outcome.retry_after or 0.0)
 
     async def run(self, stop: asyncio.Event, *, skip_first: bool = False) -> None:

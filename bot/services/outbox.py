@@ -112,17 +112,26 @@ class Outbox:
             return
         if result.manual:
             reply = await self.store.transition_reply(
-                reply.id, ReplyState.AWAITING_MANUAL, SYSTEM, "ready_to_copy",
+                reply.id,
+                ReplyState.AWAITING_MANUAL,
+                SYSTEM,
+                "ready_to_copy",
                 posted_url=result.url,
             )
             await self._notify(reply, "ready_to_copy")
         else:
             await self._finish(reply, result.posted_id, result.url, "sent")
 
-    async def _finish(self, reply: Reply, posted_id: str | None, url: str | None, action: str
-                      ) -> None:
+    async def _finish(
+        self, reply: Reply, posted_id: str | None, url: str | None, action: str
+    ) -> None:
         reply = await self.store.transition_reply(
-            reply.id, ReplyState.SENT, SYSTEM, action, posted_id=posted_id, posted_url=url,
+            reply.id,
+            ReplyState.SENT,
+            SYSTEM,
+            action,
+            posted_id=posted_id,
+            posted_url=url,
             mention_target=MentionState.POSTED,
         )
         await self._notify(reply, action)
@@ -139,12 +148,16 @@ class Outbox:
             return
         delay = exc.retry_after
         if delay is None:
-            delay = min(self.max_delay, self.base_delay * 2 ** (reply.attempts - 1))
+            delay = min(self.max_delay, self.base_delay * 2.0 ** (reply.attempts - 1))
         await self.store.transition_reply(
             reply.id, ReplyState.FAILED, SYSTEM, "failed", error=message
         )
         reply = await self.store.transition_reply(
-            reply.id, ReplyState.QUEUED, SYSTEM, "retry_scheduled", error=message,
+            reply.id,
+            ReplyState.QUEUED,
+            SYSTEM,
+            "retry_scheduled",
+            error=message,
             next_attempt_at=utcnow() + timedelta(seconds=delay),
         )
         log.info("reply #%d failed (%s); retrying in %.0fs", reply.id, message, delay)

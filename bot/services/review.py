@@ -65,7 +65,9 @@ class ReviewService:
         """Write (or rewrite) reply variants for a mention."""
         mention = await self.store.get_mention(mention_id)
         if mention.state not in _DRAFTABLE:
-            raise InvalidTransition(f"mention #{mention_id} is {mention.state}; it cannot be drafted")
+            raise InvalidTransition(
+                f"mention #{mention_id} is {mention.state}; it cannot be drafted"
+            )
         brand = self.config.brand(mention.brand)
         if brand is None:
             raise UserFacingError(
@@ -121,7 +123,9 @@ class ReviewService:
                     "it can no longer be edited"
                 )
         elif mention.state not in _DRAFTABLE:
-            raise InvalidTransition(f"mention #{mention_id} is {mention.state}; it cannot be edited")
+            raise InvalidTransition(
+                f"mention #{mention_id} is {mention.state}; it cannot be edited"
+            )
         drafts = await self.store.save_drafts(
             mention_id, [(text, f"edit:{actor.label}", None, None, None)], actor, "edit"
         )

@@ -61,7 +61,7 @@ async def compute_stats(store: Store, period: str = "24h", brand: str | None = N
         queue[reply.state.value] = queue.get(reply.state.value, 0) + 1
     p90 = None
     if times:
-        p90 = times[min(len(times) - 1, int(round(0.9 * (len(times) - 1))))]
+        p90 = times[min(len(times) - 1, round(0.9 * (len(times) - 1)))]
     return Stats(
         period=period,
         brand=brand,

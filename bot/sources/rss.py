@@ -29,7 +29,7 @@ import httpx
 from bot import __version__
 from bot.config import RssSourceConfig
 from bot.domain.models import MAX_TEXT_CHARS, Author, RawMention
-from bot.errors import SourceError
+from bot.errors import SourceError, SourceRateLimited
 from bot.pipeline.clean import clean_text
 from bot.sources.base import Cursor, FetchResult
 
@@ -49,15 +49,9 @@ _ACCEPT = (
 _HTML_TYPES = frozenset({"text/html", "application/xhtml+xml"})
 _LANGUAGE = re.compile(r"[a-z]{2,3}(?:-[a-z0-9]{1,8})*")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_REDDIT_AUTHOR = re.compile(r"/?u/([A-Za-z0-9_-]{1,40})")
+_FEDIVERSE_POST = re.compile(r"https?://([a-z0-9.-]+)/@([A-Za-z0-9_]{1,64})/\d+", re.IGNORECASE)
 _URL_IN_TEXT = re.compile(r"https?://[^\s'\"<>]+")
-
-
-class SourceRateLimited(SourceError):
-    """The server answered 429; ``retry_after`` is its Retry-After in seconds, if it sent one."""
-
-    def __init__(self, message: str, *, retry_after: float | None) -> None:
-        super().__init__(message)
-        self.retry_after = retry_after
 
 
 class RssSource:
@@ -215,17 +209,13 @@ class RssSource:
         title = _clean(entry.get("title"), title_detail.get("type"), MAX_TITLE_CHARS)
         body_detail = _body(entry)
         text = _clean(body_detail.get("value"), body_detail.get("type")) if body_detail else ""
-        author = entry.get("author_detail") or {}
+        link = _link(entry.get("link"))
         return RawMention(
             source=self.name,
             platform=self.config.platform,
             external_id=_external_id(entry, title, text),
-            url=_link(entry.get("link")),
-            author=Author(
-                handle="",
-                display_name=clean_text(author.get("name") or "", limit=200) or None,
-                profile_url=_link(author.get("href")),
-            ),
+            url=link,
+            author=_author(entry.get("author_detail") or {}, link),
             title=title or None,
             text=text or title,
             language=_language(
@@ -239,6 +229,25 @@ class RssSource:
                 dict.get(entry, "published_parsed") or dict.get(entry, "updated_parsed")
             ),
         )
+
+
+def _author(detail: Mapping[str, Any], link: str | None) -> Author:
+    """The author from the entry, with a handle where the feed's conventions give one:
+    Reddit names authors ``/u/name``; Mastodon posts live at ``https://host/@name/id``."""
+    name = clean_text(detail.get("name") or "", limit=200)
+    profile = _link(detail.get("href"))
+    reddit = _REDDIT_AUTHOR.fullmatch(name)
+    if reddit:
+        return Author(handle=reddit.group(1), display_name=None, profile_url=profile)
+    fediverse = _FEDIVERSE_POST.match(link or "")
+    if fediverse:
+        host, user = fediverse.group(1), fediverse.group(2)
+        return Author(
+            handle=f"{user}@{host}",
+            display_name=name or None,
+            profile_url=profile or f"https://{host}/@{user}",
+        )
+    return Author(handle="", display_name=name or None, profile_url=profile)
 
 
 def _origin(url: str) -> str:
