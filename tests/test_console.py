@@ -101,3 +101,24 @@ async def test_alerts_render_without_pings_or_control_characters(core: Core) -> 
         if "Draft" in line:
             assert "@everyone" not in line  # but never echoed into a reply
     assert console.name == "console"
+
+
+async def test_a_brand_can_route_its_alerts_away_from_the_console(core: Core) -> None:
+    out = io.StringIO()
+    ConsoleFrontend(core, out=out)
+    acme = core.config.brand("acme")
+    assert acme is not None
+    core.config.brands[0] = acme.model_copy(
+        update={"route": acme.route.model_copy(update={"console": False})}
+    )
+    stop = asyncio.Event()
+    bus = asyncio.create_task(core.bus.run(stop))
+    batch = await core.ingestor.store_batch(
+        [raw("a", "acme cloud is neat"), raw("g", "globex ships a new thing today")]
+    )
+    await core.alerter.alert(batch, first_poll=False)
+    await core.bus.drain()
+    stop.set()
+    await bus
+    assert "acme cloud is neat" not in out.getvalue()
+    assert "globex ships a new thing today" in out.getvalue()

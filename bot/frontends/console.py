@@ -115,6 +115,9 @@ class ConsoleFrontend:
         if isinstance(event, Notice):
             return [f"!! {event.text}"]
         if isinstance(event, MentionAlert):
+            brand = self.core.config.brand(event.mention.brand)
+            if brand is not None and not brand.route.console:
+                return []  # this brand's alerts are routed to other chats only
             view = alert_view(
                 event.mention, event.drafts, None, self.core.brand_label(event.mention.brand)
             )
