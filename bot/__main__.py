@@ -58,10 +58,17 @@ def _install_stop(stop: asyncio.Event) -> None:
 async def _run(settings: Settings, config: ParleyConfig) -> None:
     async with build_core(settings, config) as core:
         frontends: list[Frontend] = []
-        if settings.parley_console == "on" or settings.parley_console == "auto":
+        if settings.telegram_configured():
+            from bot.frontends.telegram import TelegramConfig, TelegramFrontend
+
+            frontends.append(TelegramFrontend(core, TelegramConfig.from_settings(settings)))
+        # auto: the console only while no other chat is configured.
+        if settings.parley_console == "on" or (settings.parley_console == "auto" and not frontends):
             frontends.append(ConsoleFrontend(core))
         if not frontends:
-            raise ConfigError(["no chat frontend is enabled: set PARLEY_CONSOLE=on (or auto)"])
+            raise ConfigError(
+                ["no chat frontend is enabled: set TELEGRAM_BOT_TOKEN or PARLEY_CONSOLE=on"]
+            )
         log.info(
             "Parley %s: %d brands, %d sources, drafting with %s",
             __version__,

@@ -20,15 +20,18 @@ from bot.domain.states import ReplyState
 from bot.drafting.base import Drafter
 from bot.drafting.offline import OfflineDrafter
 from bot.events import EventBus
+from bot.llm.setup import LlmServices, build_llm
 from bot.matching.matcher import Matcher, RuleSpec
 from bot.pipeline.ingest import Alerter, Ingestor
 from bot.pipeline.runner import SourceRunner
 from bot.publishers.log import LogPublisher
 from bot.publishers.manual import ManualPublisher
 from bot.publishers.registry import Publishers
+from bot.services.alert_control import AlertControl
 from bot.services.outbox import Outbox
 from bot.services.permissions import ApproverPolicy
 from bot.services.review import ReviewService
+from bot.services.watch import WatchService
 from bot.settings import Settings
 from bot.sources.factory import build_source
 from bot.storage.db import Database
@@ -68,7 +71,11 @@ class Core:
     outbox: Outbox
     ingestor: Ingestor
     alerter: Alerter
+    watch: WatchService
+    alerts: AlertControl
     runners: list[SourceRunner] = field(default_factory=list)
+    llm: LlmServices | None = None
+    """Triage, draft checks and, when configured, the LLM client and prompt files."""
 
     def brand_label(self, name: str) -> str:
         """A brand's display name (its id if it left the config)."""
@@ -94,8 +101,17 @@ class Core:
 
 
 def approver_policy(settings: Settings) -> ApproverPolicy:
-    """Approvers per platform, from the settings."""
-    return ApproverPolicy(console_is_approver=settings.parley_console_approver)
+    """Approvers per platform, from the settings.
+
+    Telegram's ``admins`` grants the ``admin`` role, which the Telegram frontend gives only to
+    users it found among the alert chat's administrators.
+    """
+    telegram_ids, telegram_admins = settings.telegram_approvers()
+    return ApproverPolicy(
+        users={"telegram": telegram_ids},
+        roles={"telegram": frozenset({"admin"})} if telegram_admins else {},
+        console_is_approver=settings.parley_console_approver,
+    )
 
 
 @asynccontextmanager
@@ -115,7 +131,10 @@ async def build_core(
         db = await stack.enter_async_context(Database.open(settings.parley_db_path))
         store = Store(db)
         bus = EventBus()
-        drafter = OfflineDrafter(settings.prompts_dir())
+        llm = build_llm(settings, config, store, bus, OfflineDrafter(settings.prompts_dir()))
+        if llm.client is not None:
+            stack.push_async_callback(llm.client.aclose)
+        drafter = llm.drafter
         publishers = Publishers(
             {"manual": ManualPublisher(), "log": LogPublisher()},
             default=settings.parley_default_publisher,
@@ -128,7 +147,9 @@ async def build_core(
             publishers,
             bus,
             variants=settings.parley_draft_variants,
+            default_limit=settings.parley_reply_limit,
         )
+        review.guard = llm.guard
         outbox = Outbox(store, publishers, bus, max_attempts=settings.parley_outbox_max_attempts)
         review.on_queued = outbox.wake
         ingestor = Ingestor(store, Matcher(rule_specs(config)))
@@ -141,10 +162,22 @@ async def build_core(
         if settings.parley_auto_draft:
 
             async def auto_draft(mention_id: int) -> list[Draft]:
+                mention = await store.get_mention(mention_id)
+                if mention.triage and (not mention.triage.relevant or mention.intent == "spam"):
+                    return []  # no spend on noise; `draft ID` still writes drafts
                 return await review.draft(mention_id, SYSTEM, notify=False)
 
             alerter.drafter_hook = auto_draft
-        core = Core(settings, config, store, bus, drafter, review, outbox, ingestor, alerter)
+        alerter.triage_hook = llm.triager.triage_new
+        # Chat-added rules and the alert pause are restored before any source polls.
+        watch = WatchService(store, config, ingestor, review.policy)
+        await watch.load()
+        alerts = AlertControl(store, alerter, review.policy)
+        await alerts.load()
+        core = Core(
+            settings, config, store, bus, drafter, review, outbox, ingestor, alerter, watch, alerts
+        )
+        core.llm = llm
         for source_config in config.sources:
             source = build_source(source_config, base_dir=base_dir)
             stack.push_async_callback(source.aclose)

@@ -56,6 +56,10 @@ class BrandConfig(_Strict):
         default=None, description="brand-voice file under prompts/, e.g. 'brands/acme.md'"
     )
     signature: str = ""
+    allowed_links: list[str] = Field(
+        default_factory=list,
+        description="domains or URL prefixes a draft may link to, e.g. 'status.acme.com'",
+    )
     rules: list[RuleConfig] = Field(min_length=1)
     route: RouteConfig = RouteConfig()
 

@@ -77,6 +77,14 @@ class AlertView:
     draft: str | None
     variants: tuple[tuple[int, str], ...]
     reply: str | None
+    triage: str | None = None
+    """One line, e.g. 'complaint · negative · urgency high · reply needed (rules)'."""
+    sentiment: str | None = None
+    urgency: str | None = None
+    needs_reply: bool | None = None
+    relevant: bool | None = None
+    warnings: tuple[str, ...] = ()
+    """What a CM must know before approving (crisis/legal, off-topic, draft checks)."""
 
 
 def alert_view(
@@ -102,4 +110,41 @@ def alert_view(
         draft=selected.text if selected else None,
         variants=tuple((d.variant, d.text) for d in drafts),
         reply=reply_status(reply),
+        triage=triage_line(mention),
+        sentiment=mention.triage.sentiment if mention.triage else None,
+        urgency=mention.triage.urgency if mention.triage else None,
+        needs_reply=mention.triage.needs_reply if mention.triage else None,
+        relevant=mention.triage.relevant if mention.triage else None,
+        warnings=alert_warnings(mention, drafts, brand_label),
     )
+
+
+def intent_label(intent: str) -> str:
+    """'crisis_legal' → 'crisis/legal', 'bug_report' → 'bug report'."""
+    return "crisis/legal" if intent == "crisis_legal" else intent.replace("_", " ")
+
+
+def triage_line(mention: Mention) -> str | None:
+    """The triage of a mention in one line, or None before triage."""
+    t = mention.triage
+    if t is None:
+        return None
+    parts = [
+        intent_label(mention.intent or "other"),
+        t.sentiment,
+        f"urgency {t.urgency}",
+        "reply needed" if t.needs_reply else "no reply needed",
+    ]
+    return " · ".join(parts) + f" ({t.by})"
+
+
+def alert_warnings(mention: Mention, drafts: list[Draft], brand_label: str) -> tuple[str, ...]:
+    """Warnings shown above the drafts: crisis/legal, likely off-topic, each draft's flags."""
+    warnings = []
+    if mention.intent == "crisis_legal":
+        warnings.append("crisis/legal: no one-tap approval; a person must write or edit the reply")
+    if mention.triage is not None and not mention.triage.relevant:
+        why = f": {mention.triage.reason}" if mention.triage.reason else ""
+        warnings.append(f"probably not about {brand_label}{why}")
+    warnings += [f"Draft {d.variant} {flag}" for d in drafts for flag in d.flags]
+    return tuple(warnings)

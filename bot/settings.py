@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, ValidationError
+from pydantic import Field, SecretStr, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from bot.errors import ConfigError
@@ -31,6 +31,56 @@ class Settings(BaseSettings):
     parley_console_approver: bool = True
     parley_default_publisher: Literal["manual", "log"] = "manual"
     parley_outbox_max_attempts: int = Field(default=5, ge=1, le=50)
+    parley_reply_limit: int = Field(default=5_000, ge=100, le=100_000)
+    parley_urgent_reach: int = Field(default=10_000, ge=0)
+    # LLM drafting and triage (bot/llm/; docs/llm.md). No key and no base URL: offline.
+    openai_api_key: SecretStr | None = None
+    openai_base_url: str | None = None
+    openai_model: str = "gpt-4o-mini"
+    openai_triage_model: str | None = None
+    parley_llm_timeout: float = Field(default=30.0, gt=0.0, le=600.0)
+    parley_llm_max_retries: int = Field(default=3, ge=0, le=10)
+    parley_llm_concurrency: int = Field(default=4, ge=1, le=64)
+    parley_llm_daily_tokens: int = Field(default=500_000, ge=0)
+    parley_llm_triage_batch: int = Field(default=20, ge=1, le=100)
+    parley_llm_json_schema: Literal["auto", "on", "off"] = "auto"
+    # Telegram frontend (bot/frontends/telegram/; docs/telegram.md). No token: Telegram off.
+    telegram_bot_token: SecretStr | None = None
+    telegram_api_base_url: str = Field(
+        default="https://api.telegram.org", pattern=r"^https?://[^\s/]+(/[^\s]*)?$"
+    )
+    telegram_alert_chat_id: str | None = Field(
+        default=None, pattern=r"^\s*(-?\d{1,20}|@[A-Za-z][A-Za-z0-9_]{3,31})\s*$"
+    )
+    telegram_approver_ids: str = Field(
+        default="", pattern=r"^\s*((admins|\d{1,20})\s*(,\s*(admins|\d{1,20})\s*)*)?$"
+    )
+    telegram_webhook_url: str | None = Field(default=None, pattern=r"^https?://\S+$")
+    telegram_webhook_listen: str = "0.0.0.0"
+    telegram_webhook_port: int = Field(default=8443, ge=1, le=65535)
+    telegram_webhook_secret: SecretStr | None = None
+
+    def telegram_configured(self) -> bool:
+        """Whether the Telegram frontend should run (a bot token is set)."""
+        token = self.telegram_bot_token
+        return token is not None and bool(token.get_secret_value().strip())
+
+    def telegram_alert_chat(self) -> int | str | None:
+        """The default alert chat: a numeric id, or a public '@channelname'."""
+        value = (self.telegram_alert_chat_id or "").strip()
+        if not value:
+            return None
+        return value if value.startswith("@") else int(value)
+
+    def telegram_approvers(self) -> tuple[frozenset[str], bool]:
+        """Approver user ids, and whether every admin of the alert chat is an approver."""
+        items = {i.strip() for i in self.telegram_approver_ids.split(",") if i.strip()}
+        return frozenset(items - {"admins"}), "admins" in items
+
+    def llm_configured(self) -> bool:
+        """Whether an OpenAI-compatible server is configured (a key or a base URL)."""
+        has_key = self.openai_api_key is not None and bool(self.openai_api_key.get_secret_value())
+        return has_key or bool(self.openai_base_url)
 
     def prompts_dir(self) -> Path:
         """The prompts folder: the setting, else ./prompts, else the one beside the package."""

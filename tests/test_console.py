@@ -122,3 +122,74 @@ async def test_a_brand_can_route_its_alerts_away_from_the_console(core: Core) ->
     await bus
     assert "acme cloud is neat" not in out.getvalue()
     assert "globex ships a new thing today" in out.getvalue()
+
+
+async def test_watch_rules_from_the_console(core: Core) -> None:
+    console = ConsoleFrontend(core, out=io.StringIO())
+    assert await console.handle_line("watch globex") == [" globex/any [parley.toml]: globex"]
+    assert await console.handle_line("watch add globex rival !initech (down OR outage)") == [
+        "Added urgent rule globex/rival; it applies from the next poll."
+    ]
+    assert await console.handle_line("watch add acme billing invoice* OR billing") == [
+        "Added rule acme/billing; it applies from the next poll."
+    ]
+    listing = await console.handle_line("watch")
+    assert listing[0] == "!acme/outage [parley.toml]: acme (down OR outage OR refund)"
+    assert listing[-2:] == [
+        "!globex/rival [chat, by console:you]: initech (down OR outage)",
+        " acme/billing [chat, by console:you]: invoice* OR billing",
+    ]
+    batch = await core.ingestor.store_batch([raw("i", "initech is down again")])
+    assert [(n.brand, n.rule, n.urgent) for n in batch.new] == [("globex", "rival", True)]
+    assert await console.handle_line("watch remove globex rival") == ["Removed rule globex/rival."]
+    assert await console.handle_line("watch remove acme outage") == [
+        "Sorry: rule acme/outage comes from parley.toml; edit that file to change or remove it, "
+        "then restart Parley."
+    ]
+    assert await console.handle_line("watch add acme broken acme OR") == [
+        "Sorry: that query has a mistake: 'OR' needs a word on both sides at position 5."
+    ]
+    assert (await console.handle_line("watch add acme"))[0].startswith("Sorry: type 'watch add")
+    assert (await console.handle_line("watch nope"))[0].startswith("Sorry: unknown brand 'nope'")
+
+
+async def test_pause_resume_and_pending_from_the_console(core: Core) -> None:
+    console, (urgent, question) = await _with_mentions(core)
+    assert await console.handle_line("pending") == [
+        "2 awaiting a decision (urgent first, then oldest):",
+        *[line for line in await console.handle_line("list") if f"#{urgent} " in line],
+        *[line for line in await console.handle_line("list") if f"#{question} " in line],
+    ]
+    assert await console.handle_line("pause") == [
+        "Alerts paused. Mentions are still collected; type 'resume' to see them."
+    ]
+    batch = await core.ingestor.store_batch([raw("late", "acme cloud while you were away")])
+    await core.alerter.alert(batch, first_poll=False)
+    assert await console.handle_line("pause") == [
+        "Alerts were already paused (1 held). Type 'resume'."
+    ]
+    assert (await console.handle_line("pending"))[-1] == (
+        "Alerts are paused: 1 held. Type 'resume'."
+    )
+    assert await console.handle_line("resume") == ["Alerts resumed: 1 held mention alerted."]
+    assert await console.handle_line("resume") == ["Alerts were not paused; nothing was held."]
+    pending = await console.handle_line("pending acme")
+    assert pending[0] == "3 awaiting a decision (urgent first, then oldest):"
+    assert pending[1].startswith(f"!#{urgent} ") and f"#{batch.new[0].id} " in pending[3]
+    await console.handle_line(f"reject {urgent}")
+    await console.handle_line(f"ignore {question}")
+    await console.handle_line(f"ignore {batch.new[0].id}")
+    assert await console.handle_line("pending") == ["Nothing is waiting for a decision."]
+
+
+async def test_a_non_approver_console_cannot_pause_or_change_rules(core: Core) -> None:
+    core.alerts.policy = core.watch.policy = type(core.watch.policy)(console_is_approver=False)
+    console = ConsoleFrontend(core, out=io.StringIO(), actor=Actor(platform="console", user_id="g"))
+    assert await console.handle_line("pause") == [
+        "Sorry: only approvers can pause alerts; ask a team lead."
+    ]
+    assert await console.handle_line("watch add acme x acme") == [
+        "Sorry: only approvers can change watch rules; ask a team lead."
+    ]
+    assert len(await console.handle_line("watch")) == 3  # reading is for everyone
+    assert "pending [brand]" in "\n".join(await console.handle_line("help"))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -44,6 +45,36 @@ class RawMention(BaseModel):
     thread_context: str | None = None
 
 
+TRIAGE_INTENTS = (
+    "question",
+    "complaint",
+    "praise",
+    "bug_report",
+    "sales_lead",
+    "press",
+    "crisis_legal",
+    "spam",
+    "other",
+)
+"""What a mention is, as triage sees it (LLM or rules); stored in ``Mention.intent``."""
+
+Sentiment = Literal["positive", "neutral", "negative"]
+Urgency = Literal["low", "normal", "high"]
+
+
+class Triage(BaseModel):
+    """What triage decided about a mention (see bot/llm/triage.py)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    relevant: bool = Field(description="about the brand (False: a homonym or unrelated)")
+    sentiment: Sentiment
+    urgency: Urgency
+    needs_reply: bool
+    reason: str = Field(default="", description="one short line from the triager")
+    by: str = Field(description="'rules' or the model that triaged it")
+
+
 class Mention(BaseModel):
     """A stored mention that matched a watch rule."""
 
@@ -66,6 +97,7 @@ class Mention(BaseModel):
     state: MentionState
     urgent: bool = False
     intent: str | None = None
+    triage: Triage | None = None
     duplicates: int = 0
     alert_refs: dict[str, str] = Field(default_factory=dict)
 
@@ -88,6 +120,9 @@ class Draft(BaseModel):
     tokens: int | None = None
     created_at: datetime
     selected: bool = False
+    flags: tuple[str, ...] = Field(
+        default=(), description="checks a CM should look at before approving (promises…)"
+    )
 
 
 class Reply(BaseModel):

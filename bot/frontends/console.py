@@ -44,6 +44,14 @@ Commands (ID is the number after # in an alert):
   queue                 replies waiting, sending, failed or to post by hand
   stats [24h|7d|30d] [brand]
   sources               health of every source
+  pending [brand]       alerted mentions awaiting a decision, urgent first, then oldest
+  watch [brand]         the watch rules, from parley.toml or added here
+  watch add BRAND NAME QUERY
+                        add a rule; start the query with ! to make it urgent
+  watch remove BRAND NAME
+                        remove a rule added here (parley.toml rules are edited there)
+  pause                 hold new alerts; mentions are still collected
+  resume                alert the held mentions, and new ones again
   help                  this text
   quit                  stop Parley"""
 
@@ -65,6 +73,9 @@ def render_alert(view: AlertView, *, heading: str = "New mention") -> list[str]:
         + (f" · intent: {view.intent}" if view.intent else "")
         + (f" · {copies(view.duplicates)}" if view.duplicates else ""),
     ]
+    if view.triage:
+        lines.append(f"   Triage: {view.triage}")
+    lines += [f"   ⚠ {warning}" for warning in view.warnings]
     if view.title and view.title not in view.text:
         lines.append(f"   Title: {truncate(view.title, 200)}")
     lines.append(f"   Text: {truncate(view.text, ALERT_TEXT_LIMIT)}")
@@ -318,6 +329,68 @@ class ConsoleFrontend:
                 lines.append(f"… {status.source}: not polled yet")
         return lines or ["No sources configured."]
 
+    async def _pending(self, arg: str) -> list[str]:
+        brand = arg or None
+        if brand and self.core.config.brand(brand) is None:
+            raise UserFacingError(f"unknown brand {brand!r}")
+        alerts = self.core.alerts
+        mentions = await alerts.pending(brand=brand, limit=50)
+        total = await alerts.pending_count(brand=brand)
+        lines = [f"{total} awaiting a decision (urgent first, then oldest):"] if total else []
+        lines += [self._summary(m) for m in mentions]
+        if total > len(mentions):
+            lines.append(f"… and {total - len(mentions)} more")
+        if alerts.paused:
+            lines.append(f"Alerts are paused: {await alerts.held()} held. Type 'resume'.")
+        return lines or ["Nothing is waiting for a decision."]
+
+    async def _watch(self, arg: str) -> list[str]:
+        words = arg.split(None, 3)
+        watch = self.core.watch
+        match words:
+            case ["add", brand, name, query]:
+                urgent = query.startswith("!")
+                rule = await watch.add(
+                    brand, name, query.removeprefix("!").lstrip(), self.actor, urgent=urgent
+                )
+                kind = "urgent rule" if rule.urgent else "rule"
+                return [f"Added {kind} {rule.brand}/{rule.name}; it applies from the next poll."]
+            case ["add", *_]:
+                raise UserFacingError(
+                    "type 'watch add BRAND NAME QUERY', e.g. 'watch add acme billing invoice*'"
+                )
+            case ["remove" | "rm", brand, name]:
+                rule = await watch.remove(brand, name, self.actor)
+                return [f"Removed rule {rule.brand}/{rule.name}."]
+            case ["remove" | "rm", *_]:
+                raise UserFacingError("type 'watch remove BRAND NAME'")
+            case [] | [_]:
+                rules = await watch.rules(words[0] if words else None)
+            case _:
+                raise UserFacingError(
+                    "type 'watch', 'watch BRAND', 'watch add …' or 'watch remove …'"
+                )
+        return [
+            f"{'!' if r.urgent else ' '}{r.brand}/{r.name} "
+            + ("[parley.toml]" if r.origin == "config" else f"[chat, by {r.added_by}]")
+            + f": {truncate(r.query, 120)}"
+            for r in rules
+        ]
+
+    async def _pause(self, arg: str) -> list[str]:
+        alerts = self.core.alerts
+        if alerts.paused:
+            return [f"Alerts were already paused ({await alerts.held()} held). Type 'resume'."]
+        await alerts.pause(self.actor)
+        return ["Alerts paused. Mentions are still collected; type 'resume' to see them."]
+
+    async def _resume(self, arg: str) -> list[str]:
+        was_paused = self.core.alerts.paused
+        count = await self.core.alerts.resume(self.actor)
+        if not was_paused and not count:
+            return ["Alerts were not paused; nothing was held."]
+        return [f"Alerts resumed: {count} held mention{'' if count == 1 else 's'} alerted."]
+
     async def _quit(self, arg: str) -> list[str]:
         self.quitting = True
         return ["Bye."]
@@ -339,6 +412,10 @@ class ConsoleFrontend:
         "queue": _queue,
         "stats": _stats,
         "sources": _sources,
+        "pending": _pending,
+        "watch": _watch,
+        "pause": _pause,
+        "resume": _resume,
         "quit": _quit,
         "exit": _quit,
     }

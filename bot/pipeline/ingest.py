@@ -16,6 +16,7 @@ from datetime import UTC, datetime, timedelta
 from bot.domain.models import SYSTEM, Draft, Mention, RawMention, utcnow
 from bot.domain.states import MentionState
 from bot.drafting.intent import classify_intent
+from bot.errors import InvalidTransition
 from bot.events import EventBus, MentionAlert, MentionChanged
 from bot.matching.matcher import Matcher
 from bot.matching.normalize import tokenize
@@ -26,6 +27,7 @@ from bot.storage.repo import Copy, NewMention, Store
 log = logging.getLogger(__name__)
 
 DraftHook = Callable[[int], Awaitable[list[Draft]]]
+TriageHook = Callable[[list[NewMention]], Awaitable[None]]
 
 NEAR_DUP_WINDOW = timedelta(days=7)
 """How far back near-identical texts are looked for (kept in memory)."""
@@ -70,6 +72,7 @@ class Ingestor:
         known = await self.store.known_keys([(i.source, i.external_id) for i in items])
         seen_keys: set[tuple[str, str]] = set()
         candidates: list[tuple[RawMention, str | None, NewMention]] = []
+        matcher = self.matcher  # WatchService may swap it at any time; a batch uses one
         for raw in items:
             key = (raw.source, raw.external_id)
             if key in known or key in seen_keys:
@@ -78,7 +81,7 @@ class Ingestor:
             seen_keys.add(key)
             body = f"{raw.title}\n{raw.text}" if raw.title else raw.text
             tokens = tokenize(body)
-            rules = self.matcher.match_tokens(
+            rules = matcher.match_tokens(
                 tokens, language=raw.language, source=raw.source, platform=raw.platform
             )
             if not rules:
@@ -143,11 +146,22 @@ class Alerter:
         self.lookback = lookback
         self.drafter_hook: DraftHook | None = None
         """Drafts a just-alerted mention so its alert shows a reply (auto-draft)."""
+        self.triage_hook: TriageHook | None = None
+        """Triages a poll's fresh mentions in one go before they are alerted; may set urgent."""
+        self.paused = False
+        """Set by AlertControl: fresh mentions stay ``new`` (held) until alert_stored."""
 
     async def alert(
         self, batch: StoredBatch, *, first_poll: bool, now: datetime | None = None
     ) -> list[Mention]:
-        """Alert new mentions (urgent first); a first poll keeps old items quiet."""
+        """Alert new mentions (urgent first); a first poll keeps old items quiet. While
+        ``paused``, fresh mentions are held: they stay ``new`` until alert_stored."""
+        if self.triage_hook is not None and batch.new:
+            # Quiet (backlog) mentions too: a crisis among them should be labelled.
+            try:
+                await self.triage_hook(batch.new)
+            except Exception:
+                log.exception("triage of %d mentions failed; alerting untriaged", len(batch.new))
         cutoff = (now or utcnow()) - self.lookback
         fresh: list[NewMention] = []
         quiet: list[int] = []
@@ -161,19 +175,48 @@ class Alerter:
             await self.store.mark_many(quiet, MentionState.BACKLOG, SYSTEM, "backlog")
             log.info("stored %d older mentions quietly (first poll of a source)", len(quiet))
         fresh.sort(key=lambda n: (not n.urgent, n.id))
-        await self.store.mark_many([n.id for n in fresh], MentionState.ALERTED, SYSTEM, "alert")
-        alerted = []
-        for new in fresh:
-            drafts = []
-            if self.drafter_hook is not None:
-                drafts = await self.drafter_hook(new.id)
-            mention = await self.store.get_mention(new.id)
-            self.bus.publish(MentionAlert(mention, drafts))
-            alerted.append(mention)
+        alerted = [] if self.paused else await self.alert_stored([n.id for n in fresh])
         new_ids = {n.id for n in batch.new}
         for mention_id in sorted({c.mention_id for c in batch.copies} - new_ids):
             mention = await self.store.get_mention(mention_id)
+            if mention.state is MentionState.NEW:
+                continue  # held by a pause: its alert will count the copies
             drafts = await self.store.current_drafts(mention_id)
             reply = await self.store.reply_for_mention(mention_id)
             self.bus.publish(MentionChanged(mention, drafts, reply, SYSTEM, "duplicate"))
         return alerted
+
+    async def alert_stored(self, mention_ids: Sequence[int]) -> list[Mention]:
+        """Alert stored mentions that are still ``new``, in the order given (urgent first is
+        the caller's order). Marking is per mention and conditional, so a mention two paths
+        race for (a resume and a poll) is alerted once; one no longer new is skipped."""
+        alerted = []
+        for mention_id in await self._claim(mention_ids):
+            drafts: list[Draft] = []
+            if self.drafter_hook is not None:
+                try:
+                    drafts = await self.drafter_hook(mention_id)
+                except Exception:
+                    # The alert matters more than its draft: show it, the CM can redraft.
+                    log.exception("auto-draft of mention #%d failed", mention_id)
+            mention = await self.store.get_mention(mention_id)
+            self.bus.publish(MentionAlert(mention, drafts))
+            alerted.append(mention)
+        return alerted
+
+    async def _claim(self, mention_ids: Sequence[int]) -> list[int]:
+        try:
+            await self.store.mark_many(mention_ids, MentionState.ALERTED, SYSTEM, "alert")
+            return list(mention_ids)
+        except InvalidTransition:
+            pass  # one of them was alerted or decided meanwhile: claim them one by one
+        claimed = []
+        for mention_id in mention_ids:
+            try:
+                await self.store.transition_mention(
+                    mention_id, MentionState.ALERTED, SYSTEM, "alert", expect=[MentionState.NEW]
+                )
+            except InvalidTransition:
+                continue
+            claimed.append(mention_id)
+        return claimed

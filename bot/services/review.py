@@ -8,12 +8,13 @@ import uuid
 from collections.abc import Callable
 
 from bot.config import ParleyConfig
-from bot.domain.limits import reply_limit
+from bot.domain.limits import DEFAULT_REPLY_LIMIT, reply_length, reply_limit
 from bot.domain.models import Actor, Draft, Mention, Reply
 from bot.domain.states import MentionState, ReplyState
 from bot.drafting.base import Drafter
 from bot.errors import InvalidTransition, NotFound, PermissionDenied, UserFacingError
 from bot.events import EventBus, MentionChanged
+from bot.llm.guards import DraftGuard
 from bot.publishers.registry import Publishers
 from bot.services.permissions import ApproverPolicy
 from bot.storage.repo import Store
@@ -37,6 +38,7 @@ class ReviewService:
         bus: EventBus,
         *,
         variants: int = 3,
+        default_limit: int = DEFAULT_REPLY_LIMIT,
     ) -> None:
         self.store = store
         self.config = config
@@ -45,6 +47,9 @@ class ReviewService:
         self.publishers = publishers
         self.bus = bus
         self.variants = variants
+        self.default_limit = default_limit
+        self.guard = DraftGuard(default_limit=default_limit)
+        """Checks every draft before it is offered (build_core gives it the prompt files)."""
         self.on_queued: Callable[[], None] = lambda: None
         """Called after a reply is queued; the outbox sets it to wake its worker."""
 
@@ -76,17 +81,19 @@ class ReviewService:
         texts = await self.drafter.draft(
             mention, brand, variants=self.variants, instruction=instruction
         )
-        limit = reply_limit(mention.platform)
-        fitting = [t for t in texts if t.text.strip() and len(t.text) <= limit]
+        checked = [(t, self.guard.check(t.text, mention, brand)) for t in texts]
+        fitting = [(t, c.text, c.flags) for t, c in checked if c.text is not None]
         if not fitting:
+            reasons = sorted({p for _, c in checked for p in c.problems}) or ["no text"]
             raise UserFacingError(
-                f"no draft fitted {mention.platform}'s {limit}-character limit; try again or edit"
+                f"no draft passed the checks ({'; '.join(reasons)}); try again or edit"
             )
         drafts = await self.store.save_drafts(
             mention_id,
-            [(t.text, self.drafter.name, t.model, t.prompt_hash, t.tokens) for t in fitting],
+            [(text, self.drafter.name, t.model, t.prompt_hash, t.tokens) for t, text, _ in fitting],
             actor,
             "redraft" if instruction else "draft",
+            flags=[flags for _, _, flags in fitting],
         )
         if notify:
             await self._changed(mention_id, actor, "draft")
@@ -109,10 +116,11 @@ class ReviewService:
         if not text:
             raise UserFacingError("the new text is empty; type the reply after the id")
         mention = await self.store.get_mention(mention_id)
-        limit = reply_limit(mention.platform)
-        if len(text) > limit:
+        limit = reply_limit(mention.platform, self.default_limit)
+        length = reply_length(text, mention.platform)
+        if length > limit:
             raise UserFacingError(
-                f"that reply is {len(text)} characters; {mention.platform} allows {limit}. "
+                f"that reply is {length} characters; {mention.platform} allows {limit}. "
                 "Shorten it and try again"
             )
         if mention.state is MentionState.APPROVED:
@@ -144,6 +152,11 @@ class ReviewService:
         draft = await self.store.selected_draft(mention_id)
         if draft is None:
             raise NotFound(f"mention #{mention_id} has no draft to approve")
+        if mention.intent == "crisis_legal" and not draft.origin.startswith("edit:"):
+            raise UserFacingError(
+                f"mention #{mention_id} is marked crisis/legal: a person must write or edit the "
+                f"reply before it is approved (edit {mention_id} <text>, then approve)"
+            )
         publisher = self.publishers.name_for(mention.platform)
         key = f"parley-{mention_id}-{uuid.uuid4().hex[:16]}"
         reply = await self.store.approve(mention_id, draft.text, publisher, key, actor)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import statistics
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 
 from bot.domain.models import utcnow
@@ -40,6 +40,10 @@ class Stats:
     answered: int
     median_response_s: float | None
     p90_response_s: float | None
+    llm: dict[str, tuple[int, int, int]] = field(default_factory=dict)
+    """LLM spend per purpose (draft, triage, …:repair): calls, tokens, cached tokens."""
+    llm_drafts: int = 0
+    """Mentions drafted by the LLM in the period (for tokens per drafted mention)."""
 
 
 def parse_period(value: str | None) -> str:
@@ -59,6 +63,7 @@ async def compute_stats(store: Store, period: str = "24h", brand: str | None = N
     queue: dict[str, int] = {}
     for reply in replies:
         queue[reply.state.value] = queue.get(reply.state.value, 0) + 1
+    llm = await store.llm_usage_by_purpose(since, brand)
     p90 = None
     if times:
         p90 = times[min(len(times) - 1, round(0.9 * (len(times) - 1)))]
@@ -73,6 +78,8 @@ async def compute_stats(store: Store, period: str = "24h", brand: str | None = N
         answered=len(times),
         median_response_s=statistics.median(times) if times else None,
         p90_response_s=p90,
+        llm=llm,
+        llm_drafts=llm.get("draft", (0, 0, 0))[0],
     )
 
 
@@ -105,4 +112,23 @@ def stats_lines(stats: Stats) -> list[str]:
         f"Answered: {stats.answered} · median response {human_duration(stats.median_response_s)}"
         f" · p90 {human_duration(stats.p90_response_s)}",
         f"Outbox: {_mix(stats.queue)}",
+        *llm_lines(stats),
+    ]
+
+
+def llm_lines(stats: Stats) -> list[str]:
+    """The LLM spend: calls and tokens per purpose, tokens per drafted mention."""
+    if not stats.llm:
+        return []
+    calls = sum(c for c, _, _ in stats.llm.values())
+    tokens = sum(t for _, t, _ in stats.llm.values())
+    cached = sum(k for _, _, k in stats.llm.values())
+    parts = ", ".join(f"{p} {c} calls/{t:,} tok" for p, (c, t, _) in sorted(stats.llm.items()))
+    draft_tokens = sum(t for p, (_, t, _) in stats.llm.items() if p.startswith("draft"))
+    per_draft = ""
+    if stats.llm_drafts:
+        per_draft = f" · {draft_tokens // stats.llm_drafts:,} tokens per drafted mention"
+    return [
+        f"LLM: {calls} calls, {tokens:,} tokens ({cached:,} prompt tokens cached){per_draft}",
+        f"LLM by purpose: {parts}",
     ]

@@ -21,6 +21,7 @@ from bot.domain.models import (
     Mention,
     RawMention,
     Reply,
+    Triage,
     utcnow,
 )
 from bot.domain.states import MentionState, ReplyState, check_mention, check_reply
@@ -87,6 +88,8 @@ _MENTION_COLUMNS = (
     "author_url, author_reach, title, text, language, created_at, fetched_at, brand, rule, "
     "parent_ref, thread_context, state, urgent, intent, fingerprint, duplicates, updated_at"
 )
+_TRIAGE_COLUMNS = "relevant, sentiment, urgency, needs_reply, triage_reason, triage_by"
+_SELECT_COLUMNS = f"{_MENTION_COLUMNS}, {_TRIAGE_COLUMNS}"
 
 
 def _mention(row: sqlite3.Row, alert_refs: dict[str, str] | None = None) -> Mention:
@@ -115,8 +118,24 @@ def _mention(row: sqlite3.Row, alert_refs: dict[str, str] | None = None) -> Ment
         state=MentionState(row["state"]),
         urgent=bool(row["urgent"]),
         intent=row["intent"],
+        triage=_triage(row),
         duplicates=row["duplicates"],
         alert_refs=alert_refs or {},
+    )
+
+
+def _triage(row: sqlite3.Row) -> Triage | None:
+    # Rows selected without the triage columns (or not triaged yet) carry no triage.
+    # (`in row` would search the values of a sqlite3.Row, hence keys().)
+    if "triage_by" not in row.keys() or row["triage_by"] is None:  # noqa: SIM118
+        return None
+    return Triage(
+        relevant=bool(row["relevant"]),
+        sentiment=row["sentiment"],
+        urgency=row["urgency"],
+        needs_reply=bool(row["needs_reply"]),
+        reason=row["triage_reason"] or "",
+        by=row["triage_by"],
     )
 
 
@@ -132,6 +151,7 @@ def _draft(row: sqlite3.Row) -> Draft:
         tokens=row["tokens"],
         created_at=datetime.fromisoformat(row["created_at"]),
         selected=bool(row["selected"]),
+        flags=tuple(json.loads(row["flags"])) if row["flags"] else (),
     )
 
 
@@ -300,7 +320,7 @@ class Store:
     async def get_mention(self, mention_id: int) -> Mention:
         """The mention with this id, or NotFound."""
         row = await self.db.fetchone(
-            f"SELECT {_MENTION_COLUMNS} FROM mentions WHERE id = ?", (mention_id,)
+            f"SELECT {_SELECT_COLUMNS} FROM mentions WHERE id = ?", (mention_id,)
         )
         if row is None:
             raise NotFound(f"no mention #{mention_id}")
@@ -327,7 +347,7 @@ class Store:
             params.append(brand)
         clause = f"WHERE {' AND '.join(where)}" if where else ""
         rows = await self.db.fetchall(
-            f"SELECT {_MENTION_COLUMNS} FROM mentions {clause} ORDER BY id DESC LIMIT ?",
+            f"SELECT {_SELECT_COLUMNS} FROM mentions {clause} ORDER BY id DESC LIMIT ?",
             (*params, limit),
         )
         return [_mention(r) for r in rows]
@@ -413,9 +433,11 @@ class Store:
         texts: Sequence[tuple[str, str, str | None, str | None, int | None]],
         actor: Actor,
         action: str,
+        *,
+        flags: Sequence[Sequence[str]] | None = None,
     ) -> list[Draft]:
         """Replace the mention's drafts by new variants (text, origin, model, hash, tokens) and
-        move it to drafted; the first variant is selected."""
+        move it to drafted; the first variant is selected. ``flags[i]`` are variant i's checks."""
         now = _iso(utcnow())
         async with self.db.transaction() as conn:
             previous = await self._selected_text(conn, mention_id)
@@ -436,9 +458,20 @@ class Store:
             base = int(row[0]) if row else 0
             await conn.executemany(
                 "INSERT INTO drafts (mention_id, variant, text, origin, model, prompt_hash, tokens,"
-                " created_at, selected) VALUES (?,?,?,?,?,?,?,?,?)",
+                " created_at, selected, flags) VALUES (?,?,?,?,?,?,?,?,?,?)",
                 [
-                    (mention_id, base + i + 1, t, origin, model, h, tokens, now, int(i == 0))
+                    (
+                        mention_id,
+                        base + i + 1,
+                        t,
+                        origin,
+                        model,
+                        h,
+                        tokens,
+                        now,
+                        int(i == 0),
+                        json.dumps(list(flags[i])) if flags and flags[i] else None,
+                    )
                     for i, (t, origin, model, h, tokens) in enumerate(texts)
                 ],
             )
@@ -716,6 +749,88 @@ class Store:
         )
         status = await self.source_status(source)
         return status.consecutive_failures
+
+    # ---- triage and LLM usage -----------------------------------------------------------
+
+    async def save_triage(self, results: Sequence[tuple[int, str, Triage, bool]]) -> None:
+        """Store triage results: (mention id, intent, triage, urgent). ``urgent`` only ever
+        raises the flag: a watch rule's urgency is never lowered by triage."""
+        now = _iso(utcnow())
+        await self.db.executemany(
+            "UPDATE mentions SET intent = ?, relevant = ?, sentiment = ?, urgency = ?,"
+            " needs_reply = ?, triage_reason = ?, triage_by = ?, urgent = MAX(urgent, ?),"
+            " updated_at = ? WHERE id = ?",
+            [
+                (
+                    intent,
+                    int(t.relevant),
+                    t.sentiment,
+                    t.urgency,
+                    int(t.needs_reply),
+                    t.reason,
+                    t.by,
+                    int(urgent),
+                    now,
+                    mention_id,
+                )
+                for mention_id, intent, t, urgent in results
+            ],
+        )
+
+    async def record_llm_usage(
+        self,
+        *,
+        purpose: str,
+        model: str,
+        prompt_tokens: int,
+        completion_tokens: int,
+        cached_tokens: int = 0,
+        brand: str | None = None,
+        mention_id: int | None = None,
+        mentions: int = 1,
+    ) -> None:
+        """Record one LLM call's token usage."""
+        at = utcnow()
+        await self.db.execute(
+            "INSERT INTO llm_usage (at, day, purpose, model, brand, mention_id, mentions,"
+            " prompt_tokens, completion_tokens, cached_tokens) VALUES (?,?,?,?,?,?,?,?,?,?)",
+            (
+                _iso(at),
+                at.date().isoformat(),
+                purpose,
+                model,
+                brand,
+                mention_id,
+                mentions,
+                prompt_tokens,
+                completion_tokens,
+                cached_tokens,
+            ),
+        )
+
+    async def llm_tokens_on(self, day: str) -> int:
+        """Tokens (prompt + completion) spent on a UTC day ('YYYY-MM-DD')."""
+        row = await self.db.fetchone(
+            "SELECT COALESCE(SUM(prompt_tokens + completion_tokens), 0) FROM llm_usage"
+            " WHERE day = ?",
+            (day,),
+        )
+        return int(row[0]) if row else 0
+
+    async def llm_usage_by_purpose(
+        self, since: datetime, brand: str | None = None
+    ) -> dict[str, tuple[int, int, int]]:
+        """Per purpose since ``since``: (calls, tokens, cached prompt tokens)."""
+        sql = (
+            "SELECT purpose, COUNT(*), SUM(prompt_tokens + completion_tokens),"
+            " SUM(cached_tokens) FROM llm_usage WHERE at >= ?"
+        )
+        params: list[Any] = [_iso(since)]
+        if brand:
+            sql += " AND brand = ?"
+            params.append(brand)
+        rows = await self.db.fetchall(sql + " GROUP BY purpose", params)
+        return {str(r[0]): (int(r[1]), int(r[2] or 0), int(r[3] or 0)) for r in rows}
 
     # ---- stats --------------------------------------------------------------------------
 

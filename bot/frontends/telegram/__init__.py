@@ -1,0 +1,5 @@
+"""The Telegram frontend (python-telegram-bot): alerts with buttons, commands, edits in place."""
+
+from bot.frontends.telegram.frontend import TelegramConfig, TelegramFrontend
+
+__all__ = ["TelegramConfig", "TelegramFrontend"]

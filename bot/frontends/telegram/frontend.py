@@ -1,0 +1,515 @@
+"""The Telegram frontend: the PTB Application's lifecycle, alerts out, edits in place.
+
+The Application is started by hand (not ``run_polling``) so it shares the event loop with
+the pipeline and the outbox. Alerts leave through the platform-agnostic throttle (Telegram's
+per-chat, per-group and global limits; overflow becomes digests; 429s pause and resend).
+Every later change to a mention edits its alert message in place, found through the alert
+reference stored in SQLite, so this also works after a restart.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import json
+import logging
+import secrets
+import time
+import warnings
+from collections.abc import Awaitable, Callable, Hashable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from aiohttp import web
+from pydantic import SecretStr
+from telegram import (
+    Bot,
+    BotCommand,
+    InlineKeyboardMarkup,
+    LinkPreviewOptions,
+    Message,
+    Update,
+    User,
+)
+from telegram.constants import ParseMode
+from telegram.error import BadRequest, NetworkError, RetryAfter, TelegramError
+from telegram.ext import AIORateLimiter, Application, ApplicationBuilder, BaseRateLimiter
+from telegram.warnings import PTBDeprecationWarning
+
+from bot.app import Core
+from bot.domain.models import Actor, Draft, Mention, Reply
+from bot.domain.states import MentionState
+from bot.events import Event, MentionAlert, MentionChanged, Notice
+from bot.frontends.telegram.handlers import Handlers
+from bot.frontends.telegram.keyboards import alert_keyboard
+from bot.frontends.telegram.render import decision_line, esc, render_alert, render_digest
+from bot.presentation import alert_view
+from bot.services.throttle import (
+    TELEGRAM_LIMITS,
+    OutgoingAlert,
+    RateLimited,
+    Throttle,
+    ThrottleLimits,
+)
+from bot.settings import Settings
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+Dest = tuple[int | str, int | None]
+"""Where an alert goes: a chat id (or '@channel') and an optional forum topic id."""
+
+FRONTEND = "telegram"
+COMMANDS = (
+    ("start", "What this bot does, your user id and this chat's id"),
+    ("help", "The list of commands"),
+    ("pending", "Mentions waiting for a decision"),
+    ("queue", "Replies waiting to be posted"),
+    ("mention", "Show one mention with its buttons: /mention ID"),
+    ("stats", "Numbers: /stats [24h|7d|30d] [brand]"),
+    ("watch", "Watch rules: /watch list | add <brand> <name> <query> | remove <brand> <name>"),
+    ("pause", "Hold new alerts"),
+    ("resume", "Show held alerts and continue"),
+)
+ALLOWED_UPDATES = ["message", "callback_query"]
+TgApp = Application[Any, Any, Any, Any, Any, Any]
+_NO_PREVIEW = LinkPreviewOptions(is_disabled=True)
+_ADMIN_CACHE_SECONDS = 300.0
+_EDIT_TRIES = 3
+_READY_WAIT = 30.0
+"""Seconds an event waits for the bot to be connected before its update is skipped."""
+
+
+@dataclass(frozen=True)
+class TelegramConfig:
+    """What the frontend needs from the settings."""
+
+    token: SecretStr
+    api_base_url: str = "https://api.telegram.org"
+    alert_chat: int | str | None = None
+    admins_are_approvers: bool = False
+    webhook_url: str | None = None
+    webhook_listen: str = "0.0.0.0"
+    webhook_port: int = 8443
+    webhook_secret: SecretStr | None = None
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> TelegramConfig:
+        """Read the TELEGRAM_* settings (the token must be set)."""
+        if settings.telegram_bot_token is None:
+            raise ValueError("TELEGRAM_BOT_TOKEN is not set")
+        return cls(
+            token=settings.telegram_bot_token,
+            api_base_url=settings.telegram_api_base_url,
+            alert_chat=settings.telegram_alert_chat(),
+            admins_are_approvers=settings.telegram_approvers()[1],
+            webhook_url=settings.telegram_webhook_url,
+            webhook_listen=settings.telegram_webhook_listen,
+            webhook_port=settings.telegram_webhook_port,
+            webhook_secret=settings.telegram_webhook_secret,
+        )
+
+    @property
+    def base_url(self) -> str:
+        """PTB's ``base_url``: every API request goes to ``{base_url}{token}/{method}``."""
+        return self.api_base_url.rstrip("/") + "/bot"
+
+    @property
+    def base_file_url(self) -> str:
+        """PTB's ``base_file_url``: file downloads go to the same (possibly self-hosted) server."""
+        return self.api_base_url.rstrip("/") + "/file/bot"
+
+
+_SECRETS: set[str] = set()
+
+
+def _redact(record: logging.LogRecord) -> None:
+    try:
+        message = record.getMessage()
+    except (TypeError, ValueError):  # a malformed record: logging reports it later
+        return
+    for secret in _SECRETS:
+        message = message.replace(secret, "<redacted>")
+    # Frozen now: PTB logs dicts it fills in later (a file's URL, token included).
+    record.msg, record.args = message, None
+    if record.exc_info and record.exc_info[1] is not None:
+        text = logging.Formatter().formatException(record.exc_info)
+        for secret in _SECRETS:
+            text = text.replace(secret, "<redacted>")
+        record.exc_text = text
+
+
+def install_token_redactor(token: str) -> None:
+    """Redact ``token`` from every log record, whichever logger creates it.
+
+    PTB logs request URLs and file paths that contain the token (at DEBUG) on many child
+    loggers, and logger filters do not see records of child loggers, so the redaction sits in
+    the record factory, which every record goes through.
+    """
+    if not token:
+        return
+    if not _SECRETS:
+        previous = logging.getLogRecordFactory()
+
+        def factory(*args: Any, **kwargs: Any) -> logging.LogRecord:
+            record = previous(*args, **kwargs)
+            _redact(record)
+            return record
+
+        logging.setLogRecordFactory(factory)
+    _SECRETS.add(token)
+    for name in ("httpx", "httpcore"):  # they log every request URL at INFO
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
+def retry_seconds(exc: RetryAfter) -> float:
+    """RetryAfter's delay in seconds (PTB 22 warns about the int/timedelta migration)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", PTBDeprecationWarning)
+        value = exc.retry_after
+    return value if isinstance(value, (int, float)) else value.total_seconds()
+
+
+def parse_ref(ref: str) -> tuple[int | str, int] | None:
+    """``"chat_id:message_id"`` back into its parts (None if malformed)."""
+    chat, _, message = ref.rpartition(":")
+    if not chat or not message.isdigit():
+        return None
+    return (chat if chat.startswith("@") else int(chat)), int(message)
+
+
+def build_application(config: TelegramConfig, rate_limiter: BaseRateLimiter[Any]) -> TgApp:
+    """The PTB Application, pointed at the configured Bot API server (files included)."""
+    return (
+        ApplicationBuilder()
+        .token(config.token.get_secret_value())
+        .base_url(config.base_url)
+        .base_file_url(config.base_file_url)
+        .rate_limiter(rate_limiter)
+        .concurrent_updates(16)  # a slow Draft must not hold up other presses
+        .build()
+    )
+
+
+def _dest(value: Hashable) -> Dest:
+    if not isinstance(value, tuple) or len(value) != 2:  # pragma: no cover - we submit Dests
+        raise TypeError(f"not a Telegram destination: {value!r}")
+    return value
+
+
+class TelegramFrontend:
+    """Alerts, buttons and commands in Telegram, calling the same core as the console."""
+
+    name = FRONTEND
+
+    def __init__(
+        self,
+        core: Core,
+        config: TelegramConfig,
+        *,
+        limits: ThrottleLimits = TELEGRAM_LIMITS,
+        rate_limiter: BaseRateLimiter[Any] | None = None,
+    ) -> None:
+        self.core = core
+        self.config = config
+        install_token_redactor(config.token.get_secret_value())
+        # AIORateLimiter keeps every request (edits, answers) within Telegram's limits; with
+        # max_retries=0 a 429 surfaces, so the throttle or _call pauses and resends.
+        self.application = build_application(config, rate_limiter or AIORateLimiter())
+        self.handlers = Handlers(self)
+        self.handlers.register(self.application)
+        self.throttle = Throttle(self._send_alert, self._send_digest, limits)
+        self._ready = asyncio.Event()
+        self._admins: tuple[float, frozenset[int]] = (0.0, frozenset())
+        self._admins_lock = asyncio.Lock()
+        self._changed_while_queued: set[int] = set()
+        """Mentions that changed while their alert waited in the throttle (edited once sent)."""
+        core.bus.subscribe(self.name, self.on_event)
+
+    @property
+    def bot(self) -> Bot:
+        """The PTB bot (valid once the Application is initialised)."""
+        bot: Bot = self.application.bot
+        return bot
+
+    # ---- lifecycle ----------------------------------------------------------------------
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Start the Application (polling or webhook), serve until ``stop``, stop in reverse."""
+        app = self.application
+        async with app:  # initialize() (getMe) … shutdown()
+            await self.bot.set_my_commands([BotCommand(c, d) for c, d in COMMANDS])
+            await app.start()
+            webhook: web.AppRunner | None = None
+            if self.config.webhook_url:
+                webhook = await self._start_webhook()
+            else:
+                assert app.updater is not None
+                await app.updater.start_polling(
+                    allowed_updates=ALLOWED_UPDATES, drop_pending_updates=False
+                )
+            self._ready.set()
+            log.info("Telegram bot @%s is running", self.bot.username)
+            try:
+                async with asyncio.TaskGroup() as tg:
+                    tg.create_task(self.throttle.run(stop))
+                    await stop.wait()
+            finally:
+                self._ready.clear()
+                if webhook is not None:
+                    await webhook.cleanup()
+                elif app.updater is not None and app.updater.running:
+                    await app.updater.stop()
+                await app.stop()
+
+    async def _start_webhook(self) -> web.AppRunner:
+        """Receive updates over HTTPS from Telegram (behind your reverse proxy), checked by the
+        secret token header; the Application processes them as with polling."""
+        assert self.config.webhook_url is not None
+        secret = (
+            self.config.webhook_secret.get_secret_value()
+            if self.config.webhook_secret
+            else secrets.token_urlsafe(32)
+        )
+
+        async def receive(request: web.Request) -> web.Response:
+            header = request.headers.get("X-Telegram-Bot-Api-Secret-Token", "")
+            if not hmac.compare_digest(header.encode(), secret.encode()):
+                return web.Response(status=403)
+            try:
+                update = Update.de_json(await request.json(), self.bot)
+            except (ValueError, TypeError, KeyError, json.JSONDecodeError):
+                return web.Response(status=400)
+            await self.application.update_queue.put(update)
+            return web.Response()
+
+        server = web.Application()
+        path = "/" + self.config.webhook_url.split("://", 1)[1].partition("/")[2]
+        server.router.add_post(path, receive)
+        runner = web.AppRunner(server, handle_signals=False, access_log=None)
+        await runner.setup()
+        await web.TCPSite(runner, self.config.webhook_listen, self.config.webhook_port).start()
+        await self.bot.set_webhook(
+            self.config.webhook_url, secret_token=secret, allowed_updates=ALLOWED_UPDATES
+        )
+        log.info("Telegram webhook listening on port %d", self.config.webhook_port)
+        return runner
+
+    # ---- who is who ---------------------------------------------------------------------
+
+    async def actor(self, user: User) -> Actor:
+        """The Actor for a Telegram user; ``admin`` only if Telegram says they are one."""
+        roles: frozenset[str] = frozenset()
+        if self.config.admins_are_approvers and user.id in await self.admin_ids():
+            roles = frozenset({"admin"})
+        name = f"@{user.username}" if user.username else user.full_name
+        return Actor(platform=FRONTEND, user_id=str(user.id), display_name=name, roles=roles)
+
+    async def admin_ids(self) -> frozenset[int]:
+        """Administrators of the alert chat (cached; getChatAdministrators)."""
+        chat = self.config.alert_chat
+        if chat is None:
+            return frozenset()
+        async with self._admins_lock:
+            expires, ids = self._admins
+            if time.monotonic() < expires:
+                return ids
+            try:
+                members = await self._call(lambda: self.bot.get_chat_administrators(chat))
+            except TelegramError as exc:
+                log.warning("could not list the alert chat's administrators: %s", exc)
+                return ids
+            ids = frozenset(m.user.id for m in members if not m.user.is_bot)
+            self._admins = (time.monotonic() + _ADMIN_CACHE_SECONDS, ids)
+            return ids
+
+    def team_chats(self) -> set[int | str]:
+        """Chats where alerts go: everyone there may read (commands, /mention)."""
+        chats: set[int | str] = set()
+        if self.config.alert_chat is not None:
+            chats.add(self.config.alert_chat)
+        for brand in self.core.config.brands:
+            if brand.route.telegram_chat_id is not None:
+                chats.add(brand.route.telegram_chat_id)
+        return chats
+
+    def route(self, brand_name: str) -> Dest | None:
+        """Where a brand's alerts go (its route, else the default alert chat)."""
+        brand = self.core.config.brand(brand_name)
+        chat = brand.route.telegram_chat_id if brand else None
+        chat = chat if chat is not None else self.config.alert_chat
+        if chat is None:
+            return None
+        return chat, brand.route.telegram_topic_id if brand else None
+
+    # ---- core events --------------------------------------------------------------------
+
+    async def on_event(self, event: Event) -> None:
+        """Alerts go through the throttle; changes edit the alert in place; notices are sent."""
+        if isinstance(event, MentionAlert):
+            dest = self.route(event.mention.brand)
+            if dest is None:
+                log.warning(
+                    "no Telegram chat for brand %s: set TELEGRAM_ALERT_CHAT_ID", event.mention.brand
+                )
+                return
+            self.throttle.submit(dest, OutgoingAlert.from_event(event))
+        elif isinstance(event, MentionChanged):
+            if await self._wait_ready():
+                await self.on_change(event)
+        elif (
+            isinstance(event, Notice)
+            and self.config.alert_chat is not None
+            and await self._wait_ready()
+        ):
+            chat = self.config.alert_chat
+            await self._call(
+                lambda: self.bot.send_message(
+                    chat, f"⚠️ {esc(event.text)}", parse_mode=ParseMode.HTML
+                )
+            )
+
+    async def _wait_ready(self) -> bool:
+        try:
+            await asyncio.wait_for(self._ready.wait(), _READY_WAIT)
+        except TimeoutError:
+            log.warning("Telegram is not connected; an update of an alert was not shown")
+            return False
+        return True
+
+    async def render(
+        self, mention: Mention, drafts: list[Draft], reply: Reply | None
+    ) -> tuple[str, InlineKeyboardMarkup | None]:
+        """An alert's HTML and buttons for the mention's current state."""
+        view = alert_view(mention, drafts, reply, self.core.brand_label(mention.brand))
+        html = render_alert(view, reply=reply, decision=await self._decision(mention, reply))
+        return html, alert_keyboard(mention, drafts, reply)
+
+    async def _decision(self, mention: Mention, reply: Reply | None) -> str | None:
+        if reply is not None:
+            return decision_line("approved", reply.approved_by, reply.created_at)
+        if mention.state in (MentionState.REJECTED, MentionState.IGNORED):
+            trail = await self.core.store.audit_trail("mention", mention.id)
+            entry = next((e for e in reversed(trail) if e.to_state == mention.state.value), None)
+            if entry is not None:
+                line = decision_line(mention.state.value, entry.actor, entry.at)
+                return line + (f" ({entry.detail})" if entry.detail else "")
+        return None
+
+    async def _send_alert(self, dest: Hashable, alert: OutgoingAlert) -> None:
+        """Send one alert (throttle callback). It is rendered from the event, so nothing slows
+        the request the throttle just scheduled; a change that arrived meanwhile is applied
+        by an edit right after."""
+        mention = alert.mention
+        html, keyboard = await self.render(mention, list(alert.drafts), None)
+        message = await self._send_limited(_dest(dest), html, keyboard)
+        if message is None:
+            return
+        await self.core.store.set_alert_ref(
+            mention.id, FRONTEND, f"{message.chat_id}:{message.message_id}"
+        )
+        if mention.id in self._changed_while_queued:
+            self._changed_while_queued.discard(mention.id)
+            await self._refresh(mention.id)
+
+    async def _send_digest(self, dest: Hashable, alerts: list[OutgoingAlert]) -> None:
+        """Send several alerts as one message (throttle callback, when a chat's rate is spent)."""
+        views = [
+            alert_view(a.mention, list(a.drafts), None, self.core.brand_label(a.mention.brand))
+            for a in alerts
+        ]
+        await self._send_limited(_dest(dest), render_digest(views), None)
+        for alert in alerts:
+            self._changed_while_queued.discard(alert.mention.id)
+
+    async def _refresh(self, mention_id: int) -> None:
+        """Edit an alert to the mention's current state, read from the store."""
+        store = self.core.store
+        await self.edit_alert(
+            await store.get_mention(mention_id),
+            await store.current_drafts(mention_id),
+            await store.reply_for_mention(mention_id),
+        )
+
+    async def _send_limited(
+        self, dest: Dest, html: str, keyboard: InlineKeyboardMarkup | None
+    ) -> Message | None:
+        """sendMessage for the throttle: a 429 becomes RateLimited (it pauses and resends),
+        as does a network failure; a refused message is logged, not retried forever."""
+        chat, topic = dest
+        try:
+            return await self.bot.send_message(
+                chat,
+                html,
+                parse_mode=ParseMode.HTML,
+                link_preview_options=_NO_PREVIEW,
+                reply_markup=keyboard,
+                message_thread_id=topic,
+            )
+        except RetryAfter as exc:
+            raise RateLimited(retry_seconds(exc)) from None
+        except BadRequest as exc:
+            log.error("Telegram refused an alert for chat %s: %s", chat, exc.message)
+        except NetworkError as exc:
+            raise RateLimited(5.0) from exc
+        except TelegramError as exc:  # Forbidden: the bot was removed from the chat
+            log.error("cannot post to Telegram chat %s: %s", chat, exc.message)
+        return None
+
+    async def on_change(self, event: MentionChanged) -> None:
+        """Edit the alert in place; remember changes to alerts still waiting in the throttle."""
+        if FRONTEND in event.mention.alert_refs:
+            await self.edit_alert(event.mention, event.drafts, event.reply)
+            return
+        # The alert may have been posted since the event was made: look again.
+        if FRONTEND in (await self.core.store.get_mention(event.mention.id)).alert_refs:
+            await self._refresh(event.mention.id)
+        else:
+            self._changed_while_queued.add(event.mention.id)
+
+    async def edit_alert(self, mention: Mention, drafts: list[Draft], reply: Reply | None) -> None:
+        """Re-render a mention's alert message in place (if it was posted)."""
+        ref = parse_ref(mention.alert_refs.get(FRONTEND, ""))
+        if ref is None:
+            return
+        chat, message_id = ref
+        html, keyboard = await self.render(mention, drafts, reply)
+        await self.edit(chat, message_id, html, keyboard)
+
+    async def edit(
+        self,
+        chat: int | str,
+        message_id: int,
+        html: str,
+        keyboard: InlineKeyboardMarkup | None,
+    ) -> None:
+        """editMessageText, tolerant of 'not modified' and of deleted messages."""
+        try:
+            await self._call(
+                lambda: self.bot.edit_message_text(
+                    html,
+                    chat_id=chat,
+                    message_id=message_id,
+                    parse_mode=ParseMode.HTML,
+                    link_preview_options=_NO_PREVIEW,
+                    reply_markup=keyboard,
+                )
+            )
+        except BadRequest as exc:
+            if "not modified" not in exc.message:
+                log.warning(
+                    "could not edit message %s in chat %s: %s", message_id, chat, exc.message
+                )
+
+    async def _call(self, request: Callable[[], Awaitable[T]]) -> T:
+        """A Bot API request outside the throttle: honour a 429's retry_after, a few times."""
+        for attempt in range(_EDIT_TRIES):
+            try:
+                return await request()
+            except RetryAfter as exc:
+                if attempt == _EDIT_TRIES - 1:
+                    raise
+                delay = retry_seconds(exc)
+                log.info("Telegram asked to wait %.0fs", delay)
+                await asyncio.sleep(delay)
+        raise AssertionError("unreachable")  # pragma: no cover

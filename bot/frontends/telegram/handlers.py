@@ -1,0 +1,419 @@
+"""Telegram updates into core calls: slash commands, button presses and the Edit reply.
+
+One error boundary per handler: a UserFacingError's text is shown, anything else is logged
+with its traceback and answered with a generic apology (never ``str(exc)``).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Awaitable, Callable, Coroutine
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from telegram import ForceReply, LinkPreviewOptions, Message, Update, User
+from telegram.constants import ParseMode
+from telegram.ext import (
+    Application,
+    CallbackQueryHandler,
+    CommandHandler,
+    ContextTypes,
+    MessageHandler,
+    filters,
+)
+
+from bot.domain.models import Actor
+from bot.domain.states import MentionState, ReplyState
+from bot.errors import InvalidTransition, PermissionDenied, UserFacingError
+from bot.frontends.telegram.keyboards import Action, Callback, decode, preview_keyboard
+from bot.frontends.telegram.render import esc, fit_lines, safe, toast
+from bot.services.stats import compute_stats, parse_period, stats_lines
+
+if TYPE_CHECKING:
+    from bot.frontends.telegram.frontend import TelegramFrontend
+
+log = logging.getLogger(__name__)
+
+Context = ContextTypes.DEFAULT_TYPE
+Command = Callable[["Handlers", Update, list[str], str], Awaitable[str]]
+
+HELP = """<b>Parley</b> relays brand mentions here and posts the replies you approve.
+Use the buttons under each alert: Approve, Edit, Reject, Ignore, Draft (new drafts).
+
+/pending — mentions waiting for a decision
+/queue — replies waiting to be posted
+/mention ID — show one mention with its buttons
+/stats [24h|7d|30d] [brand] — volume, replies, response times
+/watch list [brand] — watch rules
+/watch add [--urgent] &lt;brand&gt; &lt;name&gt; &lt;query&gt; — add a rule
+/watch remove &lt;brand&gt; &lt;name&gt; — remove a rule added from chat
+/pause, /resume — hold new alerts, then show them"""
+
+_EDIT_TTL = 3600.0
+_MAX_PENDING_EDITS = 500
+_NO_PREVIEW = LinkPreviewOptions(is_disabled=True)
+_TOASTS = {
+    Action.APPROVE: "Approved: the reply is queued for posting.",
+    Action.REJECT: "Rejected.",
+    Action.IGNORE: "Ignored.",
+    Action.RETRY: "Queued again.",
+    Action.CONFIRM: "Marked as posted. Thanks!",
+}
+
+
+@dataclass(frozen=True)
+class PendingEdit:
+    """An Edit press waiting for the editor's reply to the ForceReply prompt."""
+
+    user_id: int
+    mention_id: int
+    at: float
+
+
+class Handlers:
+    """Every update handler of the frontend."""
+
+    def __init__(self, frontend: TelegramFrontend) -> None:
+        self.frontend = frontend
+        self.core = frontend.core
+        self.pending_edits: dict[tuple[int, int], PendingEdit] = {}
+        """(chat id, ForceReply prompt message id) → who may answer it, for which mention."""
+
+    def register(self, app: Application[Any, Any, Any, Any, Any, Any]) -> None:
+        """Add the handlers to the Application."""
+        for name, command in self._commands.items():
+            app.add_handler(CommandHandler(name, self._command(command)))
+        app.add_handler(CallbackQueryHandler(self.on_callback))
+        app.add_handler(
+            MessageHandler(filters.REPLY & filters.TEXT & ~filters.COMMAND, self.on_reply)
+        )
+
+    # ---- commands -----------------------------------------------------------------------
+
+    def _command(self, command: Command) -> Callable[[Update, Any], Coroutine[Any, Any, None]]:
+        async def handle(update: Update, context: Context) -> None:
+            message = update.effective_message
+            if message is None or update.effective_user is None:
+                return
+            text = message.text or ""
+            rest = text.partition(" ")[2].strip()
+            try:
+                answer = await command(self, update, rest.split(), rest)
+            except UserFacingError as exc:
+                answer = f"Sorry: {esc(str(exc))}."
+            except Exception:
+                log.exception("Telegram command failed: %s", text.split(" ")[0][:40])
+                answer = "Sorry, that failed unexpectedly; the log has the details."
+            if answer:
+                await self.frontend._call(
+                    lambda: message.reply_text(
+                        answer, parse_mode=ParseMode.HTML, link_preview_options=_NO_PREVIEW
+                    )
+                )
+
+        return handle
+
+    async def _reader(self, update: Update) -> Actor:
+        """The actor, if they may read team data: in a team chat, or an approver anywhere."""
+        assert update.effective_user is not None and update.effective_chat is not None
+        actor = await self.frontend.actor(update.effective_user)
+        chat = update.effective_chat
+        in_team_chat = chat.id in self.frontend.team_chats() or (
+            chat.username is not None and f"@{chat.username}" in self.frontend.team_chats()
+        )
+        if not in_team_chat and not self.core.review.policy.is_approver(actor):
+            raise PermissionDenied(
+                "this bot works for a team; ask them to add your user id "
+                f"({update.effective_user.id}) to TELEGRAM_APPROVER_IDS"
+            )
+        return actor
+
+    async def _start(self, update: Update, args: list[str], rest: str) -> str:
+        assert update.effective_user is not None and update.effective_chat is not None
+        message = update.effective_message
+        topic = message.message_thread_id if message and message.is_topic_message else None
+        ids = (
+            f"Your user id: <code>{update.effective_user.id}</code>\n"
+            f"This chat's id: <code>{update.effective_chat.id}</code>"
+            + (f"\nThis topic's id: <code>{topic}</code>" if topic else "")
+        )
+        return f"{HELP}\n\n{ids}"
+
+    async def _help(self, update: Update, args: list[str], rest: str) -> str:
+        return HELP
+
+    async def _pending(self, update: Update, args: list[str], rest: str) -> str:
+        await self._reader(update)
+        brand = args[0] if args else None
+        mentions = await self.core.alerts.pending(brand=brand, limit=30)
+        if not mentions:
+            return "Nothing is waiting for a decision. 🎉"
+        total = await self.core.alerts.pending_count(brand=brand)
+        lines = [f"<b>{total} waiting for a decision</b> (open one with /mention ID):"]
+        for m in mentions:
+            who = m.author.handle or m.author.display_name or "?"
+            lines.append(
+                f"{'🚨 ' if m.urgent else ''}<b>#{m.id}</b> {esc(m.state.value)} · "
+                f"{safe(m.platform, 20)} · {safe(who, 30)}: {safe(' '.join(m.text.split()), 90)}"
+            )
+        return fit_lines(lines)
+
+    async def _queue(self, update: Update, args: list[str], rest: str) -> str:
+        await self._reader(update)
+        states = [
+            ReplyState.QUEUED,
+            ReplyState.SENDING,
+            ReplyState.FAILED,
+            ReplyState.AWAITING_MANUAL,
+            ReplyState.DEAD,
+        ]
+        replies = await self.core.store.replies(states, limit=50)
+        if not replies:
+            return "The outbox is empty."
+        return fit_lines(
+            [
+                f"<b>#{r.mention_id}</b> {esc(r.state.value)} via {esc(r.publisher)}, "
+                f"{r.attempts} tries" + (f" — {safe(r.error, 200)}" if r.error else "")
+                for r in replies
+            ]
+        )
+
+    async def _mention(self, update: Update, args: list[str], rest: str) -> str:
+        await self._reader(update)
+        if not args or not args[0].lstrip("#").isdigit():
+            raise UserFacingError("give the mention's number, e.g. /mention 12")
+        store = self.core.store
+        mention = await store.get_mention(int(args[0].lstrip("#")))
+        drafts = await store.current_drafts(mention.id)
+        reply = await store.reply_for_mention(mention.id)
+        html, keyboard = await self.frontend.render(mention, drafts, reply)
+        message = update.effective_message
+        assert message is not None
+        sent = await self.frontend._call(
+            lambda: message.reply_text(
+                html,
+                parse_mode=ParseMode.HTML,
+                link_preview_options=_NO_PREVIEW,
+                reply_markup=keyboard,
+            )
+        )
+        # This copy is now the one kept up to date (the original may be in a digest, or old).
+        await store.set_alert_ref(mention.id, "telegram", f"{sent.chat_id}:{sent.message_id}")
+        return ""
+
+    async def _stats(self, update: Update, args: list[str], rest: str) -> str:
+        await self._reader(update)
+        period = parse_period(args[0] if args else None)
+        brand = args[1] if len(args) > 1 else None
+        if brand and self.core.config.brand(brand) is None:
+            raise UserFacingError(f"unknown brand {brand!r}")
+        lines = stats_lines(await compute_stats(self.core.store, period, brand))
+        return f"<pre>{esc(chr(10).join(lines))}</pre>"
+
+    async def _watch(self, update: Update, args: list[str], rest: str) -> str:
+        actor = await self._reader(update)
+        sub = args[0].lower() if args else "list"
+        watch = self.core.watch
+        if sub == "list":
+            rules = await watch.rules(args[1] if len(args) > 1 else None)
+            if not rules:
+                return "No watch rules."
+            return fit_lines(
+                [
+                    f"{'🚨 ' if r.urgent else ''}<b>{safe(r.brand, 64)}/{safe(r.name, 64)}</b>"
+                    f" ({r.origin}): <code>{esc(r.query)}</code>"
+                    for r in rules
+                ]
+            )
+        if sub == "add":
+            words = rest.split(None, 1)[1] if len(args) > 1 else ""
+            urgent = words.startswith("--urgent")
+            words = words.removeprefix("--urgent").strip()
+            parts = words.split(None, 2)
+            if len(parts) < 3:
+                raise UserFacingError(
+                    "use /watch add [--urgent] <brand> <name> <query>, "
+                    "e.g. /watch add acme pricing acme (price OR pricing)"
+                )
+            rule = await watch.add(parts[0], parts[1], parts[2], actor, urgent=urgent)
+            return (
+                f"Added {'urgent ' if rule.urgent else ''}rule <b>{safe(rule.brand, 64)}/"
+                f"{safe(rule.name, 64)}</b>: <code>{esc(rule.query)}</code>"
+            )
+        if sub == "remove":
+            if len(args) != 3:
+                raise UserFacingError("use /watch remove <brand> <name>")
+            rule = await watch.remove(args[1], args[2], actor)
+            return f"Removed rule <b>{safe(rule.brand, 64)}/{safe(rule.name, 64)}</b>."
+        raise UserFacingError("use /watch list, /watch add … or /watch remove …")
+
+    async def _pause(self, update: Update, args: list[str], rest: str) -> str:
+        actor = await self._reader(update)
+        await self.core.alerts.pause(actor)
+        return "⏸ Alerts paused. Mentions are still collected; /resume shows them."
+
+    async def _resume(self, update: Update, args: list[str], rest: str) -> str:
+        actor = await self._reader(update)
+        count = await self.core.alerts.resume(actor)
+        return f"▶️ Alerts resumed; {count} held mention{'s' if count != 1 else ''} on the way."
+
+    _commands: ClassVar[dict[str, Command]] = {
+        "start": _start,
+        "help": _help,
+        "pending": _pending,
+        "queue": _queue,
+        "mention": _mention,
+        "stats": _stats,
+        "watch": _watch,
+        "pause": _pause,
+        "resume": _resume,
+    }
+
+    # ---- buttons ------------------------------------------------------------------------
+
+    async def on_callback(self, update: Update, context: Context) -> None:
+        """A button press: decode, re-check, act, and answer before any other request."""
+        query = update.callback_query
+        if query is None:
+            return
+        callback = decode(query.data)
+        if callback is None:
+            await query.answer(toast("This button is out of date; use /mention ID for a new one."))
+            return
+        try:
+            actor = await self.frontend.actor(query.from_user)
+            if not self.core.review.policy.is_approver(actor):
+                raise PermissionDenied("only approvers can decide; ask a team lead to add you")
+            answered = await self._act(callback, actor, query.answer)
+        except UserFacingError as exc:
+            await query.answer(toast(f"Sorry: {exc}."))
+            return
+        except Exception:
+            log.exception("Telegram button %s failed", callback.action.value)
+            await query.answer(toast("Sorry, that failed unexpectedly; the log has the details."))
+            return
+        if answered is not None:
+            await query.answer(toast(answered))
+        message = query.message
+        if isinstance(message, Message):
+            await self._after(callback, message, query.from_user)
+
+    async def _act(
+        self, cb: Callback, actor: Actor, answer: Callable[..., Awaitable[bool]]
+    ) -> str | None:
+        """Run the press; the toast to answer with (None: already answered)."""
+        review = self.core.review
+        mid = cb.mention_id
+        match cb.action:
+            case Action.APPROVE:
+                await review.approve(mid, actor, variant=cb.variant)
+            case Action.REJECT:
+                await review.reject(mid, actor)
+            case Action.IGNORE:
+                await review.ignore(mid, actor)
+            case Action.RETRY:
+                await review.retry(mid, actor)
+            case Action.CONFIRM:
+                await review.confirm_posted(mid, actor)
+            case Action.SELECT:
+                assert cb.variant is not None
+                await review.select(mid, cb.variant, actor)
+                return f"Draft {cb.variant} selected."
+            case Action.DRAFT:
+                mention = await self.core.store.get_mention(mid)
+                if mention.state not in (
+                    MentionState.NEW,
+                    MentionState.BACKLOG,
+                    MentionState.ALERTED,
+                    MentionState.DRAFTED,
+                ):
+                    raise InvalidTransition(
+                        f"mention #{mid} is {mention.state}; it cannot be drafted"
+                    )
+                # Drafting can take a while (an LLM): answer first so the spinner stops.
+                await answer(toast("Drafting…"))
+                await review.draft(mid, actor)
+                return None
+            case Action.EDIT:
+                await self.core.store.get_mention(mid)  # NotFound for a forged id
+                return "Reply to my message with your text."
+            case Action.CANCEL_EDIT:
+                return "Not approved; your text stays as the draft."
+        return _TOASTS[cb.action]
+
+    async def _after(self, cb: Callback, message: Message, user: User) -> None:
+        """Follow-ups in the chat once the press was answered (the alert itself is updated
+        from the core's MentionChanged event)."""
+        if cb.action is Action.EDIT:
+            await self._ask_for_text(cb.mention_id, message, user)
+        elif cb.action is Action.CANCEL_EDIT or (
+            cb.action is Action.APPROVE and cb.variant is not None
+        ):
+            done = (
+                f"✅ Approved: your reply to #{cb.mention_id} is queued."
+                if cb.action is Action.APPROVE
+                else f"Not approved; your text stays as the draft of #{cb.mention_id}."
+            )
+            await self.frontend.edit(message.chat_id, message.message_id, done, None)
+
+    async def _ask_for_text(self, mention_id: int, alert: Message, user: User) -> None:
+        """Send a ForceReply prompt aimed at the editor (``selective`` + a mention of them)."""
+        who = f'<a href="tg://user?id={user.id}">{safe(user.first_name, 64)}</a>'
+        prompt = await self.frontend._call(
+            lambda: alert.get_bot().send_message(
+                alert.chat_id,
+                f"✏️ {who}, reply to this message with the new text for <b>#{mention_id}</b>.",
+                parse_mode=ParseMode.HTML,
+                message_thread_id=alert.message_thread_id if alert.is_topic_message else None,
+                reply_markup=ForceReply(
+                    selective=True, input_field_placeholder=f"Reply for #{mention_id}"
+                ),
+            )
+        )
+        self._remember(
+            prompt.chat_id, prompt.message_id, PendingEdit(user.id, mention_id, time.monotonic())
+        )
+
+    # ---- the Edit reply -----------------------------------------------------------------
+
+    async def on_reply(self, update: Update, context: Context) -> None:
+        """The editor's answer to a ForceReply prompt: save it, then offer a preview."""
+        message = update.effective_message
+        user = update.effective_user
+        if message is None or user is None or message.reply_to_message is None:
+            return
+        key = (message.chat_id, message.reply_to_message.message_id)
+        pending = self.pending_edits.get(key)
+        if pending is None or pending.user_id != user.id:
+            return  # a reply to something else, or someone other than the editor
+        del self.pending_edits[key]
+        try:
+            actor = await self.frontend.actor(user)
+            draft = await self.core.review.edit(pending.mention_id, message.text or "", actor)
+            answer = (
+                f"Preview of your reply to <b>#{pending.mention_id}</b>:\n"
+                f"<blockquote>{safe(draft.text)}</blockquote>"
+            )
+            markup = preview_keyboard(pending.mention_id, draft.variant)
+        except UserFacingError as exc:
+            answer, markup = f"Sorry: {esc(str(exc))}.", None
+        except Exception:
+            log.exception("Telegram edit of #%d failed", pending.mention_id)
+            answer, markup = "Sorry, that failed unexpectedly; the log has the details.", None
+        await self.frontend._call(
+            lambda: message.reply_text(
+                answer,
+                parse_mode=ParseMode.HTML,
+                link_preview_options=_NO_PREVIEW,
+                reply_markup=markup,
+            )
+        )
+
+    def _remember(self, chat_id: int, prompt_id: int, edit: PendingEdit) -> None:
+        now = time.monotonic()
+        for key in [k for k, v in self.pending_edits.items() if now - v.at > _EDIT_TTL]:
+            del self.pending_edits[key]
+        while len(self.pending_edits) >= _MAX_PENDING_EDITS:
+            del self.pending_edits[next(iter(self.pending_edits))]
+        self.pending_edits[(chat_id, prompt_id)] = edit

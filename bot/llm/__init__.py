@@ -1,0 +1,6 @@
+"""LLM drafting and triage through any OpenAI-compatible server (OpenAI, Ollama, vLLM…).
+
+``client`` talks to the server (budget, retries, JSON), ``prompts`` loads the prompt files and
+fences untrusted text, ``drafter`` and ``triage`` use them, ``guards`` checks every draft before
+it is offered, ``tweaks`` is the vocabulary of redraft buttons. See docs/llm.md.
+"""

@@ -1,0 +1,198 @@
+"""Storage for the run-time controls chat commands change: watch rules added from chat, the
+alert pause switch, and the two mention queues those controls act on (held and pending).
+
+Every change is audited in the same transaction as the change itself, like the main store.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from dataclasses import dataclass
+from datetime import datetime
+
+import aiosqlite
+
+from bot.domain.models import Actor, utcnow
+from bot.domain.states import MentionState
+from bot.storage.db import Database
+
+PAUSED_KEY = "alerts_paused"
+"""control_state key of the alert pause ('1' paused, '0' running)."""
+
+CONTROL_ENTITY_ID = 0
+"""Audit rows about a global switch have no entity of their own; they use id 0."""
+
+
+@dataclass(frozen=True)
+class StoredRule:
+    """A watch rule added from chat, as persisted."""
+
+    id: int
+    brand: str
+    name: str
+    query: str
+    urgent: bool
+    added_by: str
+    created_at: datetime
+
+
+class DuplicateRule(Exception):
+    """A chat rule with this brand and name already exists (the UNIQUE index refused it)."""
+
+
+async def _audit(
+    conn: aiosqlite.Connection,
+    actor: Actor,
+    entity: str,
+    entity_id: int,
+    action: str,
+    *,
+    before_text: str | None = None,
+    after_text: str | None = None,
+    detail: str | None = None,
+) -> None:
+    await conn.execute(
+        "INSERT INTO audit_log (at, actor, entity, entity_id, action, before_text, after_text,"
+        " detail) VALUES (?,?,?,?,?,?,?,?)",
+        (
+            utcnow().isoformat(),
+            actor.label,
+            entity,
+            entity_id,
+            action,
+            before_text,
+            after_text,
+            detail,
+        ),
+    )
+
+
+def _rule(row: sqlite3.Row) -> StoredRule:
+    return StoredRule(
+        id=row["id"],
+        brand=row["brand"],
+        name=row["name"],
+        query=row["query"],
+        urgent=bool(row["urgent"]),
+        added_by=row["added_by"],
+        created_at=datetime.fromisoformat(row["created_at"]),
+    )
+
+
+class WatchStore:
+    """Reads and audited writes of chat-added rules and control switches."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    # ---- watch rules --------------------------------------------------------------------
+
+    async def rules(self) -> list[StoredRule]:
+        """Every chat-added rule, in creation order."""
+        rows = await self.db.fetchall("SELECT * FROM watch_rules ORDER BY id")
+        return [_rule(r) for r in rows]
+
+    async def add_rule(
+        self, brand: str, name: str, query: str, urgent: bool, actor: Actor
+    ) -> StoredRule:
+        """Persist a new rule and its audit row; DuplicateRule if (brand, name) exists."""
+        now = utcnow().isoformat()
+        try:
+            async with self.db.transaction() as conn:
+                cursor = await conn.execute(
+                    "INSERT INTO watch_rules (brand, name, query, urgent, added_by, created_at)"
+                    " VALUES (?,?,?,?,?,?)",
+                    (brand, name, query, int(urgent), actor.label, now),
+                )
+                rule_id = cursor.lastrowid
+                assert rule_id is not None
+                await _audit(
+                    conn,
+                    actor,
+                    "rule",
+                    rule_id,
+                    "add",
+                    after_text=query,
+                    detail=f"{brand}/{name}" + (" urgent" if urgent else ""),
+                )
+        except sqlite3.IntegrityError:
+            raise DuplicateRule(f"{brand}/{name}") from None
+        return StoredRule(
+            rule_id, brand, name, query, urgent, actor.label, datetime.fromisoformat(now)
+        )
+
+    async def remove_rule(self, brand: str, name: str, actor: Actor) -> StoredRule | None:
+        """Delete a chat-added rule (audited); None if there is no such rule."""
+        async with self.db.transaction() as conn:
+            async with conn.execute(
+                "SELECT * FROM watch_rules WHERE brand = ? AND name = ?", (brand, name)
+            ) as cur:
+                row = await cur.fetchone()
+            if row is None:
+                return None
+            rule = _rule(row)
+            await conn.execute("DELETE FROM watch_rules WHERE id = ?", (rule.id,))
+            await _audit(
+                conn,
+                actor,
+                "rule",
+                rule.id,
+                "remove",
+                before_text=rule.query,
+                detail=f"{brand}/{name}",
+            )
+        return rule
+
+    # ---- control switches ---------------------------------------------------------------
+
+    async def flag(self, key: str) -> bool:
+        """A persisted on/off switch (off if never set)."""
+        row = await self.db.fetchone("SELECT value FROM control_state WHERE key = ?", (key,))
+        return row is not None and row[0] == "1"
+
+    async def set_flag(
+        self, key: str, value: bool, actor: Actor, action: str, detail: str | None = None
+    ) -> None:
+        """Set a switch and audit it (entity 'control', id 0) in one transaction."""
+        now = utcnow().isoformat()
+        async with self.db.transaction() as conn:
+            await conn.execute(
+                "INSERT INTO control_state (key, value, updated_by, updated_at) VALUES (?,?,?,?) "
+                "ON CONFLICT (key) DO UPDATE SET value = excluded.value,"
+                " updated_by = excluded.updated_by, updated_at = excluded.updated_at",
+                (key, "1" if value else "0", actor.label, now),
+            )
+            await _audit(conn, actor, "control", CONTROL_ENTITY_ID, action, detail=detail)
+
+    # ---- mention queues -----------------------------------------------------------------
+
+    async def mention_ids(
+        self,
+        states: tuple[MentionState, ...],
+        *,
+        brand: str | None = None,
+        limit: int | None = None,
+    ) -> list[int]:
+        """Ids of mentions in ``states``, urgent first, then oldest first."""
+        marks = ",".join("?" * len(states))
+        sql = f"SELECT id FROM mentions WHERE state IN ({marks})"
+        params: list[object] = [s.value for s in states]
+        if brand:
+            sql += " AND brand = ?"
+            params.append(brand)
+        sql += " ORDER BY urgent DESC, id"
+        if limit is not None:
+            sql += " LIMIT ?"
+            params.append(limit)
+        return [int(r[0]) for r in await self.db.fetchall(sql, params)]
+
+    async def count(self, states: tuple[MentionState, ...], *, brand: str | None = None) -> int:
+        """How many mentions are in ``states`` (of one brand, if given)."""
+        marks = ",".join("?" * len(states))
+        sql = f"SELECT COUNT(*) FROM mentions WHERE state IN ({marks})"
+        params: list[object] = [s.value for s in states]
+        if brand:
+            sql += " AND brand = ?"
+            params.append(brand)
+        row = await self.db.fetchone(sql, params)
+        return int(row[0]) if row else 0
