@@ -23,7 +23,7 @@ from bot.events import EventBus
 from bot.llm.setup import LlmServices, build_llm
 from bot.matching.matcher import Matcher, RuleSpec
 from bot.pipeline.ingest import Alerter, Ingestor
-from bot.pipeline.runner import SourceRunner
+from bot.pipeline.runner import SourceRunner, poll_together
 from bot.publishers.log import LogPublisher
 from bot.publishers.manual import ManualPublisher
 from bot.publishers.registry import Publishers
@@ -83,9 +83,9 @@ class Core:
         return brand.label if brand else name
 
     async def poll_all_once(self) -> None:
-        """One poll of every source, one after the other (used by the demo at start)."""
-        for runner in self.runners:
-            await runner.poll_once()
+        """One poll of every source, together (used by the demo at start): the polls share
+        triage calls, and mentions are stored and alerted in source order."""
+        await poll_together(self.runners)
 
     async def settle(self, limit: float = 15.0) -> None:
         """Wait until the outbox has nothing due and every event was delivered."""

@@ -43,6 +43,7 @@ class Settings(BaseSettings):
     parley_llm_concurrency: int = Field(default=4, ge=1, le=64)
     parley_llm_daily_tokens: int = Field(default=500_000, ge=0)
     parley_llm_triage_batch: int = Field(default=20, ge=1, le=100)
+    parley_triage_window_seconds: float = Field(default=1.0, ge=0.0, le=60.0)
     parley_llm_json_schema: Literal["auto", "on", "off"] = "auto"
     # Telegram frontend (bot/frontends/telegram/; docs/telegram.md). No token: Telegram off.
     telegram_bot_token: SecretStr | None = None

@@ -10,8 +10,10 @@ is released when the server stops. Every request is recorded for the tests to as
 from __future__ import annotations
 
 import asyncio
+import html
 import itertools
 import json
+import re
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -70,6 +72,14 @@ def chat(chat_id: int, title: str = "Community team") -> dict[str, Any]:
     return {"id": chat_id, "type": "private", "first_name": "Ann"}
 
 
+@dataclass
+class Upload:
+    """One multipart request: its method and file parts (name → filename, type, bytes)."""
+
+    method: str
+    files: dict[str, tuple[str, str, bytes]]
+
+
 class FakeTelegram:
     """The fake server. ``await start()``, then point PTB's base_url at :attr:`base_url`."""
 
@@ -81,6 +91,7 @@ class FakeTelegram:
         self.failures: dict[str, list[dict[str, Any]]] = {}
         """Canned error answers per method, returned (and consumed) before normal handling."""
         self.webhook: dict[str, str] | None = None
+        self.uploads: list[Upload] = []
         self._updates: list[dict[str, Any]] = []
         self._update_ids = itertools.count(1)
         self._message_ids = itertools.count(100)
@@ -205,6 +216,13 @@ class FakeTelegram:
             body = await request.json()
             return {k: v if isinstance(v, str) else json.dumps(v) for k, v in body.items()}
         form = await request.post()
+        if request.content_type == "multipart/form-data":
+            files = {
+                name: (part.filename, part.content_type, part.file.read())
+                for name, part in form.items()
+                if isinstance(part, web.FileField)
+            }
+            self.uploads.append(Upload(request.match_info["method"], files))
         return {k: v for k, v in form.items() if isinstance(v, str)}
 
     async def _handle(self, request: web.Request) -> web.Response:
@@ -339,6 +357,26 @@ class FakeTelegram:
             raise _ApiError(400, "Bad Request: message to delete not found")
         return True
 
+    async def _api_sendPhoto(self, params: dict[str, str]) -> Any:
+        caption = params.get("caption", "")
+        if params.get("parse_mode") == "HTML":
+            _check_html(caption)
+        shown = html.unescape(re.sub(r"<[^>]+>", "", caption))
+        if len(shown.encode("utf-16-le")) // 2 > 1024:
+            raise _ApiError(400, "Bad Request: message caption is too long")
+        chat_id = int(params["chat_id"])
+        message: dict[str, Any] = {
+            "message_id": next(self._message_ids),
+            "from": BOT_USER,
+            "chat": chat(chat_id),
+            "date": int(time.time()),
+            "photo": [{"file_id": "ph1", "file_unique_id": "uph1", "width": 1000, "height": 700}],
+        }
+        if caption:
+            message["caption"] = caption
+        self.messages[(chat_id, message["message_id"])] = message
+        return message
+
 
 _ADMIN_RIGHTS = {
     "can_be_edited": False,
@@ -367,7 +405,6 @@ class _ApiError(Exception):
 
 def _check_html(text: str) -> None:
     """Refuse what Telegram's HTML parser refuses: unknown tags and unknown entities."""
-    import re
 
     for tag in re.findall(r"</?([a-zA-Z-]+)", text):
         if tag.lower() not in _ALLOWED_TAGS:

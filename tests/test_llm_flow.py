@@ -59,7 +59,7 @@ def llm_settings(tmp_path: Path, fake: FakeOpenAI, **kw: Any) -> Settings:
         openai_triage_model="fake-triage",
         parley_llm_timeout=0.5,
         parley_llm_max_retries=1,
-        **kw,
+        **{"parley_triage_window_seconds": 0.0, **kw},  # one poll at a time: no waiting
     )
 
 
@@ -222,6 +222,7 @@ async def test_a_failing_server_falls_back_to_templates(llm_core: Core, fake: Fa
     assert mention.triage is not None and mention.triage.by == "rules"
     drafts = await llm_core.store.current_drafts(mention.id)
     assert drafts and all(d.model is None for d in drafts)  # the offline templates
+    assert {d.origin for d in drafts} == {"offline"}  # not "llm": the drafter fell back
     fake.then(*[Step("status", status=500, headers={"retry-after-ms": "1"})] * 2)
     with pytest.raises(UserFacingError, match="could not redraft"):
         await llm_core.review.draft(mention.id, CM, instruction="warmer")

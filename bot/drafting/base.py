@@ -17,6 +17,8 @@ class DraftText:
     model: str | None = None
     prompt_hash: str | None = None
     tokens: int | None = None
+    origin: str | None = None
+    """Who wrote it, when not the drafter asked (e.g. the templates an LLM fell back to)."""
 
 
 class Drafter(Protocol):

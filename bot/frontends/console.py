@@ -13,6 +13,7 @@ import shlex
 import sys
 import threading
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import ClassVar, TextIO
 
 from bot.app import Core
@@ -21,6 +22,7 @@ from bot.domain.states import MentionState, ReplyState
 from bot.errors import UserFacingError
 from bot.events import Event, MentionAlert, MentionChanged, Notice
 from bot.presentation import AlertView, alert_view, truncate
+from bot.services.charts import chart_png
 from bot.services.stats import compute_stats, parse_period, stats_lines
 
 log = logging.getLogger(__name__)
@@ -42,7 +44,9 @@ Commands (ID is the number after # in an alert):
   retry ID              send a failed reply again
   confirm ID [url]      you posted a manual reply by hand
   queue                 replies waiting, sending, failed or to post by hand
-  stats [24h|7d|30d] [brand]
+  stats [24h|7d|30d] [brand] [chart FILE]
+                        volume, mix, response times, outbox; 'chart FILE' also saves
+                        them as a PNG chart, e.g. 'stats 7d acme chart stats.png'
   sources               health of every source
   pending [brand]       alerted mentions awaiting a decision, urgent first, then oldest
   watch [brand]         the watch rules, from parley.toml or added here
@@ -305,11 +309,34 @@ class ConsoleFrontend:
 
     async def _stats(self, arg: str) -> list[str]:
         words = shlex.split(arg) if arg else []
+        chart: str | None = None
+        if "chart" in words:
+            at = words.index("chart")
+            if at != len(words) - 2:
+                raise UserFacingError(
+                    "name the file after 'chart', e.g. 'stats 7d acme chart stats.png'"
+                )
+            chart, words = words[at + 1], words[:at]
         period = parse_period(words[0] if words else None)
         brand = words[1] if len(words) > 1 else None
         if brand and self.core.config.brand(brand) is None:
             raise UserFacingError(f"unknown brand {brand!r}")
-        return stats_lines(await compute_stats(self.core.store, period, brand))
+        stats = await compute_stats(self.core.store, period, brand)
+        lines = stats_lines(stats)
+        if chart is None:
+            return lines
+        label = self.core.brand_label(brand) if brand else None
+        try:
+            png = await chart_png(self.core.store, stats, label=label)
+        except Exception:
+            log.exception("stats chart failed")
+            return [*lines, "Sorry, the chart failed; the log has the details."]
+        path = Path(chart)
+        try:
+            await asyncio.to_thread(path.write_bytes, png)
+        except OSError as exc:
+            return [*lines, f"Sorry: cannot write the chart to {path}: {exc.strerror or exc}."]
+        return [*lines, f"Chart saved to {path} ({len(png) // 1024 or 1} KB PNG)."]
 
     async def _sources(self, arg: str) -> list[str]:
         lines = []

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import re
+from dataclasses import replace
 from typing import Any
 
 from openai.types.chat import ChatCompletionMessageParam
@@ -99,7 +100,8 @@ class LlmDrafter:
                     f"the LLM could not redraft: {exc}; try again later"
                 ) from None
             log.warning("LLM drafting failed for #%d (%s); using templates", mention.id, exc)
-            return await self.fallback.draft(mention, brand, variants=variants)
+            texts = await self.fallback.draft(mention, brand, variants=variants)
+            return [replace(t, origin=t.origin or self.fallback.name) for t in texts]
 
     async def _draft(
         self, mention: Mention, brand: BrandConfig, variants: int, instruction: str | None

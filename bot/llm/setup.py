@@ -95,6 +95,7 @@ def build_llm(
             client=client,
             library=library,
             batch_size=settings.parley_llm_triage_batch,
+            window=settings.parley_triage_window_seconds,
             urgent_reach=settings.parley_urgent_reach,
         ),
         guard=DraftGuard(library, default_limit=limit),

@@ -1,9 +1,10 @@
 """Triage of new mentions: relevance, sentiment, intent, urgency and whether to reply.
 
 With an LLM, mentions are triaged in batches (one call per brand and up to
-``PARLEY_LLM_TRIAGE_BATCH`` mentions), each mention fenced as untrusted data. Without one, when
-the call fails or when the daily budget is spent, :class:`RuleTriager` fills the same fields
-with plain keyword rules (listed below, so a CM can predict them):
+``PARLEY_LLM_TRIAGE_BATCH`` mentions), each mention fenced as untrusted data; polls that ask
+within ``PARLEY_TRIAGE_WINDOW_SECONDS`` of each other share calls (bot/llm/batching.py).
+Without one, when the call fails or when the daily budget is spent, :class:`RuleTriager`
+fills the same fields with plain keyword rules (listed below, so a CM can predict them):
 
 - intent: ``crisis_legal`` (lawyer, lawsuit, data breach, GDPR… in en/fr/es/de) beats ``spam``
   (crypto, giveaway, "click here"…) beats ``bug_report`` (bug, crash, error message…) beats the
@@ -36,6 +37,7 @@ from bot.domain.models import TRIAGE_INTENTS, Mention, Triage
 from bot.drafting.intent import classify_intent
 from bot.drafting.offline import safe_author
 from bot.errors import LLMError
+from bot.llm.batching import Coalescer
 from bot.llm.client import JsonTask, LlmClient
 from bot.llm.prompts import PromptLibrary, fence, new_fence_key
 from bot.matching.normalize import fold
@@ -218,15 +220,23 @@ class Triager:
         client: LlmClient | None = None,
         library: PromptLibrary | None = None,
         batch_size: int = 20,
+        window: float = 1.0,
         urgent_reach: int = 10_000,
     ) -> None:
         self.store = store
         self.config = config
         self.client = client
         self.library = library
-        self.batch_size = batch_size
         self.urgent_reach = urgent_reach
         self.rules = RuleTriager()
+        self.batches: Coalescer[Mention, TriageResult] = Coalescer(
+            self._llm,
+            group=lambda m: m.brand,
+            ident=lambda m: m.id,
+            size=batch_size,
+            window=window,
+        )
+        """Shares LLM calls between polls that ask within ``window`` seconds of each other."""
 
     async def triage_new(self, batch: list[NewMention]) -> None:
         """The Alerter hook: triage a poll's fresh mentions and raise their urgent flag."""
@@ -239,12 +249,7 @@ class Triager:
         mentions = [await self.store.get_mention(i) for i in mention_ids]
         results: dict[int, TriageResult] = {}
         if self.client is not None and self.library is not None:
-            by_brand: dict[str, list[Mention]] = {}
-            for mention in mentions:
-                by_brand.setdefault(mention.brand, []).append(mention)
-            for group in by_brand.values():
-                for start in range(0, len(group), self.batch_size):
-                    results.update(await self._llm(group[start : start + self.batch_size]))
+            results = await self.batches.submit(mentions)
         for mention in mentions:
             if mention.id not in results:
                 results[mention.id] = self.rules.triage(mention)

@@ -44,6 +44,8 @@ class StoredBatch:
     copies: list[Copy] = field(default_factory=list)
     skipped_known: int = 0
     unmatched: int = 0
+    triaged: bool = False
+    """Set by Alerter.triage, so alert() does not triage the batch again."""
 
 
 class Ingestor:
@@ -156,12 +158,7 @@ class Alerter:
     ) -> list[Mention]:
         """Alert new mentions (urgent first); a first poll keeps old items quiet. While
         ``paused``, fresh mentions are held: they stay ``new`` until alert_stored."""
-        if self.triage_hook is not None and batch.new:
-            # Quiet (backlog) mentions too: a crisis among them should be labelled.
-            try:
-                await self.triage_hook(batch.new)
-            except Exception:
-                log.exception("triage of %d mentions failed; alerting untriaged", len(batch.new))
+        await self.triage(batch)
         cutoff = (now or utcnow()) - self.lookback
         fresh: list[NewMention] = []
         quiet: list[int] = []
@@ -185,6 +182,18 @@ class Alerter:
             reply = await self.store.reply_for_mention(mention_id)
             self.bus.publish(MentionChanged(mention, drafts, reply, SYSTEM, "duplicate"))
         return alerted
+
+    async def triage(self, batch: StoredBatch) -> None:
+        """Triage the batch's new mentions once (alert() does it unless done already)."""
+        if batch.triaged:
+            return
+        batch.triaged = True
+        if self.triage_hook is not None and batch.new:
+            # Quiet (backlog) mentions too: a crisis among them should be labelled.
+            try:
+                await self.triage_hook(batch.new)
+            except Exception:
+                log.exception("triage of %d mentions failed; alerting untriaged", len(batch.new))
 
     async def alert_stored(self, mention_ids: Sequence[int]) -> list[Mention]:
         """Alert stored mentions that are still ``new``, in the order given (urgent first is

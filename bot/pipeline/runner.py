@@ -1,21 +1,31 @@
 """Supervised source loops: each source polls on its own interval with its own cursor and
-exponential backoff; one failing source never stops the others, and its error is visible."""
+exponential backoff; one failing source never stops the others, and its error is visible.
+``poll_together`` polls several sources at once (the demo's first poll), sharing triage calls."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from bot.errors import SourceError, SourceRateLimited
 from bot.events import EventBus, Notice
-from bot.pipeline.ingest import Alerter, Ingestor
-from bot.sources.base import Source
-from bot.storage.repo import Store
+from bot.pipeline.ingest import Alerter, Ingestor, StoredBatch
+from bot.sources.base import FetchResult, Source
+from bot.storage.repo import SourceStatus, Store
 
 log = logging.getLogger(__name__)
 
 MAX_BACKOFF = 3600.0
+
+
+@dataclass
+class Fetched:
+    """A successful fetch, waiting to be stored."""
+
+    status: SourceStatus
+    result: FetchResult
 
 
 @dataclass
@@ -44,10 +54,15 @@ class SourceRunner:
 
     async def poll_once(self) -> PollOutcome:
         """Fetch, ingest and alert once; errors are recorded, not raised."""
+        (outcome,) = await poll_together([self])
+        return outcome
+
+    async def fetch(self) -> Fetched | PollOutcome:
+        """Fetch once; a failure is recorded and returned as the poll's outcome."""
         name = self.source.name
         status = await self.store.source_status(name)
         try:
-            result = await self.source.fetch(status.cursor)
+            return Fetched(status, await self.source.fetch(status.cursor))
         except SourceRateLimited as exc:
             return await self._failed(str(exc), exc.retry_after)
         except SourceError as exc:
@@ -55,10 +70,13 @@ class SourceRunner:
         except Exception as exc:
             log.exception("source %s crashed while fetching", name)
             return await self._failed(f"{name}: unexpected error ({type(exc).__name__})", None)
-        batch = await self.ingestor.store_batch(result.items)
-        alerted = await self.alerter.alert(batch, first_poll=not status.first_poll_done)
+
+    async def finish(self, fetched: Fetched, batch: StoredBatch) -> PollOutcome:
+        """Alert a stored batch and save the source's cursor."""
+        name, result = self.source.name, fetched.result
+        alerted = await self.alerter.alert(batch, first_poll=not fetched.status.first_poll_done)
         await self.store.source_ok(name, result.cursor, len(result.items))
-        if status.consecutive_failures:
+        if fetched.status.consecutive_failures:
             self.bus.publish(Notice(f"Source {name} is working again."))
         log.info(
             "source %s: %d fetched, %d new, %d copies, %d known, %d unmatched",
@@ -106,3 +124,19 @@ class SourceRunner:
                 outcome = PollOutcome(error="pipeline error")
             failures = failures + 1 if outcome.error else 0
             delay = self.delay_after(outcome, failures)
+
+
+async def poll_together(runners: Sequence[SourceRunner]) -> list[PollOutcome]:
+    """One poll of each runner: fetched at the same time, stored one after the other in the
+    given order (mention ids do not depend on timing), triaged together (the polls share
+    triage calls), then alerted in order. Errors in fetching are recorded, not raised."""
+    fetched = await asyncio.gather(*(r.fetch() for r in runners))
+    outcomes = [got if isinstance(got, PollOutcome) else None for got in fetched]
+    stored = []
+    for i, (runner, got) in enumerate(zip(runners, fetched, strict=True)):
+        if isinstance(got, Fetched):
+            stored.append((i, runner, got, await runner.ingestor.store_batch(got.result.items)))
+    await asyncio.gather(*(runner.alerter.triage(batch) for _, runner, _, batch in stored))
+    for i, runner, got, batch in stored:
+        outcomes[i] = await runner.finish(got, batch)
+    return [outcome for outcome in outcomes if outcome is not None]

@@ -90,7 +90,10 @@ class ReviewService:
             )
         drafts = await self.store.save_drafts(
             mention_id,
-            [(text, self.drafter.name, t.model, t.prompt_hash, t.tokens) for t, text, _ in fitting],
+            [
+                (text, t.origin or self.drafter.name, t.model, t.prompt_hash, t.tokens)
+                for t, text, _ in fitting
+            ],
             actor,
             "redraft" if instruction else "draft",
             flags=[flags for _, _, flags in fitting],

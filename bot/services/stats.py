@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import statistics
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from bot.domain.models import utcnow
 from bot.domain.states import ReplyState
@@ -44,6 +44,8 @@ class Stats:
     """LLM spend per purpose (draft, triage, …:repair): calls, tokens, cached tokens."""
     llm_drafts: int = 0
     """Mentions drafted by the LLM in the period (for tokens per drafted mention)."""
+    since: datetime | None = None
+    """Start of the period the figures were counted from (charts reuse it)."""
 
 
 def parse_period(value: str | None) -> str:
@@ -80,6 +82,7 @@ async def compute_stats(store: Store, period: str = "24h", brand: str | None = N
         p90_response_s=p90,
         llm=llm,
         llm_drafts=llm.get("draft", (0, 0, 0))[0],
+        since=since,
     )
 
 

@@ -863,3 +863,24 @@ class Store:
             (datetime.fromisoformat(r[1]) - datetime.fromisoformat(r[0])).total_seconds()
             for r in rows
         ]
+
+    async def volume_series(
+        self, since: datetime, bucket: str, brand: str | None = None
+    ) -> list[tuple[datetime, str | None, int]]:
+        """Mentions fetched since ``since`` per UTC hour or day and triage sentiment
+        (None: not triaged): (bucket start, sentiment, count), oldest bucket first."""
+        # fetched_at is a UTC ISO string, so a prefix is its hour ('…T14') or day.
+        width = {"hour": 13, "day": 10}.get(bucket)
+        if width is None:
+            raise ValueError(bucket)
+        sql = (
+            f"SELECT substr(fetched_at, 1, {width}) AS b, sentiment, COUNT(*) FROM mentions"
+            " WHERE fetched_at >= ?"
+        )
+        params: list[Any] = [_iso(since)]
+        if brand:
+            sql += " AND brand = ?"
+            params.append(brand)
+        rows = await self.db.fetchall(sql + " GROUP BY b, sentiment ORDER BY b", params)
+        suffix = ":00+00:00" if bucket == "hour" else "T00:00+00:00"
+        return [(datetime.fromisoformat(str(r[0]) + suffix), r[1], int(r[2])) for r in rows]

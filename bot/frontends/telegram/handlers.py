@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from telegram import ForceReply, LinkPreviewOptions, Message, Update, User
 from telegram.constants import ParseMode
+from telegram.error import TelegramError
 from telegram.ext import (
     Application,
     CallbackQueryHandler,
@@ -27,7 +28,8 @@ from bot.domain.models import Actor
 from bot.domain.states import MentionState, ReplyState
 from bot.errors import InvalidTransition, PermissionDenied, UserFacingError
 from bot.frontends.telegram.keyboards import Action, Callback, decode, preview_keyboard
-from bot.frontends.telegram.render import esc, fit_lines, safe, toast
+from bot.frontends.telegram.render import esc, fit_lines, safe, tg_len, toast
+from bot.services.charts import chart_png
 from bot.services.stats import compute_stats, parse_period, stats_lines
 
 if TYPE_CHECKING:
@@ -44,13 +46,15 @@ Use the buttons under each alert: Approve, Edit, Reject, Ignore, Draft (new draf
 /pending — mentions waiting for a decision
 /queue — replies waiting to be posted
 /mention ID — show one mention with its buttons
-/stats [24h|7d|30d] [brand] — volume, replies, response times
+/stats [24h|7d|30d] [brand] — volume, replies, response times, with a chart
 /watch list [brand] — watch rules
 /watch add [--urgent] &lt;brand&gt; &lt;name&gt; &lt;query&gt; — add a rule
 /watch remove &lt;brand&gt; &lt;name&gt; — remove a rule added from chat
 /pause, /resume — hold new alerts, then show them"""
 
 _EDIT_TTL = 3600.0
+_CAPTION_LIMIT = 1024
+"""sendPhoto caption limit (text after entity parsing)."""
 _MAX_PENDING_EDITS = 500
 _NO_PREVIEW = LinkPreviewOptions(is_disabled=True)
 _TOASTS = {
@@ -208,8 +212,29 @@ class Handlers:
         brand = args[1] if len(args) > 1 else None
         if brand and self.core.config.brand(brand) is None:
             raise UserFacingError(f"unknown brand {brand!r}")
-        lines = stats_lines(await compute_stats(self.core.store, period, brand))
-        return f"<pre>{esc(chr(10).join(lines))}</pre>"
+        stats = await compute_stats(self.core.store, period, brand)
+        lines = stats_lines(stats)
+        plain = "\n".join(lines)
+        text = f"<pre>{esc(plain)}</pre>"
+        message = update.effective_message
+        assert message is not None
+        label = self.core.brand_label(brand) if brand else None
+        try:
+            png = await chart_png(self.core.store, stats, label=label)
+        except Exception:
+            log.exception("stats chart failed; sending the figures as text only")
+            return text
+        # The figures ride as the photo's caption when they fit, else as their own message.
+        fits = tg_len(plain) <= _CAPTION_LIMIT
+        caption = text if fits else esc(lines[0])
+        try:
+            await self.frontend._call(
+                lambda: message.reply_photo(png, caption=caption, parse_mode=ParseMode.HTML)
+            )
+        except TelegramError as exc:
+            log.warning("could not send the stats chart: %s", exc)
+            return text
+        return "" if fits else text
 
     async def _watch(self, update: Update, args: list[str], rest: str) -> str:
         actor = await self._reader(update)
