@@ -15,10 +15,11 @@ from pathlib import Path
 from typing import Protocol
 
 from bot.config import ParleyConfig
-from bot.domain.models import SYSTEM, Draft, utcnow
+from bot.domain.models import SYSTEM, Actor, Draft, utcnow
 from bot.domain.states import ReplyState
 from bot.drafting.base import Drafter
 from bot.drafting.offline import OfflineDrafter
+from bot.errors import PermissionDenied
 from bot.events import EventBus
 from bot.llm.setup import LlmServices, build_llm
 from bot.matching.matcher import Matcher, RuleSpec
@@ -82,6 +83,15 @@ class Core:
         brand = self.config.brand(name)
         return brand.label if brand else name
 
+    async def reload_prompts(self, actor: Actor) -> None:
+        """Re-read the saved-reply templates and LLM prompt files (approvers only, audited).
+        A bad file raises ConfigError naming it, and the previous files stay in use."""
+        if not self.review.policy.is_approver(actor):
+            raise PermissionDenied("only approvers can reload the prompts")
+        if self.llm is not None:
+            self.llm.reload_prompts()
+        await self.store.audit_note(actor, "prompts", 0, "reload")
+
     async def poll_all_once(self) -> None:
         """One poll of every source, together (used by the demo at start): the polls share
         triage calls, and mentions are stored and alerted in source order."""
@@ -104,12 +114,16 @@ def approver_policy(settings: Settings) -> ApproverPolicy:
     """Approvers per platform, from the settings.
 
     Telegram's ``admins`` grants the ``admin`` role, which the Telegram frontend gives only to
-    users it found among the alert chat's administrators.
+    users it found among the alert chat's administrators. Discord approvers are members holding
+    one of ``DISCORD_APPROVER_ROLE_IDS`` (the frontend passes a member's role ids as roles).
     """
     telegram_ids, telegram_admins = settings.telegram_approvers()
+    roles = {"discord": settings.discord_approver_roles()}
+    if telegram_admins:
+        roles["telegram"] = frozenset({"admin"})
     return ApproverPolicy(
         users={"telegram": telegram_ids},
-        roles={"telegram": frozenset({"admin"})} if telegram_admins else {},
+        roles=roles,
         console_is_approver=settings.parley_console_approver,
     )
 

@@ -4,11 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import io
+import shutil
+from pathlib import Path
 
-from bot.app import Core
+from bot.app import Core, build_core
+from bot.config import ParleyConfig
 from bot.domain.models import Actor
 from bot.domain.states import MentionState
 from bot.frontends.console import ConsoleFrontend
+from bot.settings import Settings
+from tests.conftest import ROOT
 from tests.helpers import raw
 
 
@@ -193,3 +198,30 @@ async def test_a_non_approver_console_cannot_pause_or_change_rules(core: Core) -
     ]
     assert len(await console.handle_line("watch")) == 3  # reading is for everyone
     assert "pending [brand]" in "\n".join(await console.handle_line("help"))
+
+
+async def test_reload_prompts_keeps_the_old_ones_on_a_bad_file(
+    settings: Settings, config: ParleyConfig, tmp_path: Path
+) -> None:
+    prompts = tmp_path / "prompts"
+    shutil.copytree(ROOT / "prompts", prompts)
+    custom = settings.model_copy(update={"parley_prompts_dir": prompts})
+    async with build_core(custom, config) as core:
+        console = ConsoleFrontend(core, out=io.StringIO())
+        template = prompts / "templates" / "question.md"
+        template.write_text("Hello {author}, we're on it. {signature}", encoding="utf-8")
+        assert await console.handle_line("reload") == ["Prompts and templates reloaded."]
+        batch = await core.ingestor.store_batch([raw("q", "How do I use acme cloud?")])
+        (mention,) = await core.alerter.alert(batch, first_poll=False)
+        drafts = await core.store.current_drafts(mention.id)
+        assert drafts[0].text.startswith("Hello ")
+        template.write_text("Hi {unknown_placeholder}", encoding="utf-8")
+        out = await console.handle_line("reload")
+        assert "question.md" in out[0] and out[-1].startswith("The previous prompts stay")
+        await core.review.draft(mention.id, console.actor)
+        assert (await core.store.current_drafts(mention.id))[0].text.startswith("Hello")
+        console.actor = Actor(platform="console", user_id="guest")
+        core.review.policy = type(core.review.policy)(console_is_approver=False)
+        assert await console.handle_line("reload") == [
+            "Sorry: only approvers can reload the prompts."
+        ]

@@ -6,6 +6,7 @@ import asyncio
 import itertools
 import json
 import logging
+import shutil
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -22,6 +23,7 @@ from bot.domain.states import MentionState, ReplyState
 from bot.frontends.telegram import TelegramConfig, TelegramFrontend
 from bot.frontends.telegram.keyboards import Action, decode, encode
 from bot.frontends.telegram.render import MESSAGE_LIMIT, tg_len
+from bot.llm.tweaks import TWEAKS
 from bot.services.throttle import Rate, ThrottleLimits
 from bot.settings import Settings
 from tests.conftest import ROOT
@@ -104,7 +106,8 @@ async def test_alert_approve_posted_edits_the_alert_twice(
         (commands,) = fake.of("setMyCommands")
         names = [c["command"] for c in commands.json("commands")]
         assert names == [
-            "start", "help", "pending", "queue", "mention", "stats", "watch", "pause", "resume"
+            "start", "help", "pending", "queue", "mention", "stats", "watch", "redraft",
+            "reload", "pause", "resume",
         ]  # fmt: skip
         (mid,) = await alert(core, "Acme Cloud is lovely, how do I export?")
         (sent,) = await fake.wait_for("sendMessage")
@@ -404,3 +407,49 @@ async def test_webhook_mode_checks_the_secret_token(
         assert ok.status == 200
         (answer,) = await fake.wait_for("sendMessage")
         assert f"Your user id: <code>{ANN['id']}</code>" in answer.params["text"]
+
+
+async def test_tweak_buttons_redraft_and_reload(
+    fake: FakeTelegram, tg_settings: Settings, config: ParleyConfig, tmp_path: Path
+) -> None:
+    prompts = tmp_path / "prompts"
+    shutil.copytree(ROOT / "prompts", prompts)
+    settings = tg_settings.model_copy(update={"parley_prompts_dir": prompts})
+    async with running(settings, config, fake) as (core, frontend):
+        (mid,) = await alert(core, "How do I export from acme cloud?")
+        (sent,) = await fake.wait_for("sendMessage")
+        tweaks = [encode(Action.TWEAK, mid, n) for n in range(1, len(TWEAKS) + 1)]
+        assert all(t in sent.callback_data for t in tweaks)
+        await settle(core, frontend)
+        alert_message = message_of(fake, (await core.store.get_mention(mid)).alert_refs["telegram"])
+
+        query = await fake.press(ANN, alert_message, tweaks[0])
+        await fake.wait_for("answerCallbackQuery")
+        await settle(core, frontend)
+        assert fake.answers()[query] == "Redrafting: shorter…"
+        trail = await core.store.audit_trail("mention", mid)
+        assert trail[-1].action == "redraft" and trail[-1].actor == "telegram:@ann"
+        forged = await fake.press(ANN, alert_message, f"p1:tw:{mid}:9")
+        await fake.wait_for("answerCallbackQuery", 2)
+        assert "out of date" in fake.answers()[forged]
+        refused = await fake.press(BOB, alert_message, tweaks[1])
+        await fake.wait_for("answerCallbackQuery", 3)
+        assert "only approvers" in fake.answers()[refused]
+
+        async def ask(who: dict[str, Any], text: str) -> str:
+            count = len(fake.of("sendMessage"))
+            await fake.say(who, CHAT, text)
+            return (await fake.wait_for("sendMessage", count + 1))[count].params["text"]
+
+        assert await ask(ANN, f"/redraft {mid} mention the export menu") == (
+            f"Redrafted #{mid}: the alert shows the new drafts."
+        )
+        assert "write /redraft ID and how" in await ask(ANN, "/redraft soon")
+        assert "only approvers can redraft" in await ask(BOB, f"/redraft {mid} x")
+        assert await ask(ANN, "/reload") == "Prompts and templates reloaded."
+        (prompts / "templates" / "praise.md").write_text("Thanks {nonsense}!", encoding="utf-8")
+        broken = await ask(ANN, "/reload")
+        assert "praise.md" in broken and "previous prompts stay in use" in broken
+        assert "only approvers can reload" in await ask(BOB, "/reload")
+        reloads = await core.store.audit_trail("prompts", 0)
+        assert [e.actor for e in reloads] == ["telegram:@ann"]

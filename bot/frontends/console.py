@@ -19,7 +19,7 @@ from typing import ClassVar, TextIO
 from bot.app import Core
 from bot.domain.models import Actor, Mention
 from bot.domain.states import MentionState, ReplyState
-from bot.errors import UserFacingError
+from bot.errors import ConfigError, UserFacingError
 from bot.events import Event, MentionAlert, MentionChanged, Notice
 from bot.presentation import AlertView, alert_view, truncate
 from bot.services.charts import chart_png
@@ -56,6 +56,7 @@ Commands (ID is the number after # in an alert):
                         remove a rule added here (parley.toml rules are edited there)
   pause                 hold new alerts; mentions are still collected
   resume                alert the held mentions, and new ones again
+  reload                re-read the reply templates and prompt files after editing them
   help                  this text
   quit                  stop Parley"""
 
@@ -418,6 +419,15 @@ class ConsoleFrontend:
             return ["Alerts were not paused; nothing was held."]
         return [f"Alerts resumed: {count} held mention{'' if count == 1 else 's'} alerted."]
 
+    async def _reload(self, arg: str) -> list[str]:
+        try:
+            await self.core.reload_prompts(self.actor)
+        except ConfigError as exc:
+            return [f"Sorry: {problem}" for problem in exc.problems] + [
+                "The previous prompts stay in use; fix the file and type 'reload' again."
+            ]
+        return ["Prompts and templates reloaded."]
+
     async def _quit(self, arg: str) -> list[str]:
         self.quitting = True
         return ["Bye."]
@@ -443,6 +453,7 @@ class ConsoleFrontend:
         "watch": _watch,
         "pause": _pause,
         "resume": _resume,
+        "reload": _reload,
         "quit": _quit,
         "exit": _quit,
     }

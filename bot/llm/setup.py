@@ -32,11 +32,14 @@ class LlmServices:
     drafter: Drafter
     triager: Triager
     guard: DraftGuard
+    offline: OfflineDrafter
     client: LlmClient | None = None
     library: PromptLibrary | None = None
 
     def reload_prompts(self) -> None:
-        """Read the prompt files again (a ConfigError leaves the old ones in use)."""
+        """Read the templates and prompt files again; a ConfigError (naming the bad file)
+        leaves the old ones in use."""
+        self.offline.reload()
         if self.library is not None:
             self.library.reload()
 
@@ -78,6 +81,7 @@ def build_llm(
             drafter=offline,
             triager=Triager(store, config, urgent_reach=settings.parley_urgent_reach),
             guard=DraftGuard(default_limit=limit),
+            offline=offline,
         )
     library = PromptLibrary(settings.prompts_dir(), config)
     client = LlmClient(client_config or llm_config(settings), store, bus)
@@ -99,6 +103,7 @@ def build_llm(
             urgent_reach=settings.parley_urgent_reach,
         ),
         guard=DraftGuard(library, default_limit=limit),
+        offline=offline,
         client=client,
         library=library,
     )

@@ -68,6 +68,8 @@ COMMANDS = (
     ("mention", "Show one mention with its buttons: /mention ID"),
     ("stats", "Numbers: /stats [24h|7d|30d] [brand]"),
     ("watch", "Watch rules: /watch list | add <brand> <name> <query> | remove <brand> <name>"),
+    ("redraft", "New drafts following your words: /redraft ID <instruction>"),
+    ("reload", "Re-read the reply templates and prompt files"),
     ("pause", "Hold new alerts"),
     ("resume", "Show held alerts and continue"),
 )

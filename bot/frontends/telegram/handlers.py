@@ -26,9 +26,10 @@ from telegram.ext import (
 
 from bot.domain.models import Actor
 from bot.domain.states import MentionState, ReplyState
-from bot.errors import InvalidTransition, PermissionDenied, UserFacingError
+from bot.errors import ConfigError, InvalidTransition, PermissionDenied, UserFacingError
 from bot.frontends.telegram.keyboards import Action, Callback, decode, preview_keyboard
 from bot.frontends.telegram.render import esc, fit_lines, safe, tg_len, toast
+from bot.llm.tweaks import MAX_INSTRUCTION_CHARS, TWEAKS
 from bot.services.charts import chart_png
 from bot.services.stats import compute_stats, parse_period, stats_lines
 
@@ -41,7 +42,8 @@ Context = ContextTypes.DEFAULT_TYPE
 Command = Callable[["Handlers", Update, list[str], str], Awaitable[str]]
 
 HELP = """<b>Parley</b> relays brand mentions here and posts the replies you approve.
-Use the buttons under each alert: Approve, Edit, Reject, Ignore, Draft (new drafts).
+Use the buttons under each alert: Approve, Edit, Reject, Ignore, Draft (new drafts), and
+Shorter / Warmer / More formal / Brand language to rework the drafts.
 
 /pending — mentions waiting for a decision
 /queue — replies waiting to be posted
@@ -50,6 +52,8 @@ Use the buttons under each alert: Approve, Edit, Reject, Ignore, Draft (new draf
 /watch list [brand] — watch rules
 /watch add [--urgent] &lt;brand&gt; &lt;name&gt; &lt;query&gt; — add a rule
 /watch remove &lt;brand&gt; &lt;name&gt; — remove a rule added from chat
+/redraft ID &lt;instruction&gt; — new drafts following your words
+/reload — re-read the reply templates and prompt files
 /pause, /resume — hold new alerts, then show them"""
 
 _EDIT_TTL = 3600.0
@@ -273,6 +277,29 @@ class Handlers:
             return f"Removed rule <b>{safe(rule.brand, 64)}/{safe(rule.name, 64)}</b>."
         raise UserFacingError("use /watch list, /watch add … or /watch remove …")
 
+    async def _redraft(self, update: Update, args: list[str], rest: str) -> str:
+        actor = await self._reader(update)
+        if not self.core.review.policy.is_approver(actor):
+            raise PermissionDenied("only approvers can redraft; ask a team lead to add you")
+        if len(args) < 2 or not args[0].lstrip("#").isdigit():
+            raise UserFacingError(
+                "write /redraft ID and how, e.g. /redraft 12 mention the status page"
+            )
+        instruction = rest.partition(" ")[2].strip()[:MAX_INSTRUCTION_CHARS]
+        drafts = await self.core.review.draft(
+            int(args[0].lstrip("#")), actor, instruction=instruction
+        )
+        return f"Redrafted #{drafts[0].mention_id}: the alert shows the new drafts."
+
+    async def _reload(self, update: Update, args: list[str], rest: str) -> str:
+        actor = await self._reader(update)
+        try:
+            await self.core.reload_prompts(actor)
+        except ConfigError as exc:
+            problems = "\n".join(esc(p) for p in exc.problems)
+            return f"Sorry: {problems}\nThe previous prompts stay in use."
+        return "Prompts and templates reloaded."
+
     async def _pause(self, update: Update, args: list[str], rest: str) -> str:
         actor = await self._reader(update)
         await self.core.alerts.pause(actor)
@@ -291,6 +318,8 @@ class Handlers:
         "mention": _mention,
         "stats": _stats,
         "watch": _watch,
+        "redraft": _redraft,
+        "reload": _reload,
         "pause": _pause,
         "resume": _resume,
     }
@@ -345,6 +374,13 @@ class Handlers:
                 assert cb.variant is not None
                 await review.select(mid, cb.variant, actor)
                 return f"Draft {cb.variant} selected."
+            case Action.TWEAK:
+                assert cb.variant is not None
+                if cb.variant > len(TWEAKS):
+                    return "This button is out of date; use /mention ID for a new one."
+                await answer(toast(f"Redrafting: {TWEAKS[cb.variant - 1].label.lower()}…"))
+                await review.draft(mid, actor, instruction=TWEAKS[cb.variant - 1].key)
+                return None
             case Action.DRAFT:
                 mention = await self.core.store.get_mention(mid)
                 if mention.state not in (

@@ -15,6 +15,7 @@ from telegram import InlineKeyboardButton, InlineKeyboardMarkup
 
 from bot.domain.models import Draft, Mention, Reply
 from bot.domain.states import MentionState, ReplyState
+from bot.llm.tweaks import TWEAKS
 
 VERSION = "p1"
 MAX_CALLBACK_BYTES = 64
@@ -33,13 +34,15 @@ class Action(StrEnum):
     RETRY = "rt"
     CONFIRM = "ok"
     CANCEL_EDIT = "cx"
+    TWEAK = "tw"
+    """Redraft with one of ``bot.llm.tweaks.TWEAKS``; the variant field is its 1-based index."""
 
 
 _PATTERN = re.compile(
     rf"^{VERSION}:(?P<action>{'|'.join(a.value for a in Action)}):(?P<id>[1-9][0-9]{{0,11}})"
     r"(?::(?P<variant>[1-9][0-9]{0,2}))?$"
 )
-_VARIANT_ACTIONS = frozenset({Action.SELECT, Action.APPROVE})
+_VARIANT_ACTIONS = frozenset({Action.SELECT, Action.APPROVE, Action.TWEAK})
 
 
 @dataclass(frozen=True)
@@ -68,7 +71,7 @@ def decode(data: str | None) -> Callback | None:
         return None
     action = Action(match["action"])
     variant = int(match["variant"]) if match["variant"] else None
-    if (action is Action.SELECT and variant is None) or (
+    if (action in (Action.SELECT, Action.TWEAK) and variant is None) or (
         variant is not None and action not in _VARIANT_ACTIONS
     ):
         return None
@@ -103,6 +106,10 @@ def alert_keyboard(
             first.insert(0, _button("✅ Approve", Action.APPROVE, mid))
         rows = [
             first,
+            [
+                _button(tweak.label, Action.TWEAK, mid, number)
+                for number, tweak in enumerate(TWEAKS, start=1)
+            ],
             [_button("🚫 Reject", Action.REJECT, mid), _button("🙈 Ignore", Action.IGNORE, mid)],
         ]
         if len(drafts) > 1:
