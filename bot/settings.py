@@ -60,6 +60,20 @@ class Settings(BaseSettings):
     telegram_webhook_listen: str = "0.0.0.0"
     telegram_webhook_port: int = Field(default=8443, ge=1, le=65535)
     telegram_webhook_secret: SecretStr | None = None
+    # Discord frontend (bot/frontends/discord/, cogs/). No token: Discord off.
+    discord_bot_token: SecretStr | None = None
+    discord_guild_id: int | None = Field(default=None, ge=1)
+    discord_alert_channel_id: int | None = Field(default=None, ge=1)
+    discord_approver_role_ids: str = Field(
+        default="", pattern=r"^\s*(\d{1,20}\s*(,\s*\d{1,20}\s*)*)?$"
+    )
+    discord_alert_threads: bool = False
+    discord_api_base_url: str = Field(
+        default="https://discord.com/api/v10", pattern=r"^https?://[^\s/]+(/[^\s]*)?$"
+    )
+    discord_gateway_url: str = Field(
+        default="wss://gateway.discord.gg/", pattern=r"^wss?://[^\s/]+(/[^\s]*)?$"
+    )
 
     def telegram_configured(self) -> bool:
         """Whether the Telegram frontend should run (a bot token is set)."""
@@ -77,6 +91,15 @@ class Settings(BaseSettings):
         """Approver user ids, and whether every admin of the alert chat is an approver."""
         items = {i.strip() for i in self.telegram_approver_ids.split(",") if i.strip()}
         return frozenset(items - {"admins"}), "admins" in items
+
+    def discord_configured(self) -> bool:
+        """Whether the Discord frontend should run (a bot token is set)."""
+        token = self.discord_bot_token
+        return token is not None and bool(token.get_secret_value().strip())
+
+    def discord_approver_roles(self) -> frozenset[str]:
+        """Discord role ids whose members may approve, as strings."""
+        return frozenset(i.strip() for i in self.discord_approver_role_ids.split(",") if i.strip())
 
     def llm_configured(self) -> bool:
         """Whether an OpenAI-compatible server is configured (a key or a base URL)."""
