@@ -62,12 +62,19 @@ async def _run(settings: Settings, config: ParleyConfig) -> None:
             from bot.frontends.telegram import TelegramConfig, TelegramFrontend
 
             frontends.append(TelegramFrontend(core, TelegramConfig.from_settings(settings)))
+        if settings.discord_configured():
+            from bot.frontends.discord import DiscordConfig, DiscordFrontend
+
+            frontends.append(DiscordFrontend(core, DiscordConfig.from_settings(settings)))
         # auto: the console only while no other chat is configured.
         if settings.parley_console == "on" or (settings.parley_console == "auto" and not frontends):
             frontends.append(ConsoleFrontend(core))
         if not frontends:
             raise ConfigError(
-                ["no chat frontend is enabled: set TELEGRAM_BOT_TOKEN or PARLEY_CONSOLE=on"]
+                [
+                    "no chat frontend is enabled: set TELEGRAM_BOT_TOKEN, DISCORD_BOT_TOKEN "
+                    "or PARLEY_CONSOLE=on"
+                ]
             )
         log.info(
             "Parley %s: %d brands, %d sources, drafting with %s",

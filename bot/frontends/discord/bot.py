@@ -1,0 +1,214 @@
+"""The Discord frontend's lifecycle: the discord.py bot holding the core, and its start and stop.
+
+``ParleyBot`` loads the cogs (one extension per concern, listed in :data:`EXTENSIONS`),
+registers the persistent buttons (DynamicItems, so alerts posted before a restart keep
+working) and syncs the slash commands. ``DiscordFrontend`` runs it beside the core as
+``parley run`` does for Telegram, and hands core events to the Alerts cog, which posts alerts
+through the throttle and edits them in place.
+
+Only the ``guilds`` intent is used: interactions arrive without any intent, and members' role
+ids come with each interaction, so no privileged intent is needed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable
+from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
+
+import discord
+import yarl
+from discord import app_commands
+from discord.ext import commands
+from discord.gateway import DiscordWebSocket
+from discord.http import Route
+from pydantic import SecretStr
+
+from bot.app import Core
+from bot.domain.models import Actor
+from bot.events import Event
+from bot.settings import Settings
+from cogs import EXTENSIONS
+
+log = logging.getLogger(__name__)
+
+FRONTEND = "discord"
+"""The cogs, loaded in this order (Alerts first: the others edit the alerts it posts)."""
+ALERTS_COG = "Alerts"
+DEFAULT_API = "https://discord.com/api/v10"
+DEFAULT_GATEWAY = "wss://gateway.discord.gg/"
+_READY_WAIT = 60.0
+"""Seconds an event waits for the bot to be connected before it is skipped."""
+_MAX_RATELIMIT_WAIT = 30.0
+"""A 429 asking to wait longer raises discord.RateLimited instead of stalling the request, so
+the throttle can pause that channel (discord.py's minimum for this option)."""
+
+
+@dataclass(frozen=True)
+class DiscordConfig:
+    """What the frontend needs from the settings."""
+
+    token: SecretStr
+    guild_id: int | None = None
+    alert_channel_id: int | None = None
+    alert_threads: bool = False
+    api_base_url: str = DEFAULT_API
+    gateway_url: str = DEFAULT_GATEWAY
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> DiscordConfig:
+        """Read the DISCORD_* settings (the token must be set)."""
+        if settings.discord_bot_token is None:
+            raise ValueError("DISCORD_BOT_TOKEN is not set")
+        return cls(
+            token=settings.discord_bot_token,
+            guild_id=settings.discord_guild_id,
+            alert_channel_id=settings.discord_alert_channel_id,
+            alert_threads=settings.discord_alert_threads,
+            api_base_url=settings.discord_api_base_url,
+            gateway_url=settings.discord_gateway_url,
+        )
+
+
+def point_at(api_base_url: str, gateway_url: str) -> None:
+    """Send discord.py's REST calls and its first gateway connection to these URLs.
+
+    Both are class attributes in discord.py, hence process-wide; the defaults are Discord's.
+    """
+    Route.BASE = api_base_url.rstrip("/")
+    DiscordWebSocket.DEFAULT_GATEWAY = yarl.URL(gateway_url)
+
+
+@runtime_checkable
+class AlertSink(Protocol):
+    """What the frontend expects of the Alerts cog."""
+
+    async def on_core_event(self, event: Event) -> None:
+        """Post a new alert (through the throttle), edit a changed one, or send a notice."""
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Send queued alerts within Discord's limits until ``stop`` (the throttle's loop)."""
+
+
+class ParleyBot(commands.Bot):
+    """The discord.py bot: the core's services for the cogs, the cogs and the slash commands."""
+
+    def __init__(self, core: Core, config: DiscordConfig, *, guild_ready_timeout: float = 2.0):
+        intents = discord.Intents.none()
+        intents.guilds = True
+        super().__init__(
+            # No prefix commands (no message content intent); mentions cannot trigger any.
+            command_prefix=commands.when_mentioned,
+            help_command=None,
+            intents=intents,
+            allowed_mentions=discord.AllowedMentions.none(),
+            guild_ready_timeout=guild_ready_timeout,
+            max_ratelimit_timeout=_MAX_RATELIMIT_WAIT,
+        )
+        self.core = core
+        self.config = config
+        self.synced: list[app_commands.AppCommand] = []
+
+    async def setup_hook(self) -> None:
+        """Load the cogs, register the persistent buttons, sync the slash commands."""
+        # Imported here: views and cogs import this module for ParleyBot.
+        from bot.frontends.discord.views import DYNAMIC_ITEMS
+
+        for extension in EXTENSIONS:
+            await self.load_extension(extension)
+        self.add_dynamic_items(*DYNAMIC_ITEMS)
+        self.synced = await self.sync_commands()
+        log.info("Discord: %d slash commands synced", len(self.synced))
+
+    async def sync_commands(self) -> list[app_commands.AppCommand]:
+        """Register the slash commands: in DISCORD_GUILD_ID at once, else globally."""
+        if self.config.guild_id is None:
+            return await self.tree.sync()
+        guild = discord.Object(id=self.config.guild_id)
+        self.tree.copy_global_to(guild=guild)
+        return await self.tree.sync(guild=guild)
+
+    def actor(self, user: discord.User | discord.Member) -> Actor:
+        """The Actor for a Discord user; a member's role ids are its roles (approver roles)."""
+        roles = frozenset(str(r.id) for r in getattr(user, "roles", ()))
+        return Actor(
+            platform=FRONTEND, user_id=str(user.id), display_name=user.display_name, roles=roles
+        )
+
+    def alert_channel_id(self, brand_name: str) -> int | None:
+        """Where a brand's alerts go: its route, else DISCORD_ALERT_CHANNEL_ID."""
+        brand = self.core.config.brand(brand_name)
+        if brand is not None and brand.route.discord_channel_id is not None:
+            return brand.route.discord_channel_id
+        return self.config.alert_channel_id
+
+    def team_channel_ids(self) -> set[int]:
+        """Every channel alerts go to."""
+        ids = {b.route.discord_channel_id for b in self.core.config.brands}
+        ids.add(self.config.alert_channel_id)
+        return {i for i in ids if i is not None}
+
+
+class DiscordFrontend:
+    """Alerts, buttons, modals and slash commands in Discord, calling the same core services."""
+
+    name = FRONTEND
+
+    def __init__(self, core: Core, config: DiscordConfig, *, guild_ready_timeout: float = 2.0):
+        self.core = core
+        self.config = config
+        self.bot = ParleyBot(core, config, guild_ready_timeout=guild_ready_timeout)
+        self._ready = asyncio.Event()
+        core.bus.subscribe(self.name, self.on_event)
+
+    def alerts(self) -> AlertSink:
+        """The Alerts cog (loaded by setup_hook)."""
+        cog = self.bot.get_cog(ALERTS_COG)
+        if not isinstance(cog, AlertSink):
+            raise RuntimeError(f"the {ALERTS_COG} cog is not loaded")
+        return cog
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Log in, connect and serve until ``stop``; then send what the throttle may and close."""
+        point_at(self.config.api_base_url, self.config.gateway_url)
+        async with self.bot:
+            client = asyncio.create_task(self.bot.start(self.config.token.get_secret_value()))
+            try:
+                if await _first(self.bot.wait_until_ready(), stop.wait(), client) != 0:
+                    return  # stopped, or the login failed (raised below)
+                self._ready.set()
+                log.info("Discord bot %s is running", self.bot.user)
+                async with asyncio.TaskGroup() as tg:
+                    tg.create_task(self.alerts().run(stop))
+                    if await _first(stop.wait(), client) == 1:
+                        client.result()  # the connection's failure stops the frontend
+                        raise RuntimeError("the Discord client stopped")
+            finally:
+                self._ready.clear()
+                await self.bot.close()
+                if client.done():
+                    client.result()
+                else:
+                    await client
+
+    async def on_event(self, event: Event) -> None:
+        """Hand a core event to the Alerts cog once the bot is connected."""
+        try:
+            await asyncio.wait_for(self._ready.wait(), _READY_WAIT)
+        except TimeoutError:
+            log.warning("Discord is not connected; %s was not shown", type(event).__name__)
+            return
+        await self.alerts().on_core_event(event)
+
+
+async def _first(*aws: Awaitable[object]) -> int:
+    """The index of the first of ``aws`` to finish. Coroutines are wrapped and cancelled
+    afterwards; tasks passed in are the caller's and keep running."""
+    tasks = [a if isinstance(a, asyncio.Task) else asyncio.ensure_future(a) for a in aws]
+    done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    for given, task in zip(aws, tasks, strict=True):
+        if task is not given:
+            task.cancel()
+    return next(i for i, task in enumerate(tasks) if task in done)

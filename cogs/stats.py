@@ -1,0 +1,145 @@
+"""Stats cog: ``/stats`` with its chart, ``/pending``, ``/queue`` and ``/mention``.
+
+Lookups that only concern the caller (``/pending``, ``/queue``) are ephemeral; ``/stats`` and
+``/mention`` answer in the channel, and the alert ``/mention`` posts becomes the one kept up to
+date (the original may be in a digest, or old).
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+
+import discord
+from discord import app_commands
+from discord.ext import commands
+
+from bot.domain.states import ReplyState
+from bot.errors import UserFacingError
+from bot.frontends.discord.render import pending_text, plain, queue_text
+from bot.frontends.discord.views import (
+    FRONTEND,
+    NO_PINGS,
+    brand_choices,
+    current_alert,
+    guarded,
+    parley_bot,
+    reader,
+    tell,
+)
+from bot.services.charts import chart_png
+from bot.services.stats import PERIODS, compute_stats, parse_period, stats_lines
+
+log = logging.getLogger(__name__)
+
+_QUEUE_STATES = (
+    ReplyState.QUEUED,
+    ReplyState.SENDING,
+    ReplyState.FAILED,
+    ReplyState.AWAITING_MANUAL,
+    ReplyState.DEAD,
+)
+_PERIOD_CHOICES = [app_commands.Choice(name=p, value=p) for p in PERIODS]
+
+
+class Stats(commands.Cog):
+    """Figures and lookups for the team."""
+
+    def __init__(self, bot: commands.Bot) -> None:
+        self.bot = parley_bot(bot)
+        self.core = self.bot.core
+
+    def _brand(self, brand: str | None) -> str | None:
+        if brand and self.core.config.brand(brand) is None:
+            raise UserFacingError(f"unknown brand {brand!r}")
+        return brand or None
+
+    @app_commands.command(
+        name="stats", description="Mentions, replies and response times, with a chart"
+    )
+    @app_commands.describe(period="How far back to count (default 24h)", brand="Only this brand")
+    @app_commands.choices(period=_PERIOD_CHOICES)
+    @app_commands.autocomplete(brand=brand_choices)
+    async def stats(
+        self,
+        interaction: discord.Interaction,
+        period: app_commands.Choice[str] | None = None,
+        brand: str | None = None,
+    ) -> None:
+        """The figures as text and the chart as a PNG attachment (deferred: it is drawn)."""
+
+        async def work() -> None:
+            reader(interaction)
+            chosen = parse_period(period.value if period else None)
+            only = self._brand(brand)
+            await interaction.response.defer(thinking=True)
+            stats = await compute_stats(self.core.store, chosen, only)
+            text = plain("```\n" + "\n".join(stats_lines(stats)) + "\n```")
+            label = self.core.brand_label(only) if only else None
+            try:
+                png = await chart_png(self.core.store, stats, label=label)
+            except Exception:
+                log.exception("stats chart failed; sending the figures as text only")
+                await interaction.followup.send(text, allowed_mentions=NO_PINGS)
+                return
+            chart = discord.File(io.BytesIO(png), filename="parley-stats.png")
+            await interaction.followup.send(text, file=chart, allowed_mentions=NO_PINGS)
+
+        await guarded(interaction, "/stats", work)
+
+    @app_commands.command(
+        name="pending", description="Mentions waiting for a decision, urgent first"
+    )
+    @app_commands.describe(brand="Only this brand")
+    @app_commands.autocomplete(brand=brand_choices)
+    async def pending(self, interaction: discord.Interaction, brand: str | None = None) -> None:
+        """Mentions alerted or drafted and not yet decided (ephemeral)."""
+
+        async def work() -> None:
+            reader(interaction)
+            only = self._brand(brand)
+            mentions = await self.core.alerts.pending(brand=only, limit=30)
+            total = await self.core.alerts.pending_count(brand=only) if mentions else 0
+            await tell(interaction, pending_text(mentions, total))
+
+        await guarded(interaction, "/pending", work)
+
+    @app_commands.command(name="queue", description="Replies waiting to be posted, failed or dead")
+    async def queue(self, interaction: discord.Interaction) -> None:
+        """The outbox (ephemeral)."""
+
+        async def work() -> None:
+            reader(interaction)
+            replies = await self.core.store.replies(_QUEUE_STATES, limit=50)
+            await tell(interaction, queue_text(replies))
+
+        await guarded(interaction, "/queue", work)
+
+    @app_commands.command(name="mention", description="Show one mention with its buttons")
+    @app_commands.describe(id="The mention's number, as in its alert (#12)")
+    async def mention(
+        self, interaction: discord.Interaction, id: app_commands.Range[int, 1, 999_999_999_999]
+    ) -> None:
+        """Post the mention's alert here; this copy is the one kept up to date from now on."""
+
+        async def work() -> None:
+            reader(interaction)
+            _, embed, view = await current_alert(self.core, id)
+            if view is None:
+                sent = await interaction.response.send_message(
+                    embed=embed, allowed_mentions=NO_PINGS
+                )
+            else:
+                sent = await interaction.response.send_message(
+                    embed=embed, view=view, allowed_mentions=NO_PINGS
+                )
+            message_id = sent.message_id or (await interaction.original_response()).id
+            ref = f"{interaction.channel_id}:{message_id}"
+            await self.core.store.set_alert_ref(id, FRONTEND, ref)
+
+        await guarded(interaction, "/mention", work)
+
+
+async def setup(bot: commands.Bot) -> None:
+    """Load the cog (extension entry point)."""
+    await bot.add_cog(Stats(bot))
