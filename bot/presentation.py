@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 
 from bot.domain.models import Draft, Mention, Reply
 from bot.domain.states import ReplyState
@@ -54,6 +55,16 @@ def reply_status(reply: Reply | None) -> str | None:
             return f"retrying after error: {reply.error}"
         case _:
             return f"{reply.state.value} (approved by {reply.approved_by})"
+
+
+@dataclass(frozen=True)
+class Decision:
+    """Who decided a mention's fate, when, and why (the reason, if one was given)."""
+
+    action: str
+    actor: str
+    at: datetime
+    detail: str | None = None
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,7 @@ from bot.drafting.base import Drafter
 from bot.errors import InvalidTransition, NotFound, PermissionDenied, UserFacingError
 from bot.events import EventBus, MentionChanged
 from bot.llm.guards import DraftGuard
+from bot.presentation import Decision
 from bot.publishers.registry import Publishers
 from bot.services.permissions import ApproverPolicy
 from bot.storage.repo import Store
@@ -101,6 +102,18 @@ class ReviewService:
         if notify:
             await self._changed(mention_id, actor, "draft")
         return drafts
+
+    async def decision(self, mention: Mention, reply: Reply | None) -> Decision | None:
+        """The decision an alert shows: the approval, or the rejection/ignore from the audit
+        log (None while undecided)."""
+        if reply is not None:
+            return Decision("approved", reply.approved_by, reply.created_at)
+        if mention.state in (MentionState.REJECTED, MentionState.IGNORED):
+            trail = await self.store.audit_trail("mention", mention.id)
+            entry = next((e for e in reversed(trail) if e.to_state == mention.state.value), None)
+            if entry is not None:
+                return Decision(mention.state.value, entry.actor, entry.at, entry.detail)
+        return None
 
     async def select(self, mention_id: int, variant: int, actor: Actor) -> Draft:
         """Choose which draft variant approval will post."""

@@ -23,7 +23,7 @@ from discord.utils import escape_markdown, escape_mentions
 
 from bot.domain.models import Mention, Reply
 from bot.domain.states import ReplyState
-from bot.presentation import AlertView, truncate
+from bot.presentation import AlertView, Decision, truncate
 from bot.services.watch import WatchRule
 
 EMBED_TOTAL = 6000
@@ -156,10 +156,10 @@ def timestamp(at: datetime) -> str:
     return f"<t:{int(at.timestamp())}:f>"
 
 
-def decision_line(action: str, actor: str, at: datetime, detail: str | None = None) -> str:
+def decision_line(decision: Decision) -> str:
     """'approved by discord:ann on <time>' (with the reason, if one was given)."""
-    line = f"{action} by {fit(actor, 100)} {timestamp(at)}"
-    return line + (f" ({fit(detail, 200)})" if detail else "")
+    line = f"{decision.action} by {fit(decision.actor, 100)} {timestamp(decision.at)}"
+    return line + (f" ({fit(decision.detail, 200)})" if decision.detail else "")
 
 
 def reply_line(reply: Reply | None) -> str | None:

@@ -345,24 +345,13 @@ def alert_components(
     return view
 
 
-async def decision_for(core: Core, mention: Mention, reply: Reply | None) -> str | None:
-    """Who decided, and when: the approval, or the rejection/ignore from the audit log."""
-    if reply is not None:
-        return decision_line("approved", reply.approved_by, reply.created_at)
-    if mention.state in (MentionState.REJECTED, MentionState.IGNORED):
-        trail = await core.store.audit_trail("mention", mention.id)
-        entry = next((e for e in reversed(trail) if e.to_state == mention.state.value), None)
-        if entry is not None:
-            return decision_line(mention.state.value, entry.actor, entry.at, entry.detail)
-    return None
-
-
 async def alert_message(
     core: Core, mention: Mention, drafts: list[Draft], reply: Reply | None
 ) -> tuple[discord.Embed, discord.ui.View | None]:
     """An alert's embed and components for the mention's current state."""
     view = alert_view(mention, drafts, reply, core.brand_label(mention.brand))
-    embed = render_alert(view, reply=reply, decision=await decision_for(core, mention, reply))
+    decision = await core.review.decision(mention, reply)
+    embed = render_alert(view, reply=reply, decision=decision_line(decision) if decision else None)
     return embed, alert_components(mention, drafts, reply)
 
 

@@ -38,7 +38,6 @@ from telegram.warnings import PTBDeprecationWarning
 
 from bot.app import Core
 from bot.domain.models import Actor, Draft, Mention, Reply
-from bot.domain.states import MentionState
 from bot.events import Event, MentionAlert, MentionChanged, Notice
 from bot.frontends.telegram.handlers import Handlers
 from bot.frontends.telegram.keyboards import alert_keyboard
@@ -384,19 +383,10 @@ class TelegramFrontend:
     ) -> tuple[str, InlineKeyboardMarkup | None]:
         """An alert's HTML and buttons for the mention's current state."""
         view = alert_view(mention, drafts, reply, self.core.brand_label(mention.brand))
-        html = render_alert(view, reply=reply, decision=await self._decision(mention, reply))
+        decision = await self.core.review.decision(mention, reply)
+        line = decision_line(decision) if decision else None
+        html = render_alert(view, reply=reply, decision=line)
         return html, alert_keyboard(mention, drafts, reply)
-
-    async def _decision(self, mention: Mention, reply: Reply | None) -> str | None:
-        if reply is not None:
-            return decision_line("approved", reply.approved_by, reply.created_at)
-        if mention.state in (MentionState.REJECTED, MentionState.IGNORED):
-            trail = await self.core.store.audit_trail("mention", mention.id)
-            entry = next((e for e in reversed(trail) if e.to_state == mention.state.value), None)
-            if entry is not None:
-                line = decision_line(mention.state.value, entry.actor, entry.at)
-                return line + (f" ({entry.detail})" if entry.detail else "")
-        return None
 
     async def _send_alert(self, dest: Hashable, alert: OutgoingAlert) -> None:
         """Send one alert (throttle callback). It is rendered from the event, so nothing slows

@@ -12,11 +12,10 @@ from __future__ import annotations
 import html
 import re
 from collections.abc import Callable, Sequence
-from datetime import datetime
 
 from bot.domain.models import Reply
 from bot.domain.states import ReplyState
-from bot.presentation import AlertView, truncate
+from bot.presentation import AlertView, Decision, truncate
 
 MESSAGE_LIMIT = 4096
 """Telegram's limit on a message's text, in UTF-16 code units."""
@@ -170,9 +169,10 @@ def _longest(ok: Callable[[int], bool], high: int) -> int | None:
     return low
 
 
-def decision_line(action: str, actor: str, at: datetime) -> str:
-    """'approved by telegram:Ann at 14:02 UTC'."""
-    return f"{action} by {actor} at {at:%Y-%m-%d %H:%M} UTC"
+def decision_line(decision: Decision) -> str:
+    """'approved by telegram:Ann at 2026-11-25 14:02 UTC' (with the reason, if given)."""
+    line = f"{decision.action} by {decision.actor} at {decision.at:%Y-%m-%d %H:%M} UTC"
+    return line + (f" ({decision.detail})" if decision.detail else "")
 
 
 def render_digest(views: Sequence[AlertView]) -> str:
