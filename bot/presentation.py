@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -14,6 +15,21 @@ def truncate(text: str, limit: int) -> str:
     if len(text) <= limit:
         return text
     return text[: max(0, limit - 1)].rstrip() + "…"
+
+
+def longest_fitting(ok: Callable[[int], bool], high: int) -> int | None:
+    """The largest n in [0, high] with ok(n) (ok must be monotonic), or None if even 0 fails:
+    how much of a text fits a platform's limit once marked up and escaped."""
+    if not ok(0):
+        return None
+    low = 0
+    while low < high:
+        mid = (low + high + 1) // 2
+        if ok(mid):
+            low = mid
+        else:
+            high = mid - 1
+    return low
 
 
 def format_reach(reach: int | None) -> str:

@@ -9,14 +9,12 @@ can show the spend. When the budget is used up, calls raise :class:`BudgetExhaus
 from __future__ import annotations
 
 import asyncio
-import email.utils
 import json
 import logging
 import random
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any, Literal, TypeVar
 
 import openai
@@ -26,6 +24,7 @@ from openai.types.chat.completion_create_params import ResponseFormat
 from bot.domain.models import utcnow
 from bot.errors import LLMError, UserFacingError
 from bot.events import EventBus, Notice
+from bot.retry_after import parse_retry_after
 from bot.storage.repo import Store
 
 log = logging.getLogger(__name__)
@@ -303,20 +302,7 @@ def retry_after_seconds(headers: Any) -> float | None:
             return max(0.0, float(millis) / 1000)
         except ValueError:
             pass
-    value = headers.get("retry-after")
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return max(0.0, (when - datetime.now(UTC)).total_seconds())
+    return parse_retry_after(headers.get("retry-after"))
 
 
 def _status(exc: openai.APIError) -> str:

@@ -11,7 +11,6 @@ a feed by scheme and host only.
 from __future__ import annotations
 
 import asyncio
-import email.utils
 import hashlib
 import io
 import logging
@@ -31,6 +30,7 @@ from bot.config import RssSourceConfig
 from bot.domain.models import MAX_TEXT_CHARS, Author, RawMention
 from bot.errors import SourceError, SourceRateLimited
 from bot.pipeline.clean import clean_text
+from bot.retry_after import parse_retry_after
 from bot.sources.base import Cursor, FetchResult
 
 log = logging.getLogger(__name__)
@@ -149,7 +149,7 @@ class RssSource:
             if status == 304:
                 return dict(response.headers), None
             if status == 429:
-                retry_after = _retry_after(response.headers.get("retry-after"))
+                retry_after = parse_retry_after(response.headers.get("retry-after"))
                 hint = f", retry after {retry_after:g}s" if retry_after is not None else ""
                 raise SourceRateLimited(
                     str(self._error(f"HTTP 429 Too Many Requests{hint}")), retry_after=retry_after
@@ -309,22 +309,6 @@ def _timestamp(value: Any) -> datetime | None:
         return datetime(*value[:6], tzinfo=UTC)
     except (ValueError, OverflowError):
         return None
-
-
-def _retry_after(value: str | None) -> float | None:
-    """Retry-After as seconds: delta-seconds or an HTTP date."""
-    if not value:
-        return None
-    value = value.strip()
-    if value.isdigit():
-        return float(value)
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return max(0.0, (when - datetime.now(UTC)).total_seconds())
 
 
 def _bozo_reason(parsed: Any) -> str:

@@ -15,7 +15,7 @@ then the other variants.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from datetime import datetime
 
 import discord
@@ -23,7 +23,7 @@ from discord.utils import escape_markdown, escape_mentions
 
 from bot.domain.models import Mention, Reply
 from bot.domain.states import ReplyState
-from bot.presentation import AlertView, Decision, truncate
+from bot.presentation import AlertView, Decision, longest_fitting, truncate
 from bot.services.watch import WatchRule
 
 EMBED_TOTAL = 6000
@@ -96,29 +96,15 @@ def fit(text: str, limit: int) -> str:
     out = clean(text)
     if dlen(out) <= limit:
         return out
-    n = _longest(lambda n: dlen(clean(truncate(text, n))) <= limit, len(text))
+    n = longest_fitting(lambda n: dlen(clean(truncate(text, n))) <= limit, len(text))
     return clean(truncate(text, n or 0)) if n is not None else ""
-
-
-def _longest(ok: Callable[[int], bool], high: int) -> int | None:
-    """The largest n in [0, high] with ok(n) (ok is monotonic), or None if even 0 fails."""
-    if not ok(0):
-        return None
-    low = 0
-    while low < high:
-        mid = (low + high + 1) // 2
-        if ok(mid):
-            low = mid
-        else:
-            high = mid - 1
-    return low
 
 
 def plain(text: str, limit: int = CONTENT_LIMIT) -> str:
     """Text trimmed to a limit in Discord's units (for content that is already safe)."""
     if dlen(text) <= limit:
         return text
-    n = _longest(lambda n: dlen(truncate(text, n)) <= limit, len(text)) or 0
+    n = longest_fitting(lambda n: dlen(truncate(text, n)) <= limit, len(text)) or 0
     return truncate(text, n)
 
 

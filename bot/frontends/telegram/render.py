@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import html
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 from bot.domain.models import Reply
 from bot.domain.states import ReplyState
-from bot.presentation import AlertView, Decision, truncate
+from bot.presentation import AlertView, Decision, longest_fitting, truncate
 
 MESSAGE_LIMIT = 4096
 """Telegram's limit on a message's text, in UTF-16 code units."""
@@ -148,25 +148,11 @@ def render_alert(
     out = build(len(view.text), DRAFT_LIMIT)
     if fits(out):
         return out
-    text_limit = _longest(lambda n: fits(build(n, DRAFT_LIMIT)), len(view.text))
+    text_limit = longest_fitting(lambda n: fits(build(n, DRAFT_LIMIT)), len(view.text))
     if text_limit is not None:
         return build(text_limit, DRAFT_LIMIT)
-    draft_limit = _longest(lambda n: fits(build(0, n)), DRAFT_LIMIT) or 0
+    draft_limit = longest_fitting(lambda n: fits(build(0, n)), DRAFT_LIMIT) or 0
     return build(0, draft_limit)
-
-
-def _longest(ok: Callable[[int], bool], high: int) -> int | None:
-    """The largest n in [0, high] with ok(n) (ok is monotonic), or None if even 0 fails."""
-    if not ok(0):
-        return None
-    low = 0
-    while low < high:
-        mid = (low + high + 1) // 2
-        if ok(mid):
-            low = mid
-        else:
-            high = mid - 1
-    return low
 
 
 def decision_line(decision: Decision) -> str:
