@@ -156,7 +156,11 @@ class Alerts(commands.Cog):
                     name=name, embed=embed, view=view, allowed_mentions=NO_PINGS
                 )
             return post.message
-        target = self.bot.get_partial_messageable(channel_id)
+        # With its guild, so the sent message has one: discord.py opens threads only then.
+        guild = channel.guild if isinstance(channel, discord.abc.GuildChannel) else None
+        target = self.bot.get_partial_messageable(
+            channel_id, guild_id=guild.id if guild else self.bot.config.guild_id
+        )
         if view is None:
             message = await target.send(embed=embed, allowed_mentions=NO_PINGS)
         else:
@@ -164,7 +168,8 @@ class Alerts(commands.Cog):
         if thread and self.bot.config.alert_threads and not isinstance(channel, discord.Thread):
             try:
                 await message.create_thread(name=thread, auto_archive_duration=1440)  # a day
-            except discord.HTTPException as exc:  # the alert stands without its thread
+            # The alert stands without its thread (and is never re-sent for it).
+            except (discord.HTTPException, ValueError) as exc:
                 log.warning("could not open a thread for an alert: %s", exc)
         return message
 

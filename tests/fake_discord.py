@@ -462,6 +462,9 @@ class FakeDiscord:
                 del self._limited[i]
                 answer = {**RATE_LIMIT_BODY, "retry_after": retry_after}
                 headers = {
+                    # Discord's own 429s carry Via; without it discord.py assumes a Cloudflare
+                    # ban and raises instead of waiting retry_after and retrying.
+                    "Via": "1.1 google",
                     "Retry-After": str(max(1, round(retry_after))),
                     "X-RateLimit-Scope": "user",
                     "X-RateLimit-Global": "false",

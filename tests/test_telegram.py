@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import itertools
 import json
 import logging
 import shutil
@@ -262,12 +261,14 @@ async def test_burst_of_200_alerts_none_lost_limits_kept(
             shown.update(i for i in ids if f"#{i}</b>" in text)
         assert shown == set(ids)
         times = [c.at for c in sends]
-        gaps = [b - a for a, b in itertools.pairwise(times)]
-        # measured on arrival at the server, after rendering: allow some jitter
-        assert min(gaps) >= 0.12, min(gaps)
-        for i in range(len(times)):
-            window = [t for t in times if times[i] <= t < times[i] + 0.95]
-            assert len(window) <= 20
+        # Measured on arrival at the fake server: a loaded machine delays single requests, so
+        # check the rate over windows (1 per 0.2 s → at most 5 per second, plus jitter) and
+        # over the whole burst, not the gap between two neighbours. The throttle's own
+        # release times are checked exactly, with a fake clock, in test_throttle.py.
+        assert times[-1] - times[0] >= 0.9 * 0.2 * (len(times) - 1)
+        for start in times:
+            assert len([t for t in times if start <= t < start + 1.0]) <= 7
+            assert len([t for t in times if start <= t < start + 0.95]) <= 20
         assert len(sends) < 200  # overflow went into digests
 
 
