@@ -1,4 +1,5 @@
-"""Chooses the publisher for a mention from the platform it came from."""
+"""Chooses the publisher for a mention: the one of the source it came from (a connector that
+can post), else the one serving its platform, else the default (manual or log)."""
 
 from __future__ import annotations
 
@@ -17,17 +18,21 @@ class Publishers:
         *,
         default: str,
         by_platform: Mapping[str, str] | None = None,
+        by_source: Mapping[str, str] | None = None,
     ) -> None:
         self._publishers = dict(publishers)
         self._by_platform = dict(by_platform or {})
-        for name in (default, *self._by_platform.values()):
+        self._by_source = dict(by_source or {})
+        for name in (default, *self._by_platform.values(), *self._by_source.values()):
             if name not in self._publishers:
                 known = ", ".join(sorted(self._publishers))
                 raise ConfigError([f"unknown publisher {name!r} (known: {known})"])
         self.default = default
 
-    def name_for(self, platform: str) -> str:
-        """The publisher name that posts replies to ``platform``."""
+    def name_for(self, platform: str, source: str | None = None) -> str:
+        """The publisher name that posts replies to a mention from ``source`` on ``platform``."""
+        if source is not None and source in self._by_source:
+            return self._by_source[source]
         return self._by_platform.get(platform, self.default)
 
     def get(self, name: str) -> Publisher:

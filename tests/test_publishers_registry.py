@@ -1,0 +1,29 @@
+"""Which publisher answers a mention: its source's, else its platform's, else the default."""
+
+from __future__ import annotations
+
+import pytest
+
+from bot.errors import ConfigError
+from bot.publishers.log import LogPublisher
+from bot.publishers.manual import ManualPublisher
+from bot.publishers.registry import Publishers
+
+
+def test_source_then_platform_then_default() -> None:
+    registry = Publishers(
+        {"manual": ManualPublisher(), "log": LogPublisher(), "masto-main": LogPublisher()},
+        default="log",
+        by_platform={"hackernews": "manual"},
+        by_source={"masto-main": "masto-main"},
+    )
+    assert registry.name_for("mastodon", "masto-main") == "masto-main"
+    assert registry.name_for("mastodon", "masto-other") == "log"
+    assert registry.name_for("hackernews", "hn") == "manual"
+    assert registry.name_for("rss") == "log"
+    assert registry.get("nonexistent") is registry.get("log")
+
+
+def test_an_unknown_publisher_is_a_config_error() -> None:
+    with pytest.raises(ConfigError, match="unknown publisher 'bluesky'"):
+        Publishers({"manual": ManualPublisher()}, default="manual", by_source={"b": "bluesky"})
