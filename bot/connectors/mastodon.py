@@ -1,0 +1,610 @@
+"""Mastodon connector: mentions, hashtags and search as a source; replies as a publisher.
+
+The source polls, per route, with a cursor holding the newest id seen: mention notifications
+(``types[]=mention``), hashtag timelines and, when configured, ``v2/search``. A route never seen
+before takes only its newest page (the core's look-back rule does the rest); a known route pages
+forward with ``min_id`` so a busy spell is read without gaps, up to ``max_pages`` pages a poll.
+
+The publisher answers with ``POST /api/v1/statuses`` carrying the reply's idempotency key
+(Mastodon keeps it one hour), and after a crash looks for Parley's own reply under the parent.
+
+Both share :class:`MastodonClient`, which tracks ``X-RateLimit-*`` (300 calls / 5 min per
+account): a poll stops early when the budget nears the configured reserve. The access token is
+sent as a header only and never appears in an error message.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections import OrderedDict
+from datetime import UTC, datetime, timedelta
+from typing import Any, Literal
+from urllib.parse import quote
+
+import httpx
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from bot import __version__
+from bot.domain.limits import LINK_WEIGHT, reply_length
+from bot.domain.models import Author, Mention, RawMention, Reply
+from bot.errors import PublishError, SourceError, SourceRateLimited
+from bot.pipeline.clean import clean_text
+from bot.publishers.base import PublishResult
+from bot.retry_after import parse_retry_after
+from bot.sources.base import Cursor, FetchResult
+
+log = logging.getLogger(__name__)
+
+PLATFORM = "mastodon"
+USER_AGENT = f"Parley/{__version__} (+self-hosted mention monitor)"
+CONTEXT_CACHE_SIZE = 512
+
+Visibility = Literal["public", "unlisted", "private", "direct"]
+_VISIBILITY_ORDER: tuple[Visibility, ...] = ("public", "unlisted", "private", "direct")
+_REMOTE_MENTION = re.compile(r"(?<![\w@])(@\w+)@[\w.-]+\w")
+
+
+class MastodonSourceConfig(BaseModel):
+    """One Mastodon account on one instance (``[[sources]]`` with ``type = "mastodon"``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    type: Literal["mastodon"]
+    name: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    base_url: str = Field(description="the instance, e.g. https://mastodon.social")
+    token_env: str = Field(
+        default="MASTODON_ACCESS_TOKEN", description="environment variable holding the token"
+    )
+    interval: float = Field(default=120.0, ge=5.0, le=86_400.0)
+    timeout: float = Field(default=20.0, gt=0.0, le=300.0)
+    mentions: bool = Field(default=True, description="poll mention notifications")
+    hashtags: list[str] = Field(default_factory=list, max_length=20)
+    search_queries: list[str] = Field(default_factory=list, max_length=20)
+    page_size: int = Field(default=40, ge=1, le=80)
+    max_pages: int = Field(default=5, ge=1, le=50, description="pages per route and poll")
+    thread_context: bool = Field(default=True, description="fetch the parent post of replies")
+    max_context_fetches: int = Field(default=10, ge=0, le=100, description="per poll")
+    rate_limit_reserve: int = Field(
+        default=20, ge=0, le=300, description="calls kept for posting; polling stops below it"
+    )
+    visibility: Visibility = Field(
+        default="public", description="of replies; never wider than the mention's own"
+    )
+    reply_language: str | None = Field(
+        default=None, description="ISO 639 code sent with replies (default: the mention's)"
+    )
+    max_characters: int = Field(default=500, ge=1, le=100_000)
+
+    @field_validator("base_url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("'base_url' must start with http:// or https://")
+        return value.rstrip("/")
+
+    @field_validator("hashtags")
+    @classmethod
+    def _tags(cls, values: list[str]) -> list[str]:
+        tags = [v.strip().removeprefix("#") for v in values]
+        bad = [t for t in tags if not re.fullmatch(r"\w{1,100}", t)]
+        if bad:
+            raise ValueError(f"hashtags are letters, digits and '_': {', '.join(bad)}")
+        return tags
+
+    @field_validator("search_queries")
+    @classmethod
+    def _queries(cls, values: list[str]) -> list[str]:
+        queries = [v.strip() for v in values]
+        if any(not q or len(q) > 500 for q in queries):
+            raise ValueError("search queries must be 1 to 500 characters")
+        return queries
+
+
+class RateBudget:
+    """The latest ``X-RateLimit-Remaining`` / ``X-RateLimit-Reset`` an instance sent."""
+
+    def __init__(self) -> None:
+        self.remaining: int | None = None
+        self.reset_at: datetime | None = None
+
+    def update(self, headers: httpx.Headers) -> None:
+        """Record the budget from a response's headers (absent headers change nothing)."""
+        remaining = headers.get("x-ratelimit-remaining", "")
+        if remaining.isdigit():
+            self.remaining = int(remaining)
+            self.reset_at = _parse_time(headers.get("x-ratelimit-reset"))
+
+    def seconds_to_reset(self) -> float | None:
+        """Seconds until the budget refills, if known."""
+        if self.reset_at is None:
+            return None
+        return max(0.0, (self.reset_at - datetime.now(UTC)).total_seconds())
+
+    def below(self, reserve: int) -> bool:
+        """True when at most ``reserve`` calls are left and the window has not reset yet."""
+        if self.remaining is None or self.remaining > reserve:
+            return False
+        wait = self.seconds_to_reset()
+        return wait is None or wait > 0
+
+
+class MastodonClient:
+    """Authenticated JSON calls to one instance, with the rate budget and the own account id."""
+
+    def __init__(
+        self,
+        base_url: str,
+        token: str,
+        *,
+        timeout: float = 20.0,
+        client: httpx.AsyncClient | None = None,
+    ) -> None:
+        if not token:
+            raise ValueError("a Mastodon access token is required")
+        self.base_url = base_url.rstrip("/")
+        self.budget = RateBudget()
+        self._headers = {
+            "Authorization": f"Bearer {token}",
+            "User-Agent": USER_AGENT,
+            "Accept": "application/json",
+        }
+        self._timeout = timeout
+        self._owns_client = client is None
+        self._client = client or httpx.AsyncClient(timeout=timeout)
+        self._own_id: str | None = None
+
+    async def aclose(self) -> None:
+        """Close the HTTP client if this object created it."""
+        if self._owns_client:
+            await self._client.aclose()
+
+    async def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: list[tuple[str, str]] | None = None,
+        json: dict[str, Any] | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> httpx.Response:
+        """One call; raises httpx.HTTPError on transport failure, never for an HTTP status."""
+        response = await self._client.request(
+            method,
+            self.base_url + path,
+            params=tuple(params) if params else None,
+            json=json,
+            headers={**self._headers, **(headers or {})},
+            timeout=self._timeout,
+        )
+        self.budget.update(response.headers)
+        return response
+
+    def retry_after(self, response: httpx.Response) -> float | None:
+        """How long a 429 asks us to wait: Retry-After, else the rate-limit reset time."""
+        value = parse_retry_after(response.headers.get("retry-after"))
+        return value if value is not None else self.budget.seconds_to_reset()
+
+    async def own_account_id(self) -> str | None:
+        """The token's account id (``verify_credentials``, asked once); None if unavailable."""
+        if self._own_id is None:
+            response = await self.request("GET", "/api/v1/accounts/verify_credentials")
+            if response.status_code == 200:
+                body = response.json()
+                if isinstance(body, dict) and isinstance(body.get("id"), str):
+                    self._own_id = body["id"]
+        return self._own_id
+
+
+class MastodonSource:
+    """Polls one account's mentions, hashtags and searches (see the module docstring)."""
+
+    def __init__(self, config: MastodonSourceConfig, client: MastodonClient) -> None:
+        self.config = config
+        self.client = client
+        self._parents: OrderedDict[str, str | None] = OrderedDict()
+
+    @classmethod
+    def create(
+        cls, config: MastodonSourceConfig, token: str, *, http: httpx.AsyncClient | None = None
+    ) -> MastodonSource:
+        """A source with its own client for ``config.base_url``."""
+        client = MastodonClient(config.base_url, token, timeout=config.timeout, client=http)
+        return cls(config, client)
+
+    @property
+    def name(self) -> str:
+        """The configured source name."""
+        return self.config.name
+
+    @property
+    def interval(self) -> float:
+        """Seconds between polls."""
+        return self.config.interval
+
+    @property
+    def rate_limit_remaining(self) -> int | None:
+        """Calls left in the instance's current window (health display)."""
+        return self.client.budget.remaining
+
+    async def aclose(self) -> None:
+        """Close the HTTP client if it was created here."""
+        await self.client.aclose()
+
+    async def fetch(self, cursor: Cursor) -> FetchResult:
+        """New statuses on every route since ``cursor``; the new cursor covers what was read."""
+        new_cursor = dict(cursor)
+        items: list[RawMention] = []
+        seen: set[str] = set()
+        context_budget = [self.config.max_context_fetches]
+        own_id = (
+            await self._own_id() if self.config.hashtags or self.config.search_queries else None
+        )
+        for key, path, params, extract in self._routes():
+            if self.client.budget.below(self.config.rate_limit_reserve):
+                log.warning(
+                    "mastodon source %r: %s calls left before the rate limit; "
+                    "skipping the rest of this poll",
+                    self.name,
+                    self.client.budget.remaining,
+                )
+                break
+            statuses, newest = await self._read_route(path, params, cursor.get(key), extract)
+            if newest is not None:
+                new_cursor[key] = newest
+            for status in statuses:
+                mention = await self._mention(status, own_id, context_budget)
+                if mention is not None and mention.external_id not in seen:
+                    seen.add(mention.external_id)
+                    items.append(mention)
+        return FetchResult(items=items, cursor=new_cursor)
+
+    def _routes(self) -> list[tuple[str, str, list[tuple[str, str]], str]]:
+        """(cursor key, path, fixed params, how statuses sit in the answer) per route."""
+        routes: list[tuple[str, str, list[tuple[str, str]], str]] = []
+        if self.config.mentions:
+            routes.append(
+                ("mentions", "/api/v1/notifications", [("types[]", "mention")], "notifications")
+            )
+        for tag in self.config.hashtags:
+            path = f"/api/v1/timelines/tag/{quote(tag, safe='')}"
+            routes.append((f"tag:{tag.lower()}", path, [], "statuses"))
+        for query in self.config.search_queries:
+            params = [("type", "statuses"), ("q", query), ("resolve", "false")]
+            routes.append((f"search:{query}", "/api/v2/search", params, "search"))
+        return routes
+
+    async def _read_route(
+        self, path: str, fixed: list[tuple[str, str]], since: str | None, extract: str
+    ) -> tuple[list[dict[str, Any]], str | None]:
+        """Statuses newer than ``since`` (oldest first) and the newest page id to resume from."""
+        limit = min(self.config.page_size, 40) if extract == "search" else self.config.page_size
+        collected: list[dict[str, Any]] = []
+        newest = since
+        pages = 1 if since is None else self.config.max_pages
+        for _ in range(pages):
+            params = [*fixed, ("limit", str(limit))]
+            if newest is not None:
+                # min_id pages forward from the cursor (since_id would jump to the newest page
+                # and leave a gap after a busy spell).
+                params.append(("min_id", newest))
+            entries = await self._get_list(path, params, extract)
+            ids = [e["id"] for e in entries if isinstance(e, dict) and isinstance(e.get("id"), str)]
+            if not ids:
+                break
+            newest = max(ids, key=_id_order)
+            for entry in sorted(entries, key=lambda e: _id_order(_entry_id(e))):
+                status = entry.get("status") if extract == "notifications" else entry
+                if isinstance(status, dict):
+                    collected.append(status)
+                else:
+                    log.warning(
+                        "mastodon source %r: skipped an entry without a status (id %s)",
+                        self.name,
+                        _entry_id(entry)[:40],
+                    )
+            if len(entries) < limit:
+                break
+        return collected, newest
+
+    async def _get_list(
+        self, path: str, params: list[tuple[str, str]], extract: str
+    ) -> list[dict[str, Any]]:
+        response = await self._call(path, params)
+        try:
+            body = response.json()
+        except ValueError:
+            raise self._error(f"{path}: answer is not JSON") from None
+        if extract == "search":
+            body = body.get("statuses") if isinstance(body, dict) else None
+        if not isinstance(body, list):
+            raise self._error(f"{path}: unexpected answer (not a list)")
+        return [e if isinstance(e, dict) else {} for e in body]
+
+    async def _call(self, path: str, params: list[tuple[str, str]]) -> httpx.Response:
+        try:
+            response = await self.client.request("GET", path, params=params)
+        except httpx.TimeoutException:
+            raise self._error(f"{path}: timed out after {self.config.timeout:g}s") from None
+        except httpx.HTTPError as exc:
+            raise self._error(f"{path}: request failed ({type(exc).__name__})") from None
+        status = response.status_code
+        if status == 429:
+            retry_after = self.client.retry_after(response)
+            hint = f", retry after {retry_after:.0f}s" if retry_after is not None else ""
+            raise SourceRateLimited(
+                str(self._error(f"{path}: HTTP 429 Too Many Requests{hint}")),
+                retry_after=retry_after,
+            )
+        if status == 401:
+            raise self._error(
+                f"the access token in {self.config.token_env} was rejected "
+                "(expired, revoked or mistyped)"
+            )
+        if status == 403:
+            raise self._error(f"{path}: HTTP 403 (does the token have the read scopes?)")
+        if status != 200:
+            raise self._error(f"{path}: HTTP {status} {response.reason_phrase}".rstrip())
+        return response
+
+    def _error(self, what: str) -> SourceError:
+        return SourceError(f"mastodon source '{self.name}' ({self.config.base_url}): {what}")
+
+    async def _own_id(self) -> str | None:
+        """The account's own id, to leave its own posts out of hashtag and search results."""
+        try:
+            return await self.client.own_account_id()
+        except httpx.HTTPError:
+            return None
+
+    async def _mention(
+        self, status: dict[str, Any], own_id: str | None, context_budget: list[int]
+    ) -> RawMention | None:
+        try:
+            if status.get("reblog") or (own_id and status["account"]["id"] == own_id):
+                return None
+            mention = _raw_mention(self.name, status)
+        except (KeyError, TypeError, ValueError, ValidationError) as exc:
+            log.warning(
+                "mastodon source %r: skipped malformed status %s (%s)",
+                self.name,
+                str(status.get("id"))[:40],
+                type(exc).__name__,
+            )
+            return None
+        if mention.parent_ref and self.config.thread_context:
+            context = await self._parent_text(mention.parent_ref, context_budget)
+            if context:
+                mention = mention.model_copy(update={"thread_context": context})
+        return mention
+
+    async def _parent_text(self, parent_id: str, budget: list[int]) -> str | None:
+        """The parent post's text, cached; best effort within the per-poll budget."""
+        if parent_id in self._parents:
+            self._parents.move_to_end(parent_id)
+            return self._parents[parent_id]
+        if budget[0] <= 0 or self.client.budget.below(self.config.rate_limit_reserve):
+            return None
+        budget[0] -= 1
+        text: str | None = None
+        try:
+            response = await self.client.request("GET", f"/api/v1/statuses/{parent_id}")
+            if response.status_code == 200:
+                parent = response.json()
+                text = clean_text(str(parent.get("content") or ""), html=True, limit=2000) or None
+            elif response.status_code not in (404, 410):
+                return None  # transient: try again next time rather than caching a miss
+        except (httpx.HTTPError, ValueError, AttributeError):
+            return None
+        self._parents[parent_id] = text
+        if len(self._parents) > CONTEXT_CACHE_SIZE:
+            self._parents.popitem(last=False)
+        return text
+
+
+class MastodonPublisher:
+    """Posts approved replies to mentions found on the same instance."""
+
+    def __init__(
+        self, config: MastodonSourceConfig, client: MastodonClient, *, name: str = PLATFORM
+    ) -> None:
+        self.config = config
+        self.client = client
+        self._name = name
+
+    @property
+    def name(self) -> str:
+        """The publisher's registry name."""
+        return self._name
+
+    async def publish(self, reply: Reply, mention: Mention) -> PublishResult:
+        """Reply under the mention's status; the idempotency key makes a resend harmless."""
+        parent = await self._parent(mention)
+        text = reply_text(reply.text, mention.author.handle)
+        length = status_length(text)
+        if length > self.config.max_characters:
+            raise PublishError(
+                f"reply is {length} characters; the instance allows "
+                f"{self.config.max_characters} (links count as {LINK_WEIGHT})",
+                permanent=True,
+            )
+        body: dict[str, Any] = {
+            "status": text,
+            "in_reply_to_id": mention.external_id,
+            "visibility": _narrowest(self.config.visibility, parent.get("visibility")),
+        }
+        language = self.config.reply_language or mention.language
+        if language:
+            body["language"] = language.split("-")[0]
+        response = await self._send(
+            "POST",
+            "/api/v1/statuses",
+            json=body,
+            headers={"Idempotency-Key": reply.idempotency_key},
+        )
+        return _result(response.json())
+
+    async def reconcile(self, reply: Reply, mention: Mention) -> PublishResult | None:
+        """Parley's own reply under the parent, posted after approval, if there is one."""
+        try:
+            own_id = await self.client.own_account_id()
+            if own_id is None:
+                return None
+            response = await self.client.request(
+                "GET", f"/api/v1/statuses/{mention.external_id}/context"
+            )
+            if response.status_code != 200:
+                return None
+            descendants = response.json().get("descendants") or []
+        except (httpx.HTTPError, ValueError, AttributeError):
+            # The Idempotency-Key still guards the resend that follows (for one hour).
+            log.warning("mastodon: could not look for reply #%d under its parent", reply.id)
+            return None
+        # A reply approved earlier and answered by hand would predate this approval.
+        not_before = reply.created_at - timedelta(minutes=1)
+        for status in descendants:
+            try:
+                created = _parse_time(status["created_at"])
+                if (
+                    status["account"]["id"] == own_id
+                    and status.get("in_reply_to_id") == mention.external_id
+                    and created is not None
+                    and created >= not_before
+                ):
+                    return _result(status)
+            except (KeyError, TypeError):
+                continue
+        return None
+
+    async def _parent(self, mention: Mention) -> dict[str, Any]:
+        response = await self._send("GET", f"/api/v1/statuses/{mention.external_id}")
+        body = response.json()
+        return body if isinstance(body, dict) else {}
+
+    async def _send(
+        self,
+        method: str,
+        path: str,
+        *,
+        json: dict[str, Any] | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> httpx.Response:
+        try:
+            response = await self.client.request(method, path, json=json, headers=headers)
+        except httpx.TimeoutException:
+            raise PublishError("mastodon: timed out (will retry with the same key)") from None
+        except httpx.HTTPError as exc:
+            raise PublishError(f"mastodon: request failed ({type(exc).__name__})") from None
+        status = response.status_code
+        if status in (200, 201):
+            return response
+        detail = _api_error(response)
+        if status in (404, 410):
+            raise PublishError("mastodon: the post was deleted or is not visible", permanent=True)
+        if status == 401:
+            raise PublishError(
+                f"mastodon: the access token in {self.config.token_env} was rejected "
+                "(expired, revoked or mistyped)",
+                permanent=True,
+            )
+        if status == 403:
+            raise PublishError(f"mastodon: not allowed (HTTP 403{detail})", permanent=True)
+        if status == 422:
+            raise PublishError(f"mastodon: text rejected (HTTP 422{detail})", permanent=True)
+        if status == 429:
+            raise PublishError(
+                "mastodon: rate limited (HTTP 429)", retry_after=self.client.retry_after(response)
+            )
+        if status >= 500:
+            raise PublishError(f"mastodon: server error (HTTP {status})")
+        raise PublishError(f"mastodon: HTTP {status}{detail}", permanent=True)
+
+
+def reply_text(text: str, handle: str) -> str:
+    """The reply starting with ``@acct`` (Mastodon's convention), unless it already names them."""
+    if not handle:
+        return text
+    acct = "@" + handle.removeprefix("@")
+    if re.search(rf"(?<![\w@]){re.escape(acct)}(?![\w@.-])", text, re.IGNORECASE):
+        return text
+    return f"{acct} {text}"
+
+
+def status_length(text: str) -> int:
+    """Characters as Mastodon counts them: links are 23, ``@user@domain`` counts as ``@user``."""
+    return reply_length(_REMOTE_MENTION.sub(r"\1", text), PLATFORM)
+
+
+def _raw_mention(source: str, status: dict[str, Any]) -> RawMention:
+    account = status["account"]
+    created = _parse_time(status["created_at"])
+    if created is None:
+        raise ValueError("created_at")
+    content = clean_text(str(status.get("content") or ""), html=True)
+    warning = clean_text(str(status.get("spoiler_text") or ""), limit=500)
+    text = f"CW: {warning}\n\n{content}" if warning else content
+    followers = account.get("followers_count")
+    parent = status.get("in_reply_to_id")
+    return RawMention(
+        source=source,
+        platform=PLATFORM,
+        external_id=_require_str(status["id"]),
+        url=status.get("url") or status.get("uri"),
+        author=Author(
+            handle=_require_str(account["acct"]),
+            display_name=clean_text(str(account.get("display_name") or ""), limit=200) or None,
+            profile_url=account.get("url"),
+            reach=followers if isinstance(followers, int) else None,
+        ),
+        text=text,
+        language=status.get("language") or None,
+        created_at=created,
+        parent_ref=parent if isinstance(parent, str) else None,
+    )
+
+
+def _result(status: Any) -> PublishResult:
+    if not isinstance(status, dict) or not isinstance(status.get("id"), str):
+        raise PublishError("mastodon: the instance answered without a status id")
+    return PublishResult(posted_id=status["id"], url=status.get("url") or status.get("uri"))
+
+
+def _narrowest(configured: Visibility, parent: Any) -> Visibility:
+    """The more private of the configured visibility and the mention's own."""
+    if parent not in _VISIBILITY_ORDER:
+        return configured
+    return max(configured, parent, key=_VISIBILITY_ORDER.index)
+
+
+def _api_error(response: httpx.Response) -> str:
+    try:
+        error = response.json().get("error")
+    except (ValueError, AttributeError):
+        return ""
+    return f": {clean_text(error, limit=200)}" if isinstance(error, str) and error else ""
+
+
+def _require_str(value: Any) -> str:
+    if not isinstance(value, str) or not value:
+        raise TypeError("expected a non-empty string")
+    return value
+
+
+def _entry_id(entry: dict[str, Any]) -> str:
+    value = entry.get("id")
+    return value if isinstance(value, str) else ""
+
+
+def _id_order(value: str) -> tuple[int, str]:
+    """Mastodon ids are numeric strings: longer means newer, then lexical order."""
+    return (len(value), value)
+
+
+def _parse_time(value: Any) -> datetime | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        when = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    return when.replace(tzinfo=UTC) if when.tzinfo is None else when.astimezone(UTC)

@@ -1,0 +1,729 @@
+"""Reddit connector against a loopback fake speaking Reddit's OAuth and listing wire format.
+
+The fake is built from real t3/t1 payloads (tests/fixtures/reddit_*.json): it issues password-
+grant tokens, serves newest-first listings paged with ``after``, sends X-Ratelimit-* headers,
+takes comments on POST /api/comment (with Reddit's ``json.errors`` shape) and can inject faults.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import copy
+import html
+import json
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestServer
+
+from bot.app import build_core
+from bot.config import ParleyConfig
+from bot.connectors.reddit import (
+    RedditClient,
+    RedditPublisher,
+    RedditSource,
+    RedditSourceConfig,
+    raw_mention,
+    wait_seconds,
+)
+from bot.domain.models import Actor, Author, Mention, Reply
+from bot.domain.states import MentionState, ReplyState
+from bot.errors import PublishError, SourceError, SourceRateLimited
+from bot.publishers.registry import Publishers
+from bot.settings import Settings
+
+CLIENT_ID = "app-id-123"
+CLIENT_SECRET = "app-secret-456"
+PASSWORD = "hunter2-password"
+USERNAME = "parley_bot"
+FIXTURES = Path(__file__).parent / "fixtures"
+POST_TEMPLATE = json.loads((FIXTURES / "reddit_submission_listing_t3.json").read_text("utf-8"))[
+    "data"
+]["children"][0]
+COMMENT_TEMPLATE = json.loads((FIXTURES / "reddit_comment_t1.json").read_text("utf-8"))
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+class FakeReddit:
+    """An in-memory Reddit: posts, comments, inbox mentions, tokens and a rate budget."""
+
+    def __init__(self) -> None:
+        self.posts: list[dict[str, Any]] = []
+        self.comments: list[dict[str, Any]] = []
+        self.mentions: list[dict[str, Any]] = []
+        self.locked: set[str] = set()
+        self.faults: list[tuple[str, int, dict[str, str], dict[str, Any] | None]] = []
+        self.requests: list[str] = []
+        self.user_agents: set[str] = set()
+        self.tokens_issued = 0
+        self.valid_token: str | None = None
+        self.post_delay = 0.0
+        self.comment_stored = asyncio.Event()
+        self.remaining = 100.0
+        self.clock = int(time.time()) - 86_400
+        self._seq = 0
+        self.app = web.Application(middlewares=[self._middleware])
+        self.app.router.add_post("/api/v1/access_token", self.access_token)
+        self.app.router.add_get("/r/{subs}/search", self.search)
+        self.app.router.add_get("/r/{subs}/comments", self.subreddit_comments)
+        self.app.router.add_get("/message/mentions", self.inbox_mentions)
+        self.app.router.add_post("/api/comment", self.post_comment)
+        self.app.router.add_get("/user/{name}/comments", self.user_comments)
+
+    # --- data -------------------------------------------------------------------------------
+
+    def _next(self) -> tuple[str, int]:
+        self._seq += 1
+        self.clock += 10
+        return f"x{self._seq:05d}", self.clock
+
+    def add_post(self, title: str, selftext: str = "", sub: str = "acme") -> dict[str, Any]:
+        ident, created = self._next()
+        thing: dict[str, Any] = copy.deepcopy(POST_TEMPLATE)
+        thing["data"].update(
+            id=ident,
+            name=f"t3_{ident}",
+            title=title,
+            selftext=selftext,
+            subreddit=sub,
+            created_utc=float(created),
+            author="alice",
+            permalink=f"/r/{sub}/comments/{ident}/slug/",
+        )
+        self.posts.append(thing)
+        return thing
+
+    def add_comment(
+        self,
+        body: str,
+        *,
+        parent: str = "t3_fbenua",
+        sub: str = "acme",
+        author: str = "bob",
+        mention: bool = False,
+    ) -> dict[str, Any]:
+        ident, created = self._next()
+        thing: dict[str, Any] = copy.deepcopy(COMMENT_TEMPLATE)
+        link = parent if parent.startswith("t3_") else "t3_fbenua"
+        permalink = f"/r/{sub}/comments/{link[3:]}/slug/{ident}/"
+        thing["data"].update(
+            id=ident,
+            name=f"t1_{ident}",
+            body=body,
+            author=author,
+            subreddit=sub,
+            parent_id=parent,
+            link_id=link,
+            link_title="Which tool for community replies?",
+            created_utc=float(created),
+            permalink=permalink,
+        )
+        if mention:
+            # Inbox items carry ``context`` instead of ``permalink``.
+            inbox = copy.deepcopy(thing)
+            del inbox["data"]["permalink"]
+            inbox["data"]["context"] = permalink + "?context=3"
+            self.mentions.append(inbox)
+        else:
+            self.comments.append(thing)
+        return thing
+
+    def own_comments(self) -> list[dict[str, Any]]:
+        return [c for c in self.comments if c["data"]["author"] == USERNAME]
+
+    # --- plumbing ----------------------------------------------------------------------------
+
+    @web.middleware
+    async def _middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        self.requests.append(f"{request.method} {request.path_qs}")
+        self.user_agents.add(request.headers.get("User-Agent", ""))
+        for i, (prefix, status, headers, body) in enumerate(self.faults):
+            if request.path.startswith(prefix):
+                del self.faults[i]
+                return web.json_response(body or {"error": status}, status=status, headers=headers)
+        if request.path != "/api/v1/access_token":
+            auth = request.headers.get("Authorization", "")
+            if self.valid_token is None or auth != f"bearer {self.valid_token}":
+                return web.json_response({"message": "Unauthorized", "error": 401}, status=401)
+            self.remaining -= 1
+        response = await handler(request)
+        response.headers["X-Ratelimit-Remaining"] = f"{self.remaining:.1f}"
+        response.headers["X-Ratelimit-Used"] = f"{100 - self.remaining:.0f}"
+        response.headers["X-Ratelimit-Reset"] = "300"
+        return response
+
+    def _listing(self, request: web.Request, things: list[dict[str, Any]]) -> web.Response:
+        ordered = sorted(things, key=lambda t: t["data"]["created_utc"], reverse=True)
+        limit = min(int(request.query.get("limit", "25")), 100)
+        after = request.query.get("after")
+        if after:
+            names = [t["data"]["name"] for t in ordered]
+            ordered = ordered[names.index(after) + 1 :] if after in names else []
+        page = ordered[:limit]
+        more = len(ordered) > limit
+        if request.query.get("raw_json") != "1":
+            # Reddit's legacy default: &, < and > in text fields arrive HTML-escaped.
+            page = copy.deepcopy(page)
+            for thing in page:
+                for key in ("title", "selftext", "body"):
+                    if key in thing["data"]:
+                        thing["data"][key] = html.escape(thing["data"][key], quote=False)
+        data = {"after": page[-1]["data"]["name"] if more else None, "before": None}
+        return web.json_response({"kind": "Listing", "data": {**data, "children": page}})
+
+    @staticmethod
+    def _subs(request: web.Request) -> set[str]:
+        return {s.lower() for s in request.match_info["subs"].split("+")}
+
+    # --- routes ------------------------------------------------------------------------------
+
+    async def access_token(self, request: web.Request) -> web.Response:
+        expected = base64.b64encode(f"{CLIENT_ID}:{CLIENT_SECRET}".encode()).decode()
+        if request.headers.get("Authorization") != f"Basic {expected}":
+            return web.json_response({"message": "Unauthorized", "error": 401}, status=401)
+        form = await request.post()
+        if form.get("grant_type") != "password" or form.get("username") != USERNAME:
+            return web.json_response({"error": "unsupported_grant_type"})
+        if form.get("password") != PASSWORD:
+            return web.json_response({"error": "invalid_grant"})
+        self.tokens_issued += 1
+        self.valid_token = f"token-{self.tokens_issued}"
+        return web.json_response(
+            {"access_token": self.valid_token, "token_type": "bearer", "expires_in": 86400}
+        )
+
+    async def search(self, request: web.Request) -> web.Response:
+        assert request.query["restrict_sr"] == "1" and request.query["sort"] == "new"
+        query = request.query["q"].lower()
+        subs = self._subs(request)
+        found = [
+            p
+            for p in self.posts
+            if p["data"]["subreddit"].lower() in subs
+            and query in (p["data"]["title"] + " " + p["data"]["selftext"]).lower()
+        ]
+        return self._listing(request, found)
+
+    async def subreddit_comments(self, request: web.Request) -> web.Response:
+        subs = self._subs(request)
+        return self._listing(
+            request, [c for c in self.comments if c["data"]["subreddit"].lower() in subs]
+        )
+
+    async def inbox_mentions(self, request: web.Request) -> web.Response:
+        return self._listing(request, self.mentions)
+
+    async def user_comments(self, request: web.Request) -> web.Response:
+        name = request.match_info["name"]
+        return self._listing(request, [c for c in self.comments if c["data"]["author"] == name])
+
+    async def post_comment(self, request: web.Request) -> web.Response:
+        form = await request.post()
+        assert form["api_type"] == "json"
+        thing_id, text = str(form["thing_id"]), str(form["text"])
+        if thing_id in self.locked:
+            errors = [["THREAD_LOCKED", "that thread is locked", "parent"]]
+            return web.json_response({"json": {"errors": errors}})
+        comment = self.add_comment(text, parent=thing_id, author=USERNAME)
+        comment["data"]["created_utc"] = float(int(time.time()))
+        self.comment_stored.set()
+        await asyncio.sleep(self.post_delay)
+        return web.json_response(
+            {"json": {"errors": [], "data": {"things": [{"kind": "t1", "data": comment["data"]}]}}}
+        )
+
+
+@pytest.fixture
+async def fake() -> AsyncIterator[tuple[FakeReddit, str]]:
+    server = FakeReddit()
+    test_server = TestServer(server.app, host="127.0.0.1")
+    await test_server.start_server()
+    try:
+        yield server, str(test_server.make_url("")).rstrip("/")
+    finally:
+        await test_server.close()
+
+
+def config(url: str, **overrides: Any) -> RedditSourceConfig:
+    values: dict[str, Any] = {
+        "type": "reddit",
+        "name": "reddit",
+        "username": USERNAME,
+        "base_url": url,
+        "auth_url": url,
+        "subreddits": ["acme", "r/AcmeHelp"],
+        "search_queries": ["acme"],
+        "timeout": 5.0,
+    }
+    values.update(overrides)
+    return RedditSourceConfig.model_validate(values)
+
+
+def client(url: str, **overrides: Any) -> RedditClient:
+    return RedditClient(
+        config(url, **overrides),
+        client_id=CLIENT_ID,
+        client_secret=CLIENT_SECRET,
+        password=PASSWORD,
+    )
+
+
+def source(url: str, *, password: str = PASSWORD, **overrides: Any) -> RedditSource:
+    return RedditSource.create(
+        config(url, **overrides),
+        client_id=CLIENT_ID,
+        client_secret=CLIENT_SECRET,
+        password=password,
+    )
+
+
+def as_mention(thing: dict[str, Any]) -> Mention:
+    now = datetime.now(UTC)
+    return Mention(
+        id=1,
+        source="reddit",
+        platform="reddit",
+        external_id=thing["data"]["name"],
+        url=None,
+        canonical_url=None,
+        author=Author(handle=thing["data"]["author"]),
+        title=None,
+        text="text",
+        language=None,
+        created_at=now,
+        fetched_at=now,
+        brand="acme",
+        rule="r",
+        state=MentionState.APPROVED,
+    )
+
+
+def make_reply(text: str = "Thanks! **Settings → Export** does it.") -> Reply:
+    now = datetime.now(UTC)
+    return Reply(
+        id=7,
+        mention_id=1,
+        text=text,
+        publisher="reddit",
+        idempotency_key="k-7",
+        state=ReplyState.SENDING,
+        approved_by="telegram:cm",
+        created_at=now - timedelta(seconds=5),
+        updated_at=now,
+    )
+
+
+# --- source -------------------------------------------------------------------------------
+
+
+async def test_first_poll_normalises_posts_comments_and_mentions(
+    fake: tuple[FakeReddit, str],
+) -> None:
+    server, url = fake
+    server.add_post("Acme vs the rest", "Has anyone tried **Acme**? Q&A <3")
+    server.add_post("Unrelated", sub="acme")
+    server.add_post("acme elsewhere", sub="other")
+    server.add_comment("I moved to Acme last year", sub="AcmeHelp")
+    server.add_comment("hey u/parley_bot does acme export?", mention=True)
+    src = source(url)
+    try:
+        result = await src.fetch({})
+    finally:
+        await src.aclose()
+
+    by_kind = {m.external_id[:2]: m for m in result.items}
+    assert [m.text[:12] for m in result.items] == ["Acme vs the ", "I moved to A", "hey u/parley"]
+    post = by_kind["t3"]
+    assert post.platform == "reddit" and post.source == "reddit"
+    assert post.title == "Acme vs the rest"
+    assert post.text == "Acme vs the rest\n\nHas anyone tried **Acme**? Q&A <3"
+    assert post.url == f"https://www.reddit.com/r/acme/comments/{post.external_id[3:]}/slug/"
+    assert post.author.handle == "alice"
+    assert post.author.profile_url == "https://www.reddit.com/user/alice"
+    assert post.author.reach == 92729  # subreddit_subscribers
+    assert post.created_at is not None and post.created_at.tzinfo is UTC
+    comment = by_kind["t1"]
+    assert comment.thread_context == "Which tool for community replies?"
+    assert comment.parent_ref == "t3_fbenua"
+    assert comment.author.reach == 15
+    mention = result.items[-1]
+    assert mention.url is not None and "?" not in mention.url and mention.url.endswith("/")
+    assert set(result.cursor) == {"search:acme+acmehelp:acme", "comments:acme+acmehelp", "mentions"}
+    assert server.user_agents == {f"parley/{_version()} by u/{USERNAME}"}
+    assert server.tokens_issued == 1  # one token for the whole poll
+    assert any("/r/acme+AcmeHelp/search?" in r for r in server.requests)
+
+
+def _version() -> str:
+    from bot import __version__
+
+    return __version__
+
+
+async def test_cursor_resumes_after_restart_and_pages_back_to_it(
+    fake: tuple[FakeReddit, str],
+) -> None:
+    server, url = fake
+    server.add_comment("old one")
+    src = source(url, search_queries=[], mentions=False)
+    try:
+        first = await src.fetch({})
+    finally:
+        await src.aclose()
+    assert [m.text for m in first.items] == ["old one"]
+    for i in range(150):  # more than one page of 100
+        server.add_comment(f"new {i}")
+    restarted = source(url, search_queries=[], mentions=False)
+    try:
+        second = await restarted.fetch(first.cursor)
+        third = await restarted.fetch(second.cursor)
+    finally:
+        await restarted.aclose()
+    assert [m.text for m in second.items] == [f"new {i}" for i in range(150)]
+    assert third.items == []
+    assert sum("/comments?" in r for r in server.requests) == 1 + 2 + 1
+
+
+async def test_items_sharing_the_watermark_second_are_not_lost_or_repeated(
+    fake: tuple[FakeReddit, str],
+) -> None:
+    server, url = fake
+    first = server.add_comment("first")
+    src = source(url, search_queries=[], mentions=False)
+    try:
+        one = await src.fetch({})
+        twin = server.add_comment("same second")
+        twin["data"]["created_utc"] = first["data"]["created_utc"]
+        two = await src.fetch(one.cursor)
+        three = await src.fetch(two.cursor)
+    finally:
+        await src.aclose()
+    assert [m.text for m in one.items] == ["first"]
+    assert [m.text for m in two.items] == ["same second"]
+    assert three.items == []
+
+
+async def test_own_and_removed_comments_are_not_mentions(fake: tuple[FakeReddit, str]) -> None:
+    server, url = fake
+    server.add_comment("my own reply", author=USERNAME)
+    server.add_comment("[removed]")
+    server.add_comment("a real one")
+    src = source(url, search_queries=[], mentions=False)
+    try:
+        result = await src.fetch({})
+    finally:
+        await src.aclose()
+    assert [m.text for m in result.items] == ["a real one"]
+
+
+async def test_malformed_item_is_skipped_with_a_log_line(
+    fake: tuple[FakeReddit, str], caplog: pytest.LogCaptureFixture
+) -> None:
+    server, url = fake
+    server.add_comment("fine before")
+    broken = server.add_comment("broken")
+    server.add_comment("fine after")
+    del broken["data"]["name"]
+    src = source(url, search_queries=[], mentions=False)
+    with caplog.at_level(logging.WARNING, logger="bot.connectors.reddit"):
+        try:
+            result = await src.fetch({})
+        finally:
+            await src.aclose()
+    assert [m.text for m in result.items] == ["fine before", "fine after"]
+    assert "skipped a malformed item" in caplog.text
+
+
+async def test_429_with_reset_headers_is_rate_limited(fake: tuple[FakeReddit, str]) -> None:
+    server, url = fake
+    headers = {"X-Ratelimit-Remaining": "0.0", "X-Ratelimit-Reset": "42"}
+    server.faults.append(("/r/", 429, headers, None))
+    src = source(url)
+    try:
+        with pytest.raises(SourceRateLimited) as caught:
+            await src.fetch({})
+    finally:
+        await src.aclose()
+    assert caught.value.retry_after is not None and 40 <= caught.value.retry_after <= 42
+    assert "429" in str(caught.value)
+
+
+async def test_retry_after_header_wins_over_reset(fake: tuple[FakeReddit, str]) -> None:
+    server, url = fake
+    server.faults.append(("/r/", 429, {"Retry-After": "7", "X-Ratelimit-Reset": "300"}, None))
+    src = source(url)
+    try:
+        with pytest.raises(SourceRateLimited) as caught:
+            await src.fetch({})
+    finally:
+        await src.aclose()
+    assert caught.value.retry_after == 7
+
+
+async def test_poll_stops_before_the_rate_limit_wall(
+    fake: tuple[FakeReddit, str], caplog: pytest.LogCaptureFixture
+) -> None:
+    server, url = fake
+    server.add_post("acme news")
+    server.add_comment("acme chat")
+    server.add_comment("u/parley_bot acme?", mention=True)
+    server.remaining = 12.0
+    src = source(url, rate_limit_reserve=10)
+    with caplog.at_level(logging.WARNING, logger="bot.connectors.reddit"):
+        try:
+            result = await src.fetch({})
+        finally:
+            await src.aclose()
+    # Search answers with 11 left, comments with 10: the mentions route waits for the next poll.
+    assert set(result.cursor) == {"search:acme+acmehelp:acme", "comments:acme+acmehelp"}
+    assert src.rate_limit_remaining == 10
+    assert "calls left before the rate limit" in caplog.text
+
+
+async def test_5xx_then_recovery_keeps_the_cursor(fake: tuple[FakeReddit, str]) -> None:
+    server, url = fake
+    server.add_comment("hello acme")
+    server.faults.append(("/r/acme+AcmeHelp/comments", 503, {}, None))
+    src = source(url, search_queries=[], mentions=False)
+    try:
+        with pytest.raises(SourceError, match="HTTP 503"):
+            await src.fetch({})
+        result = await src.fetch({})
+    finally:
+        await src.aclose()
+    assert [m.text for m in result.items] == ["hello acme"]
+
+
+async def test_expired_token_is_renewed_once(fake: tuple[FakeReddit, str]) -> None:
+    server, url = fake
+    server.add_comment("hello")
+    src = source(url, search_queries=[], mentions=False)
+    try:
+        first = await src.fetch({})
+        again = await src.fetch(first.cursor)
+        assert server.tokens_issued == 1  # cached across polls
+        server.valid_token = "revoked-by-reddit"
+        # Two callers sharing the client hit the 401 together: one new token serves both.
+        results = await asyncio.gather(src.fetch(first.cursor), src.fetch(first.cursor))
+    finally:
+        await src.aclose()
+    assert server.tokens_issued == 2
+    assert again.items == [] and [r.items for r in results] == [[], []]
+
+
+async def test_bad_credentials_say_so_without_secrets(fake: tuple[FakeReddit, str]) -> None:
+    _, url = fake
+    src = source(url, password="wrong-password")
+    try:
+        with pytest.raises(SourceError) as caught:
+            await src.fetch({})
+    finally:
+        await src.aclose()
+    message = str(caught.value)
+    assert "REDDIT_PASSWORD" in message and "u/parley_bot" in message
+    assert "wrong-password" not in message and CLIENT_SECRET not in message
+
+
+def test_missing_secrets_are_named() -> None:
+    with pytest.raises(ValueError, match="needs REDDIT_CLIENT_SECRET, REDDIT_PASSWORD set"):
+        RedditClient(config("http://x"), client_id=CLIENT_ID, client_secret="", password="")
+
+
+def test_config_rejects_bad_subreddits_and_normalises_prefixes() -> None:
+    assert config("http://x", subreddits=["/r/rust", "python"]).subreddits == ["rust", "python"]
+    with pytest.raises(ValueError, match="not subreddit names"):
+        config("http://x", subreddits=["no spaces"])
+
+
+def test_raw_mention_reads_the_real_payloads() -> None:
+    post = raw_mention("s", POST_TEMPLATE)
+    comment = raw_mention("s", COMMENT_TEMPLATE)
+    assert post is not None and comment is not None
+    assert post.external_id == "t3_fbenua" and post.text == "A half-hour to learn Rust"
+    assert post.url == "https://www.reddit.com/r/rust/comments/fbenua/a_halfhour_to_learn_rust/"
+    assert post.created_at == datetime.fromtimestamp(1582992651, UTC)
+    assert comment.external_id == "t1_cpy6x8q" and comment.parent_ref == "t3_313qxe"
+    assert comment.text.startswith("This one was actually hilarious")
+    with pytest.raises(ValueError):
+        raw_mention("s", {"kind": "t5", "data": {}})
+
+
+# --- publisher ----------------------------------------------------------------------------
+
+
+async def test_publish_comments_under_the_mention(fake: tuple[FakeReddit, str]) -> None:
+    server, url = fake
+    parent = server.add_comment("does acme export?")
+    api = client(url)
+    try:
+        result = await RedditPublisher(api).publish(make_reply(), as_mention(parent))
+    finally:
+        await api.aclose()
+    [posted] = server.own_comments()
+    assert posted["data"]["parent_id"] == parent["data"]["name"]
+    assert posted["data"]["body"] == "Thanks! **Settings → Export** does it."
+    assert result.posted_id == posted["data"]["name"]
+    assert result.url == "https://www.reddit.com" + posted["data"]["permalink"]
+
+
+async def test_crash_between_send_and_commit_is_reconciled_without_a_second_post(
+    fake: tuple[FakeReddit, str],
+) -> None:
+    server, url = fake
+    parent = server.add_post("Acme question")
+    server.add_comment("Thanks! **Settings → Export** does it.", parent="t3_other", author=USERNAME)
+    server.post_delay = 30.0
+    api = client(url)
+    publisher = RedditPublisher(api)
+    reply, mention = make_reply(), as_mention(parent)
+    try:
+        # The worker dies after Reddit stored the comment but before the answer came back.
+        task = asyncio.create_task(publisher.publish(reply, mention))
+        await asyncio.wait_for(server.comment_stored.wait(), 5)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        found = await RedditPublisher(api).reconcile(reply, mention)
+    finally:
+        await api.aclose()
+    mine = [c for c in server.own_comments() if c["data"]["parent_id"] == parent["data"]["name"]]
+    assert len(mine) == 1
+    assert found is not None and found.posted_id == mine[0]["data"]["name"]
+    assert found.url == "https://www.reddit.com" + mine[0]["data"]["permalink"]
+
+
+async def test_outbox_crash_mid_post_then_restart_posts_once(
+    fake: tuple[FakeReddit, str], settings: Settings, config: ParleyConfig
+) -> None:
+    """Found by the source, approved, the worker killed mid-post, restarted: one comment, sent."""
+    server, url = fake
+    question = server.add_comment("Is Acme down? I want a refund")
+    question["data"]["created_utc"] = float(int(time.time()))
+    server.post_delay = 30.0
+    cm = Actor(platform="console", user_id="cm", display_name="Ana")
+    async with build_core(settings, config) as core:
+        src = source(url, search_queries=[], mentions=False)
+        core.review.publishers = core.outbox.publishers = Publishers(
+            {"reddit": RedditPublisher(src.client)}, default="reddit"
+        )
+        batch = await core.ingestor.store_batch((await src.fetch({})).items)
+        [alerted] = await core.alerter.alert(batch, first_poll=False)
+        await core.review.edit(alerted.id, "Sorry! Status: https://status.acme.com", cm)
+        reply = await core.review.approve(alerted.id, cm)
+        task = asyncio.create_task(core.outbox.send_due())
+        await asyncio.wait_for(server.comment_stored.wait(), 5)
+        task.cancel()  # the worker dies after Reddit stored the comment, before "sent" is committed
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        await src.aclose()
+    server.post_delay = 0.0
+    async with build_core(settings, config) as core:
+        api = client(url)
+        core.review.publishers = core.outbox.publishers = Publishers(
+            {"reddit": RedditPublisher(api)}, default="reddit"
+        )
+        await core.outbox.recover()
+        await core.outbox.send_due()
+        final = await core.store.get_reply(reply.id)
+        await api.aclose()
+    [posted] = server.own_comments()
+    assert posted["data"]["parent_id"] == question["data"]["name"]
+    assert final.state is ReplyState.SENT
+    assert final.posted_url == "https://www.reddit.com" + posted["data"]["permalink"]
+
+
+async def test_reconcile_finds_nothing_when_the_post_never_landed(
+    fake: tuple[FakeReddit, str],
+) -> None:
+    server, url = fake
+    parent = server.add_post("Acme question")
+    # Same text, but posted before this reply was approved: written by hand, not by the crash.
+    old = server.add_comment(make_reply().text, parent=parent["data"]["name"], author=USERNAME)
+    old["data"]["created_utc"] = (datetime.now(UTC) - timedelta(days=1)).timestamp()
+    api = client(url)
+    try:
+        assert await RedditPublisher(api).reconcile(make_reply(), as_mention(parent)) is None
+    finally:
+        await api.aclose()
+
+
+async def test_locked_thread_is_a_permanent_failure(fake: tuple[FakeReddit, str]) -> None:
+    server, url = fake
+    parent = server.add_post("Acme question")
+    server.locked.add(parent["data"]["name"])
+    api = client(url)
+    try:
+        with pytest.raises(PublishError) as caught:
+            await RedditPublisher(api).publish(make_reply(), as_mention(parent))
+    finally:
+        await api.aclose()
+    assert caught.value.permanent and "THREAD_LOCKED" in str(caught.value)
+    assert server.own_comments() == []
+
+
+async def test_ratelimit_error_is_retryable_after_the_stated_wait(
+    fake: tuple[FakeReddit, str],
+) -> None:
+    server, url = fake
+    parent = server.add_post("Acme question")
+    errors = [["RATELIMIT", "you are doing that too much. try again in 5 minutes.", "ratelimit"]]
+    server.faults.append(("/api/comment", 200, {}, {"json": {"errors": errors}}))
+    api = client(url)
+    try:
+        with pytest.raises(PublishError) as caught:
+            await RedditPublisher(api).publish(make_reply(), as_mention(parent))
+    finally:
+        await api.aclose()
+    assert not caught.value.permanent and caught.value.retry_after == 300
+
+
+@pytest.mark.parametrize(
+    ("status", "permanent"), [(403, True), (404, True), (429, False), (502, False)]
+)
+async def test_http_errors_map_to_retry_or_dead(
+    fake: tuple[FakeReddit, str], status: int, permanent: bool
+) -> None:
+    server, url = fake
+    parent = server.add_post("Acme question")
+    server.faults.append(("/api/comment", status, {"Retry-After": "9"}, None))
+    api = client(url)
+    try:
+        with pytest.raises(PublishError) as caught:
+            await RedditPublisher(api).publish(make_reply(), as_mention(parent))
+    finally:
+        await api.aclose()
+    assert caught.value.permanent is permanent
+    if status == 429:
+        assert caught.value.retry_after == 9
+
+
+async def test_overlong_or_foreign_replies_are_refused_before_sending(
+    fake: tuple[FakeReddit, str],
+) -> None:
+    server, url = fake
+    parent = server.add_post("Acme question")
+    foreign = as_mention(parent).model_copy(update={"external_id": "109999"})
+    api = client(url)
+    publisher = RedditPublisher(api)
+    try:
+        with pytest.raises(PublishError, match="10000") as long_error:
+            await publisher.publish(make_reply("x" * 10_001), as_mention(parent))
+        with pytest.raises(PublishError, match="not a Reddit post") as foreign_error:
+            await publisher.publish(make_reply(), foreign)
+    finally:
+        await api.aclose()
+    assert long_error.value.permanent and foreign_error.value.permanent
+    assert not any(r.startswith("POST /api/comment") for r in server.requests)
+
+
+def test_wait_seconds_reads_reddit_ratelimit_messages() -> None:
+    assert wait_seconds("try again in 9 minutes.") == 540
+    assert wait_seconds("try again in 30 seconds.") == 30
+    assert wait_seconds("slow down") is None
