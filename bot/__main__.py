@@ -11,9 +11,11 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
+from dotenv import load_dotenv
+
 from bot import __version__
 from bot.app import Frontend, build_core, run_core
-from bot.config import ParleyConfig, load_config
+from bot.config import ParleyConfig, RssSourceConfig, load_config
 from bot.domain.states import ReplyState
 from bot.drafting.offline import OfflineDrafter
 from bot.errors import ConfigError, ParleyError, StorageError
@@ -110,7 +112,11 @@ def check(settings: Settings) -> list[str]:
                 )
         base = settings.parley_config.resolve().parent
         for i, source in enumerate(config.sources):
-            if source.path is not None and not (base / source.path).is_file():
+            if (
+                isinstance(source, RssSourceConfig)
+                and source.path is not None
+                and not (base / source.path).is_file()
+            ):
                 problems.append(
                     f"{settings.parley_config}: sources[{i}].path: {source.path} does not exist"
                 )
@@ -148,6 +154,9 @@ async def status(settings: Settings) -> list[str]:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `parley` console script."""
     args = _parser().parse_args(argv)
+    # Connector secrets (tokens, app passwords) are read from the environment by name, so
+    # .env fills the environment too; real environment variables win.
+    load_dotenv(".env", override=False)
     try:
         settings = load_settings()
         _setup_logging(settings.parley_log_level)

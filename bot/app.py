@@ -25,6 +25,7 @@ from bot.llm.setup import LlmServices, build_llm
 from bot.matching.matcher import Matcher, RuleSpec
 from bot.pipeline.ingest import Alerter, Ingestor
 from bot.pipeline.runner import SourceRunner, poll_together
+from bot.publishers.base import Publisher
 from bot.publishers.log import LogPublisher
 from bot.publishers.manual import ManualPublisher
 from bot.publishers.registry import Publishers
@@ -149,9 +150,19 @@ async def build_core(
         if llm.client is not None:
             stack.push_async_callback(llm.client.aclose)
         drafter = llm.drafter
+        built = []
+        for source_config in config.sources:
+            one = build_source(source_config, base_dir=base_dir)
+            stack.push_async_callback(one.source.aclose)  # closed after the outbox stops
+            built.append(one)
+        platform_publishers: dict[str, Publisher] = {
+            b.publisher.name: b.publisher for b in built if b.publisher is not None
+        }
         publishers = Publishers(
-            {"manual": ManualPublisher(), "log": LogPublisher()},
+            {"manual": ManualPublisher(), "log": LogPublisher(), **platform_publishers},
             default=settings.parley_default_publisher,
+            by_platform={"hackernews": "manual"},
+            by_source={b.source.name: b.publisher.name for b in built if b.publisher is not None},
         )
         review = ReviewService(
             store,
@@ -192,10 +203,8 @@ async def build_core(
             settings, config, store, bus, drafter, review, outbox, ingestor, alerter, watch, alerts
         )
         core.llm = llm
-        for source_config in config.sources:
-            source = build_source(source_config, base_dir=base_dir)
-            stack.push_async_callback(source.aclose)
-            core.runners.append(SourceRunner(source, store, ingestor, alerter, bus))
+        for one in built:
+            core.runners.append(SourceRunner(one.source, store, ingestor, alerter, bus))
         yield core
 
 

@@ -12,6 +12,11 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from bot.connectors.bluesky import BlueskySourceConfig
+from bot.connectors.hackernews import HackerNewsSourceConfig
+from bot.connectors.mastodon import MastodonSourceConfig
+from bot.connectors.reddit import RedditSourceConfig
+from bot.connectors.webhook import WebhookSourceConfig
 from bot.errors import ConfigError, QuerySyntaxError
 from bot.matching.query import parse_query
 
@@ -97,8 +102,16 @@ class RssSourceConfig(_Strict):
         return self
 
 
-SourceConfig = Annotated[RssSourceConfig, Field(discriminator="type")]
-SOURCE_TYPES = ("rss",)
+SourceConfig = Annotated[
+    RssSourceConfig
+    | MastodonSourceConfig
+    | BlueskySourceConfig
+    | RedditSourceConfig
+    | HackerNewsSourceConfig
+    | WebhookSourceConfig,
+    Field(discriminator="type"),
+]
+SOURCE_TYPES = ("rss", "mastodon", "bluesky", "reddit", "hackernews", "webhook")
 
 
 class ParleyConfig(_Strict):
