@@ -147,7 +147,7 @@ async def running(
             yield core, frontend
         finally:
             stop.set()
-            await asyncio.wait_for(task, 10)
+            await asyncio.wait_for(task, 30)  # a loaded CI machine can be slow to shut down
 
 
 async def alert(core: Core, *texts: str) -> list[int]:

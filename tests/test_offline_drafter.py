@@ -209,6 +209,8 @@ async def test_empty_author_takes_its_space_with_it(tmp_path: Path) -> None:
         ("<@&123456>", ""),
         ("**bold**||x||`y`", "boldxy"),
         ("Émilie", "Émilie"),
+        ("alice.bsky.social", "alice"),
+        ("@acme.com", "acme"),
         ("a" * 80, "a" * 32),
     ],
 )

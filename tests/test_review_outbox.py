@@ -206,3 +206,27 @@ async def test_reject_and_ignore_close_the_mention(core: Core) -> None:
         await core.review.approve(first, CM)
     trail = await core.store.audit_trail("mention", first)
     assert trail[-1].action == "reject" and trail[-1].detail == "not our product"
+
+
+async def test_a_failing_reconcile_leaves_the_reply_unsent_until_the_platform_answers(
+    settings: Settings, config: ParleyConfig, tmp_path: Path
+) -> None:
+    async with wired(settings, config, tmp_path / "ledger.json") as (core, publisher):
+        mention_id = await _alerted_mention(core)
+        reply = await core.review.approve(mention_id, CM)
+        await core.store.transition_reply(reply.id, ReplyState.SENDING, SYSTEM, "send")
+        original = publisher.reconcile
+
+        async def platform_down(*args: object) -> object:
+            raise PublishError("503 from platform")
+
+        publisher.reconcile = platform_down  # type: ignore[method-assign]
+        await core.outbox.recover()
+        await core.outbox.send_due()
+        assert (await core.store.get_reply(reply.id)).state is ReplyState.SENDING
+        assert publisher.posts() == []
+        publisher.reconcile = original  # type: ignore[method-assign]
+        await core.outbox.recover()
+        await core.outbox.send_due()
+        assert (await core.store.get_reply(reply.id)).state is ReplyState.SENT
+        assert len(publisher.posts()) == 1

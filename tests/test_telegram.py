@@ -76,7 +76,7 @@ async def running(
             yield core, frontend
         finally:
             stop.set()
-            await asyncio.wait_for(task, 10)
+            await asyncio.wait_for(task, 30)  # a loaded CI machine can be slow to shut down
 
 
 async def alert(core: Core, *texts: str, handle: str = "bob") -> list[int]:
@@ -259,7 +259,7 @@ async def test_burst_of_200_alerts_none_lost_limits_kept(
         for call in sends:
             text = call.params["text"]
             shown.update(i for i in ids if f"#{i}</b>" in text)
-        assert shown == set(ids)
+        assert shown == set(ids), sorted(set(ids) - shown)
         times = [c.at for c in sends]
         # Measured on arrival at the fake server: a loaded machine delays single requests, so
         # check the rate over windows (1 per 0.2 s → at most 5 per second, plus jitter) and
@@ -267,8 +267,8 @@ async def test_burst_of_200_alerts_none_lost_limits_kept(
         # release times are checked exactly, with a fake clock, in test_throttle.py.
         assert times[-1] - times[0] >= 0.9 * 0.2 * (len(times) - 1)
         for start in times:
-            assert len([t for t in times if start <= t < start + 1.0]) <= 7
-            assert len([t for t in times if start <= t < start + 0.95]) <= 20
+            in_second = [round(t - start, 3) for t in times if start <= t < start + 1.0]
+            assert len(in_second) <= 7, in_second
         assert len(sends) < 200  # overflow went into digests
 
 

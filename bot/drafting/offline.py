@@ -88,11 +88,15 @@ class _TemplateFile:
 def safe_author(author: Author) -> str:
     """A name for ``author`` that pings nobody: no '@', no '@everyone'/'@here', no markup.
 
-    Reddit's "/u/name" and Mastodon's "name@instance" become "name"; anything left that is
-    not a letter, digit, '.', '_' or '-' is dropped. An empty result means "unknown author".
+    Reddit's "/u/name", Mastodon's "name@instance" and Bluesky's domain handles
+    ("name.bsky.social") become "name" (a handle that reads as a domain would count as a link);
+    anything left that is not a letter, digit, '.', '_' or '-' is dropped. An empty result means
+    "unknown author".
     """
     for raw in (author.handle, author.display_name or ""):
         name = re.sub(r"^\s*(?:/?u/|@+)", "", raw).split("@", 1)[0]
+        if raw is author.handle:
+            name = name.split(".", 1)[0]
         name = re.sub(r"[^\w.-]", "", name)[:MAX_AUTHOR_CHARS]
         if name and name.casefold() not in _PING_WORDS:
             return name

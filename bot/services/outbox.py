@@ -53,7 +53,13 @@ class Outbox:
         for reply in await self.store.replies([ReplyState.SENDING], limit=1000):
             mention = await self.store.get_mention(reply.mention_id)
             publisher = self.publishers.get(reply.publisher)
-            found = await publisher.reconcile(reply, mention)
+            try:
+                found = await publisher.reconcile(reply, mention)
+            except Exception as exc:
+                # Unknown outcome and the platform cannot tell yet: re-sending could post twice,
+                # so the reply stays "sending" and is reconciled again on the next round.
+                log.warning("reply #%d: cannot check whether it was posted (%s)", reply.id, exc)
+                continue
             if found is not None:
                 log.info("reply #%d had been posted before the restart", reply.id)
                 await self._finish(reply, found.posted_id, found.url, "reconciled")
@@ -64,9 +70,9 @@ class Outbox:
 
     async def run(self, stop: asyncio.Event) -> None:
         """Send due replies until ``stop`` is set."""
-        await self.recover()
         while not stop.is_set():
             try:
+                await self.recover()
                 await self.send_due()
             except Exception:
                 log.exception("outbox iteration failed; retrying shortly")
