@@ -26,6 +26,7 @@ import httpx
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from bot import __version__
+from bot.connectors.budget import RateBudget
 from bot.domain.limits import LINK_WEIGHT, reply_length
 from bot.domain.models import Author, Mention, RawMention, Reply
 from bot.errors import PublishError, SourceError, SourceRateLimited
@@ -101,34 +102,6 @@ class MastodonSourceConfig(BaseModel):
         return queries
 
 
-class RateBudget:
-    """The latest ``X-RateLimit-Remaining`` / ``X-RateLimit-Reset`` an instance sent."""
-
-    def __init__(self) -> None:
-        self.remaining: int | None = None
-        self.reset_at: datetime | None = None
-
-    def update(self, headers: httpx.Headers) -> None:
-        """Record the budget from a response's headers (absent headers change nothing)."""
-        remaining = headers.get("x-ratelimit-remaining", "")
-        if remaining.isdigit():
-            self.remaining = int(remaining)
-            self.reset_at = _parse_time(headers.get("x-ratelimit-reset"))
-
-    def seconds_to_reset(self) -> float | None:
-        """Seconds until the budget refills, if known."""
-        if self.reset_at is None:
-            return None
-        return max(0.0, (self.reset_at - datetime.now(UTC)).total_seconds())
-
-    def below(self, reserve: int) -> bool:
-        """True when at most ``reserve`` calls are left and the window has not reset yet."""
-        if self.remaining is None or self.remaining > reserve:
-            return False
-        wait = self.seconds_to_reset()
-        return wait is None or wait > 0
-
-
 class MastodonClient:
     """Authenticated JSON calls to one instance, with the rate budget and the own account id."""
 
@@ -177,7 +150,7 @@ class MastodonClient:
             headers={**self._headers, **(headers or {})},
             timeout=self._timeout,
         )
-        self.budget.update(response.headers)
+        _record_budget(self.budget, response.headers)
         return response
 
     def retry_after(self, response: httpx.Response) -> float | None:
@@ -574,6 +547,16 @@ def _narrowest(configured: Visibility, parent: Any) -> Visibility:
     if parent not in _VISIBILITY_ORDER:
         return configured
     return max(configured, parent, key=_VISIBILITY_ORDER.index)
+
+
+def _record_budget(budget: RateBudget, headers: httpx.Headers) -> None:
+    """Mastodon's ``X-RateLimit-Remaining`` and its ISO ``X-RateLimit-Reset`` time (absent
+    headers change nothing)."""
+    remaining = headers.get("x-ratelimit-remaining", "")
+    if remaining.isdigit():
+        reset = _parse_time(headers.get("x-ratelimit-reset"))
+        reset_in = None if reset is None else (reset - datetime.now(UTC)).total_seconds()
+        budget.record(int(remaining), reset_in)
 
 
 def _api_error(response: httpx.Response) -> str:

@@ -28,6 +28,7 @@ import httpx
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from bot import __version__
+from bot.connectors.budget import RateBudget
 from bot.domain.models import Author, Mention, RawMention, Reply
 from bot.errors import PublishError, SourceError, SourceRateLimited
 from bot.pipeline.clean import clean_text
@@ -101,37 +102,6 @@ class RedditSourceConfig(BaseModel):
         return queries
 
 
-class RateBudget:
-    """The latest ``X-Ratelimit-Remaining`` / ``X-Ratelimit-Reset`` Reddit sent."""
-
-    def __init__(self) -> None:
-        self.remaining: int | None = None
-        self._reset_at: float | None = None
-
-    def update(self, headers: httpx.Headers) -> None:
-        """Record the budget from a response (Reddit sends floats such as ``"97.0"``)."""
-        try:
-            remaining = float(headers["x-ratelimit-remaining"])
-            reset = float(headers.get("x-ratelimit-reset", "0"))
-        except (KeyError, ValueError):
-            return
-        self.remaining = int(remaining)
-        self._reset_at = time.monotonic() + max(0.0, reset)
-
-    def seconds_to_reset(self) -> float | None:
-        """Seconds until the window refills, if known."""
-        if self._reset_at is None:
-            return None
-        return max(0.0, self._reset_at - time.monotonic())
-
-    def below(self, reserve: int) -> bool:
-        """True when at most ``reserve`` calls are left and the window has not reset yet."""
-        if self.remaining is None or self.remaining > reserve:
-            return False
-        wait = self.seconds_to_reset()
-        return wait is None or wait > 0
-
-
 class RedditAuthError(Exception):
     """The credentials were refused; the message names the env vars, never their values."""
 
@@ -200,7 +170,7 @@ class RedditClient:
                 },
                 timeout=self.config.timeout,
             )
-            self.budget.update(response.headers)
+            _record_budget(self.budget, response.headers)
             if response.status_code != 401:
                 return response
             stale = token
@@ -605,6 +575,17 @@ def wait_seconds(message: str) -> float | None:
         return None
     unit = match.group(2).lower()
     return float(match.group(1)) * {"second": 1, "minute": 60, "hour": 3600}[unit]
+
+
+def _record_budget(budget: RateBudget, headers: httpx.Headers) -> None:
+    """Reddit's ``X-Ratelimit-Remaining`` (a float such as ``"97.0"``) and
+    ``X-Ratelimit-Reset`` (seconds); absent or unreadable headers change nothing."""
+    try:
+        remaining = float(headers["x-ratelimit-remaining"])
+        reset = float(headers.get("x-ratelimit-reset", "0"))
+    except (KeyError, ValueError):
+        return
+    budget.record(int(remaining), reset)
 
 
 def _raise_api_errors(errors: Any) -> None:
