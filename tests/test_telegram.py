@@ -88,7 +88,8 @@ async def alert(core: Core, *texts: str, handle: str = "bob") -> list[int]:
 
 async def settle(core: Core, frontend: TelegramFrontend) -> None:
     await core.settle()
-    await frontend.throttle.drain()
+    await core.bus.drain()  # alert events reach the throttle…
+    await frontend.throttle.drain()  # …which posts them
     await core.bus.drain()
 
 
@@ -253,6 +254,8 @@ async def test_burst_of_200_alerts_none_lost_limits_kept(
         texts = [f"acme cloud burst number {i} with distinct words {i * 7919}" for i in range(200)]
         ids = await alert(core, *texts)
         assert len(ids) == 200
+        # every alert event reaches the throttle first, then the throttle empties
+        await asyncio.wait_for(core.bus.drain(), 15)
         await asyncio.wait_for(frontend.throttle.drain(), 15)
         sends = fake.of("sendMessage")
         shown = set()
