@@ -43,6 +43,9 @@ class RawMention(BaseModel):
     created_at: datetime | None = None
     parent_ref: str | None = None
     thread_context: str | None = None
+    answerable: bool = Field(
+        default=True, description="False: the platform lets Parley answer only by hand"
+    )
 
 
 TRIAGE_INTENTS = (
@@ -99,6 +102,8 @@ class Mention(BaseModel):
     intent: str | None = None
     triage: Triage | None = None
     duplicates: int = 0
+    answerable: bool = True
+    """False: the platform lets Parley answer only by hand (the manual publisher)."""
     alert_refs: dict[str, str] = Field(default_factory=dict)
 
     @property
@@ -138,6 +143,8 @@ class Reply(BaseModel):
     next_attempt_at: datetime | None = None
     posted_url: str | None = None
     posted_id: str | None = None
+    cost_usd: float | None = None
+    """What the platform charged for the post (X pay-per-use), when it charges."""
     error: str | None = None
     approved_by: str
     created_at: datetime

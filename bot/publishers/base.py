@@ -15,6 +15,8 @@ class PublishResult:
     posted_id: str | None = None
     url: str | None = None
     manual: bool = False
+    cost_usd: float | None = None
+    """What the platform charges for this post (X pay-per-use), when it charges."""
 
 
 class Publisher(Protocol):

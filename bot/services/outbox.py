@@ -62,7 +62,7 @@ class Outbox:
                 continue
             if found is not None:
                 log.info("reply #%d had been posted before the restart", reply.id)
-                await self._finish(reply, found.posted_id, found.url, "reconciled")
+                await self._finish(reply, found.posted_id, found.url, "reconciled", found.cost_usd)
             else:
                 await self.store.transition_reply(
                     reply.id, ReplyState.QUEUED, SYSTEM, "requeue_after_restart"
@@ -126,10 +126,15 @@ class Outbox:
             )
             await self._notify(reply, "ready_to_copy")
         else:
-            await self._finish(reply, result.posted_id, result.url, "sent")
+            await self._finish(reply, result.posted_id, result.url, "sent", result.cost_usd)
 
     async def _finish(
-        self, reply: Reply, posted_id: str | None, url: str | None, action: str
+        self,
+        reply: Reply,
+        posted_id: str | None,
+        url: str | None,
+        action: str,
+        cost_usd: float | None = None,
     ) -> None:
         reply = await self.store.transition_reply(
             reply.id,
@@ -138,6 +143,7 @@ class Outbox:
             action,
             posted_id=posted_id,
             posted_url=url,
+            cost_usd=cost_usd,
             mention_target=MentionState.POSTED,
         )
         await self._notify(reply, action)

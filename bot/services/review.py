@@ -173,7 +173,9 @@ class ReviewService:
                 f"mention #{mention_id} is marked crisis/legal: a person must write or edit the "
                 f"reply before it is approved (edit {mention_id} <text>, then approve)"
             )
-        publisher = self.publishers.name_for(mention.platform, mention.source)
+        publisher = self.publishers.name_for(
+            mention.platform, mention.source, answerable=mention.answerable
+        )
         key = f"parley-{mention_id}-{uuid.uuid4().hex[:16]}"
         reply = await self.store.approve(mention_id, draft.text, publisher, key, actor)
         self.on_queued()

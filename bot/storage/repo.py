@@ -86,7 +86,8 @@ class SourceStatus:
 _MENTION_COLUMNS = (
     "id, source, platform, external_id, url, canonical_url, author_handle, author_name, "
     "author_url, author_reach, title, text, language, created_at, fetched_at, brand, rule, "
-    "parent_ref, thread_context, state, urgent, intent, fingerprint, duplicates, updated_at"
+    "parent_ref, thread_context, state, urgent, intent, fingerprint, duplicates, updated_at, "
+    "answerable"
 )
 _TRIAGE_COLUMNS = "relevant, sentiment, urgency, needs_reply, triage_reason, triage_by"
 _SELECT_COLUMNS = f"{_MENTION_COLUMNS}, {_TRIAGE_COLUMNS}"
@@ -120,6 +121,7 @@ def _mention(row: sqlite3.Row, alert_refs: dict[str, str] | None = None) -> Ment
         intent=row["intent"],
         triage=_triage(row),
         duplicates=row["duplicates"],
+        answerable=bool(row["answerable"]),
         alert_refs=alert_refs or {},
     )
 
@@ -167,6 +169,7 @@ def _reply(row: sqlite3.Row) -> Reply:
         next_attempt_at=_dt(row["next_attempt_at"]),
         posted_id=row["posted_id"],
         posted_url=row["posted_url"],
+        cost_usd=row["cost_usd"],
         error=row["error"],
         approved_by=row["approved_by"],
         created_at=datetime.fromisoformat(row["created_at"]),
@@ -295,10 +298,11 @@ class Store:
                         item.fingerprint,
                         0,
                         now,
+                        int(raw.answerable),
                     )
                 )
             await conn.executemany(
-                f"INSERT INTO mentions ({_MENTION_COLUMNS}) VALUES ({','.join('?' * 25)})",
+                f"INSERT INTO mentions ({_MENTION_COLUMNS}) VALUES ({','.join('?' * 26)})",
                 rows,
             )
             if copies:
@@ -624,6 +628,7 @@ class Store:
         error: str | None = None,
         posted_id: str | None = None,
         posted_url: str | None = None,
+        cost_usd: float | None = None,
         next_attempt_at: datetime | None = None,
         count_attempt: bool = False,
         mention_target: MentionState | None = None,
@@ -643,13 +648,15 @@ class Store:
             await conn.execute(
                 "UPDATE replies SET state = ?, updated_at = ?, error = ?, "
                 "posted_id = COALESCE(?, posted_id), posted_url = COALESCE(?, posted_url), "
-                "next_attempt_at = ?, attempts = attempts + ? WHERE id = ?",
+                "cost_usd = COALESCE(?, cost_usd), next_attempt_at = ?, "
+                "attempts = attempts + ? WHERE id = ?",
                 (
                     target.value,
                     _iso(utcnow()),
                     error,
                     posted_id,
                     posted_url,
+                    cost_usd,
                     _iso(next_attempt_at),
                     int(count_attempt),
                     reply_id,
