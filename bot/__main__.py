@@ -20,6 +20,7 @@ from bot.domain.states import ReplyState
 from bot.drafting.offline import OfflineDrafter
 from bot.errors import ConfigError, ParleyError, StorageError
 from bot.frontends.console import ConsoleFrontend
+from bot.services.health import health_lines
 from bot.settings import Settings, load_settings
 from bot.storage.db import Database
 from bot.storage.repo import Store
@@ -130,16 +131,7 @@ async def status(settings: Settings) -> list[str]:
         raise StorageError(f"no database at {path} yet; start Parley with 'parley run' first")
     async with Database.open(path) as db:
         store = Store(db)
-        lines = ["Sources:"]
-        for s in await store.all_source_status():
-            health = (
-                f"failing ({s.consecutive_failures} in a row): {s.last_error}"
-                if s.consecutive_failures
-                else f"ok, last poll {s.last_ok_at:%Y-%m-%d %H:%M}"
-                if s.last_ok_at
-                else "never ok"
-            )
-            lines.append(f"  {s.source}: {health}; {s.items_seen} items seen")
+        lines = ["Sources:", *(f"  {line}" for line in await health_lines(store))]
         counts = await store.count_by("state", datetime.min.replace(tzinfo=UTC))
         lines.append(
             "Mentions: " + (", ".join(f"{k} {v}" for k, v in sorted(counts.items())) or "none")

@@ -25,7 +25,6 @@ from bot.llm.setup import LlmServices, build_llm
 from bot.matching.matcher import Matcher, RuleSpec
 from bot.pipeline.ingest import Alerter, Ingestor
 from bot.pipeline.runner import SourceRunner, poll_together
-from bot.publishers.base import Publisher
 from bot.publishers.log import LogPublisher
 from bot.publishers.manual import ManualPublisher
 from bot.publishers.registry import Publishers
@@ -35,7 +34,7 @@ from bot.services.permissions import ApproverPolicy
 from bot.services.review import ReviewService
 from bot.services.watch import WatchService
 from bot.settings import Settings
-from bot.sources.factory import build_source
+from bot.sources.factory import Built, build_source
 from bot.storage.db import Database
 from bot.storage.repo import Store
 
@@ -155,15 +154,7 @@ async def build_core(
             one = build_source(source_config, base_dir=base_dir)
             stack.push_async_callback(one.source.aclose)  # closed after the outbox stops
             built.append(one)
-        platform_publishers: dict[str, Publisher] = {
-            b.publisher.name: b.publisher for b in built if b.publisher is not None
-        }
-        publishers = Publishers(
-            {"manual": ManualPublisher(), "log": LogPublisher(), **platform_publishers},
-            default=settings.parley_default_publisher,
-            by_platform={"hackernews": "manual"},
-            by_source={b.source.name: b.publisher.name for b in built if b.publisher is not None},
-        )
+        publishers = _publishers(settings, config, built)
         review = ReviewService(
             store,
             config,
@@ -206,6 +197,25 @@ async def build_core(
         for one in built:
             core.runners.append(SourceRunner(one.source, store, ingestor, alerter, bus))
         yield core
+
+
+def _publishers(settings: Settings, config: ParleyConfig, built: Sequence[Built]) -> Publishers:
+    """Every source's publisher; the inbound webhook's mentions naming a platform go to that
+    platform's connector when there is exactly one (else to the default publisher)."""
+    posting = [
+        (c.type, b.publisher) for c, b in zip(config.sources, built, strict=True) if b.publisher
+    ]
+    by_type: dict[str, list[str]] = {}
+    for kind, publisher in posting:
+        by_type.setdefault(kind, []).append(publisher.name)
+    single = {kind: names[0] for kind, names in by_type.items() if len(names) == 1}
+    return Publishers(
+        {"manual": ManualPublisher(), "log": LogPublisher(), **{p.name: p for _, p in posting}},
+        default=settings.parley_default_publisher,
+        by_platform={"hackernews": "manual"},
+        by_source={b.source.name: b.publisher.name for b in built if b.publisher is not None},
+        relays={c.name: single for c in config.sources if c.type == "webhook"},
+    )
 
 
 async def run_core(

@@ -8,7 +8,9 @@ ParleyError
 ├── ConfigError           bad settings or parley.toml; carries one line per problem
 ├── QuerySyntaxError      a malformed watch-rule query (position included)
 ├── SourceError           a source could not be fetched or parsed
-│   └── SourceRateLimited the platform said 429 (retry_after seconds)
+│   ├── SourceRateLimited the platform said 429 (retry_after seconds)
+│   └── CredentialsRejected the token or password was refused (expired, revoked, missing
+│                         permission): polling cannot recover until a person renews it
 ├── PublishError          a reply could not be posted (retryable or permanent)
 ├── LLMError              the language model failed
 └── StorageError          the database failed or is from a newer Parley
@@ -64,6 +66,10 @@ class SourceRateLimited(SourceError):
     def __init__(self, message: str, *, retry_after: float | None) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+
+
+class CredentialsRejected(SourceError):
+    """The platform refused the source's credentials; the message says what to renew."""
 
 
 class PublishError(ParleyError):

@@ -1,8 +1,8 @@
-"""Stats cog: ``/stats`` with its chart, ``/pending``, ``/queue`` and ``/mention``.
+"""Stats cog: ``/stats`` with its chart, ``/pending``, ``/queue``, ``/sources`` and ``/mention``.
 
-Lookups that only concern the caller (``/pending``, ``/queue``) are ephemeral; ``/stats`` and
-``/mention`` answer in the channel, and the alert ``/mention`` posts becomes the one kept up to
-date (the original may be in a digest, or old).
+Lookups that only concern the caller (``/pending``, ``/queue``, ``/sources``) are ephemeral;
+``/stats`` and ``/mention`` answer in the channel, and the alert ``/mention`` posts becomes the
+one kept up to date (the original may be in a digest, or old).
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from discord.ext import commands
 
 from bot.domain.states import ReplyState
 from bot.errors import UserFacingError
-from bot.frontends.discord.render import pending_text, plain, queue_text
+from bot.frontends.discord.render import pending_text, plain, queue_text, sources_text
 from bot.frontends.discord.views import (
     FRONTEND,
     NO_PINGS,
@@ -28,6 +28,7 @@ from bot.frontends.discord.views import (
     tell,
 )
 from bot.services.charts import chart_png
+from bot.services.health import health_lines
 from bot.services.stats import PERIODS, compute_stats, parse_period, stats_lines
 
 log = logging.getLogger(__name__)
@@ -114,6 +115,19 @@ class Stats(commands.Cog):
             await tell(interaction, queue_text(replies))
 
         await guarded(interaction, "/queue", work)
+
+    @app_commands.command(
+        name="sources", description="Health of every source: last success, errors, rate limit left"
+    )
+    async def sources(self, interaction: discord.Interaction) -> None:
+        """One health line per configured source (ephemeral)."""
+
+        async def work() -> None:
+            reader(interaction)
+            names = [r.source.name for r in self.core.runners]
+            await tell(interaction, sources_text(await health_lines(self.core.store, names)))
+
+        await guarded(interaction, "/sources", work)
 
     @app_commands.command(name="mention", description="Show one mention with its buttons")
     @app_commands.describe(id="The mention's number, as in its alert (#12)")

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from bot.domain.models import Author, RawMention, utcnow
+from bot.sources.base import Cursor, FetchResult
 
 
 def raw(
@@ -30,3 +32,23 @@ def raw(
         language=language,
         created_at=created_at or utcnow() - timedelta(minutes=5),
     )
+
+
+@dataclass
+class ScriptedSource:
+    """A source that replays scripted results (a list of FetchResult or exceptions)."""
+
+    name: str
+    script: list[FetchResult | Exception]
+    interval: float = 0.01
+    cursors: list[Cursor] = field(default_factory=list)
+
+    async def fetch(self, cursor: Cursor) -> FetchResult:
+        self.cursors.append(dict(cursor))
+        step = self.script.pop(0) if self.script else FetchResult([], cursor)
+        if isinstance(step, Exception):
+            raise step
+        return step
+
+    async def aclose(self) -> None:
+        return None

@@ -21,6 +21,8 @@ class RecordingPublisher:
         self.ledger = ledger
         self.failures: list[PublishError] = []
         self.hang_after_post = False
+        self.cost_usd: float | None = None
+        """What each post "costs" on this platform (None: free)."""
 
     def posts(self) -> list[dict[str, str]]:
         """Everything ever posted."""
@@ -37,7 +39,11 @@ class RecordingPublisher:
         self.ledger.write_text(json.dumps(posts))
         if self.hang_after_post:
             await asyncio.Event().wait()  # the process "dies" here, before recording success
-        return PublishResult(posted_id=str(len(posts)), url=f"https://example.com/r/{len(posts)}")
+        return PublishResult(
+            posted_id=str(len(posts)),
+            url=f"https://example.com/r/{len(posts)}",
+            cost_usd=self.cost_usd,
+        )
 
     async def reconcile(self, reply: Reply, mention: Mention) -> PublishResult | None:
         for index, post in enumerate(self.posts(), start=1):

@@ -23,7 +23,7 @@ from bot.connectors.bluesky import (
 )
 from bot.domain.models import Actor, Author, Mention, RawMention, Reply
 from bot.domain.states import MentionState, ReplyState
-from bot.errors import PublishError, SourceError, SourceRateLimited
+from bot.errors import CredentialsRejected, PublishError, SourceError, SourceRateLimited
 from bot.publishers.registry import Publishers
 from bot.settings import Settings
 from tests.fake_bluesky import (
@@ -249,7 +249,7 @@ async def test_dead_refresh_token_logs_in_again(fake: FakeBluesky, source: Blues
 
 async def test_wrong_app_password_says_so(fake: FakeBluesky) -> None:
     src = BlueskySource.create(config(fake), "wrong-pass-word-here")
-    with pytest.raises(SourceError, match="check BLUESKY_APP_PASSWORD") as info:
+    with pytest.raises(CredentialsRejected, match="check BLUESKY_APP_PASSWORD") as info:
         await src.fetch({})
     await src.aclose()
     assert "wrong-pass" not in str(info.value)

@@ -1,23 +1,15 @@
-"""Mastodon connector against a loopback fake speaking Mastodon's REST wire format.
-
-The fake is built from the documented Status payload (tests/fixtures/mastodon_status.json): it
-keeps statuses and mention notifications, pages with since_id/min_id/max_id, sends
-X-RateLimit-* headers, honours Idempotency-Key on POST /api/v1/statuses and can inject faults.
-"""
+"""Mastodon connector against a loopback fake speaking Mastodon's REST wire format
+(tests/fake_mastodon.py)."""
 
 from __future__ import annotations
 
 import asyncio
-import copy
-import json
 import logging
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
-from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from bot.connectors.mastodon import (
@@ -30,175 +22,8 @@ from bot.connectors.mastodon import (
 )
 from bot.domain.models import Author, Mention, Reply
 from bot.domain.states import MentionState, ReplyState
-from bot.errors import PublishError, SourceError, SourceRateLimited
-
-TOKEN = "secret-token-123"
-OWN_ID = "999"
-TEMPLATE = json.loads(
-    (Path(__file__).parent / "fixtures" / "mastodon_status.json").read_text(encoding="utf-8")
-)
-
-
-class FakeMastodon:
-    """An in-memory Mastodon instance: statuses, mention notifications, replies."""
-
-    def __init__(self) -> None:
-        self.statuses: dict[str, dict[str, Any]] = {}
-        self.notifications: list[dict[str, Any]] = []
-        self.idempotency: dict[str, str] = {}
-        self.faults: list[tuple[str, int, dict[str, str]]] = []
-        self.requests: list[str] = []
-        self.post_delay = 0.0
-        self.remaining = 300
-        self._next = 110_000_000_000_000_000
-        self.app = web.Application(middlewares=[self._middleware])
-        self.app.router.add_get("/api/v1/notifications", self.get_notifications)
-        self.app.router.add_get("/api/v1/timelines/tag/{tag}", self.get_tag)
-        self.app.router.add_get("/api/v2/search", self.get_search)
-        self.app.router.add_get("/api/v1/accounts/verify_credentials", self.verify)
-        self.app.router.add_get("/api/v1/statuses/{id}/context", self.get_context)
-        self.app.router.add_get("/api/v1/statuses/{id}", self.get_status)
-        self.app.router.add_post("/api/v1/statuses", self.post_status)
-
-    def new_id(self) -> str:
-        self._next += 1
-        return str(self._next)
-
-    def add_status(
-        self,
-        text: str,
-        *,
-        acct: str = "alice@social.example",
-        account_id: str = "7",
-        tags: tuple[str, ...] = (),
-        reply_to: str | None = None,
-        visibility: str = "public",
-        mention: bool = False,
-        created_at: datetime | None = None,
-    ) -> dict[str, Any]:
-        status = copy.deepcopy(TEMPLATE)
-        sid = self.new_id()
-        when = (created_at or datetime.now(UTC)).isoformat().replace("+00:00", "Z")
-        status.update(
-            id=sid,
-            created_at=when,
-            content=f"<p>{text}</p>",
-            in_reply_to_id=reply_to,
-            visibility=visibility,
-            url=f"https://fake.example/@{acct.split('@')[0]}/{sid}",
-            uri=f"https://fake.example/users/{acct.split('@')[0]}/statuses/{sid}",
-            tags=[{"name": t, "url": f"https://fake.example/tags/{t}"} for t in tags],
-        )
-        status["account"].update(id=account_id, acct=acct, username=acct.split("@")[0])
-        self.statuses[sid] = status
-        if mention:
-            self.notifications.append(
-                {"id": self.new_id(), "type": "mention", "created_at": when, "status": status}
-            )
-        return status
-
-    def fail_next(self, path: str, status: int, headers: dict[str, str] | None = None) -> None:
-        self.faults.append((path, status, headers or {}))
-
-    @web.middleware
-    async def _middleware(self, request: web.Request, handler: Any) -> web.StreamResponse:
-        self.requests.append(f"{request.method} {request.path_qs}")
-        reset = (datetime.now(UTC) + timedelta(seconds=120)).isoformat()
-        limits = {"X-RateLimit-Limit": "300", "X-RateLimit-Reset": reset}
-        if request.headers.get("Authorization") != f"Bearer {TOKEN}":
-            return web.json_response({"error": "The access token is invalid"}, status=401)
-        for i, (path, status, headers) in enumerate(self.faults):
-            if request.path.startswith(path):
-                del self.faults[i]
-                return web.json_response(
-                    {"error": "fault"}, status=status, headers={**limits, **headers}
-                )
-        self.remaining = max(0, self.remaining - 1)
-        response = await handler(request)
-        response.headers.update({**limits, "X-RateLimit-Remaining": str(self.remaining)})
-        return response
-
-    @staticmethod
-    def page(items: list[dict[str, Any]], query: Any) -> list[dict[str, Any]]:
-        """Mastodon paging: newest first; min_id gives the page just after it."""
-
-        def key(item: dict[str, Any]) -> int:
-            return int(item["id"])
-
-        limit = int(query.get("limit", 20))
-        for name, keep in (
-            ("since_id", lambda i, v: key(i) > v),
-            ("min_id", lambda i, v: key(i) > v),
-            ("max_id", lambda i, v: key(i) < v),
-        ):
-            if name in query:
-                items = [i for i in items if keep(i, int(query[name]))]
-        ordered = sorted(items, key=key)
-        chosen = ordered[:limit] if "min_id" in query else ordered[-limit:]
-        return sorted(chosen, key=key, reverse=True)
-
-    async def get_notifications(self, request: web.Request) -> web.Response:
-        types = request.query.getall("types[]", [])
-        items = [n for n in self.notifications if not types or n["type"] in types]
-        return web.json_response(self.page(items, request.query))
-
-    async def get_tag(self, request: web.Request) -> web.Response:
-        tag = request.match_info["tag"].lower()
-        items = [
-            s for s in self.statuses.values() if any(t["name"] == tag for t in s.get("tags", []))
-        ]
-        return web.json_response(self.page(items, request.query))
-
-    async def get_search(self, request: web.Request) -> web.Response:
-        q = request.query["q"].lower()
-        items = [s for s in self.statuses.values() if q in s["content"].lower()]
-        return web.json_response(
-            {"accounts": [], "hashtags": [], "statuses": self.page(items, request.query)}
-        )
-
-    async def verify(self, request: web.Request) -> web.Response:
-        return web.json_response({"id": OWN_ID, "acct": "parley", "username": "parley"})
-
-    async def get_status(self, request: web.Request) -> web.Response:
-        status = self.statuses.get(request.match_info["id"])
-        if status is None:
-            return web.json_response({"error": "Record not found"}, status=404)
-        return web.json_response(status)
-
-    async def get_context(self, request: web.Request) -> web.Response:
-        sid = request.match_info["id"]
-        if sid not in self.statuses:
-            return web.json_response({"error": "Record not found"}, status=404)
-        children = [s for s in self.statuses.values() if s["in_reply_to_id"] == sid]
-        return web.json_response({"ancestors": [], "descendants": children})
-
-    async def post_status(self, request: web.Request) -> web.Response:
-        body = await request.json()
-        key = request.headers.get("Idempotency-Key")
-        if key and key in self.idempotency:
-            return web.json_response(self.statuses[self.idempotency[key]])
-        if not body.get("status"):
-            return web.json_response({"error": "Validation failed: Text can't be blank"}, 422)
-        parent = body.get("in_reply_to_id")
-        if parent is not None and parent not in self.statuses:
-            return web.json_response({"error": "Record not found"}, status=404)
-        status = self.add_status(
-            body["status"],
-            acct="parley",
-            account_id=OWN_ID,
-            reply_to=parent,
-            visibility=body.get("visibility", "public"),
-        )
-        status["language"] = body.get("language")
-        if key:
-            self.idempotency[key] = status["id"]
-        if self.post_delay:
-            await asyncio.sleep(self.post_delay)  # the post is made; the answer comes late
-        return web.json_response(status)
-
-    @property
-    def posts(self) -> list[dict[str, Any]]:
-        return [s for s in self.statuses.values() if s["account"]["id"] == OWN_ID]
+from bot.errors import CredentialsRejected, PublishError, SourceError, SourceRateLimited
+from tests.fake_mastodon import OWN_ID, TEMPLATE, TOKEN, FakeMastodon
 
 
 @pytest.fixture
@@ -389,7 +214,7 @@ async def test_revoked_token_says_so_without_leaking_it(fake: tuple[FakeMastodon
     _, url = fake
     src = MastodonSource.create(config(url), "wrong-token")
     try:
-        with pytest.raises(SourceError, match="MASTODON_ACCESS_TOKEN was rejected") as info:
+        with pytest.raises(CredentialsRejected, match="MASTODON_ACCESS_TOKEN was rejected") as info:
             await src.fetch({})
     finally:
         await src.aclose()
@@ -425,6 +250,26 @@ async def test_publish_replies_with_mention_key_and_narrowest_visibility(
     assert post["content"] == "<p>@alice@social.example Thanks! Settings → Export does it.</p>"
     assert result.posted_id == post["id"] and result.url == post["url"]
     assert server.idempotency == {"k-1": post["id"]}
+
+
+async def test_a_status_relayed_by_the_webhook_is_found_by_its_url(
+    fake: tuple[FakeMastodon, str],
+) -> None:
+    server, url = fake
+    status = server.add_status("@parley help", mention=True)
+    # another tool pushed it with the id it has on *its* instance: only the URL is shared
+    relayed = as_mention(status, source="inbox", external_id="mastodon:555")
+    lost = as_mention(status, source="inbox", external_id="mastodon:556", url=None)
+    pub = publisher(url)
+    try:
+        await pub.publish(make_reply(), relayed)
+        with pytest.raises(PublishError, match="without its URL") as info:
+            await pub.publish(make_reply(key="k-2"), lost)
+    finally:
+        await pub.client.aclose()
+    [post] = server.posts
+    assert post["in_reply_to_id"] == status["id"]
+    assert info.value.permanent
 
 
 async def test_crash_between_send_and_commit_posts_once(fake: tuple[FakeMastodon, str]) -> None:

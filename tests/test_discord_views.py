@@ -205,6 +205,7 @@ async def test_the_command_tree_keeps_discord_limits(bot: ParleyBot) -> None:
         "stats",
         "pending",
         "queue",
+        "sources",
         "mention",
         "watch",
         "pause",

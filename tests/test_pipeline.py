@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass, field
 from datetime import timedelta
 
 from bot.app import Core
@@ -12,8 +11,8 @@ from bot.domain.states import MentionState
 from bot.errors import SourceError
 from bot.events import MentionAlert, MentionChanged, Notice
 from bot.pipeline.runner import PollOutcome, SourceRunner
-from bot.sources.base import Cursor, FetchResult
-from tests.helpers import raw
+from bot.sources.base import FetchResult
+from tests.helpers import ScriptedSource, raw
 
 COMPLAINT = "Acme cloud has been down all morning and support is not answering my tickets at all"
 
@@ -110,26 +109,6 @@ async def test_multi_brand_routing_by_rule(core: Core) -> None:
         [raw("g", "Globex shipped a new release today"), raw("a", "acme cloud release notes")]
     )
     assert {n.raw.external_id: n.brand for n in batch.new} == {"g": "globex", "a": "acme"}
-
-
-@dataclass
-class ScriptedSource:
-    """A source that replays scripted results (a list of FetchResult or exceptions)."""
-
-    name: str
-    script: list[FetchResult | Exception]
-    interval: float = 0.01
-    cursors: list[Cursor] = field(default_factory=list)
-
-    async def fetch(self, cursor: Cursor) -> FetchResult:
-        self.cursors.append(dict(cursor))
-        step = self.script.pop(0) if self.script else FetchResult([], cursor)
-        if isinstance(step, Exception):
-            raise step
-        return step
-
-    async def aclose(self) -> None:
-        return None
 
 
 def _items(source: str, *texts: str) -> list[RawMention]:

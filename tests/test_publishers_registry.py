@@ -22,6 +22,14 @@ def test_source_then_platform_then_default() -> None:
     assert registry.name_for("hackernews", "hn") == "manual"
     assert registry.name_for("rss") == "log"
     assert registry.get("nonexistent") is registry.get("log")
+    # where the platform allows answering only by hand (X posts that did not summon the brand)
+    assert registry.name_for("x", "masto-main", answerable=False) == "manual"
+
+
+def test_the_manual_publisher_is_always_there() -> None:
+    registry = Publishers({"log": LogPublisher()}, default="log")
+    assert registry.name_for("x", "x-main", answerable=False) == "manual"
+    assert isinstance(registry.get("manual"), ManualPublisher)
 
 
 def test_an_unknown_publisher_is_a_config_error() -> None:

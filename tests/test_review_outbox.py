@@ -16,6 +16,7 @@ from bot.domain.models import SYSTEM, Actor
 from bot.domain.states import MentionState, ReplyState
 from bot.errors import InvalidTransition, PermissionDenied, PublishError, UserFacingError
 from bot.publishers.registry import Publishers
+from bot.services.stats import compute_stats, stats_lines
 from bot.settings import Settings
 from tests.helpers import raw
 from tests.recording_publisher import RecordingPublisher
@@ -230,3 +231,53 @@ async def test_a_failing_reconcile_leaves_the_reply_unsent_until_the_platform_an
         await core.outbox.send_due()
         assert (await core.store.get_reply(reply.id)).state is ReplyState.SENT
         assert len(publisher.posts()) == 1
+
+
+async def test_posting_cost_is_kept_per_reply_and_shown_in_stats(
+    settings: Settings, config: ParleyConfig, tmp_path: Path
+) -> None:
+    async with wired(settings, config, tmp_path / "ledger.json") as (core, publisher):
+        publisher.cost_usd = 0.01
+        first = await _alerted_mention(core)
+        second = await _alerted_mention(core, "m2", "acme cloud export is broken again")
+        for mention_id in (first, second):
+            await core.review.approve(mention_id, CM)
+        await core.outbox.send_due()
+        reply = await core.store.reply_for_mention(first)
+        assert reply is not None and reply.state is ReplyState.SENT and reply.cost_usd == 0.01
+        stats = await compute_stats(core.store, "24h")
+        assert stats.posting_costs == {"recording": (2, pytest.approx(0.02))}
+        assert "Posting cost: $0.02 (recording 2 replies $0.02)" in stats_lines(stats)
+        assert not any(
+            "Posting cost" in line
+            for line in stats_lines(await compute_stats(core.store, "24h", "globex"))
+        )
+
+
+async def test_a_mention_answerable_only_by_hand_gets_the_manual_publisher(
+    settings: Settings, config: ParleyConfig, tmp_path: Path
+) -> None:
+    async with wired(settings, config, tmp_path / "ledger.json") as (core, publisher):
+        item = raw("x1", "acme cloud keeps failing", platform="x").model_copy(
+            update={"answerable": False}
+        )
+        batch = await core.ingestor.store_batch([item])
+        (mention,) = await core.alerter.alert(batch, first_poll=False)
+        assert (await core.store.get_mention(mention.id)).answerable is False
+        reply = await core.review.approve(mention.id, CM)
+        assert reply.publisher == "manual"
+        await core.outbox.send_due()
+        reply = await core.store.reply_for_mention(mention.id)
+        assert reply is not None and reply.state is ReplyState.AWAITING_MANUAL
+        assert publisher.posts() == []  # nothing went out automatically
+
+
+async def test_mastodon_replies_keep_room_for_the_handle_the_publisher_adds(core: Core) -> None:
+    batch = await core.ingestor.store_batch(
+        [raw("t1", "acme cloud question", platform="mastodon", handle="someone@fosstodon.org")]
+    )
+    (mention,) = await core.alerter.alert(batch, first_poll=False)
+    room = 500 - len("@someone ")  # Mastodon counts @user@domain as @user
+    await core.review.edit(mention.id, "y" * room, CM)
+    with pytest.raises(UserFacingError, match=f"mastodon allows {room}"):
+        await core.review.edit(mention.id, "y" * (room + 1), CM)

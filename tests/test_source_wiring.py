@@ -49,6 +49,23 @@ async def test_every_source_type_builds_with_its_publisher(
         assert publishers.name_for("reddit", "rd") == "reddit:rd"
         assert publishers.name_for("hackernews", "hn") == "manual"
         assert publishers.name_for("webhook", "inbox") == "log"  # the settings' default
+        # a webhook item naming a platform Parley has a connector for is answered there
+        assert publishers.name_for("bluesky", "inbox") == "bluesky:bsky"
+        assert publishers.name_for("mastodon", "inbox") == "mastodon:masto"
+        assert publishers.name_for("mastodon", "hn") == "log"  # only relays are redirected
+
+
+async def test_webhook_items_go_to_the_default_when_two_connectors_could_answer(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name, value in SECRETS.items():
+        monkeypatch.setenv(name, value)
+    second = {**SOURCES[0], "name": "masto2"}
+    config = parse_config(
+        {**BASIC_CONFIG, "sources": [SOURCES[0], second, SOURCES[-1]]}, "test.toml"
+    )
+    async with build_core(settings, config) as core:
+        assert core.review.publishers.name_for("mastodon", "inbox") == "log"
 
 
 async def test_a_missing_secret_names_the_variable(

@@ -106,8 +106,8 @@ async def test_alert_approve_posted_edits_the_alert_twice(
         (commands,) = fake.of("setMyCommands")
         names = [c["command"] for c in commands.json("commands")]
         assert names == [
-            "start", "help", "pending", "queue", "mention", "stats", "watch", "redraft",
-            "reload", "pause", "resume",
+            "start", "help", "pending", "queue", "sources", "mention", "stats", "watch",
+            "redraft", "reload", "pause", "resume",
         ]  # fmt: skip
         (mid,) = await alert(core, "Acme Cloud is lovely, how do I export?")
         (sent,) = await fake.wait_for("sendMessage")

@@ -29,7 +29,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from bot import __version__
 from bot.domain.limits import reply_length, reply_limit
 from bot.domain.models import Author, Mention, RawMention, Reply
-from bot.errors import PublishError, SourceError, SourceRateLimited
+from bot.errors import CredentialsRejected, PublishError, SourceError, SourceRateLimited
 from bot.pipeline.clean import clean_text
 from bot.publishers.base import PublishResult
 from bot.retry_after import parse_retry_after
@@ -89,7 +89,7 @@ class BlueskySourceConfig(BaseModel):
         return queries
 
 
-class BlueskyAuthError(SourceError):
+class BlueskyAuthError(CredentialsRejected):
     """The PDS refused the identifier or app password (the message says what to check)."""
 
 
@@ -362,7 +362,8 @@ class BlueskySource:
             )
         if status == 401:
             raise self._error(
-                f"not authorised ({_api_error(response)}); check {self.config.password_env}"
+                f"not authorised ({_api_error(response)}); check {self.config.password_env}",
+                CredentialsRejected,
             )
         if status != 200:
             raise self._error(f"{nsid}: HTTP {status} ({_api_error(response)})")
@@ -415,8 +416,8 @@ class BlueskySource:
                     texts[post["uri"]] = post["record"]["text"]
         return texts
 
-    def _error(self, what: str) -> SourceError:
-        return SourceError(f"bluesky source '{self.name}': {what}")
+    def _error(self, what: str, kind: type[SourceError] = SourceError) -> SourceError:
+        return kind(f"bluesky source '{self.name}': {what}")
 
 
 class BlueskyPublisher:
@@ -480,7 +481,7 @@ class BlueskyPublisher:
             did = await self._session()
             response = await self.client.get(
                 "app.bsky.feed.getPostThread",
-                [("uri", mention.external_id), ("depth", "1"), ("parentHeight", "0")],
+                [("uri", mention.post_id), ("depth", "1"), ("parentHeight", "0")],
             )
         except httpx.HTTPError as exc:
             raise PublishError(f"bluesky: request failed ({type(exc).__name__})") from None
@@ -513,7 +514,7 @@ class BlueskyPublisher:
 
     async def _parent(self, mention: Mention) -> dict[str, Any]:
         """The mention's post as it is now (its cid and reply root); deleted → permanent."""
-        response = await self.client.get("app.bsky.feed.getPosts", [("uris", mention.external_id)])
+        response = await self.client.get("app.bsky.feed.getPosts", [("uris", mention.post_id)])
         if response.status_code != 200:
             raise self._failure(response, "getPosts")
         posts = _json(response).get("posts")

@@ -29,7 +29,7 @@ from bot import __version__
 from bot.connectors.budget import RateBudget
 from bot.domain.limits import LINK_WEIGHT, reply_length
 from bot.domain.models import Author, Mention, RawMention, Reply
-from bot.errors import PublishError, SourceError, SourceRateLimited
+from bot.errors import CredentialsRejected, PublishError, SourceError, SourceRateLimited
 from bot.pipeline.clean import clean_text
 from bot.publishers.base import PublishResult
 from bot.retry_after import parse_retry_after
@@ -312,7 +312,8 @@ class MastodonSource:
         if status == 401:
             raise self._error(
                 f"the access token in {self.config.token_env} was rejected "
-                "(expired, revoked or mistyped)"
+                "(expired, revoked or mistyped)",
+                CredentialsRejected,
             )
         if status == 403:
             raise self._error(f"{path}: HTTP 403 (does the token have the read scopes?)")
@@ -320,8 +321,8 @@ class MastodonSource:
             raise self._error(f"{path}: HTTP {status} {response.reason_phrase}".rstrip())
         return response
 
-    def _error(self, what: str) -> SourceError:
-        return SourceError(f"mastodon source '{self.name}' ({self.config.base_url}): {what}")
+    def _error(self, what: str, kind: type[SourceError] = SourceError) -> SourceError:
+        return kind(f"mastodon source '{self.name}' ({self.config.base_url}): {what}")
 
     async def _own_id(self) -> str | None:
         """The account's own id, to leave its own posts out of hashtag and search results."""
@@ -392,7 +393,8 @@ class MastodonPublisher:
 
     async def publish(self, reply: Reply, mention: Mention) -> PublishResult:
         """Reply under the mention's status; the idempotency key makes a resend harmless."""
-        parent = await self._parent(mention)
+        status_id = await self._status_id(mention)
+        parent = await self._parent(status_id)
         text = reply_text(reply.text, mention.author.handle)
         length = status_length(text)
         if length > self.config.max_characters:
@@ -403,7 +405,7 @@ class MastodonPublisher:
             )
         body: dict[str, Any] = {
             "status": text,
-            "in_reply_to_id": mention.external_id,
+            "in_reply_to_id": status_id,
             "visibility": _narrowest(self.config.visibility, parent.get("visibility")),
         }
         language = self.config.reply_language or mention.language
@@ -423,13 +425,12 @@ class MastodonPublisher:
             own_id = await self.client.own_account_id()
             if own_id is None:
                 return None
-            response = await self.client.request(
-                "GET", f"/api/v1/statuses/{mention.external_id}/context"
-            )
+            status_id = await self._status_id(mention)
+            response = await self.client.request("GET", f"/api/v1/statuses/{status_id}/context")
             if response.status_code != 200:
                 return None
             descendants = response.json().get("descendants") or []
-        except (httpx.HTTPError, ValueError, AttributeError):
+        except (httpx.HTTPError, ValueError, AttributeError, PublishError):
             # The Idempotency-Key still guards the resend that follows (for one hour).
             log.warning("mastodon: could not look for reply #%d under its parent", reply.id)
             return None
@@ -440,7 +441,7 @@ class MastodonPublisher:
                 created = _parse_time(status["created_at"])
                 if (
                     status["account"]["id"] == own_id
-                    and status.get("in_reply_to_id") == mention.external_id
+                    and status.get("in_reply_to_id") == status_id
                     and created is not None
                     and created >= not_before
                 ):
@@ -449,10 +450,30 @@ class MastodonPublisher:
                 continue
         return None
 
-    async def _parent(self, mention: Mention) -> dict[str, Any]:
-        response = await self._send("GET", f"/api/v1/statuses/{mention.external_id}")
+    async def _parent(self, status_id: str) -> dict[str, Any]:
+        response = await self._send("GET", f"/api/v1/statuses/{status_id}")
         body = response.json()
         return body if isinstance(body, dict) else {}
+
+    async def _status_id(self, mention: Mention) -> str:
+        """The status id on this instance. Ids are local to an instance, so a status relayed by
+        the inbound webhook is looked up by its URL (``resolve`` fetches remote ones)."""
+        if not mention.relayed:
+            return mention.external_id
+        if not mention.url:
+            raise PublishError(
+                "mastodon: the webhook sent this post without its URL, so this instance cannot "
+                "find it; reply by hand",
+                permanent=True,
+            )
+        params = [("q", mention.url), ("type", "statuses"), ("resolve", "true"), ("limit", "1")]
+        response = await self._send("GET", "/api/v2/search", params=params)
+        statuses = response.json().get("statuses") if response.content else None
+        if not statuses or not isinstance(statuses[0], dict) or "id" not in statuses[0]:
+            raise PublishError(
+                f"mastodon: this instance cannot find {mention.url}; reply by hand", permanent=True
+            )
+        return str(statuses[0]["id"])
 
     async def _send(
         self,
@@ -461,9 +482,12 @@ class MastodonPublisher:
         *,
         json: dict[str, Any] | None = None,
         headers: dict[str, str] | None = None,
+        params: list[tuple[str, str]] | None = None,
     ) -> httpx.Response:
         try:
-            response = await self.client.request(method, path, json=json, headers=headers)
+            response = await self.client.request(
+                method, path, params=params, json=json, headers=headers
+            )
         except httpx.TimeoutException:
             raise PublishError("mastodon: timed out (will retry with the same key)") from None
         except httpx.HTTPError as exc:

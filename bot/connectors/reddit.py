@@ -30,7 +30,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from bot import __version__
 from bot.connectors.budget import RateBudget
 from bot.domain.models import Author, Mention, RawMention, Reply
-from bot.errors import PublishError, SourceError, SourceRateLimited
+from bot.errors import CredentialsRejected, PublishError, SourceError, SourceRateLimited
 from bot.pipeline.clean import clean_text
 from bot.publishers.base import PublishResult
 from bot.retry_after import parse_retry_after
@@ -378,7 +378,7 @@ class RedditSource:
         try:
             response = await self.client.request("GET", path, params=params)
         except RedditAuthError as exc:
-            raise SourceError(f"reddit source {self.name!r}: {exc}") from None
+            raise CredentialsRejected(f"reddit source {self.name!r}: {exc}") from None
         except httpx.TimeoutException:
             raise SourceError(f"{prefix}: timed out after {self.config.timeout:g}s") from None
         except httpx.HTTPError as exc:
@@ -393,7 +393,7 @@ class RedditSource:
                 f"{prefix}: HTTP 429 Too Many Requests{hint}", retry_after=retry_after
             )
         if status == 401:
-            raise SourceError(
+            raise CredentialsRejected(
                 f"reddit source {self.name!r}: the access token was refused even after "
                 "signing in again (is the app revoked?)"
             )
@@ -434,7 +434,7 @@ class RedditPublisher:
         return self._name
 
     async def publish(self, reply: Reply, mention: Mention) -> PublishResult:
-        """Comment under ``mention.external_id`` (a t3_/t1_ fullname)."""
+        """Comment under ``mention.post_id`` (a t3_/t1_ fullname)."""
         thing_id = _thing_id(mention)
         if len(reply.text) > MAX_COMMENT_CHARS:
             raise PublishError(
@@ -619,11 +619,11 @@ def _result(comment: dict[str, Any], thing_id: str) -> PublishResult:
 
 
 def _thing_id(mention: Mention) -> str:
-    if not mention.external_id.startswith(("t1_", "t3_")):
+    if not mention.post_id.startswith(("t1_", "t3_")):
         raise PublishError(
-            f"reddit: {mention.external_id!r} is not a Reddit post or comment", permanent=True
+            f"reddit: {mention.post_id!r} is not a Reddit post or comment", permanent=True
         )
-    return mention.external_id
+    return mention.post_id
 
 
 def _created(thing: dict[str, Any]) -> float | None:

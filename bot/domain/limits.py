@@ -31,9 +31,15 @@ _ZWJ = 0x200D
 _CR, _LF = 0x0D, 0x0A
 
 
-def reply_limit(platform: str, default: int = DEFAULT_REPLY_LIMIT) -> int:
-    """The longest reply the platform accepts, in its own unit (see :func:`reply_length`)."""
-    return REPLY_LIMITS.get(platform, default)
+def reply_limit(platform: str, default: int = DEFAULT_REPLY_LIMIT, *, handle: str = "") -> int:
+    """The longest reply text the platform accepts, in its own unit (see :func:`reply_length`).
+
+    With the author's ``handle``, the room Mastodon leaves once the publisher puts ``@acct ``
+    in front (``@user@domain`` counts as ``@user``)."""
+    limit = REPLY_LIMITS.get(platform, default)
+    if platform == "mastodon" and handle.strip("@"):
+        limit -= len("@" + handle.strip("@").split("@")[0] + " ")
+    return limit
 
 
 def reply_length(text: str, platform: str) -> int:

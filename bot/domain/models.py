@@ -111,6 +111,16 @@ class Mention(BaseModel):
         """The id people type in chat commands."""
         return str(self.id)
 
+    @property
+    def relayed(self) -> bool:
+        """Pushed by the inbound webhook, which scopes ids as ``<platform>:<id>``."""
+        return self.external_id.startswith(f"{self.platform}:")
+
+    @property
+    def post_id(self) -> str:
+        """The platform's own id of the post (publishers answer under it)."""
+        return self.external_id.removeprefix(f"{self.platform}:")
+
 
 class Draft(BaseModel):
     """One candidate reply text for a mention."""

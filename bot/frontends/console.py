@@ -23,6 +23,7 @@ from bot.errors import ConfigError, UserFacingError
 from bot.events import Event, MentionAlert, MentionChanged, Notice
 from bot.presentation import AlertView, alert_view, truncate
 from bot.services.charts import chart_png
+from bot.services.health import health_lines
 from bot.services.stats import compute_stats, parse_period, stats_lines
 
 log = logging.getLogger(__name__)
@@ -340,21 +341,7 @@ class ConsoleFrontend:
         return [*lines, f"Chart saved to {path} ({len(png) // 1024 or 1} KB PNG)."]
 
     async def _sources(self, arg: str) -> list[str]:
-        lines = []
-        for runner in self.core.runners:
-            status = await self.core.store.source_status(runner.source.name)
-            if status.last_error and status.consecutive_failures:
-                lines.append(
-                    f"✘ {status.source}: {status.last_error} "
-                    f"({status.consecutive_failures} failures in a row)"
-                )
-            elif status.last_ok_at:
-                lines.append(
-                    f"✔ {status.source}: ok at {status.last_ok_at:%H:%M:%S}, "
-                    f"{status.items_seen} items seen"
-                )
-            else:
-                lines.append(f"… {status.source}: not polled yet")
+        lines = await health_lines(self.core.store, (r.source.name for r in self.core.runners))
         return lines or ["No sources configured."]
 
     async def _pending(self, arg: str) -> list[str]:

@@ -120,7 +120,7 @@ class LlmDrafter:
                 "content": self.user_message(mention, brand, variants, instruction, current),
             },
         ]
-        limit = reply_limit(mention.platform, self.default_limit)
+        limit = reply_limit(mention.platform, self.default_limit, handle=mention.author.handle)
         texts, usage = await self.client.complete_json(
             messages,
             model=self.client.config.model,
@@ -146,7 +146,7 @@ class LlmDrafter:
     ) -> str:
         """The variable part of a draft request; untrusted text only inside fences."""
         key = new_fence_key()
-        limit = reply_limit(mention.platform, self.default_limit)
+        limit = reply_limit(mention.platform, self.default_limit, handle=mention.author.handle)
         unit = _UNITS.get(mention.platform, "characters")
         tweak = find_tweak(instruction)
         if tweak is not None and tweak.key == "translate":

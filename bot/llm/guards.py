@@ -109,7 +109,7 @@ class DraftGuard:
         if self.library is not None and copies_words(text, self.library.instructions_text()):
             return Checked(None, ("repeats Parley's instructions",))
         flags: list[str] = []
-        limit = reply_limit(mention.platform, self.default_limit)
+        limit = reply_limit(mention.platform, self.default_limit, handle=mention.author.handle)
         if reply_length(text, mention.platform) > limit:
             shortened = shorten(text, mention.platform, limit, brand.signature)
             if shortened is None:

@@ -9,10 +9,10 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from bot.errors import SourceError, SourceRateLimited
+from bot.errors import CredentialsRejected, SourceError, SourceRateLimited
 from bot.events import EventBus, Notice
 from bot.pipeline.ingest import Alerter, Ingestor, StoredBatch
-from bot.sources.base import FetchResult, Source
+from bot.sources.base import Budgeted, FetchResult, Source
 from bot.storage.repo import SourceStatus, Store
 
 log = logging.getLogger(__name__)
@@ -65,6 +65,8 @@ class SourceRunner:
             return Fetched(status, await self.source.fetch(status.cursor))
         except SourceRateLimited as exc:
             return await self._failed(str(exc), exc.retry_after)
+        except CredentialsRejected as exc:
+            return await self._failed(str(exc), None, credentials=True)
         except SourceError as exc:
             return await self._failed(str(exc), None)
         except Exception as exc:
@@ -75,7 +77,9 @@ class SourceRunner:
         """Alert a stored batch and save the source's cursor."""
         name, result = self.source.name, fetched.result
         alerted = await self.alerter.alert(batch, first_poll=not fetched.status.first_poll_done)
-        await self.store.source_ok(name, result.cursor, len(result.items))
+        await self.store.source_ok(
+            name, result.cursor, len(result.items), rate_limit_remaining=self._budget_left()
+        )
         if fetched.status.consecutive_failures:
             self.bus.publish(Notice(f"Source {name} is working again."))
         log.info(
@@ -89,14 +93,30 @@ class SourceRunner:
         )
         return PollOutcome(len(result.items), len(batch.new), len(batch.copies), len(alerted))
 
-    async def _failed(self, message: str, retry_after: float | None) -> PollOutcome:
-        failures = await self.store.source_failed(self.source.name, message)
-        log.warning("source %s failed (%d in a row): %s", self.source.name, failures, message)
-        if failures == 1:
+    async def _failed(
+        self, message: str, retry_after: float | None, *, credentials: bool = False
+    ) -> PollOutcome:
+        name = self.source.name
+        failures = await self.store.source_failed(
+            name,
+            message,
+            credentials_rejected=credentials,
+            rate_limit_remaining=self._budget_left(),
+        )
+        log.warning("source %s failed (%d in a row): %s", name, failures, message)
+        if failures == 1:  # told once; `sources` and `parley status` show the rest
             self.bus.publish(
-                Notice(f"Source {self.source.name} failed: {message}. Retrying with backoff.")
+                Notice(
+                    f"Source {name} cannot sign in: {message}. Renew the credential in .env and "
+                    "restart Parley; until then it retries with backoff."
+                    if credentials
+                    else f"Source {name} failed: {message}. Retrying with backoff."
+                )
             )
         return PollOutcome(error=message, retry_after=retry_after)
+
+    def _budget_left(self) -> int | None:
+        return self.source.rate_limit_remaining if isinstance(self.source, Budgeted) else None
 
     def delay_after(self, outcome: PollOutcome, failures: int) -> float:
         """Seconds until the next poll: the interval, or backoff after failures."""

@@ -132,7 +132,7 @@ class ReviewService:
         if not text:
             raise UserFacingError("the new text is empty; type the reply after the id")
         mention = await self.store.get_mention(mention_id)
-        limit = reply_limit(mention.platform, self.default_limit)
+        limit = reply_limit(mention.platform, self.default_limit, handle=mention.author.handle)
         length = reply_length(text, mention.platform)
         if length > limit:
             raise UserFacingError(

@@ -46,6 +46,8 @@ class Stats:
     """Mentions drafted by the LLM in the period (for tokens per drafted mention)."""
     since: datetime | None = None
     """Start of the period the figures were counted from (charts reuse it)."""
+    posting_costs: dict[str, tuple[int, float]] = field(default_factory=dict)
+    """What platforms charged for posting (X pay-per-use), per publisher: replies, dollars."""
 
 
 def parse_period(value: str | None) -> str:
@@ -83,6 +85,7 @@ async def compute_stats(store: Store, period: str = "24h", brand: str | None = N
         llm=llm,
         llm_drafts=llm.get("draft", (0, 0, 0))[0],
         since=since,
+        posting_costs=await store.posting_costs(since, brand),
     )
 
 
@@ -115,8 +118,21 @@ def stats_lines(stats: Stats) -> list[str]:
         f"Answered: {stats.answered} · median response {human_duration(stats.median_response_s)}"
         f" · p90 {human_duration(stats.p90_response_s)}",
         f"Outbox: {_mix(stats.queue)}",
+        *cost_lines(stats),
         *llm_lines(stats),
     ]
+
+
+def cost_lines(stats: Stats) -> list[str]:
+    """What posting cost where the platform charges for it (X pay-per-use)."""
+    if not stats.posting_costs:
+        return []
+    total = sum(dollars for _, dollars in stats.posting_costs.values())
+    parts = ", ".join(
+        f"{name} {count} replies ${dollars:.2f}"
+        for name, (count, dollars) in sorted(stats.posting_costs.items())
+    )
+    return [f"Posting cost: ${total:.2f} ({parts})"]
 
 
 def llm_lines(stats: Stats) -> list[str]:

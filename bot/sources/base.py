@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from bot.domain.models import RawMention
 
@@ -31,3 +31,11 @@ class Source(Protocol):
     async def fetch(self, cursor: Cursor) -> FetchResult: ...
 
     async def aclose(self) -> None: ...
+
+
+@runtime_checkable
+class Budgeted(Protocol):
+    """A source that knows how many calls its platform still allows (shown in health)."""
+
+    @property
+    def rate_limit_remaining(self) -> int | None: ...

@@ -81,6 +81,10 @@ class SourceStatus:
     last_error_at: datetime | None
     consecutive_failures: int
     items_seen: int
+    rate_limit_remaining: int | None = None
+    """Calls left in the platform's rate-limit window after the last poll, when it says."""
+    credentials_rejected: bool = False
+    """The last failure was a refused token or password: a person must renew it."""
 
 
 _MENTION_COLUMNS = (
@@ -726,6 +730,8 @@ class Store:
             last_error_at=_dt(row["last_error_at"]),
             consecutive_failures=row["consecutive_failures"],
             items_seen=row["items_seen"],
+            rate_limit_remaining=row["rate_limit_remaining"],
+            credentials_rejected=bool(row["credentials_rejected"]),
         )
 
     async def all_source_status(self) -> list[SourceStatus]:
@@ -733,26 +739,46 @@ class Store:
         rows = await self.db.fetchall("SELECT source FROM source_state ORDER BY source")
         return [await self.source_status(r[0]) for r in rows]
 
-    async def source_ok(self, source: str, cursor: dict[str, str], items: int) -> None:
-        """Persist a successful poll's cursor."""
+    async def source_ok(
+        self,
+        source: str,
+        cursor: dict[str, str],
+        items: int,
+        *,
+        rate_limit_remaining: int | None = None,
+    ) -> None:
+        """Persist a successful poll's cursor (and the rate budget it left, if known)."""
         await self.db.execute(
             "INSERT INTO source_state (source, cursor, first_poll_done, last_ok_at,"
-            " consecutive_failures, items_seen) VALUES (?,?,1,?,0,?) "
+            " consecutive_failures, items_seen, rate_limit_remaining, credentials_rejected)"
+            " VALUES (?,?,1,?,0,?,?,0) "
             "ON CONFLICT (source) DO UPDATE SET cursor = excluded.cursor, first_poll_done = 1,"
             " last_ok_at = excluded.last_ok_at, consecutive_failures = 0,"
-            " items_seen = items_seen + excluded.items_seen",
-            (source, json.dumps(cursor), _iso(utcnow()), items),
+            " items_seen = items_seen + excluded.items_seen,"
+            " rate_limit_remaining = excluded.rate_limit_remaining, credentials_rejected = 0",
+            (source, json.dumps(cursor), _iso(utcnow()), items, rate_limit_remaining),
         )
 
-    async def source_failed(self, source: str, error: str) -> int:
+    async def source_failed(
+        self,
+        source: str,
+        error: str,
+        *,
+        credentials_rejected: bool = False,
+        rate_limit_remaining: int | None = None,
+    ) -> int:
         """Record a failed poll; returns the number of consecutive failures."""
         now = _iso(utcnow())
         await self.db.execute(
-            "INSERT INTO source_state (source, last_error, last_error_at, consecutive_failures)"
-            " VALUES (?,?,?,1) ON CONFLICT (source) DO UPDATE SET last_error = excluded.last_error,"
+            "INSERT INTO source_state (source, last_error, last_error_at, consecutive_failures,"
+            " credentials_rejected, rate_limit_remaining) VALUES (?,?,?,1,?,?)"
+            " ON CONFLICT (source) DO UPDATE SET last_error = excluded.last_error,"
             " last_error_at = excluded.last_error_at,"
-            " consecutive_failures = consecutive_failures + 1",
-            (source, error, now),
+            " consecutive_failures = consecutive_failures + 1,"
+            " credentials_rejected = excluded.credentials_rejected,"
+            " rate_limit_remaining = COALESCE(excluded.rate_limit_remaining,"
+            " rate_limit_remaining)",
+            (source, error, now, int(credentials_rejected), rate_limit_remaining),
         )
         status = await self.source_status(source)
         return status.consecutive_failures
@@ -870,6 +896,23 @@ class Store:
             (datetime.fromisoformat(r[1]) - datetime.fromisoformat(r[0])).total_seconds()
             for r in rows
         ]
+
+    async def posting_costs(
+        self, since: datetime, brand: str | None = None
+    ) -> dict[str, tuple[int, float]]:
+        """Replies sent since ``since`` that the platform charged for, per publisher:
+        (replies, US dollars)."""
+        sql = (
+            "SELECT r.publisher, COUNT(*), SUM(r.cost_usd) FROM replies r"
+            " JOIN mentions m ON m.id = r.mention_id"
+            " WHERE r.state = 'sent' AND r.cost_usd IS NOT NULL AND r.updated_at >= ?"
+        )
+        params: list[Any] = [_iso(since)]
+        if brand:
+            sql += " AND m.brand = ?"
+            params.append(brand)
+        rows = await self.db.fetchall(sql + " GROUP BY r.publisher", params)
+        return {str(r[0]): (int(r[1]), float(r[2])) for r in rows}
 
     async def volume_series(
         self, since: datetime, bucket: str, brand: str | None = None

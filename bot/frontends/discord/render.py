@@ -308,6 +308,11 @@ def queue_text(replies: Sequence[Reply]) -> str:
     )
 
 
+def sources_text(lines: Sequence[str]) -> str:
+    """``/sources``: one health line per source (errors quote platforms: untrusted)."""
+    return fit_lines([fit(line, 600) for line in lines]) if lines else "No sources configured."
+
+
 def watch_text(rules: Sequence[WatchRule]) -> str:
     """``/watch list``: the rules in matching order."""
     if not rules:

@@ -64,6 +64,7 @@ COMMANDS = (
     ("help", "The list of commands"),
     ("pending", "Mentions waiting for a decision"),
     ("queue", "Replies waiting to be posted"),
+    ("sources", "Health of every source: last success, errors, rate limit left"),
     ("mention", "Show one mention with its buttons: /mention ID"),
     ("stats", "Numbers: /stats [24h|7d|30d] [brand]"),
     ("watch", "Watch rules: /watch list | add <brand> <name> <query> | remove <brand> <name>"),

@@ -31,6 +31,7 @@ from bot.frontends.telegram.keyboards import Action, Callback, decode, preview_k
 from bot.frontends.telegram.render import esc, fit_lines, safe, tg_len, toast
 from bot.llm.tweaks import MAX_INSTRUCTION_CHARS, TWEAKS
 from bot.services.charts import chart_png
+from bot.services.health import health_lines
 from bot.services.stats import compute_stats, parse_period, stats_lines
 
 if TYPE_CHECKING:
@@ -47,6 +48,7 @@ Shorter / Warmer / More formal / Brand language to rework the drafts.
 
 /pending — mentions waiting for a decision
 /queue — replies waiting to be posted
+/sources — health of every source: last success, errors, rate limit left
 /mention ID — show one mention with its buttons
 /stats [24h|7d|30d] [brand] — volume, replies, response times, with a chart
 /watch list [brand] — watch rules
@@ -166,6 +168,12 @@ class Handlers:
                 f"{safe(m.platform, 20)} · {safe(who, 30)}: {safe(' '.join(m.text.split()), 90)}"
             )
         return fit_lines(lines)
+
+    async def _sources(self, update: Update, args: list[str], rest: str) -> str:
+        await self._reader(update)
+        names = [r.source.name for r in self.core.runners]
+        lines = await health_lines(self.core.store, names)
+        return fit_lines([safe(line, 600) for line in lines] or ["No sources configured."])
 
     async def _queue(self, update: Update, args: list[str], rest: str) -> str:
         await self._reader(update)
@@ -315,6 +323,7 @@ class Handlers:
         "help": _help,
         "pending": _pending,
         "queue": _queue,
+        "sources": _sources,
         "mention": _mention,
         "stats": _stats,
         "watch": _watch,

@@ -1,0 +1,37 @@
+"""Source health as people read it: one line per source, the same in every frontend and in
+``parley status`` (last success, last error, items fetched, rate-limit budget left, and a plain
+word when a credential was refused)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from bot.storage.repo import SourceStatus, Store
+
+
+def describe(status: SourceStatus) -> str:
+    """One line on a source's health, starting with ✔, ✘ or … ."""
+    facts = [f"{status.items_seen} items fetched"]
+    if status.rate_limit_remaining is not None:
+        facts.append(f"{status.rate_limit_remaining} API calls left in the rate-limit window")
+    if status.last_ok_at is not None:
+        facts.append(f"last success {status.last_ok_at:%Y-%m-%d %H:%M} UTC")
+    if status.consecutive_failures:
+        since = f" since {status.last_error_at:%H:%M} UTC" if status.last_error_at else ""
+        what = "credentials rejected" if status.credentials_rejected else "failing"
+        return (
+            f"✘ {status.source}: {what} ({status.consecutive_failures} in a row{since}): "
+            f"{status.last_error}; " + ", ".join(facts)
+        )
+    if status.last_ok_at is None:
+        return f"… {status.source}: not polled yet"
+    return f"✔ {status.source}: ok; " + ", ".join(facts)
+
+
+async def health_lines(store: Store, sources: Iterable[str] | None = None) -> list[str]:
+    """Health of the named sources (configured ones), or of every source ever polled."""
+    if sources is None:
+        statuses = await store.all_source_status()
+    else:
+        statuses = [await store.source_status(name) for name in sources]
+    return [describe(s) for s in statuses]
