@@ -27,6 +27,7 @@ import httpx
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from bot import __version__
+from bot.connectors.budget import RateBudget
 from bot.domain.limits import reply_length, reply_limit
 from bot.domain.models import Author, Mention, RawMention, Reply
 from bot.errors import CredentialsRejected, PublishError, SourceError, SourceRateLimited
@@ -120,8 +121,7 @@ class BlueskyClient:
         self._lock = asyncio.Lock()
         self.did: str | None = None
         self.handle: str | None = None
-        self.remaining: int | None = None
-        self.reset_at: float | None = None
+        self.budget = RateBudget()
         self.sessions_created = 0
 
     async def aclose(self) -> None:
@@ -140,9 +140,7 @@ class BlueskyClient:
     def retry_after(self, response: httpx.Response) -> float | None:
         """How long a 429 asks us to wait: Retry-After, else ``ratelimit-reset``."""
         value = parse_retry_after(response.headers.get("retry-after"))
-        if value is None and self.reset_at is not None:
-            value = max(0.0, self.reset_at - datetime.now(UTC).timestamp())
-        return value
+        return value if value is not None else self.budget.seconds_to_reset()
 
     async def ensure_session(self) -> str:
         """The account's DID, creating the session on first use."""
@@ -191,10 +189,10 @@ class BlueskyClient:
             timeout=self._timeout,
         )
         remaining = response.headers.get("ratelimit-remaining", "")
-        if remaining.isdigit():
-            self.remaining = int(remaining)
+        if remaining.isdigit():  # ratelimit-reset is a unix time
             reset = response.headers.get("ratelimit-reset", "")
-            self.reset_at = float(reset) if reset.isdigit() else None
+            reset_in = int(reset) - datetime.now(UTC).timestamp() if reset.isdigit() else None
+            self.budget.record(int(remaining), reset_in)
         return response
 
     async def _create_session(self) -> None:
@@ -277,7 +275,7 @@ class BlueskySource:
     @property
     def rate_limit_remaining(self) -> int | None:
         """Calls left in the PDS's current window, as last reported."""
-        return self.client.remaining
+        return self.client.budget.remaining
 
     async def aclose(self) -> None:
         """Close the HTTP client if it was created here."""
