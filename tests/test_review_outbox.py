@@ -113,13 +113,15 @@ async def test_retryable_errors_back_off_then_die_and_can_be_retried(
 ) -> None:
     async with wired(settings, config, tmp_path / "ledger.json") as (core, publisher):
         core.outbox.max_attempts = 2
+        # long enough that a slow machine's send_due() does not reach the retry itself
+        core.outbox.base_delay = 0.5
         mention_id = await _alerted_mention(core)
         reply = await core.review.approve(mention_id, CM)
         publisher.failures = [PublishError("503 from platform"), PublishError("503 again")]
         await core.outbox.send_due()
         queued = await core.store.get_reply(reply.id)
         assert queued.state is ReplyState.QUEUED and queued.next_attempt_at is not None
-        await asyncio.sleep(0.05)
+        await asyncio.sleep(0.55)
         await core.outbox.send_due()
         dead = await core.store.get_reply(reply.id)
         assert dead.state is ReplyState.DEAD and "gave up after 2 tries" in (dead.error or "")

@@ -97,6 +97,15 @@ _TRIAGE_COLUMNS = "relevant, sentiment, urgency, needs_reply, triage_reason, tri
 _SELECT_COLUMNS = f"{_MENTION_COLUMNS}, {_TRIAGE_COLUMNS}"
 
 
+def _brand_filter(
+    sql: str, since: datetime, brand: str | None, column: str = "brand"
+) -> tuple[str, list[Any]]:
+    """A stats query (ending in ``… >= ?`` for ``since``) narrowed to one brand if given."""
+    if brand:
+        return f"{sql} AND {column} = ?", [_iso(since), brand]
+    return sql, [_iso(since)]
+
+
 def _mention(row: sqlite3.Row, alert_refs: dict[str, str] | None = None) -> Mention:
     return Mention(
         id=row["id"],
@@ -858,10 +867,7 @@ class Store:
             "SELECT purpose, COUNT(*), SUM(prompt_tokens + completion_tokens),"
             " SUM(cached_tokens) FROM llm_usage WHERE at >= ?"
         )
-        params: list[Any] = [_iso(since)]
-        if brand:
-            sql += " AND brand = ?"
-            params.append(brand)
+        sql, params = _brand_filter(sql, since, brand, "brand")
         rows = await self.db.fetchall(sql + " GROUP BY purpose", params)
         return {str(r[0]): (int(r[1]), int(r[2] or 0), int(r[3] or 0)) for r in rows}
 
@@ -874,10 +880,7 @@ class Store:
         if column not in {"state", "platform", "brand", "intent", "source"}:
             raise ValueError(column)
         sql = f"SELECT COALESCE({column}, '?'), COUNT(*) FROM mentions WHERE fetched_at >= ?"
-        params: list[Any] = [_iso(since)]
-        if brand:
-            sql += " AND brand = ?"
-            params.append(brand)
+        sql, params = _brand_filter(sql, since, brand, "brand")
         rows = await self.db.fetchall(sql + f" GROUP BY {column}", params)
         return {str(r[0]): int(r[1]) for r in rows}
 
@@ -887,10 +890,7 @@ class Store:
             "SELECT m.fetched_at, r.updated_at FROM replies r"
             " JOIN mentions m ON m.id = r.mention_id WHERE r.state = 'sent' AND r.updated_at >= ?"
         )
-        params: list[Any] = [_iso(since)]
-        if brand:
-            sql += " AND m.brand = ?"
-            params.append(brand)
+        sql, params = _brand_filter(sql, since, brand, "m.brand")
         rows = await self.db.fetchall(sql, params)
         return [
             (datetime.fromisoformat(r[1]) - datetime.fromisoformat(r[0])).total_seconds()
@@ -907,10 +907,7 @@ class Store:
             " JOIN mentions m ON m.id = r.mention_id"
             " WHERE r.state = 'sent' AND r.cost_usd IS NOT NULL AND r.updated_at >= ?"
         )
-        params: list[Any] = [_iso(since)]
-        if brand:
-            sql += " AND m.brand = ?"
-            params.append(brand)
+        sql, params = _brand_filter(sql, since, brand, "m.brand")
         rows = await self.db.fetchall(sql + " GROUP BY r.publisher", params)
         return {str(r[0]): (int(r[1]), float(r[2])) for r in rows}
 
@@ -927,10 +924,7 @@ class Store:
             f"SELECT substr(fetched_at, 1, {width}) AS b, sentiment, COUNT(*) FROM mentions"
             " WHERE fetched_at >= ?"
         )
-        params: list[Any] = [_iso(since)]
-        if brand:
-            sql += " AND brand = ?"
-            params.append(brand)
+        sql, params = _brand_filter(sql, since, brand)
         rows = await self.db.fetchall(sql + " GROUP BY b, sentiment ORDER BY b", params)
         suffix = ":00+00:00" if bucket == "hour" else "T00:00+00:00"
         return [(datetime.fromisoformat(str(r[0]) + suffix), r[1], int(r[2])) for r in rows]
