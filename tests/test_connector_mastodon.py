@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestServer
 
+from bot.connectors.budget import RateBudget
 from bot.connectors.mastodon import (
     MastodonClient,
     MastodonPublisher,
@@ -358,3 +359,14 @@ def test_reply_text_and_length_follow_mastodon_rules() -> None:
     assert reply_text("@Bob@x.social hi", "bob@x.social") == "@Bob@x.social hi"
     assert reply_text("hi @bob@x.socialite", "bob@x.social") == "@bob@x.social hi @bob@x.socialite"
     assert status_length("@bob@x.social see https://example.com/" + "a" * 100) == 4 + 5 + 23
+
+
+def test_rate_budget_refills_even_when_the_platform_does_not_say_when() -> None:
+    budget = RateBudget()
+    assert not budget.below(5)  # nothing known yet
+    budget.record(3, None)
+    assert budget.below(5) and budget.seconds_to_reset() is None
+    budget.record(3, 0.0)  # the window has just refilled
+    assert not budget.below(5)
+    budget.record(50, 120.0)
+    assert not budget.below(5) and 119.0 < (budget.seconds_to_reset() or 0) <= 120.0

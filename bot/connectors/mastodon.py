@@ -262,7 +262,9 @@ class MastodonSource:
                 # and leave a gap after a busy spell).
                 params.append(("min_id", newest))
             entries = await self._get_list(path, params, extract)
-            ids = [e["id"] for e in entries if isinstance(e, dict) and isinstance(e.get("id"), str)]
+            if newest is not None:  # a server that ignores min_id (search often does)
+                entries = [e for e in entries if _id_order(_entry_id(e)) > _id_order(newest)]
+            ids = [e["id"] for e in entries if isinstance(e.get("id"), str)]
             if not ids:
                 break
             newest = max(ids, key=_id_order)
@@ -574,11 +576,13 @@ def _narrowest(configured: Visibility, parent: Any) -> Visibility:
 
 
 def _record_budget(budget: RateBudget, headers: httpx.Headers) -> None:
-    """Mastodon's ``X-RateLimit-Remaining`` and its ISO ``X-RateLimit-Reset`` time (absent
-    headers change nothing)."""
+    """Mastodon's ``X-RateLimit-Remaining`` and its ``X-RateLimit-Reset`` time (absent headers
+    change nothing)."""
     remaining = headers.get("x-ratelimit-remaining", "")
     if remaining.isdigit():
-        reset = _parse_time(headers.get("x-ratelimit-reset"))
+        value = headers.get("x-ratelimit-reset", "")
+        # an ISO time; some servers send unix seconds instead
+        reset = datetime.fromtimestamp(int(value), UTC) if value.isdigit() else _parse_time(value)
         reset_in = None if reset is None else (reset - datetime.now(UTC)).total_seconds()
         budget.record(int(remaining), reset_in)
 
