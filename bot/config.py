@@ -13,10 +13,13 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from bot.connectors.bluesky import BlueskySourceConfig
+from bot.connectors.facebook import FacebookSourceConfig
 from bot.connectors.hackernews import HackerNewsSourceConfig
+from bot.connectors.instagram import InstagramSourceConfig
 from bot.connectors.mastodon import MastodonSourceConfig
 from bot.connectors.reddit import RedditSourceConfig
 from bot.connectors.webhook import WebhookSourceConfig
+from bot.connectors.x import XSourceConfig
 from bot.errors import ConfigError, QuerySyntaxError
 from bot.matching.query import parse_query
 
@@ -108,10 +111,23 @@ SourceConfig = Annotated[
     | BlueskySourceConfig
     | RedditSourceConfig
     | HackerNewsSourceConfig
-    | WebhookSourceConfig,
+    | WebhookSourceConfig
+    | XSourceConfig
+    | FacebookSourceConfig
+    | InstagramSourceConfig,
     Field(discriminator="type"),
 ]
-SOURCE_TYPES = ("rss", "mastodon", "bluesky", "reddit", "hackernews", "webhook")
+SOURCE_TYPES = (
+    "rss",
+    "mastodon",
+    "bluesky",
+    "reddit",
+    "hackernews",
+    "webhook",
+    "x",
+    "facebook",
+    "instagram",
+)
 
 
 class ParleyConfig(_Strict):

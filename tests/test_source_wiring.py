@@ -21,6 +21,10 @@ SOURCES: list[dict[str, Any]] = [
      "base_url": "http://127.0.0.1:9", "auth_url": "http://127.0.0.1:9"},
     {"type": "hackernews", "name": "hn", "queries": ["acme"], "base_url": "http://127.0.0.1:9"},
     {"type": "webhook", "name": "inbox", "port": 0},
+    {"type": "x", "name": "xsrc", "user_id": "42", "username": "acme",
+     "base_url": "http://127.0.0.1:9"},
+    {"type": "facebook", "name": "fb", "page_id": "1001", "base_url": "http://127.0.0.1:9"},
+    {"type": "instagram", "name": "ig", "ig_user_id": "1002", "base_url": "http://127.0.0.1:9"},
 ]  # fmt: skip
 
 SECRETS = {
@@ -30,6 +34,12 @@ SECRETS = {
     "REDDIT_CLIENT_SECRET": "secret",
     "REDDIT_PASSWORD": "pw",
     "PARLEY_WEBHOOK_SECRET": "a-long-shared-secret-0123456789",
+    "X_API_KEY": "k",
+    "X_API_SECRET": "s",
+    "X_ACCESS_TOKEN": "t",
+    "X_ACCESS_TOKEN_SECRET": "ts",
+    "META_PAGE_ACCESS_TOKEN": "page-token",
+    "META_IG_ACCESS_TOKEN": "ig-token",
 }
 
 
@@ -42,12 +52,17 @@ async def test_every_source_type_builds_with_its_publisher(
     async with build_core(settings, config) as core:
         assert [type(r.source).__name__ for r in core.runners] == [
             "MastodonSource", "BlueskySource", "RedditSource", "HackerNewsSource", "WebhookSource",
+            "XSource", "FacebookSource", "InstagramSource",
         ]  # fmt: skip
         publishers = core.review.publishers
         assert publishers.name_for("mastodon", "masto") == "mastodon:masto"
         assert publishers.name_for("bluesky", "bsky") == "bluesky:bsky"
         assert publishers.name_for("reddit", "rd") == "reddit:rd"
         assert publishers.name_for("hackernews", "hn") == "manual"
+        assert publishers.name_for("x", "xsrc") == "x:xsrc"
+        assert publishers.name_for("x", "xsrc", answerable=False) == "manual"
+        assert publishers.name_for("facebook", "fb") == "facebook:fb"
+        assert publishers.name_for("instagram", "ig") == "instagram:ig"
         assert publishers.name_for("webhook", "inbox") == "log"  # the settings' default
         # a webhook item naming a platform Parley has a connector for is answered there
         assert publishers.name_for("bluesky", "inbox") == "bluesky:bsky"
@@ -62,7 +77,7 @@ async def test_webhook_items_go_to_the_default_when_two_connectors_could_answer(
         monkeypatch.setenv(name, value)
     second = {**SOURCES[0], "name": "masto2"}
     config = parse_config(
-        {**BASIC_CONFIG, "sources": [SOURCES[0], second, SOURCES[-1]]}, "test.toml"
+        {**BASIC_CONFIG, "sources": [SOURCES[0], second, SOURCES[4]]}, "test.toml"
     )
     async with build_core(settings, config) as core:
         assert core.review.publishers.name_for("mastodon", "inbox") == "log"
@@ -86,5 +101,5 @@ def test_unknown_source_type_lists_every_known_one() -> None:
         parse_config({**BASIC_CONFIG, "sources": [{"type": "myspace", "name": "m"}]}, "t.toml")
     assert caught.value.problems == [
         "t.toml: sources[0]: unknown source type 'myspace' "
-        "(known: rss, mastodon, bluesky, reddit, hackernews, webhook)"
+        "(known: rss, mastodon, bluesky, reddit, hackernews, webhook, x, facebook, instagram)"
     ]

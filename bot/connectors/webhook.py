@@ -7,13 +7,13 @@ When the sender also sends ``X-Parley-Timestamp: <unix seconds>``, the signature
 captured request cannot be replayed later. Checks run in this order: size (413), content type
 (415), signature (401), JSON (400), schema (422), then queue room (503 with Retry-After).
 
-Accepted mentions wait in a bounded in-memory queue that ``fetch`` hands to the normal pipeline
-(match, dedupe, store, alert). An item leaves the queue only once the pipeline has stored it:
-each fetch returns a cursor naming the last item handed out, and the runner passes that cursor
-back only after storing the batch, so a failed or slow pipeline re-delivers instead of losing.
-The same mention sent twice is queued once (recent ids are remembered) and stored once (the
-store's (source, external_id) key). The queue lives in memory: a process crash loses what was
-accepted but not yet stored, which a poll interval of a few seconds keeps small.
+Accepted mentions wait in a bounded in-memory queue (``bot.connectors.inbox.PendingQueue``)
+that ``fetch`` hands to the normal pipeline (match, dedupe, store, alert). An item leaves the
+queue only once the pipeline has stored it (the saved cursor acknowledges it), so a failed or
+slow pipeline re-delivers instead of losing. The same mention sent twice is queued once (recent
+ids are remembered) and stored once (the store's (source, external_id) key). The queue lives in
+memory: a process crash loses what was accepted but not yet stored, which a poll interval of a
+few seconds keeps small.
 """
 
 from __future__ import annotations
@@ -22,15 +22,14 @@ import hashlib
 import hmac
 import json
 import logging
-import secrets
 import time
-from collections import OrderedDict, deque
 from datetime import UTC, datetime
 from typing import Any, Literal
 
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from bot.connectors.inbox import PendingQueue
 from bot.domain.models import MAX_TEXT_CHARS, Author, RawMention
 from bot.errors import ConfigError, SourceError
 from bot.pipeline.clean import clean_text
@@ -45,7 +44,6 @@ TIMESTAMP_HEADER = "X-Parley-Timestamp"
 MIN_SECRET_CHARS = 16
 MAX_ITEMS_PER_REQUEST = 500
 MAX_FETCH_ITEMS = 500
-RECENT_IDS = 10_000
 _JSON_TYPES = frozenset({"application/json"})
 
 
@@ -150,10 +148,7 @@ class WebhookSource:
             raise ConfigError([f"{SECRET_ENV} must be at least {MIN_SECRET_CHARS} characters"])
         self.config = config
         self._secret = secret
-        self._run = secrets.token_hex(4)  # a restart starts numbering again
-        self._seq = 0
-        self._queue: deque[tuple[int, RawMention]] = deque()
-        self._recent: OrderedDict[str, None] = OrderedDict()
+        self._queue: PendingQueue[RawMention] = PendingQueue(config.queue_size)
         self._runner: web.AppRunner | None = None
         self.port: int | None = None
         """The port actually bound, once started."""
@@ -216,15 +211,11 @@ class WebhookSource:
     async def fetch(self, cursor: Cursor) -> FetchResult:
         """Queued mentions not yet stored; the cursor acknowledges them once it is saved."""
         await self.start()
-        acked = 0
-        if cursor.get("run") == self._run and cursor.get("acked", "").isdigit():
-            acked = int(cursor["acked"])
-        while self._queue and self._queue[0][0] <= acked:
-            self._queue.popleft()
-        batch = list(self._queue)[:MAX_FETCH_ITEMS]
-        last = batch[-1][0] if batch else acked
+        self._queue.acknowledge(cursor)
+        batch = self._queue.batch(MAX_FETCH_ITEMS)
         return FetchResult(
-            items=[item for _, item in batch], cursor={"run": self._run, "acked": str(last)}
+            items=[item for _, item in batch],
+            cursor=self._queue.cursor(batch[-1][0] if batch else None),
         )
 
     async def _handle(self, request: web.Request) -> web.Response:
@@ -261,13 +252,12 @@ class WebhookSource:
         duplicates = 0
         keys: set[str] = set()
         for mention in mentions:
-            if mention.external_id in self._recent or mention.external_id in keys:
+            if self._queue.seen(mention.external_id) or mention.external_id in keys:
                 duplicates += 1
                 continue
             keys.add(mention.external_id)
             fresh.append(mention)
-        room = self.config.queue_size - len(self._queue)
-        if len(fresh) > room:
+        if len(fresh) > self._queue.room:
             retry = max(1, round(self.config.interval))
             log.warning(
                 "webhook source %r: queue full (%d waiting), refused %d mentions",
@@ -277,9 +267,7 @@ class WebhookSource:
             )
             return _error(503, "queue full, retry later", headers={"Retry-After": str(retry)})
         for mention in fresh:
-            self._seq += 1
-            self._queue.append((self._seq, mention))
-            self._remember(mention.external_id)
+            self._queue.put(mention.external_id, mention)
         return web.json_response({"accepted": len(fresh), "duplicates": duplicates}, status=202)
 
     def _too_large(self) -> web.Response:
@@ -306,11 +294,6 @@ class WebhookSource:
         if not hmac.compare_digest(given.strip().lower().encode(), expected.encode()):
             return f"bad {SIGNATURE_HEADER} (expected sha256=<hex HMAC-SHA256 of the raw body>)"
         return None
-
-    def _remember(self, key: str) -> None:
-        self._recent[key] = None
-        if len(self._recent) > RECENT_IDS:
-            self._recent.popitem(last=False)
 
     def _mention(self, item: WebhookMention) -> RawMention:
         platform = item.platform or self.config.platform

@@ -17,6 +17,8 @@ REPLY_LIMITS: dict[str, int] = {
     "bluesky": 300,
     "mastodon": 500,
     "reddit": 10_000,
+    "instagram": 2_200,
+    "facebook": 8_000,
 }
 DEFAULT_REPLY_LIMIT = 5_000
 

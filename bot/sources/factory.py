@@ -9,10 +9,13 @@ from pathlib import Path
 
 from bot.config import RssSourceConfig, SourceConfig
 from bot.connectors.bluesky import BlueskyPublisher, BlueskySource, BlueskySourceConfig
+from bot.connectors.facebook import FacebookPublisher, FacebookSource, FacebookSourceConfig
 from bot.connectors.hackernews import HackerNewsSource, HackerNewsSourceConfig
+from bot.connectors.instagram import InstagramPublisher, InstagramSource, InstagramSourceConfig
 from bot.connectors.mastodon import MastodonPublisher, MastodonSource, MastodonSourceConfig
 from bot.connectors.reddit import RedditPublisher, RedditSource, RedditSourceConfig
 from bot.connectors.webhook import SECRET_ENV, WebhookSource
+from bot.connectors.x import XCredentials, XPublisher, XSource, XSourceConfig
 from bot.errors import ConfigError
 from bot.publishers.base import Publisher
 from bot.sources.base import Source
@@ -62,5 +65,47 @@ def build_source(config: SourceConfig, *, base_dir: Path | None = None) -> Built
         return Built(reddit, RedditPublisher(reddit.client, name=f"reddit:{config.name}"))
     if isinstance(config, HackerNewsSourceConfig):
         return Built(HackerNewsSource(config))
+    if isinstance(config, XSourceConfig):
+        credentials = XCredentials(
+            api_key=_secret(config, config.api_key_env, "the app's API key"),
+            api_secret=_secret(config, config.api_secret_env, "the app's API key secret"),
+            access_token=_secret(config, config.access_token_env, "the account's access token"),
+            access_token_secret=_secret(
+                config, config.access_token_secret_env, "the access token secret"
+            ),
+            bearer_token=os.environ.get(config.bearer_token_env, "").strip() or None,
+        )
+        x = XSource.create(config, credentials)
+        return Built(x, XPublisher(config, x.client, name=f"x:{config.name}"))
+    if isinstance(config, FacebookSourceConfig):
+        verify_token, app_secret = _meta_webhook_secrets(config)
+        facebook = FacebookSource.create(
+            config,
+            _secret(config, config.token_env, "the long-lived Page access token"),
+            verify_token=verify_token,
+            app_secret=app_secret,
+        )
+        name = f"facebook:{config.name}"
+        return Built(facebook, FacebookPublisher(config, facebook.client, name=name))
+    if isinstance(config, InstagramSourceConfig):
+        verify_token, app_secret = _meta_webhook_secrets(config)
+        instagram = InstagramSource.create(
+            config,
+            _secret(config, config.token_env, "the Instagram account's access token"),
+            verify_token=verify_token,
+            app_secret=app_secret,
+        )
+        name = f"instagram:{config.name}"
+        return Built(instagram, InstagramPublisher(config, instagram.client, name=name))
     secret = _secret(config, SECRET_ENV, "the shared signing secret, 16+ characters")
     return Built(WebhookSource(config, secret=secret))
+
+
+def _meta_webhook_secrets(config: FacebookSourceConfig | InstagramSourceConfig) -> tuple[str, str]:
+    """The verify token and App Secret of a Meta source's webhook ("" when it has none)."""
+    if config.webhook is None:
+        return "", ""
+    return (
+        _secret(config, config.webhook.verify_token_env, "the webhook verify token"),
+        _secret(config, config.webhook.app_secret_env, "the Meta app's App Secret"),
+    )
