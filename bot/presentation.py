@@ -32,6 +32,19 @@ def longest_fitting(ok: Callable[[int], bool], high: int) -> int | None:
     return low
 
 
+PLATFORM_NAMES = {
+    "x": "X",
+    "hackernews": "Hacker News",
+    "rss": "RSS",
+    "youtube": "YouTube",
+}
+
+
+def platform_name(platform: str) -> str:
+    """A platform as people write it: 'X', 'Hacker News', 'Mastodon'."""
+    return PLATFORM_NAMES.get(platform, platform.capitalize())
+
+
 def format_reach(reach: int | None) -> str:
     """'12 followers', '3.4k followers', '1.2M followers' or 'reach unknown'."""
     if reach is None:
@@ -166,8 +179,14 @@ def triage_line(mention: Mention) -> str | None:
 
 
 def alert_warnings(mention: Mention, drafts: list[Draft], brand_label: str) -> tuple[str, ...]:
-    """Warnings shown above the drafts: crisis/legal, likely off-topic, each draft's flags."""
+    """Warnings shown above the drafts: answerable only by hand, crisis/legal, likely
+    off-topic, each draft's flags."""
     warnings = []
+    if not mention.answerable:
+        warnings.append(
+            f"reply by hand: {platform_name(mention.platform)} does not let Parley answer this "
+            "post; Approve gives you the text to copy and the link to open"
+        )
     if mention.intent == "crisis_legal":
         warnings.append("crisis/legal: no one-tap approval; a person must write or edit the reply")
     if mention.triage is not None and not mention.triage.relevant:

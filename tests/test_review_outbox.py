@@ -15,6 +15,7 @@ from bot.config import ParleyConfig
 from bot.domain.models import SYSTEM, Actor
 from bot.domain.states import MentionState, ReplyState
 from bot.errors import InvalidTransition, PermissionDenied, PublishError, UserFacingError
+from bot.presentation import alert_view
 from bot.publishers.registry import Publishers
 from bot.services.stats import compute_stats, stats_lines
 from bot.settings import Settings
@@ -265,7 +266,10 @@ async def test_a_mention_answerable_only_by_hand_gets_the_manual_publisher(
         )
         batch = await core.ingestor.store_batch([item])
         (mention,) = await core.alerter.alert(batch, first_poll=False)
-        assert (await core.store.get_mention(mention.id)).answerable is False
+        stored = await core.store.get_mention(mention.id)
+        assert stored.answerable is False
+        view = alert_view(stored, await core.store.current_drafts(mention.id), None, "Acme")
+        assert view.warnings[0].startswith("reply by hand: X does not let Parley answer")
         reply = await core.review.approve(mention.id, CM)
         assert reply.publisher == "manual"
         await core.outbox.send_due()
