@@ -69,7 +69,7 @@ async def test_health_shows_budget_items_and_a_refused_token_told_once(
     notices = await _notices(core, runner, polls=1)
     assert notices == []
     (line,) = [x for x in await ConsoleFrontend(core).handle_line("sources") if "masto" in x]
-    assert line.startswith("✔ masto: ok; 1 items fetched, 287 API calls left")
+    assert line.startswith("✔ masto: ok; 1 items fetched, rate-limit budget left: 287")
     assert "last success" in line
 
     source.rate_limit_remaining = 12
@@ -81,7 +81,7 @@ async def test_health_shows_budget_items_and_a_refused_token_told_once(
     lines = await ConsoleFrontend(core).handle_line("sources")
     assert lines[0].startswith("✘ masto: credentials rejected (3 in a row since ")
     assert "MASTODON_ACCESS_TOKEN was rejected" in lines[0]
-    assert "12 API calls left" in lines[0] and "last success" in lines[0]
+    assert "rate-limit budget left: 12" in lines[0] and "last success" in lines[0]
     assert lines[1] == "… news: not polled yet"
 
     # `parley status` reads the same health from the database file
@@ -100,4 +100,4 @@ async def test_an_ordinary_failure_is_not_called_a_credential_problem(core: Core
     assert notices == ["Source feed is working again."]
     (line,) = await ConsoleFrontend(core).handle_line("sources")
     assert line.startswith("✔ feed: ok; 0 items fetched, last success ")
-    assert "API calls" not in line  # RSS has no budget to show
+    assert "rate-limit" not in line  # RSS has no budget to show

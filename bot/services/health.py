@@ -13,7 +13,7 @@ def describe(status: SourceStatus) -> str:
     """One line on a source's health, starting with ✔, ✘ or … ."""
     facts = [f"{status.items_seen} items fetched"]
     if status.rate_limit_remaining is not None:
-        facts.append(f"{status.rate_limit_remaining} API calls left in the rate-limit window")
+        facts.append(f"rate-limit budget left: {status.rate_limit_remaining}")
     if status.last_ok_at is not None:
         facts.append(f"last success {status.last_ok_at:%Y-%m-%d %H:%M} UTC")
     if status.consecutive_failures:
