@@ -22,6 +22,7 @@ from bot.errors import ConfigError, ParleyError, StorageError
 from bot.frontends.console import ConsoleFrontend
 from bot.services.health import health_lines
 from bot.settings import Settings, load_settings
+from bot.sources.factory import build_source
 from bot.storage.db import Database
 from bot.storage.repo import Store
 
@@ -112,6 +113,7 @@ def check(settings: Settings) -> list[str]:
                     f"{prompts / brand.voice_file} does not exist"
                 )
         base = settings.parley_config.resolve().parent
+        problems.extend(asyncio.run(_source_problems(config, base)))
         for i, source in enumerate(config.sources):
             if (
                 isinstance(source, RssSourceConfig)
@@ -121,6 +123,19 @@ def check(settings: Settings) -> list[str]:
                 problems.append(
                     f"{settings.parley_config}: sources[{i}].path: {source.path} does not exist"
                 )
+    return problems
+
+
+async def _source_problems(config: ParleyConfig, base_dir: Path) -> list[str]:
+    """Build each source as ``run`` would (nothing is fetched): a missing secret is a problem."""
+    problems: list[str] = []
+    for source in config.sources:
+        try:
+            built = build_source(source, base_dir=base_dir)
+        except ConfigError as exc:
+            problems.extend(exc.problems)
+        else:
+            await built.source.aclose()
     return problems
 
 

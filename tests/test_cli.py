@@ -103,6 +103,26 @@ def test_check_reports_every_problem_and_bad_settings_without_echoing_them(
     assert "s3cr3t-token" not in bad.stderr and "Traceback" not in bad.stderr
 
 
+def test_check_names_each_missing_connector_secret(tmp_path: Path) -> None:
+    config = _write(
+        tmp_path,
+        '[[brands]]\nname = "acme"\n[[brands.rules]]\nname = "r"\nquery = "acme"\n'
+        '[[sources]]\ntype = "x"\nname = "xsrc"\nusername = "acme"\n'
+        '[[sources]]\ntype = "mastodon"\nname = "masto"\nbase_url = "https://m.example"\n',
+    )
+    secrets = ("X_API_KEY", "X_API_SECRET", "X_ACCESS_TOKEN", "X_ACCESS_TOKEN_SECRET")
+    env = {name: "" for name in (*secrets, "MASTODON_ACCESS_TOKEN")}
+    result = parley("check", env={"PARLEY_CONFIG": str(config), **env}, cwd=tmp_path)
+    assert result.returncode == 1
+    assert result.stderr.splitlines() == [
+        "source 'xsrc' (x): set X_API_KEY (the app's API key) in .env",
+        "source 'masto' (mastodon): set MASTODON_ACCESS_TOKEN (the account's access token) in .env",
+    ]
+    filled = {name: "value-1234" for name in secrets} | {"MASTODON_ACCESS_TOKEN": "tok"}
+    result = parley("check", env={"PARLEY_CONFIG": str(config), **filled}, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+
+
 def test_missing_config_says_what_to_do(tmp_path: Path) -> None:
     result = parley("run", cwd=tmp_path)
     assert result.returncode == 1
