@@ -67,8 +67,9 @@ def author_label(mention: Mention) -> str:
     return author.display_name or "unknown author"
 
 
-def reply_status(reply: Reply | None) -> str | None:
-    """One line on where the reply stands, or None before approval."""
+def reply_status(reply: Reply | None, post_link: str | None = None) -> str | None:
+    """One line on where the reply stands (``post_link``: where to answer by hand), or None
+    before approval."""
     if reply is None:
         return None
     match reply.state:
@@ -76,7 +77,7 @@ def reply_status(reply: Reply | None) -> str | None:
             where = f": {reply.posted_url}" if reply.posted_url else ""
             return f"posted{where}"
         case ReplyState.AWAITING_MANUAL:
-            where = f" at {reply.posted_url}" if reply.posted_url else ""
+            where = f" at {post_link}" if post_link else ""
             return f"ready to copy — post it by hand{where}, then confirm"
         case ReplyState.DEAD:
             return f"failed: {reply.error or 'unknown error'} (retry possible)"
@@ -149,7 +150,7 @@ def alert_view(
         state=mention.state.value,
         draft=selected.text if selected else None,
         variants=tuple((d.variant, d.text) for d in drafts),
-        reply=reply_status(reply),
+        reply=reply_status(reply, mention.url or mention.canonical_url),
         triage=triage_line(mention),
         sentiment=mention.triage.sentiment if mention.triage else None,
         urgency=mention.triage.urgency if mention.triage else None,

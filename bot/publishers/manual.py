@@ -12,8 +12,9 @@ class ManualPublisher:
     name = "manual"
 
     async def publish(self, reply: Reply, mention: Mention) -> PublishResult:
-        """Nothing is sent: the reply waits for a person to post it and confirm."""
-        return PublishResult(manual=True, url=mention.url)
+        """Nothing is sent: the reply waits for a person to post it (under the mention's
+        link) and confirm, with the link to their reply if they give one."""
+        return PublishResult(manual=True)
 
     async def reconcile(self, reply: Reply, mention: Mention) -> PublishResult | None:
         """Publishing sends nothing, so it is always safe to run again."""

@@ -148,8 +148,9 @@ def decision_line(decision: Decision) -> str:
     return line + (f" ({fit(decision.detail, 200)})" if decision.detail else "")
 
 
-def reply_line(reply: Reply | None) -> str | None:
-    """Where the reply stands, with a link to it once posted, or the error."""
+def reply_line(reply: Reply | None, post_link: str | None) -> str | None:
+    """Where the reply stands: where to post it by hand (``post_link``), the link to it once
+    posted, or the error."""
     if reply is None:
         return None
     match reply.state:
@@ -157,7 +158,7 @@ def reply_line(reply: Reply | None) -> str | None:
             url = http_url(reply.posted_url, LINK_URL_LIMIT)
             return "✅ **Posted**" + (f" · [see the reply]({url})" if url else "")
         case ReplyState.AWAITING_MANUAL:
-            url = http_url(reply.posted_url, LINK_URL_LIMIT)
+            url = http_url(post_link, LINK_URL_LIMIT)
             where = f" under [the post]({url})" if url else ""
             return f"✍️ **Post the approved text by hand**{where}, then press **Posted it**."
         case ReplyState.DEAD:
@@ -217,7 +218,7 @@ def render_alert(
     if view.link:
         embed.add_field(name="Link", value=fit(view.link, _LINK), inline=False)
     status = f"**{view.state}**" + (f" · {decision}" if decision else "")
-    extra = reply_line(reply)
+    extra = reply_line(reply, view.link)
     status = plain(status + (f"\n{extra}" if extra else ""), _STATUS)
 
     # The text and the drafts share what the other parts leave, the selected draft first

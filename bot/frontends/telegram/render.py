@@ -57,7 +57,7 @@ def http_link(url: str | None, label: str) -> str | None:
     return f'<a href="{esc(url)}">{esc(label)}</a>'
 
 
-def _reply_lines(reply: Reply | None, draft_limit: int) -> list[str]:
+def _reply_lines(reply: Reply | None, draft_limit: int, post_link: str | None) -> list[str]:
     if reply is None:
         return []
     match reply.state:
@@ -65,7 +65,7 @@ def _reply_lines(reply: Reply | None, draft_limit: int) -> list[str]:
             link = http_link(reply.posted_url, "see the reply")
             return ["✅ <b>Posted</b>" + (f" · {link}" if link else "")]
         case ReplyState.AWAITING_MANUAL:
-            where = http_link(reply.posted_url, "the post")
+            where = http_link(post_link, "the post")
             return [
                 "✍️ <b>Post this by hand</b>"
                 + (f" under {where}" if where else "")
@@ -122,7 +122,7 @@ def _alert_html(
     if decision:
         status += f" · {esc(decision)}"
     lines.append(status)
-    lines.extend(_reply_lines(reply, draft_limit))
+    lines.extend(_reply_lines(reply, draft_limit, view.link))
     return "\n".join(lines)
 
 
