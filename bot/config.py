@@ -22,6 +22,7 @@ from bot.connectors.webhook import WebhookSourceConfig
 from bot.connectors.x import XSourceConfig
 from bot.errors import ConfigError, QuerySyntaxError
 from bot.matching.query import parse_query
+from bot.sources.base import SourceName
 
 
 class _Strict(BaseModel):
@@ -89,7 +90,7 @@ class RssSourceConfig(_Strict):
     """An RSS/Atom feed (Google Alerts, Talkwalker Alerts, any blog) over HTTP(S) or from a file."""
 
     type: Literal["rss"]
-    name: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    name: SourceName
     url: str | None = None
     path: str | None = None
     interval: float = Field(default=300.0, ge=5.0, le=86_400.0)

@@ -26,20 +26,18 @@ from typing import Any, Literal
 import httpx
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from bot import __version__
+from bot.connectors.api_client import ApiClient, BaseUrl, json_headers
 from bot.connectors.budget import RateBudget
 from bot.domain.limits import reply_length, reply_limit
 from bot.domain.models import Author, Mention, RawMention, Reply
 from bot.errors import CredentialsRejected, PublishError, SourceError, SourceRateLimited
 from bot.pipeline.clean import clean_text
 from bot.publishers.base import PublishResult
-from bot.retry_after import parse_retry_after
-from bot.sources.base import Cursor, FetchResult
+from bot.sources.base import ClientSource, Cursor, FetchResult, SourceName
 
 log = logging.getLogger(__name__)
 
 PLATFORM = "bluesky"
-USER_AGENT = f"Parley/{__version__} (+self-hosted mention monitor)"
 PASSWORD_ENV = "BLUESKY_APP_PASSWORD"
 MAX_POST_BYTES = 3000
 BATCH = 25
@@ -57,8 +55,8 @@ class BlueskySourceConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     type: Literal["bluesky"]
-    name: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
-    base_url: str = Field(default="https://bsky.social", description="the account's PDS")
+    name: SourceName
+    base_url: BaseUrl = Field(default="https://bsky.social", description="the account's PDS")
     identifier: str = Field(
         min_length=1, max_length=256, description="the account's handle (or its e-mail)"
     )
@@ -74,13 +72,6 @@ class BlueskySourceConfig(BaseModel):
     reach: bool = Field(default=True, description="look up authors' follower counts")
     thread_context: bool = Field(default=True, description="fetch the parent post of replies")
 
-    @field_validator("base_url")
-    @classmethod
-    def _http_url(cls, value: str) -> str:
-        if not value.startswith(("http://", "https://")):
-            raise ValueError("'base_url' must start with http:// or https://")
-        return value.rstrip("/")
-
     @field_validator("queries")
     @classmethod
     def _queries(cls, values: list[str]) -> list[str]:
@@ -94,7 +85,7 @@ class BlueskyAuthError(CredentialsRejected):
     """The PDS refused the identifier or app password (the message says what to check)."""
 
 
-class BlueskyClient:
+class BlueskyClient(ApiClient):
     """XRPC calls with one reused, refreshed session and the latest rate-limit budget."""
 
     def __init__(
@@ -109,13 +100,11 @@ class BlueskyClient:
     ) -> None:
         if not password:
             raise ValueError(f"a Bluesky app password is required (set {password_env})")
+        super().__init__(client, timeout=timeout)
         self.base_url = base_url.rstrip("/")
         self._identifier = identifier
         self._password = password
         self.password_env = password_env
-        self._timeout = timeout
-        self._owns_client = client is None
-        self._client = client or httpx.AsyncClient(timeout=timeout)
         self._access: str | None = None
         self._refresh: str | None = None
         self._lock = asyncio.Lock()
@@ -124,11 +113,6 @@ class BlueskyClient:
         self.budget = RateBudget()
         self.sessions_created = 0
 
-    async def aclose(self) -> None:
-        """Close the HTTP client if this object created it."""
-        if self._owns_client:
-            await self._client.aclose()
-
     async def get(self, nsid: str, params: list[tuple[str, str]]) -> httpx.Response:
         """An authenticated query; raises httpx.HTTPError on transport failure."""
         return await self._authed("GET", nsid, params=params)
@@ -136,11 +120,6 @@ class BlueskyClient:
     async def post(self, nsid: str, body: dict[str, Any]) -> httpx.Response:
         """An authenticated procedure; raises httpx.HTTPError on transport failure."""
         return await self._authed("POST", nsid, body=body)
-
-    def retry_after(self, response: httpx.Response) -> float | None:
-        """How long a 429 asks us to wait: Retry-After, else ``ratelimit-reset``."""
-        value = parse_retry_after(response.headers.get("retry-after"))
-        return value if value is not None else self.budget.seconds_to_reset()
 
     async def ensure_session(self) -> str:
         """The account's DID, creating the session on first use."""
@@ -177,15 +156,12 @@ class BlueskyClient:
         body: dict[str, Any] | None = None,
         token: str | None,
     ) -> httpx.Response:
-        headers = {"User-Agent": USER_AGENT, "Accept": "application/json"}
-        if token:
-            headers["Authorization"] = f"Bearer {token}"
         response = await self._client.request(
             method,
             f"{self.base_url}/xrpc/{nsid}",
             params=tuple(params) if params else None,
             json=body,
-            headers=headers,
+            headers=json_headers(token),
             timeout=self._timeout,
         )
         remaining = response.headers.get("ratelimit-remaining", "")
@@ -202,7 +178,7 @@ class BlueskyClient:
         )
         self.sessions_created += 1
         if response.status_code == 429:
-            wait = self.retry_after(response)
+            wait = self.budget.retry_after(response)
             hint = f", retry after {wait:g}s" if wait is not None else ""
             raise SourceRateLimited(
                 f"bluesky: too many logins (createSession is limited to 30 per 5 minutes){hint}",
@@ -240,12 +216,8 @@ class BlueskyClient:
         self.handle = handle if isinstance(handle, str) else self.handle
 
 
-class BlueskySource:
+class BlueskySource(ClientSource[BlueskySourceConfig, BlueskyClient]):
     """Polls searchPosts per query and the account's notifications (see the module docstring)."""
-
-    def __init__(self, config: BlueskySourceConfig, client: BlueskyClient) -> None:
-        self.config = config
-        self.client = client
 
     @classmethod
     def create(
@@ -263,23 +235,9 @@ class BlueskySource:
         return cls(config, client)
 
     @property
-    def name(self) -> str:
-        """The configured source name."""
-        return self.config.name
-
-    @property
-    def interval(self) -> float:
-        """Seconds between polls."""
-        return self.config.interval
-
-    @property
     def rate_limit_remaining(self) -> int | None:
         """Calls left in the PDS's current window, as last reported."""
         return self.client.budget.remaining
-
-    async def aclose(self) -> None:
-        """Close the HTTP client if it was created here."""
-        await self.client.aclose()
 
     async def fetch(self, cursor: Cursor) -> FetchResult:
         """New posts from every route; the cursor keeps each route's newest time."""
@@ -353,7 +311,7 @@ class BlueskySource:
         response = await self.client.get(nsid, params + ([("cursor", page)] if page else []))
         status = response.status_code
         if status == 429:
-            wait = self.client.retry_after(response)
+            wait = self.client.budget.retry_after(response)
             hint = f", retry after {wait:g}s" if wait is not None else ""
             raise SourceRateLimited(
                 str(self._error(f"HTTP 429 Too Many Requests{hint}")), retry_after=wait
@@ -423,12 +381,7 @@ class BlueskyPublisher:
 
     def __init__(self, client: BlueskyClient, *, name: str = PLATFORM) -> None:
         self.client = client
-        self._name = name
-
-    @property
-    def name(self) -> str:
-        """The publisher's registry name."""
-        return self._name
+        self.name = name
 
     async def publish(self, reply: Reply, mention: Mention) -> PublishResult:
         """Post ``reply`` under the mention; raises PublishError."""
@@ -525,7 +478,7 @@ class BlueskyPublisher:
         status = response.status_code
         detail = f"bluesky: {call} HTTP {status} ({_api_error(response)})"
         if status == 429:
-            return PublishError(detail, retry_after=self.client.retry_after(response))
+            return PublishError(detail, retry_after=self.client.budget.retry_after(response))
         if status >= 500 or status == 408:
             return PublishError(detail)
         if status == 401:

@@ -5,6 +5,10 @@ from __future__ import annotations
 
 import time
 
+import httpx
+
+from bot.retry_after import parse_retry_after
+
 ASSUMED_WINDOW = 300.0
 """Seconds a window is assumed to last when the platform does not say when it refills: polling
 that stopped to save calls must start again some time (it sends nothing meanwhile)."""
@@ -31,6 +35,11 @@ class RateBudget:
         if self._reset_at is None or not self._reset_known:
             return None
         return max(0.0, self._reset_at - time.monotonic())
+
+    def retry_after(self, response: httpx.Response) -> float | None:
+        """How long a 429 asks to wait: its Retry-After header, else until the window refills."""
+        value = parse_retry_after(response.headers.get("retry-after"))
+        return value if value is not None else self.seconds_to_reset()
 
     def below(self, reserve: int) -> bool:
         """True when at most ``reserve`` calls are left and the window has not refilled yet."""

@@ -28,9 +28,10 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 
 import httpx
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field
 
-from bot import __version__
+from bot.connectors.api_client import ApiClient, BaseUrl, json_headers
+from bot.domain.models import MAX_TEXT_CHARS
 from bot.errors import CredentialsRejected, PublishError, SourceError, SourceRateLimited
 from bot.pipeline.clean import clean_text
 
@@ -38,7 +39,6 @@ log = logging.getLogger(__name__)
 
 DEFAULT_BASE_URL = "https://graph.facebook.com"
 DEFAULT_API_VERSION = "v21.0"
-USER_AGENT = f"Parley/{__version__} (+self-hosted mention monitor)"
 USAGE_MAX_AGE = 60.0
 """Seconds a usage reading counts for stopping a poll: with no call made since, it may have
 dropped, and the next poll's first call reads it again."""
@@ -84,7 +84,7 @@ class GraphSettings(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    base_url: str = Field(default=DEFAULT_BASE_URL, description="the Graph API host")
+    base_url: BaseUrl = Field(default=DEFAULT_BASE_URL, description="the Graph API host")
     api_version: str = Field(default=DEFAULT_API_VERSION, pattern=r"^v\d{1,3}\.\d{1,2}$")
     interval: float = Field(
         default=300.0, ge=10.0, le=86_400.0, description="seconds between polls"
@@ -96,13 +96,6 @@ class GraphSettings(BaseModel):
     usage_threshold: float = Field(
         default=80.0, ge=10.0, le=100.0, description="usage % at which a poll stops early"
     )
-
-    @field_validator("base_url")
-    @classmethod
-    def _http_url(cls, value: str) -> str:
-        if not value.startswith(("http://", "https://")):
-            raise ValueError("'base_url' must start with http:// or https://")
-        return value.rstrip("/")
 
 
 class GraphUsage:
@@ -213,7 +206,7 @@ class GraphApiError(Exception):
         return found[0] if found else default
 
 
-class GraphClient:
+class GraphClient(ApiClient):
     """Authenticated calls to one Graph API host and version, with the usage it reports."""
 
     def __init__(
@@ -227,23 +220,12 @@ class GraphClient:
     ) -> None:
         if not token:
             raise ValueError("a Graph API access token is required")
+        super().__init__(client, timeout=timeout)
         self.base_url = base_url.rstrip("/")
         self.api_version = api_version
         self.usage = GraphUsage()
         self._token = token
-        self._headers = {
-            "Authorization": f"Bearer {token}",
-            "User-Agent": USER_AGENT,
-            "Accept": "application/json",
-        }
-        self._timeout = timeout
-        self._owns_client = client is None
-        self._client = client or httpx.AsyncClient(timeout=timeout)
-
-    async def aclose(self) -> None:
-        """Close the HTTP client if this object created it."""
-        if self._owns_client:
-            await self._client.aclose()
+        self._headers = json_headers(token)
 
     async def get(self, path: str, params: dict[str, str] | None = None) -> dict[str, Any]:
         """``GET /{version}{path}``; the JSON object, or GraphApiError."""
@@ -415,6 +397,11 @@ def parse_time(value: Any) -> datetime | None:
     except ValueError:
         return None
     return when.replace(tzinfo=UTC) if when.tzinfo is None else when.astimezone(UTC)
+
+
+def text_of(value: Any, *, limit: int = MAX_TEXT_CHARS) -> str:
+    """``value`` as clean text if it is a string, else "" (Graph fields are untrusted input)."""
+    return clean_text(value, limit=limit) if isinstance(value, str) else ""
 
 
 def http_url(value: Any) -> str | None:

@@ -17,17 +17,16 @@ from typing import Any, Literal
 import httpx
 from pydantic import BaseModel, ConfigDict, Field
 
-from bot import __version__
+from bot.connectors.api_client import USER_AGENT
 from bot.domain.models import Author, RawMention
 from bot.errors import SourceError, SourceRateLimited
 from bot.pipeline.clean import clean_text
 from bot.retry_after import parse_retry_after
-from bot.sources.base import Cursor, FetchResult
+from bot.sources.base import ConfiguredSource, Cursor, FetchResult, SourceName
 
 log = logging.getLogger(__name__)
 
 PLATFORM = "hackernews"
-USER_AGENT = f"Parley/{__version__} (+self-hosted mention monitor)"
 HITS_PER_PAGE = 100
 ITEM_URL = "https://news.ycombinator.com/item?id={}"
 USER_URL = "https://news.ycombinator.com/user?id={}"
@@ -40,7 +39,7 @@ class HackerNewsSourceConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     type: Literal["hackernews"]
-    name: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    name: SourceName
     queries: list[str] = Field(
         min_length=1, max_length=20, description="Algolia search queries, e.g. 'nimbus notes'"
     )
@@ -55,28 +54,18 @@ class HackerNewsSourceConfig(BaseModel):
     base_url: str = Field(default="https://hn.algolia.com", pattern=r"^https?://[^/?#]+/?$")
 
 
-class HackerNewsSource:
+class HackerNewsSource(ConfiguredSource[HackerNewsSourceConfig]):
     """Polls Algolia's HN search for each query (see the module docstring)."""
 
     def __init__(
         self, config: HackerNewsSourceConfig, *, client: httpx.AsyncClient | None = None
     ) -> None:
-        self.config = config
+        super().__init__(config)
         self._owns_client = client is None
         self._client = client or httpx.AsyncClient(
             timeout=config.timeout, headers={"User-Agent": USER_AGENT}
         )
         self._endpoint = config.base_url.rstrip("/") + "/api/v1/search_by_date"
-
-    @property
-    def name(self) -> str:
-        """The configured source name."""
-        return self.config.name
-
-    @property
-    def interval(self) -> float:
-        """Seconds between polls."""
-        return self.config.interval
 
     async def aclose(self) -> None:
         """Close the HTTP client if this source created it."""

@@ -26,35 +26,30 @@ from __future__ import annotations
 
 import logging
 import re
-from datetime import datetime, timedelta
 from typing import Any, Literal
 
-import httpx
 from pydantic import Field
 
 from bot.connectors.graph import (
     GraphApiError,
     GraphClient,
-    Watermark,
     graph_id,
     http_url,
     page_of,
     parse_time,
-    publish_error,
+    text_of,
 )
-from bot.connectors.meta_source import Add, Gone, MetaSource, MetaSourceConfig
-from bot.connectors.meta_webhook import Change, MetaWebhook, MetaWebhookConfig
-from bot.domain.limits import reply_limit
+from bot.connectors.meta_publisher import MetaPublisher, is_earlier_reply
+from bot.connectors.meta_source import Add, MetaSource, MetaSourceConfig, forget_unwatched
+from bot.connectors.meta_webhook import Change, MetaWebhookConfig
 from bot.domain.models import Author, Mention, RawMention, Reply
 from bot.errors import PublishError
-from bot.pipeline.clean import clean_text
 from bot.publishers.base import PublishResult
 from bot.sources.base import Cursor
 
 log = logging.getLogger(__name__)
 
 PLATFORM = "instagram"
-MAX_COMMENT_CHARS = reply_limit(PLATFORM)
 COMMENT_FIELDS = "id,text,timestamp,username,from,parent_id"
 MEDIA_FIELDS = "id,caption,timestamp,permalink,username"
 MENTION_PREFIX = "mention:"
@@ -95,39 +90,14 @@ class InstagramSourceConfig(MetaSourceConfig):
         return "instagram_basic" if kind == "basic" else "instagram_manage_comments"
 
 
-class InstagramSource(MetaSource):
+class InstagramSource(MetaSource[InstagramSourceConfig]):
     """Polls one account's media comments and drains its webhook (module docstring)."""
 
     platform = PLATFORM
 
-    def __init__(
-        self,
-        config: InstagramSourceConfig,
-        client: GraphClient,
-        *,
-        webhook: MetaWebhook | None = None,
-    ) -> None:
-        super().__init__(config, client, webhook=webhook)
-        self.config = config
+    def __init__(self, config: InstagramSourceConfig, client: GraphClient) -> None:
+        super().__init__(config, client)
         self._username: str | None = None
-
-    @classmethod
-    def create(
-        cls,
-        config: InstagramSourceConfig,
-        token: str,
-        *,
-        verify_token: str = "",
-        app_secret: str = "",
-        http: httpx.AsyncClient | None = None,
-    ) -> InstagramSource:
-        """A source with its own client (and webhook endpoint, when configured)."""
-        client = GraphClient(
-            config.base_url, config.api_version, token, timeout=config.timeout, client=http
-        )
-        source = cls(config, client)
-        source.attach_webhook(verify_token, app_secret)
-        return source
 
     # --- polling --------------------------------------------------------------------------
 
@@ -150,32 +120,26 @@ class InstagramSource(MetaSource):
             owner = media.get("username")
             if self._username is None and isinstance(owner, str) and owner:
                 self._username = owner
-        for key in [k for k in new_cursor if k.startswith("media:")]:
-            if key.removeprefix("media:") not in watched:
-                del new_cursor[key]  # out of the watched window (webhooks still cover it)
+        forget_unwatched(new_cursor, "media:", watched)
         for media_id, media in watched.items():
-            self.remember_text(media_id, _text(media.get("caption")) or None)
+            self.remember_text(media_id, text_of(media.get("caption")) or None)
             if self.usage_high():
                 return
-            key = f"media:{media_id}"
-            try:
-                comments, mark = await self.read_edge(
-                    f"/{media_id}/comments",
-                    {
-                        "fields": f"{COMMENT_FIELDS},replies{{{COMMENT_FIELDS}}}",
-                        "limit": str(self.config.page_size),
-                    },
-                    mark=Watermark.parse(cursor.get(key)),
-                    pages=pages,
-                    permission=self.config.permission("comments"),
-                    time_field="timestamp",
-                    newest_first=False,
-                    gone_ok=True,
-                )
-            except Gone:
-                new_cursor.pop(key, None)
-                continue
-            new_cursor[key] = mark.dump()
+            comments = await self.read_route(
+                f"media:{media_id}",
+                f"/{media_id}/comments",
+                {
+                    "fields": f"{COMMENT_FIELDS},replies{{{COMMENT_FIELDS}}}",
+                    "limit": str(self.config.page_size),
+                },
+                cursor,
+                new_cursor,
+                pages=pages,
+                permission=self.config.permission("comments"),
+                time_field="timestamp",
+                newest_first=False,
+                gone_ok=True,
+            )
             for comment in comments:
                 add(await self._comment_mention(comment, media))
 
@@ -186,7 +150,7 @@ class InstagramSource(MetaSource):
         nested = replies.get("data") if isinstance(replies, dict) else None
         if not isinstance(nested, list) or not isinstance(entry.get("id"), str):
             return [entry]
-        self.remember_text(entry["id"], _text(entry.get("text")) or None)
+        self.remember_text(entry["id"], text_of(entry.get("text")) or None)
         return [entry, *(r for r in nested if isinstance(r, dict))]
 
     # --- webhook events -------------------------------------------------------------------
@@ -246,16 +210,6 @@ class InstagramSource(MetaSource):
             self._username = name if isinstance(name, str) and name else None
         return self._username
 
-    async def _parent_text(self, parent_id: str) -> str | None:
-        known, text = self.cached_text(parent_id)
-        if not known:
-            parent = await self.lookup(
-                f"/{parent_id}", "id,text", self.config.permission("comments")
-            )
-            text = (_text(parent.get("text")) or None) if parent else None
-            self.remember_text(parent_id, text)
-        return text
-
     # --- normalisation --------------------------------------------------------------------
 
     async def _comment_mention(
@@ -270,14 +224,16 @@ class InstagramSource(MetaSource):
             parent = comment.get("parent_id")
             parent_ref = graph_id(parent) if parent is not None else None
             if parent_ref is not None:
-                context = await self._parent_text(parent_ref)
+                context = await self.object_text(
+                    parent_ref, "text", self.config.permission("comments")
+                )
             else:
-                context = _text(media.get("caption")) or None
+                context = text_of(media.get("caption")) or None
             return self._raw(
                 comment,
+                media,
                 external_id=graph_id(comment["id"]),
                 username=username,
-                url=http_url(media.get("permalink")),
                 parent_ref=parent_ref,
                 context=context,
             )
@@ -296,11 +252,11 @@ class InstagramSource(MetaSource):
             comment_id = graph_id(comment["id"])
             return self._raw(
                 comment,
+                media,
                 external_id=f"{MENTION_PREFIX}{media_id}:{comment_id}",
                 username="",
-                url=http_url(media.get("permalink")),
                 parent_ref=None,
-                context=_text(media.get("caption")) or None,
+                context=text_of(media.get("caption")) or None,
             )
         except (KeyError, TypeError, ValueError) as exc:
             self.skipped(comment, exc)
@@ -312,9 +268,9 @@ class InstagramSource(MetaSource):
             media_id = graph_id(media["id"])
             return self._raw(
                 {**media, "text": media.get("caption")},
+                media,
                 external_id=f"{MENTION_PREFIX}{media_id}",
                 username=_username_of(media),
-                url=http_url(media.get("permalink")),
                 parent_ref=None,
                 context=None,
             )
@@ -325,17 +281,18 @@ class InstagramSource(MetaSource):
     def _raw(
         self,
         item: dict[str, Any],
+        media: dict[str, Any],
         *,
         external_id: str,
         username: str,
-        url: str | None,
         parent_ref: str | None,
         context: str | None,
     ) -> RawMention | None:
+        """``item`` (a comment, or a caption as ``text``) on ``media`` as a RawMention."""
         created = parse_time(item["timestamp"])
         if created is None:
             raise ValueError("timestamp")
-        text = _text(item.get("text"))
+        text = text_of(item.get("text"))
         if not text:
             log.debug("instagram source %r: %s has no text", self.name, external_id)
             return None
@@ -344,7 +301,7 @@ class InstagramSource(MetaSource):
             source=self.name,
             platform=PLATFORM,
             external_id=external_id,
-            url=url,
+            url=http_url(media.get("permalink")),
             author=Author(handle=username, profile_url=profile),
             text=text,
             created_at=created,
@@ -353,45 +310,35 @@ class InstagramSource(MetaSource):
         )
 
 
-class InstagramPublisher:
+class InstagramPublisher(MetaPublisher[InstagramSourceConfig]):
     """Posts approved replies as the account: under the comment, or to a mention."""
+
+    platform = PLATFORM
+    comment_id_kind = "an Instagram comment id"
 
     def __init__(
         self, config: InstagramSourceConfig, client: GraphClient, *, name: str = PLATFORM
     ) -> None:
-        self.config = config
-        self.client = client
-        self._name = name
+        super().__init__(config, client, name=name)
         self._username: str | None = None
 
     @property
-    def name(self) -> str:
-        """The publisher's registry name."""
-        return self._name
+    def reply_permission(self) -> str:
+        """The permission posting a reply needs, as this login type names it."""
+        return self.config.permission("comments")
 
     async def publish(self, reply: Reply, mention: Mention) -> PublishResult:
         """``POST /{comment}/replies``, or ``POST /{ig-user-id}/mentions`` for a mention."""
-        if len(reply.text) > MAX_COMMENT_CHARS:
-            raise PublishError(
-                f"instagram: the reply is {len(reply.text)} characters; comments allow "
-                f"{MAX_COMMENT_CHARS}",
-                permanent=True,
-            )
+        self.check_length(reply)
         media_id, comment_id = _mention_ids(mention)
-        try:
-            if media_id is not None:
-                data = {"media_id": media_id, "message": reply.text}
-                if comment_id is not None:
-                    data["comment_id"] = comment_id
-                body = await self.client.post(f"/{self.config.ig_user_id}/mentions", data)
-            else:
-                target = _target(mention)
-                body = await self.client.post(f"/{target}/replies", {"message": reply.text})
-        except GraphApiError as exc:
-            raise self._error(exc) from None
-        posted = body.get("id")
-        if not isinstance(posted, str) or not posted:
-            raise PublishError("instagram: Meta answered without a comment id")
+        if media_id is not None:
+            path = f"/{self.config.ig_user_id}/mentions"
+            data = {"media_id": media_id, "message": reply.text}
+            if comment_id is not None:
+                data["comment_id"] = comment_id
+        else:
+            path, data = f"/{self.target(mention)}/replies", {"message": reply.text}
+        posted = await self.post_comment(path, data)
         return PublishResult(posted_id=posted, url=mention.url)
 
     async def reconcile(self, reply: Reply, mention: Mention) -> PublishResult | None:
@@ -401,7 +348,7 @@ class InstagramPublisher:
         try:
             own = await self._own_username()
             if media_id is None:
-                body = await self.client.get(f"/{_target(mention)}/replies", {"fields": fields})
+                body = await self.client.get(f"/{self.target(mention)}/replies", {"fields": fields})
                 replies, _ = page_of(body)
             elif comment_id is not None:
                 spec = f"mentioned_comment.comment_id({comment_id}){{replies{{{fields}}}}}"
@@ -410,9 +357,8 @@ class InstagramPublisher:
                 spec = f"mentioned_media.media_id({media_id}){{comments{{{fields}}}}}"
                 replies = await self._nested(spec, "mentioned_media", "comments")
         except GraphApiError as exc:
-            if exc.kind in ("transient", "rate"):
-                raise self._error(exc) from None  # unknown: stay unsent, ask again later
-            return None  # gone or refused: the next attempt fails with the reason
+            self.raise_if_unknown(exc)
+            return None
         if own is None:
             return None
         return _find_own(replies, own, reply, mention)
@@ -433,30 +379,14 @@ class InstagramPublisher:
             self._username = name if isinstance(name, str) and name else None
         return self._username
 
-    def _error(self, exc: GraphApiError) -> PublishError:
-        return publish_error(
-            exc,
-            PLATFORM,
-            token_env=self.config.token_env,
-            permission=self.config.permission("comments"),
-            usage=self.client.usage,
-        )
-
 
 def _find_own(
     replies: list[dict[str, Any]], own: str, reply: Reply, mention: Mention
 ) -> PublishResult | None:
     """The account's comment with the reply's text, posted after the reply was approved."""
-    not_before: datetime = reply.created_at - timedelta(minutes=1)
-    wanted = " ".join(reply.text.split())
     for item in replies:
-        created = parse_time(item.get("timestamp"))
-        if (
-            str(item.get("username") or "").lower() == own.lower()
-            and created is not None
-            and created >= not_before
-            and " ".join(str(item.get("text") or "").split()) == wanted
-            and isinstance(item.get("id"), str)
+        if str(item.get("username") or "").lower() == own.lower() and is_earlier_reply(
+            item, reply, time_field="timestamp", text_field="text"
         ):
             return PublishResult(posted_id=item["id"], url=mention.url)
     return None
@@ -476,17 +406,6 @@ def _mention_ids(mention: Mention) -> tuple[str | None, str | None]:
         ) from None
 
 
-def _target(mention: Mention) -> str:
-    """The top-level comment a reply goes under (only top-level comments take replies)."""
-    try:
-        return graph_id(mention.parent_ref or mention.external_id)
-    except ValueError:
-        raise PublishError(
-            f"instagram: {mention.external_id[:40]!r} is not an Instagram comment id",
-            permanent=True,
-        ) from None
-
-
 def _username_of(item: dict[str, Any]) -> str:
     """The author's username (``username``, else ``from.username``), checked."""
     name = item.get("username")
@@ -498,7 +417,3 @@ def _username_of(item: dict[str, Any]) -> str:
     if not isinstance(name, str) or not _USERNAME.match(name):
         raise ValueError("username")
     return name
-
-
-def _text(value: Any) -> str:
-    return clean_text(value) if isinstance(value, str) else ""

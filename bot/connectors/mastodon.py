@@ -25,20 +25,18 @@ from urllib.parse import quote
 import httpx
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from bot import __version__
+from bot.connectors.api_client import ApiClient, BaseUrl, json_headers
 from bot.connectors.budget import RateBudget
 from bot.domain.limits import LINK_WEIGHT, reply_length
 from bot.domain.models import Author, Mention, RawMention, Reply
 from bot.errors import CredentialsRejected, PublishError, SourceError, SourceRateLimited
 from bot.pipeline.clean import clean_text
 from bot.publishers.base import PublishResult
-from bot.retry_after import parse_retry_after
-from bot.sources.base import Cursor, FetchResult
+from bot.sources.base import ClientSource, Cursor, FetchResult, SourceName
 
 log = logging.getLogger(__name__)
 
 PLATFORM = "mastodon"
-USER_AGENT = f"Parley/{__version__} (+self-hosted mention monitor)"
 CONTEXT_CACHE_SIZE = 512
 
 Visibility = Literal["public", "unlisted", "private", "direct"]
@@ -52,8 +50,8 @@ class MastodonSourceConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     type: Literal["mastodon"]
-    name: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
-    base_url: str = Field(description="the instance, e.g. https://mastodon.social")
+    name: SourceName
+    base_url: BaseUrl = Field(description="the instance, e.g. https://mastodon.social")
     token_env: str = Field(
         default="MASTODON_ACCESS_TOKEN", description="environment variable holding the token"
     )
@@ -77,13 +75,6 @@ class MastodonSourceConfig(BaseModel):
     )
     max_characters: int = Field(default=500, ge=1, le=100_000)
 
-    @field_validator("base_url")
-    @classmethod
-    def _http_url(cls, value: str) -> str:
-        if not value.startswith(("http://", "https://")):
-            raise ValueError("'base_url' must start with http:// or https://")
-        return value.rstrip("/")
-
     @field_validator("hashtags")
     @classmethod
     def _tags(cls, values: list[str]) -> list[str]:
@@ -102,7 +93,7 @@ class MastodonSourceConfig(BaseModel):
         return queries
 
 
-class MastodonClient:
+class MastodonClient(ApiClient):
     """Authenticated JSON calls to one instance, with the rate budget and the own account id."""
 
     def __init__(
@@ -115,22 +106,11 @@ class MastodonClient:
     ) -> None:
         if not token:
             raise ValueError("a Mastodon access token is required")
+        super().__init__(client, timeout=timeout)
         self.base_url = base_url.rstrip("/")
         self.budget = RateBudget()
-        self._headers = {
-            "Authorization": f"Bearer {token}",
-            "User-Agent": USER_AGENT,
-            "Accept": "application/json",
-        }
-        self._timeout = timeout
-        self._owns_client = client is None
-        self._client = client or httpx.AsyncClient(timeout=timeout)
+        self._headers = json_headers(token)
         self._own_id: str | None = None
-
-    async def aclose(self) -> None:
-        """Close the HTTP client if this object created it."""
-        if self._owns_client:
-            await self._client.aclose()
 
     async def request(
         self,
@@ -153,11 +133,6 @@ class MastodonClient:
         _record_budget(self.budget, response.headers)
         return response
 
-    def retry_after(self, response: httpx.Response) -> float | None:
-        """How long a 429 asks us to wait: Retry-After, else the rate-limit reset time."""
-        value = parse_retry_after(response.headers.get("retry-after"))
-        return value if value is not None else self.budget.seconds_to_reset()
-
     async def own_account_id(self) -> str | None:
         """The token's account id (``verify_credentials``, asked once); None if unavailable."""
         if self._own_id is None:
@@ -169,12 +144,11 @@ class MastodonClient:
         return self._own_id
 
 
-class MastodonSource:
+class MastodonSource(ClientSource[MastodonSourceConfig, MastodonClient]):
     """Polls one account's mentions, hashtags and searches (see the module docstring)."""
 
     def __init__(self, config: MastodonSourceConfig, client: MastodonClient) -> None:
-        self.config = config
-        self.client = client
+        super().__init__(config, client)
         self._parents: OrderedDict[str, str | None] = OrderedDict()
 
     @classmethod
@@ -186,23 +160,9 @@ class MastodonSource:
         return cls(config, client)
 
     @property
-    def name(self) -> str:
-        """The configured source name."""
-        return self.config.name
-
-    @property
-    def interval(self) -> float:
-        """Seconds between polls."""
-        return self.config.interval
-
-    @property
     def rate_limit_remaining(self) -> int | None:
         """Calls left in the instance's current window (health display)."""
         return self.client.budget.remaining
-
-    async def aclose(self) -> None:
-        """Close the HTTP client if it was created here."""
-        await self.client.aclose()
 
     async def fetch(self, cursor: Cursor) -> FetchResult:
         """New statuses on every route since ``cursor``; the new cursor covers what was read."""
@@ -305,7 +265,7 @@ class MastodonSource:
             raise self._error(f"{path}: request failed ({type(exc).__name__})") from None
         status = response.status_code
         if status == 429:
-            retry_after = self.client.retry_after(response)
+            retry_after = self.client.budget.retry_after(response)
             hint = f", retry after {retry_after:.0f}s" if retry_after is not None else ""
             raise SourceRateLimited(
                 str(self._error(f"{path}: HTTP 429 Too Many Requests{hint}")),
@@ -386,12 +346,7 @@ class MastodonPublisher:
     ) -> None:
         self.config = config
         self.client = client
-        self._name = name
-
-    @property
-    def name(self) -> str:
-        """The publisher's registry name."""
-        return self._name
+        self.name = name
 
     async def publish(self, reply: Reply, mention: Mention) -> PublishResult:
         """Reply under the mention's status; the idempotency key makes a resend harmless."""
@@ -512,7 +467,8 @@ class MastodonPublisher:
             raise PublishError(f"mastodon: text rejected (HTTP 422{detail})", permanent=True)
         if status == 429:
             raise PublishError(
-                "mastodon: rate limited (HTTP 429)", retry_after=self.client.retry_after(response)
+                "mastodon: rate limited (HTTP 429)",
+                retry_after=self.client.budget.retry_after(response),
             )
         if status >= 500:
             raise PublishError(f"mastodon: server error (HTTP {status})")

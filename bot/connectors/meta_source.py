@@ -1,6 +1,6 @@
-"""What the Facebook Page and Instagram sources share: one Graph client, an optional Meta
-webhook, and a ``fetch`` that first reads the events pushed since the last fetch, then polls
-when a poll is due.
+"""What the Facebook Page and Instagram sources share: their settings, one Graph client, an
+optional Meta webhook, and a ``fetch`` that first reads the events pushed since the last fetch,
+then polls when a poll is due.
 
 Without a webhook every fetch polls (every ``interval`` seconds). With one, fetches run every
 ``webhook.drain_interval`` seconds and poll only every ``webhook.poll_interval`` seconds, as a
@@ -14,10 +14,11 @@ from __future__ import annotations
 import logging
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Self, TypeVar
 
+import httpx
 from pydantic import Field
 
 from bot.connectors.graph import (
@@ -29,11 +30,12 @@ from bot.connectors.graph import (
     page_of,
     parse_time,
     source_error,
+    text_of,
 )
 from bot.connectors.meta_webhook import Change, MetaWebhook, MetaWebhookConfig
 from bot.domain.models import RawMention
 from bot.errors import SourceError
-from bot.sources.base import Cursor, FetchResult
+from bot.sources.base import ClientSource, Cursor, FetchResult, SourceName
 
 log = logging.getLogger(__name__)
 
@@ -47,51 +49,60 @@ Add = Callable[[RawMention | None], None]
 class MetaSourceConfig(GraphSettings):
     """Settings of a Facebook Page or Instagram source (``name``, token, webhook)."""
 
-    name: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    name: SourceName
     token_env: str = Field(min_length=1, description="environment variable holding the token")
     webhook: MetaWebhookConfig | None = Field(
         default=None, description="receive Meta webhooks on this endpoint (polling as fallback)"
     )
 
 
-class Gone(Exception):
+ConfigT = TypeVar("ConfigT", bound=MetaSourceConfig)
+
+
+class _Gone(Exception):
     """An object disappeared between listing it and reading it."""
 
 
-class MetaSource:
+class MetaSource(ClientSource[ConfigT, GraphClient]):
     """The common part of the Facebook and Instagram sources (see the module docstring)."""
 
     platform: ClassVar[str]
 
-    def __init__(
-        self, config: MetaSourceConfig, client: GraphClient, *, webhook: MetaWebhook | None
-    ) -> None:
-        self.base_config = config
-        self.client = client
-        self.webhook = webhook
+    def __init__(self, config: ConfigT, client: GraphClient) -> None:
+        super().__init__(config, client)
+        self.webhook: MetaWebhook | None = None
         self._next_poll = 0.0  # time.monotonic() of the next poll (webhooks on)
         self._texts: OrderedDict[str, str | None] = OrderedDict()  # post/media id → its text
 
-    def attach_webhook(self, verify_token: str, app_secret: str) -> None:
-        """Create the webhook endpoint ``config.webhook`` describes (secrets from the env)."""
-        if self.base_config.webhook is not None:
-            self.webhook = MetaWebhook(
-                self.base_config.webhook,
-                owner=f"{self.platform} source '{self.name}'",
+    @classmethod
+    def create(
+        cls,
+        config: ConfigT,
+        token: str,
+        *,
+        verify_token: str = "",
+        app_secret: str = "",
+        http: httpx.AsyncClient | None = None,
+    ) -> Self:
+        """A source with its own client (and webhook endpoint, when configured)."""
+        client = GraphClient(
+            config.base_url, config.api_version, token, timeout=config.timeout, client=http
+        )
+        source = cls(config, client)
+        if config.webhook is not None:
+            source.webhook = MetaWebhook(
+                config.webhook,
+                owner=f"{source.platform} source '{source.name}'",
                 verify_token=verify_token,
                 app_secret=app_secret,
-                accept=self.accept,
+                accept=source.accept,
             )
-
-    @property
-    def name(self) -> str:
-        """The configured source name."""
-        return self.base_config.name
+        return source
 
     @property
     def interval(self) -> float:
         """Seconds between fetches: the webhook drain period, else the poll interval."""
-        return self.webhook.config.drain_interval if self.webhook else self.base_config.interval
+        return self.webhook.config.drain_interval if self.webhook else self.config.interval
 
     @property
     def rate_limit_remaining(self) -> int | None:
@@ -102,7 +113,7 @@ class MetaSource:
         """Stop the webhook endpoint and close the HTTP client if it was created here."""
         if self.webhook is not None:
             await self.webhook.aclose()
-        await self.client.aclose()
+        await super().aclose()
 
     async def fetch(self, cursor: Cursor) -> FetchResult:
         """Pushed events first, then (when due) a poll of every route."""
@@ -165,7 +176,7 @@ class MetaSource:
 
     def usage_high(self) -> bool:
         """True (with a log line) when Meta's usage headers reached the threshold."""
-        threshold = self.base_config.usage_threshold
+        threshold = self.config.usage_threshold
         if not self.client.usage.at_least(threshold):
             return False
         log.warning(
@@ -182,16 +193,50 @@ class MetaSource:
         self, path: str, params: dict[str, str], permission: str, *, gone_ok: bool = False
     ) -> tuple[list[dict[str, Any]], str | None]:
         """One page of a list edge (``data`` and the next ``after`` cursor); with ``gone_ok``
-        an object deleted meanwhile raises Gone."""
+        an object deleted meanwhile raises _Gone."""
         try:
             return page_of(await self.client.get(path, params))
         except GraphApiError as exc:
             if gone_ok and exc.kind == "missing":
                 log.info("%s source %r: %s is gone (%s)", self.platform, self.name, path, exc.label)
-                raise Gone from None
+                raise _Gone from None
             raise self.error(exc, path, permission) from None
 
-    async def read_edge(
+    async def read_route(
+        self,
+        key: str,
+        path: str,
+        params: dict[str, str],
+        cursor: Cursor,
+        new_cursor: Cursor,
+        *,
+        pages: int,
+        permission: str,
+        time_field: str,
+        newest_first: bool,
+        gone_ok: bool = False,
+    ) -> list[dict[str, Any]]:
+        """Items of a list edge newer than the watermark at ``cursor[key]`` (oldest first);
+        ``new_cursor[key]`` gets the new watermark, or is dropped when, with ``gone_ok``, the
+        edge's object was deleted."""
+        try:
+            items, mark = await self._read_edge(
+                path,
+                params,
+                mark=Watermark.parse(cursor.get(key)),
+                pages=pages,
+                permission=permission,
+                time_field=time_field,
+                newest_first=newest_first,
+                gone_ok=gone_ok,
+            )
+        except _Gone:
+            new_cursor.pop(key, None)
+            return []
+        new_cursor[key] = mark.dump()
+        return items
+
+    async def _read_edge(
         self,
         path: str,
         params: dict[str, str],
@@ -201,12 +246,12 @@ class MetaSource:
         permission: str,
         time_field: str,
         newest_first: bool,
-        gone_ok: bool = False,
+        gone_ok: bool,
     ) -> tuple[list[dict[str, Any]], Watermark]:
         """Items of a list edge newer than ``mark`` (oldest first) and the new mark. A
         newest-first edge stops at the first item behind the mark; otherwise up to ``pages``
         pages are read and filtered. Malformed items are skipped with a log line; with
-        ``gone_ok`` a deleted parent object raises Gone."""
+        ``gone_ok`` a deleted parent object raises _Gone."""
         taken: list[tuple[datetime, str, dict[str, Any]]] = []
         after: str | None = None
         reached = False
@@ -286,17 +331,21 @@ class MetaSource:
         return source_error(
             exc,
             f"{self.platform} source '{self.name}' ({path})",
-            token_env=self.base_config.token_env,
+            token_env=self.config.token_env,
             permission=permission,
             usage=self.client.usage,
         )
 
-    def cached_text(self, object_id: str) -> tuple[bool, str | None]:
-        """(known, text) of a post or media object read before."""
-        if object_id not in self._texts:
-            return False, None
-        self._texts.move_to_end(object_id)
-        return True, self._texts[object_id]
+    async def object_text(self, object_id: str, field: str, permission: str) -> str | None:
+        """The text (``field``) of a post, media object or comment, for thread context: read
+        once, then cached; None when it has none or cannot be read."""
+        if object_id in self._texts:
+            self._texts.move_to_end(object_id)
+            return self._texts[object_id]
+        found = await self.lookup(f"/{object_id}", f"id,{field}", permission)
+        text = (text_of(found.get(field)) or None) if found else None
+        self.remember_text(object_id, text)
+        return text
 
     def remember_text(self, object_id: str, text: str | None) -> None:
         """Keep a post's or media object's text for thread context."""
@@ -315,3 +364,11 @@ class MetaSource:
             type(exc).__name__,
             exc,
         )
+
+
+def forget_unwatched(new_cursor: Cursor, prefix: str, watched: Iterable[str]) -> None:
+    """Drop the cursor entries ``<prefix><id>`` of objects no longer watched (out of the
+    window of newest posts; webhooks still cover them)."""
+    kept = {f"{prefix}{object_id}" for object_id in watched}
+    for key in [k for k in new_cursor if k.startswith(prefix) and k not in kept]:
+        del new_cursor[key]

@@ -29,7 +29,7 @@ from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
 
 from bot.connectors.inbox import PendingQueue
-from bot.connectors.webhook import sign
+from bot.connectors.webhook import error_response, serve, signature_matches
 from bot.errors import ConfigError, SourceError
 
 log = logging.getLogger(__name__)
@@ -119,21 +119,14 @@ class MetaWebhook:
         app = web.Application(client_max_size=self.config.max_body_bytes)
         app.router.add_get(self.config.path, self._verify)
         app.router.add_post(self.config.path, self._receive)
-        runner = web.AppRunner(app, access_log=None)
-        await runner.setup()
-        site = web.TCPSite(runner, self.config.listen, self.config.port)
         try:
-            await site.start()
+            self._runner, self.port = await serve(app, self.config.listen, self.config.port)
         except OSError as exc:
-            await runner.cleanup()
             where = f"{self.config.listen}:{self.config.port}"
             raise SourceError(
                 f"{self.owner}: the Meta webhook cannot listen on {where} "
                 f"({exc.strerror or exc}); give this source its own port"
             ) from None
-        self._runner = runner
-        addresses = runner.addresses
-        self.port = int(addresses[0][1]) if addresses else self.config.port
         log.info(
             "%s: Meta webhook listening on http://%s:%s%s",
             self.owner,
@@ -177,23 +170,23 @@ class MetaWebhook:
         given = request.headers.get(SIGNATURE_HEADER, "").strip()
         if not given:
             log.warning("%s: webhook POST without %s refused", self.owner, SIGNATURE_HEADER)
-            return _answer(401, f"missing {SIGNATURE_HEADER}")
-        if not _same(given.lower(), sign(self._app_secret, body)):
+            return error_response(401, f"missing {SIGNATURE_HEADER}")
+        if not signature_matches(given, self._app_secret, body):
             log.warning(
                 "%s: webhook POST with a wrong signature refused (is %s the App Secret of the "
                 "app that sends the events?)",
                 self.owner,
                 self.config.app_secret_env,
             )
-            return _answer(403, f"bad {SIGNATURE_HEADER}")
+            return error_response(403, f"bad {SIGNATURE_HEADER}")
         try:
             data = json.loads(body.decode("utf-8"))
         except UnicodeDecodeError:
-            return _answer(400, "body is not UTF-8")
+            return error_response(400, "body is not UTF-8")
         except json.JSONDecodeError as exc:
-            return _answer(400, f"invalid JSON at line {exc.lineno} column {exc.colno}")
+            return error_response(400, f"invalid JSON at line {exc.lineno} column {exc.colno}")
         if not isinstance(data, dict) or not isinstance(data.get("entry"), list):
-            return _answer(400, "expected an object with an 'entry' list")
+            return error_response(400, "expected an object with an 'entry' list")
         return self._queue_changes(_changes(data, self.owner))
 
     def _queue_changes(self, changes: list[Change]) -> web.Response:
@@ -219,14 +212,14 @@ class MetaWebhook:
                 len(fresh),
             )
             retry = str(max(1, round(self.config.drain_interval)))
-            return _answer(503, "queue full, retry later", headers={"Retry-After": retry})
+            return error_response(503, "queue full, retry later", headers={"Retry-After": retry})
         for key, change in fresh.items():
             self.queue.put(key, change)
         counts = {"accepted": len(fresh), "duplicates": duplicates, "ignored": ignored}
         return web.json_response(counts)
 
     def _too_large(self) -> web.Response:
-        return _answer(413, f"body is larger than {self.config.max_body_bytes} bytes")
+        return error_response(413, f"body is larger than {self.config.max_body_bytes} bytes")
 
 
 def _changes(data: dict[str, Any], owner: str) -> list[Change]:
@@ -255,7 +248,3 @@ def _changes(data: dict[str, Any], owner: str) -> list[Change]:
 def _same(given: str, expected: str) -> bool:
     """Constant-time comparison of two strings."""
     return hmac.compare_digest(given.encode(), expected.encode())
-
-
-def _answer(status: int, message: str, *, headers: dict[str, str] | None = None) -> web.Response:
-    return web.json_response({"error": message}, status=status, headers=headers)

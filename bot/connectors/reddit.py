@@ -28,13 +28,13 @@ import httpx
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from bot import __version__
+from bot.connectors.api_client import ApiClient
 from bot.connectors.budget import RateBudget
 from bot.domain.models import Author, Mention, RawMention, Reply
 from bot.errors import CredentialsRejected, PublishError, SourceError, SourceRateLimited
 from bot.pipeline.clean import clean_text
 from bot.publishers.base import PublishResult
-from bot.retry_after import parse_retry_after
-from bot.sources.base import Cursor, FetchResult
+from bot.sources.base import ClientSource, Cursor, FetchResult, SourceName
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +55,7 @@ class RedditSourceConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     type: Literal["reddit"]
-    name: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    name: SourceName
     username: str = Field(
         pattern=r"^[A-Za-z0-9_-]{3,20}$", description="the account the script app belongs to"
     )
@@ -106,7 +106,7 @@ class RedditAuthError(Exception):
     """The credentials were refused; the message names the env vars, never their values."""
 
 
-class RedditClient:
+class RedditClient(ApiClient):
     """OAuth calls for one script app: token cache, 401 refresh, rate budget."""
 
     def __init__(
@@ -129,21 +129,15 @@ class RedditClient:
         ]
         if missing:
             raise ValueError(f"reddit source {config.name!r} needs {', '.join(missing)} set")
+        super().__init__(client, timeout=config.timeout)
         self.config = config
         self.budget = RateBudget()
         self.user_agent = f"parley/{__version__} by u/{config.username}"
         self._credentials = (client_id, client_secret)
         self._password = password
-        self._owns_client = client is None
-        self._client = client or httpx.AsyncClient(timeout=config.timeout)
         self._token: str | None = None
         self._token_expires = 0.0
         self._token_lock = asyncio.Lock()
-
-    async def aclose(self) -> None:
-        """Close the HTTP client if this object created it."""
-        if self._owns_client:
-            await self._client.aclose()
 
     async def request(
         self,
@@ -175,11 +169,6 @@ class RedditClient:
                 return response
             stale = token
         return response
-
-    def retry_after(self, response: httpx.Response) -> float | None:
-        """How long a 429 asks us to wait: Retry-After, else the rate-limit reset."""
-        value = parse_retry_after(response.headers.get("retry-after"))
-        return value if value is not None else self.budget.seconds_to_reset()
 
     async def _access_token(self, stale: str | None) -> str:
         """The cached token unless it expired or is ``stale`` (refused with a 401)."""
@@ -232,12 +221,8 @@ class RedditClient:
         return token, float(expires_in) if isinstance(expires_in, int | float) else 3600.0
 
 
-class RedditSource:
+class RedditSource(ClientSource[RedditSourceConfig, RedditClient]):
     """Polls one account's searches, subreddit comments and mentions (see the module docstring)."""
-
-    def __init__(self, config: RedditSourceConfig, client: RedditClient) -> None:
-        self.config = config
-        self.client = client
 
     @classmethod
     def create(
@@ -260,23 +245,9 @@ class RedditSource:
         return cls(config, client)
 
     @property
-    def name(self) -> str:
-        """The configured source name."""
-        return self.config.name
-
-    @property
-    def interval(self) -> float:
-        """Seconds between polls."""
-        return self.config.interval
-
-    @property
     def rate_limit_remaining(self) -> int | None:
         """Calls left in the current window (health display)."""
         return self.client.budget.remaining
-
-    async def aclose(self) -> None:
-        """Close the HTTP client if it was created here."""
-        await self.client.aclose()
 
     async def fetch(self, cursor: Cursor) -> FetchResult:
         """New posts and comments on every route since ``cursor``."""
@@ -387,7 +358,7 @@ class RedditSource:
         if status == 200:
             return response
         if status == 429:
-            retry_after = self.client.retry_after(response)
+            retry_after = self.client.budget.retry_after(response)
             hint = f", retry after {retry_after:.0f}s" if retry_after is not None else ""
             raise SourceRateLimited(
                 f"{prefix}: HTTP 429 Too Many Requests{hint}", retry_after=retry_after
@@ -426,12 +397,7 @@ class RedditPublisher:
 
     def __init__(self, client: RedditClient, *, name: str = PLATFORM) -> None:
         self.client = client
-        self._name = name
-
-    @property
-    def name(self) -> str:
-        """The publisher's registry name."""
-        return self._name
+        self.name = name
 
     async def publish(self, reply: Reply, mention: Mention) -> PublishResult:
         """Comment under ``mention.post_id`` (a t3_/t1_ fullname)."""
@@ -502,7 +468,8 @@ class RedditPublisher:
             return response
         if status == 429:
             raise PublishError(
-                "reddit: rate limited (HTTP 429)", retry_after=self.client.retry_after(response)
+                "reddit: rate limited (HTTP 429)",
+                retry_after=self.client.budget.retry_after(response),
             )
         if status >= 500:
             raise PublishError(f"reddit: server error (HTTP {status})")

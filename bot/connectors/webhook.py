@@ -14,6 +14,9 @@ slow pipeline re-delivers instead of losing. The same mention sent twice is queu
 ids are remembered) and stored once (the store's (source, external_id) key). The queue lives in
 memory: a process crash loses what was accepted but not yet stored, which a poll interval of a
 few seconds keeps small.
+
+The Meta webhook endpoint (:mod:`bot.connectors.meta_webhook`) shares this module's signature
+check, server start and error answers.
 """
 
 from __future__ import annotations
@@ -33,7 +36,7 @@ from bot.connectors.inbox import PendingQueue
 from bot.domain.models import MAX_TEXT_CHARS, Author, RawMention
 from bot.errors import ConfigError, SourceError
 from bot.pipeline.clean import clean_text
-from bot.sources.base import Cursor, FetchResult
+from bot.sources.base import ConfiguredSource, Cursor, FetchResult, SourceName
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +56,7 @@ class WebhookSourceConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     type: Literal["webhook"]
-    name: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    name: SourceName
     listen: str = Field(default="127.0.0.1", min_length=1, description="address to bind")
     port: int = Field(default=8787, ge=0, le=65_535, description="0 picks a free port (tests)")
     path: str = Field(default="/webhook", pattern=r"^/[A-Za-z0-9/_.-]*$")
@@ -140,28 +143,54 @@ def sign(secret: str, body: bytes, timestamp: str | None = None) -> str:
     return "sha256=" + hmac.new(secret.encode(), message, hashlib.sha256).hexdigest()
 
 
-class WebhookSource:
-    """Receives signed mentions over HTTP and hands them to the pipeline on each ``fetch``."""
+def signature_matches(given: str, secret: str, body: bytes, timestamp: str | None = None) -> bool:
+    """Whether a signature header's value (``sha256=<hex>``, any case) is :func:`sign`'s,
+    compared in constant time."""
+    expected = sign(secret, body, timestamp)
+    return hmac.compare_digest(given.strip().lower().encode(), expected.encode())
+
+
+async def serve(app: web.Application, host: str, port: int) -> tuple[web.AppRunner, int]:
+    """Start serving ``app`` on ``host:port``: its runner and the port actually bound (0 picks
+    a free one). Raises OSError when it cannot listen."""
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    try:
+        await web.TCPSite(runner, host, port).start()
+    except OSError:
+        await runner.cleanup()
+        raise
+    addresses = runner.addresses
+    return runner, int(addresses[0][1]) if addresses else port
+
+
+def error_response(
+    status: int,
+    message: str,
+    *,
+    headers: dict[str, str] | None = None,
+    problems: list[str] | None = None,
+) -> web.Response:
+    """The JSON error answer ``{"error": message}`` (with ``problems`` when given)."""
+    payload: dict[str, Any] = {"error": message}
+    if problems is not None:
+        payload["problems"] = problems
+    return web.json_response(payload, status=status, headers=headers)
+
+
+class WebhookSource(ConfiguredSource[WebhookSourceConfig]):
+    """Receives signed mentions over HTTP and hands them to the pipeline on each ``fetch``
+    (``interval``: seconds between drains of the queue)."""
 
     def __init__(self, config: WebhookSourceConfig, *, secret: str) -> None:
         if len(secret) < MIN_SECRET_CHARS:
             raise ConfigError([f"{SECRET_ENV} must be at least {MIN_SECRET_CHARS} characters"])
-        self.config = config
+        super().__init__(config)
         self._secret = secret
         self._queue: PendingQueue[RawMention] = PendingQueue(config.queue_size)
         self._runner: web.AppRunner | None = None
         self.port: int | None = None
         """The port actually bound, once started."""
-
-    @property
-    def name(self) -> str:
-        """The configured source name."""
-        return self.config.name
-
-    @property
-    def interval(self) -> float:
-        """Seconds between drains of the queue."""
-        return self.config.interval
 
     @property
     def pending(self) -> int:
@@ -174,20 +203,13 @@ class WebhookSource:
             return
         app = web.Application(client_max_size=self.config.max_body_bytes)
         app.router.add_post(self.config.path, self._handle)
-        runner = web.AppRunner(app, access_log=None)
-        await runner.setup()
-        site = web.TCPSite(runner, self.config.listen, self.config.port)
         try:
-            await site.start()
+            self._runner, self.port = await serve(app, self.config.listen, self.config.port)
         except OSError as exc:
-            await runner.cleanup()
             where = f"{self.config.listen}:{self.config.port}"
             raise SourceError(
                 f"webhook source '{self.name}': cannot listen on {where} ({exc.strerror or exc})"
             ) from None
-        self._runner = runner
-        addresses = runner.addresses
-        self.port = int(addresses[0][1]) if addresses else self.config.port
         log.info(
             "webhook source %r listening on http://%s:%s%s",
             self.name,
@@ -223,20 +245,22 @@ class WebhookSource:
         if declared is not None and declared > self.config.max_body_bytes:
             return self._too_large()
         if request.content_type not in _JSON_TYPES:
-            return _error(415, f"Content-Type must be application/json, not {request.content_type}")
+            return error_response(
+                415, f"Content-Type must be application/json, not {request.content_type}"
+            )
         try:
             body = await request.read()
         except web.HTTPRequestEntityTooLarge:
             return self._too_large()
         refused = self._check_signature(request, body)
         if refused is not None:
-            return _error(401, refused)
+            return error_response(401, refused)
         try:
             data = json.loads(body.decode("utf-8"))
         except UnicodeDecodeError as exc:
-            return _error(400, f"body is not UTF-8 (byte {exc.start})")
+            return error_response(400, f"body is not UTF-8 (byte {exc.start})")
         except json.JSONDecodeError as exc:
-            return _error(
+            return error_response(
                 400,
                 f"invalid JSON: {exc.msg} at line {exc.lineno} column {exc.colno} (char {exc.pos})",
             )
@@ -247,7 +271,9 @@ class WebhookSource:
         empty = [i for i, mention in enumerate(mentions) if not mention.text]
         if empty:
             where = ", ".join(f"[{i}].text" if isinstance(data, list) else "text" for i in empty)
-            return _error(422, f"invalid mention: {where}: no text left once HTML is removed")
+            return error_response(
+                422, f"invalid mention: {where}: no text left once HTML is removed"
+            )
         fresh: list[RawMention] = []
         duplicates = 0
         keys: set[str] = set()
@@ -265,13 +291,15 @@ class WebhookSource:
                 len(self._queue),
                 len(fresh),
             )
-            return _error(503, "queue full, retry later", headers={"Retry-After": str(retry)})
+            return error_response(
+                503, "queue full, retry later", headers={"Retry-After": str(retry)}
+            )
         for mention in fresh:
             self._queue.put(mention.external_id, mention)
         return web.json_response({"accepted": len(fresh), "duplicates": duplicates}, status=202)
 
     def _too_large(self) -> web.Response:
-        return _error(413, f"body is larger than {self.config.max_body_bytes} bytes")
+        return error_response(413, f"body is larger than {self.config.max_body_bytes} bytes")
 
     def _check_signature(self, request: web.Request, body: bytes) -> str | None:
         """Why the request is not authentic, or None."""
@@ -290,8 +318,7 @@ class WebhookSource:
         given = request.headers.get(SIGNATURE_HEADER)
         if not given:
             return f"missing {SIGNATURE_HEADER}"
-        expected = sign(self._secret, body, timestamp)
-        if not hmac.compare_digest(given.strip().lower().encode(), expected.encode()):
+        if not signature_matches(given, self._secret, body, timestamp):
             return f"bad {SIGNATURE_HEADER} (expected sha256=<hex HMAC-SHA256 of the raw body>)"
         return None
 
@@ -344,10 +371,10 @@ def _validate(data: Any) -> list[WebhookMention] | web.Response:
         objects, prefix = [data], [""]
     elif isinstance(data, list) and data:
         if len(data) > MAX_ITEMS_PER_REQUEST:
-            return _error(422, f"at most {MAX_ITEMS_PER_REQUEST} mentions per request")
+            return error_response(422, f"at most {MAX_ITEMS_PER_REQUEST} mentions per request")
         objects, prefix = data, [f"[{i}]." for i in range(len(data))]
     else:
-        return _error(422, "body must be a mention object or a non-empty list of them")
+        return error_response(422, "body must be a mention object or a non-empty list of them")
     items: list[WebhookMention] = []
     problems: list[str] = []
     for obj, where in zip(objects, prefix, strict=True):
@@ -358,18 +385,7 @@ def _validate(data: Any) -> list[WebhookMention] | web.Response:
                 field = ".".join(str(part) for part in err["loc"]) or "(item)"
                 problems.append(f"{where}{field}: {err['msg']}")
     if problems:
-        return _error(422, "invalid mention: " + "; ".join(problems[:20]), problems=problems[:20])
+        return error_response(
+            422, "invalid mention: " + "; ".join(problems[:20]), problems=problems[:20]
+        )
     return items
-
-
-def _error(
-    status: int,
-    message: str,
-    *,
-    headers: dict[str, str] | None = None,
-    problems: list[str] | None = None,
-) -> web.Response:
-    payload: dict[str, Any] = {"error": message}
-    if problems is not None:
-        payload["problems"] = problems
-    return web.json_response(payload, status=status, headers=headers)

@@ -39,7 +39,7 @@ from bot.connectors.x_publisher import XPublisher
 from bot.domain.models import Author, RawMention
 from bot.errors import CredentialsRejected, SourceError, SourceRateLimited
 from bot.pipeline.clean import clean_text
-from bot.sources.base import Cursor, FetchResult
+from bot.sources.base import ClientSource, Cursor, FetchResult
 
 __all__ = [
     "Includes",
@@ -77,12 +77,8 @@ class _StaleCursor(SourceError):
     """X refused the route's ``since_id`` (older than the search window)."""
 
 
-class XSource:
+class XSource(ClientSource[XSourceConfig, XClient]):
     """Polls the brand account's mentions and recent searches (see the module docstring)."""
-
-    def __init__(self, config: XSourceConfig, client: XClient) -> None:
-        self.config = config
-        self.client = client
 
     @classmethod
     def create(
@@ -96,16 +92,6 @@ class XSource:
         return cls(config, XClient(config, credentials, client=http))
 
     @property
-    def name(self) -> str:
-        """The configured source name."""
-        return self.config.name
-
-    @property
-    def interval(self) -> float:
-        """Seconds between polls."""
-        return self.config.interval
-
-    @property
     def rate_limit_remaining(self) -> int | None:
         """Calls left on the most used-up endpoint this source polls (health display)."""
         known = [
@@ -114,10 +100,6 @@ class XSource:
             if endpoint in ("mentions", "search") and budget.remaining is not None
         ]
         return min(known) if known else None
-
-    async def aclose(self) -> None:
-        """Close the HTTP client if it was created here."""
-        await self.client.aclose()
 
     async def fetch(self, cursor: Cursor) -> FetchResult:
         """New posts on every route since ``cursor``; the new cursor covers what was read."""

@@ -20,15 +20,15 @@ import httpx
 from authlib.oauth1 import ClientAuth  # type: ignore[import-untyped]
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from bot import __version__
+from bot.connectors.api_client import ApiClient, BaseUrl, json_headers
 from bot.connectors.budget import RateBudget
 from bot.pipeline.clean import clean_text
 from bot.retry_after import parse_retry_after
+from bot.sources.base import SourceName
 
 log = logging.getLogger(__name__)
 
 PLATFORM = "x"
-USER_AGENT = f"Parley/{__version__} (+self-hosted mention monitor)"
 
 Endpoint = Literal["me", "mentions", "search", "own_posts", "post"]
 """Endpoint families X rate-limits separately (each has its own budget)."""
@@ -40,8 +40,8 @@ class XSourceConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     type: Literal["x"]
-    name: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
-    base_url: str = Field(default="https://api.x.com", description="X API root (tests: a fake)")
+    name: SourceName
+    base_url: BaseUrl = Field(default="https://api.x.com", description="X API root (tests: a fake)")
     user_id: str | None = Field(
         default=None, pattern=r"^[0-9]{1,20}$", description="the brand account's numeric id"
     )
@@ -70,13 +70,6 @@ class XSourceConfig(BaseModel):
     link_reply_cost_usd: float = Field(
         default=0.20, ge=0.0, le=100.0, description="X's price of a post holding a link"
     )
-
-    @field_validator("base_url")
-    @classmethod
-    def _http_url(cls, value: str) -> str:
-        if not value.startswith(("http://", "https://")):
-            raise ValueError("'base_url' must start with http:// or https://")
-        return value.rstrip("/")
 
     @field_validator("username")
     @classmethod
@@ -165,7 +158,7 @@ class Identity:
     username: str | None
 
 
-class XClient:
+class XClient(ApiClient):
     """Signed JSON calls to the X API with a rate budget per endpoint and the brand's identity."""
 
     def __init__(
@@ -184,12 +177,11 @@ class XClient:
             )
         ):
             raise ValueError("the four X OAuth 1.0a keys are required")
+        super().__init__(client, timeout=config.timeout)
         self.config = config
         self.budgets: dict[str, RateBudget] = {}
         self._user_auth = OAuth1(credentials)
         self._app_auth = _Bearer(credentials.bearer_token) if credentials.bearer_token else None
-        self._owns_client = client is None
-        self._client = client or httpx.AsyncClient(timeout=config.timeout)
         self._identity: Identity | None = None
         if config.user_id and config.username:
             self._identity = Identity(config.user_id, config.username)
@@ -198,11 +190,6 @@ class XClient:
     def uses_app_token(self) -> bool:
         """Whether recent search goes out with the app-only bearer token."""
         return self._app_auth is not None
-
-    async def aclose(self) -> None:
-        """Close the HTTP client if this object created it."""
-        if self._owns_client:
-            await self._client.aclose()
 
     def budget(self, endpoint: Endpoint) -> RateBudget:
         """The rate budget of one endpoint family (empty until a response reports it)."""
@@ -227,7 +214,7 @@ class XClient:
             self.config.base_url + path,
             params=tuple(params) if params else None,
             json=json,
-            headers={"User-Agent": USER_AGENT, "Accept": "application/json"},
+            headers=json_headers(),
             auth=auth,
             timeout=self.config.timeout,
         )

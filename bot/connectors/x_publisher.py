@@ -42,12 +42,7 @@ class XPublisher:
     def __init__(self, config: XSourceConfig, client: XClient, *, name: str = PLATFORM) -> None:
         self.config = config
         self.client = client
-        self._name = name
-
-    @property
-    def name(self) -> str:
-        """The publisher's registry name."""
-        return self._name
+        self.name = name
 
     def cost(self, text: str) -> float:
         """What X charges for this reply: the link price when the text holds a link."""

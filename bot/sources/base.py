@@ -1,11 +1,20 @@
-"""The small interface every mention source implements."""
+"""The small interface every mention source implements, the rule for a source's ``name``, and
+two base classes that give a source its ``name`` and ``interval`` from its config section (and
+close its API client)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Protocol, runtime_checkable
+from typing import Annotated, Generic, Protocol, TypeVar, runtime_checkable
+
+from pydantic import Field
 
 from bot.domain.models import RawMention
+
+SourceName = Annotated[
+    str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+]
+"""A source's ``name`` setting: letters, digits, ``_``, ``.`` and ``-``, at most 64."""
 
 Cursor = dict[str, str]
 """A source's persisted position (ETag, since_id, watermark…), stored as JSON between polls."""
@@ -39,3 +48,52 @@ class Budgeted(Protocol):
 
     @property
     def rate_limit_remaining(self) -> int | None: ...
+
+
+class SourceSettings(Protocol):
+    """What every source's config section holds."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def interval(self) -> float: ...
+
+
+class Closable(Protocol):
+    """An API client a source closes when it is closed itself."""
+
+    async def aclose(self) -> None: ...
+
+
+ConfigT = TypeVar("ConfigT", bound=SourceSettings)
+ClientT = TypeVar("ClientT", bound=Closable)
+
+
+class ConfiguredSource(Generic[ConfigT]):
+    """A source's ``name`` and ``interval``, read from its config section."""
+
+    def __init__(self, config: ConfigT) -> None:
+        self.config = config
+
+    @property
+    def name(self) -> str:
+        """The configured source name."""
+        return self.config.name
+
+    @property
+    def interval(self) -> float:
+        """Seconds between polls."""
+        return self.config.interval
+
+
+class ClientSource(ConfiguredSource[ConfigT], Generic[ConfigT, ClientT]):
+    """A configured source that reads its platform through an API client it closes with itself."""
+
+    def __init__(self, config: ConfigT, client: ClientT) -> None:
+        super().__init__(config)
+        self.client = client
+
+    async def aclose(self) -> None:
+        """Close the API client (it closes the HTTP client if it created that)."""
+        await self.client.aclose()

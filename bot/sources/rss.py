@@ -25,17 +25,16 @@ from urllib.parse import urlsplit
 import feedparser
 import httpx
 
-from bot import __version__
 from bot.config import RssSourceConfig
+from bot.connectors.api_client import USER_AGENT
 from bot.domain.models import MAX_TEXT_CHARS, Author, RawMention
 from bot.errors import SourceError, SourceRateLimited
 from bot.pipeline.clean import clean_text
 from bot.retry_after import parse_retry_after
-from bot.sources.base import Cursor, FetchResult
+from bot.sources.base import ConfiguredSource, Cursor, FetchResult
 
 log = logging.getLogger(__name__)
 
-USER_AGENT = f"Parley/{__version__} (+self-hosted mention monitor)"
 MAX_FEED_BYTES = 16 * 1024 * 1024
 """A feed larger than this is refused. Alert feeds are tens of KB; the margin lets one huge item
 through (it is then cut by clean_text) while bounding what a broken server can make us hold."""
@@ -54,11 +53,11 @@ _FEDIVERSE_POST = re.compile(r"https?://([a-z0-9.-]+)/@([A-Za-z0-9_]{1,64})/\d+"
 _URL_IN_TEXT = re.compile(r"https?://[^\s'\"<>]+")
 
 
-class RssSource:
+class RssSource(ConfiguredSource[RssSourceConfig]):
     """Polls one RSS or Atom feed (see the module docstring)."""
 
     def __init__(self, config: RssSourceConfig, *, client: httpx.AsyncClient | None = None):
-        self.config = config
+        super().__init__(config)
         self._owns_client = client is None and config.url is not None
         self._client = client
         if self._owns_client:
@@ -70,16 +69,6 @@ class RssSource:
             self._label = f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}"
         else:
             self._label = str(config.path)
-
-    @property
-    def name(self) -> str:
-        """The configured source name."""
-        return self.config.name
-
-    @property
-    def interval(self) -> float:
-        """Seconds between polls."""
-        return self.config.interval
 
     async def aclose(self) -> None:
         """Close the HTTP client if this source created it."""
