@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import copy
+import hmac
 import itertools
 import json
 import re
@@ -128,6 +129,8 @@ class FakeGraph:
         self.requests: list[str] = []
         self.created: list[dict[str, Any]] = []
         self.app_usage = {"call_count": 5, "total_cputime": 2, "total_time": 3}
+        self.app_secret: str | None = None
+        """Set: the app requires ``appsecret_proof`` on every call."""
         self.buc_usage: dict[str, Any] | None = None
         self.post_delay = 0.0
         self._ids = itertools.count(1001)
@@ -273,6 +276,16 @@ class FakeGraph:
             return self._error(400, graph_error("tokens go in the header in these tests", 100))
         auth = request.headers.get("Authorization", "")
         actor = self.actors.get(auth.removeprefix("Bearer "))
+        if self.app_secret is not None and actor is not None:
+            # "Require App Secret": every call proves it knows the secret for this token
+            proof = hmac.new(self.app_secret.encode(), auth[7:].encode(), "sha256").hexdigest()
+            if request.query.get("appsecret_proof") != proof:
+                return self._error(
+                    400,
+                    graph_error(
+                        "API calls from the server require an appsecret_proof argument", 100
+                    ),
+                )
         if not auth.startswith("Bearer ") or actor is None:
             return self._error(
                 400, graph_error("Invalid OAuth access token - Cannot parse access token", 190)

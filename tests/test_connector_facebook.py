@@ -106,6 +106,27 @@ def make_reply(text: str = "Sorry Dana! We have refunded the invoice.") -> Reply
 # --- source -------------------------------------------------------------------------------
 
 
+async def test_an_app_requiring_the_app_secret_gets_its_proof_on_every_call(
+    graph: tuple[FakeGraph, str],
+) -> None:
+    fake, url = graph
+    fake.app_secret = "meta-app-secret-0123456789"
+    fake.add_comment(fake.add_post("Launch day"), "acme cloud rocks")
+    without = source(url)
+    try:
+        with pytest.raises(SourceError, match="appsecret_proof"):
+            await without.fetch({})
+    finally:
+        await without.aclose()
+    signed = FacebookSource.create(config(url), PAGE_TOKEN, app_secret=fake.app_secret)
+    try:
+        result = await signed.fetch({})
+    finally:
+        await signed.aclose()
+    assert [m.text for m in result.items] == ["acme cloud rocks"]
+    assert fake.app_secret not in " ".join(fake.requests)  # the proof, never the secret
+
+
 async def test_first_poll_takes_the_newest_page_and_normalises(
     graph: tuple[FakeGraph, str],
 ) -> None:

@@ -19,6 +19,7 @@ permission to grant); the token never appears in them (:func:`scrub`).
 
 from __future__ import annotations
 
+import hmac
 import json
 import logging
 import re
@@ -217,6 +218,7 @@ class GraphClient(ApiClient):
         *,
         timeout: float = 20.0,
         client: httpx.AsyncClient | None = None,
+        app_secret: str = "",
     ) -> None:
         if not token:
             raise ValueError("a Graph API access token is required")
@@ -226,6 +228,13 @@ class GraphClient(ApiClient):
         self.usage = GraphUsage()
         self._token = token
         self._headers = json_headers(token)
+        # With the App Secret known, every call carries its proof, so apps that turned on
+        # "Require App Secret" work (and a stolen token alone is useless to others).
+        self._proof = (
+            {"appsecret_proof": hmac.new(app_secret.encode(), token.encode(), "sha256").hexdigest()}
+            if app_secret
+            else {}
+        )
 
     async def get(self, path: str, params: dict[str, str] | None = None) -> dict[str, Any]:
         """``GET /{version}{path}``; the JSON object, or GraphApiError."""
@@ -246,9 +255,10 @@ class GraphClient(ApiClient):
         """One call. Transport failures and error answers both raise GraphApiError (a
         transport failure has status 0 and counts as transient)."""
         url = f"{self.base_url}/{self.api_version}{path}"
+        query = {**(params or {}), **self._proof} or None
         try:
             response = await self._client.request(
-                method, url, params=params, data=data, headers=self._headers, timeout=self._timeout
+                method, url, params=query, data=data, headers=self._headers, timeout=self._timeout
             )
         except httpx.TimeoutException:
             raise GraphApiError(f"timed out after {self._timeout:g}s", status=0) from None

@@ -86,7 +86,12 @@ class MetaSource(ClientSource[ConfigT, GraphClient]):
     ) -> Self:
         """A source with its own client (and webhook endpoint, when configured)."""
         client = GraphClient(
-            config.base_url, config.api_version, token, timeout=config.timeout, client=http
+            config.base_url,
+            config.api_version,
+            token,
+            timeout=config.timeout,
+            client=http,
+            app_secret=app_secret,
         )
         source = cls(config, client)
         if config.webhook is not None:

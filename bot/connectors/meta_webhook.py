@@ -39,6 +39,10 @@ MIN_VERIFY_TOKEN_CHARS = 8
 MIN_APP_SECRET_CHARS = 16
 
 
+APP_SECRET_ENV = "META_APP_SECRET"
+"""Where the Meta app's App Secret is read from unless a source names another variable."""
+
+
 class MetaWebhookConfig(BaseModel):
     """Where a Facebook or Instagram source receives Meta's webhook events."""
 
@@ -52,7 +56,7 @@ class MetaWebhookConfig(BaseModel):
         description="environment variable holding the verify token typed into the Meta app",
     )
     app_secret_env: str = Field(
-        default="META_APP_SECRET", description="environment variable holding the App Secret"
+        default=APP_SECRET_ENV, description="environment variable holding the App Secret"
     )
     max_body_bytes: int = Field(default=1024 * 1024, ge=1024, le=16 * 1024 * 1024)
     queue_size: int = Field(default=1000, ge=1, le=100_000)

@@ -13,6 +13,7 @@ from bot.connectors.facebook import FacebookPublisher, FacebookSource, FacebookS
 from bot.connectors.hackernews import HackerNewsSource, HackerNewsSourceConfig
 from bot.connectors.instagram import InstagramPublisher, InstagramSource, InstagramSourceConfig
 from bot.connectors.mastodon import MastodonPublisher, MastodonSource, MastodonSourceConfig
+from bot.connectors.meta_webhook import APP_SECRET_ENV
 from bot.connectors.reddit import RedditPublisher, RedditSource, RedditSourceConfig
 from bot.connectors.webhook import SECRET_ENV, WebhookSource
 from bot.connectors.x import XCredentials, XPublisher, XSource, XSourceConfig
@@ -102,9 +103,10 @@ def build_source(config: SourceConfig, *, base_dir: Path | None = None) -> Built
 
 
 def _meta_webhook_secrets(config: FacebookSourceConfig | InstagramSourceConfig) -> tuple[str, str]:
-    """The verify token and App Secret of a Meta source's webhook ("" when it has none)."""
+    """The webhook's verify token and the App Secret: both required with a webhook; without
+    one, the App Secret is optional (it signs calls with ``appsecret_proof``)."""
     if config.webhook is None:
-        return "", ""
+        return "", os.environ.get(APP_SECRET_ENV, "").strip()
     return (
         _secret(config, config.webhook.verify_token_env, "the webhook verify token"),
         _secret(config, config.webhook.app_secret_env, "the Meta app's App Secret"),
