@@ -118,7 +118,7 @@ async def test_chart_is_a_phone_sized_png_over_the_text_figures_window(store: St
     series = await volume_series(store, "7d", "acme", since=stats.since)
     assert sum(series.totals) == stats.total == 3
 
-    png = await charts.stats_chart(store, "7d", "acme", label="Acme $Cloud$ 100%")
+    png = await charts.chart_png(store, stats, label="Acme $Cloud$ 100%")
     assert png_size(png) == (charts.WIDTH_PX, charts.HEIGHT_PX) == (1000, 700)
     assert len(png) > 10_000  # drawn, not blank
 

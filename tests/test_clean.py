@@ -1,4 +1,4 @@
-"""clean_text and decode_bytes: untrusted text becomes safe, bounded plain text."""
+"""clean_text: untrusted text becomes safe, bounded plain text."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from bot.domain.models import MAX_TEXT_CHARS
-from bot.pipeline.clean import clean_text, decode_bytes
+from bot.pipeline.clean import clean_text
 
 
 def test_html_becomes_text_with_entities_decoded() -> None:
@@ -83,12 +83,3 @@ def test_never_raises_and_output_is_safe(value: str) -> None:
         result.encode("utf-8")
         assert not any(ord(c) < 0x20 and c != "\n" for c in result)
         assert result == result.strip()
-
-
-def test_decode_bytes_replaces_invalid_utf8() -> None:
-    assert decode_bytes(b"ok \xff\xfe caf\xc3\xa9 \xe2\x82") == "ok \ufffd\ufffd café \ufffd"
-
-
-@given(st.binary())
-def test_decode_bytes_never_raises(data: bytes) -> None:
-    assert isinstance(decode_bytes(data), str)

@@ -27,7 +27,6 @@ from bot.frontends.discord.views import (
     VariantSelect,
     alert_components,
     button_id,
-    parse_custom_id,
     tweak_select_id,
     variant_select_id,
 )
@@ -37,6 +36,18 @@ from cogs.review import Review, modal_max_length
 from cogs.stats import Stats
 from cogs.watch import Watch
 from tests.test_discord_render import drafts, mention
+
+
+def parse_custom_id(custom_id: str) -> tuple[str, int] | None:
+    """``(action code, mention id)`` as the persistent items' templates read a custom id
+    (``vs``/``tw`` for the selects), or None for anything they would not match."""
+    for template in (BUTTON_TEMPLATE, VARIANT_TEMPLATE, TWEAK_TEMPLATE):
+        match = re.fullmatch(template, custom_id)
+        if match is not None:
+            action = match.groupdict().get("action") or custom_id.split(":")[1]
+            return action, int(match["id"])
+    return None
+
 
 BIGGEST_ID = 999_999_999_999
 

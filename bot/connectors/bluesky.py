@@ -111,7 +111,6 @@ class BlueskyClient(ApiClient):
         self.did: str | None = None
         self.handle: str | None = None
         self.budget = RateBudget()
-        self.sessions_created = 0
 
     async def get(self, nsid: str, params: list[tuple[str, str]]) -> httpx.Response:
         """An authenticated query; raises httpx.HTTPError on transport failure."""
@@ -176,7 +175,6 @@ class BlueskyClient(ApiClient):
         response = await self._raw(
             "POST", "com.atproto.server.createSession", body=body, token=None
         )
-        self.sessions_created += 1
         if response.status_code == 429:
             wait = self.budget.retry_after(response)
             hint = f", retry after {wait:g}s" if wait is not None else ""

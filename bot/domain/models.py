@@ -107,11 +107,6 @@ class Mention(BaseModel):
     alert_refs: dict[str, str] = Field(default_factory=dict)
 
     @property
-    def short_id(self) -> str:
-        """The id people type in chat commands."""
-        return str(self.id)
-
-    @property
     def relayed(self) -> bool:
         """Pushed by the inbound webhook, which scopes ids as ``<platform>:<id>``."""
         return self.external_id.startswith(f"{self.platform}:")

@@ -64,8 +64,6 @@ REPLY_TRANSITIONS: dict[ReplyState, frozenset[ReplyState]] = {
     _R.SENT: frozenset(),
 }
 
-OPEN_MENTION_STATES = frozenset({_M.NEW, _M.BACKLOG, _M.ALERTED, _M.DRAFTED})
-
 
 def check_mention(current: MentionState, target: MentionState) -> None:
     """Raise unless a mention may move from ``current`` to ``target``."""

@@ -124,8 +124,3 @@ def clean_text(value: str, *, html: bool = False, limit: int = MAX_TEXT_CHARS) -
     if len(value) > limit:
         value = value[: max(0, limit - 1)].rstrip() + ELLIPSIS
     return value
-
-
-def decode_bytes(data: bytes) -> str:
-    """UTF-8 text from bytes; invalid sequences become U+FFFD instead of raising."""
-    return data.decode("utf-8", errors="replace")

@@ -179,11 +179,10 @@ class NearDupIndex:
         best: tuple[int, int, int] | None = None  # (different nibbles, insertion, id)
         for shift, band in zip((0, 16, 32, 48), self._bands, strict=True):
             for candidate in band.get((key >> shift) & 0xFFFF, ()):
-                x = key ^ candidate
                 # Hot loop: a cheap bit count rejects most candidates (3 nibbles are ≤ 12 bits).
-                if x.bit_count() > 4 * MAX_DIFFERENT_NIBBLES:
+                if (key ^ candidate).bit_count() > 4 * MAX_DIFFERENT_NIBBLES:
                     continue
-                diff = ((x | x >> 1 | x >> 2 | x >> 3) & _NIBBLES).bit_count()
+                diff = different_nibbles(key, candidate)
                 if diff <= MAX_DIFFERENT_NIBBLES:
                     order, mention_id = self._entries[candidate]
                     if best is None or (diff, order) < best[:2]:

@@ -16,7 +16,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Literal
 
 from bot.domain.models import utcnow
-from bot.services.stats import PERIODS, Stats, compute_stats, human_duration, parse_period
+from bot.services.stats import PERIODS, Stats, human_duration, parse_period
 from bot.storage.repo import Store
 
 if TYPE_CHECKING:
@@ -239,10 +239,3 @@ async def chart_png(store: Store, stats: Stats, *, label: str | None = None) -> 
     drawn in a worker thread."""
     series = await volume_series(store, stats.period, stats.brand, since=stats.since)
     return await asyncio.to_thread(render_stats_chart, stats, series, label=label)
-
-
-async def stats_chart(
-    store: Store, period: str = "24h", brand: str | None = None, *, label: str | None = None
-) -> bytes:
-    """Compute the period's figures and draw them as a PNG."""
-    return await chart_png(store, await compute_stats(store, period, brand), label=label)

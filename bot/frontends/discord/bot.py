@@ -144,12 +144,6 @@ class ParleyBot(commands.Bot):
             return brand.route.discord_channel_id
         return self.config.alert_channel_id
 
-    def team_channel_ids(self) -> set[int]:
-        """Every channel alerts go to."""
-        ids = {b.route.discord_channel_id for b in self.core.config.brands}
-        ids.add(self.config.alert_channel_id)
-        return {i for i in ids if i is not None}
-
 
 class DiscordFrontend:
     """Alerts, buttons, modals and slash commands in Discord, calling the same core services."""

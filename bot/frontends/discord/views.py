@@ -90,17 +90,6 @@ def _checked(custom_id: str, template: str) -> str:
     return custom_id
 
 
-def parse_custom_id(custom_id: str) -> tuple[str, int] | None:
-    """``(action code, mention id)`` of a current-version id (``vs``/``tw`` for the selects),
-    or None for anything else."""
-    for template in (BUTTON_TEMPLATE, VARIANT_TEMPLATE, TWEAK_TEMPLATE):
-        match = re.fullmatch(template, custom_id)
-        if match is not None:
-            action = match.groupdict().get("action") or custom_id.split(":")[1]
-            return action, int(match["id"])
-    return None
-
-
 # ---- handing clicks to the Review cog -------------------------------------------------------
 
 
