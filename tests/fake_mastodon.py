@@ -3,7 +3,9 @@
 Built from the documented Status payload (tests/fixtures/mastodon_status.json): it keeps
 statuses and mention notifications, pages with since_id/min_id/max_id, sends X-RateLimit-*
 headers, honours Idempotency-Key on POST /api/v1/statuses, can inject faults, and can hold a
-post before or after storing it (to kill a client mid-post).
+post before or after storing it (to kill a client mid-post). Its notification stream (SSE, as
+Mastodon's streaming API sends it) carries each new mention notification; tests can also send
+raw lines or drop the open streams.
 """
 
 from __future__ import annotations
@@ -43,6 +45,9 @@ class FakeMastodon:
         self.post_keys: list[str | None] = []
         self.remaining = 300
         self._next = 110_000_000_000_000_000
+        self.streams: list[asyncio.Queue[bytes | None]] = []
+        """One queue per open notification stream: chunks to send, None to close it."""
+        self.stream_connections = 0
         self.app = web.Application(middlewares=[self._middleware])
         self.app.router.add_get("/api/v1/notifications", self.get_notifications)
         self.app.router.add_get("/api/v1/timelines/tag/{tag}", self.get_tag)
@@ -51,6 +56,8 @@ class FakeMastodon:
         self.app.router.add_get("/api/v1/statuses/{id}/context", self.get_context)
         self.app.router.add_get("/api/v1/statuses/{id}", self.get_status)
         self.app.router.add_post("/api/v1/statuses", self.post_status)
+        self.app.router.add_get("/api/v1/streaming/user/notification", self.stream)
+        self.app.on_shutdown.append(self._close_streams)
 
     def new_id(self) -> str:
         self._next += 1
@@ -84,10 +91,29 @@ class FakeMastodon:
         status["account"].update(id=account_id, acct=acct, username=acct.split("@")[0])
         self.statuses[sid] = status
         if mention:
-            self.notifications.append(
-                {"id": self.new_id(), "type": "mention", "created_at": when, "status": status}
-            )
+            notification = {
+                "id": self.new_id(),
+                "type": "mention",
+                "created_at": when,
+                "status": status,
+            }
+            self.notifications.append(notification)
+            self.send_event("notification", json.dumps(notification))
         return status
+
+    def send_event(self, name: str, data: str) -> None:
+        """Send one event to every open notification stream."""
+        self.send_raw(f"event: {name}\ndata: {data}\n\n".encode())
+
+    def send_raw(self, chunk: bytes) -> None:
+        """Send bytes as they are to every open notification stream."""
+        for queue in self.streams:
+            queue.put_nowait(chunk)
+
+    def drop_streams(self) -> None:
+        """End every open notification stream (the server hangs up)."""
+        for queue in self.streams:
+            queue.put_nowait(None)
 
     def fail_next(self, path: str, status: int, headers: dict[str, str] | None = None) -> None:
         self.faults.append((path, status, headers or {}))
@@ -199,6 +225,25 @@ class FakeMastodon:
         if self.post_delay:
             await asyncio.sleep(self.post_delay)  # the post is made; the answer comes late
         return web.json_response(status)
+
+    async def stream(self, request: web.Request) -> web.StreamResponse:
+        queue: asyncio.Queue[bytes | None] = asyncio.Queue()
+        response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await response.prepare(request)
+        self.streams.append(queue)
+        self.stream_connections += 1
+        try:
+            await response.write(b":)\n")
+            while (chunk := await queue.get()) is not None:
+                await response.write(chunk)
+        except ConnectionResetError:  # the client went away
+            pass
+        finally:
+            self.streams.remove(queue)
+        return response
+
+    async def _close_streams(self, app: web.Application) -> None:
+        self.drop_streams()
 
     async def _held(self) -> None:
         self.held += 1

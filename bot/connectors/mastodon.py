@@ -4,6 +4,10 @@ The source polls, per route, with a cursor holding the newest id seen: mention n
 (``types[]=mention``), hashtag timelines and, when configured, ``v2/search``. A route never seen
 before takes only its newest page (the core's look-back rule does the rest); a known route pages
 forward with ``min_id`` so a busy spell is read without gaps, up to ``max_pages`` pages a poll.
+With ``streaming`` on, mention notifications also arrive in real time (bot/connectors/
+mastodon_stream.py) into a queue handed over every few seconds; mention notifications are then
+polled only every ``poll_interval`` seconds as a fallback (hashtags and searches keep
+``interval``), and as before once the stream has ended for good.
 
 The publisher answers with ``POST /api/v1/statuses`` carrying the reply's idempotency key
 (Mastodon keeps it one hour), and after a crash looks for Parley's own reply under the parent.
@@ -17,16 +21,20 @@ from __future__ import annotations
 
 import logging
 import re
+import time
 from collections import OrderedDict
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
 from datetime import UTC, datetime, timedelta
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import quote
 
 import httpx
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from bot.connectors.api_client import ApiClient, BaseUrl, json_headers
 from bot.connectors.budget import RateBudget
+from bot.connectors.inbox import PendingQueue
 from bot.domain.limits import LINK_WEIGHT, reply_length
 from bot.domain.models import Author, Mention, RawMention, Reply
 from bot.errors import CredentialsRejected, PublishError, SourceError, SourceRateLimited
@@ -34,10 +42,23 @@ from bot.pipeline.clean import clean_text
 from bot.publishers.base import PublishResult
 from bot.sources.base import ClientSource, Cursor, FetchResult, SourceName
 
+if TYPE_CHECKING:
+    from bot.connectors.mastodon_stream import MastodonStream
+
 log = logging.getLogger(__name__)
 
 PLATFORM = "mastodon"
 CONTEXT_CACHE_SIZE = 512
+STREAM_DRAIN_INTERVAL = 5.0
+"""Seconds between hand-overs of streamed mentions to the pipeline while streaming."""
+STREAM_QUEUE_SIZE = 1000
+MAX_STREAMED_ITEMS = 200
+"""Streamed mentions handed over per fetch."""
+
+Add = Callable[[RawMention | None], None]
+Route = tuple[str, str, list[tuple[str, str]], str]
+"""(cursor key, path, fixed params, how statuses sit in the answer: notifications, statuses
+or search)."""
 
 Visibility = Literal["public", "unlisted", "private", "direct"]
 _VISIBILITY_ORDER: tuple[Visibility, ...] = ("public", "unlisted", "private", "direct")
@@ -74,6 +95,12 @@ class MastodonSourceConfig(BaseModel):
         default=None, description="ISO 639 code sent with replies (default: the mention's)"
     )
     max_characters: int = Field(default=500, ge=1, le=100_000)
+    streaming: bool = Field(
+        default=False, description="receive mentions in real time (streaming API, SSE)"
+    )
+    poll_interval: float = Field(
+        default=600.0, ge=60.0, le=86_400.0, description="polling fallback while streaming"
+    )
 
     @field_validator("hashtags")
     @classmethod
@@ -91,6 +118,12 @@ class MastodonSourceConfig(BaseModel):
         if any(not q or len(q) > 500 for q in queries):
             raise ValueError("search queries must be 1 to 500 characters")
         return queries
+
+    @model_validator(mode="after")
+    def _stream_needs_mentions(self) -> MastodonSourceConfig:
+        if self.streaming and not self.mentions:
+            raise ValueError("'streaming' carries mention notifications: set mentions = true")
+        return self
 
 
 class MastodonClient(ApiClient):
@@ -133,6 +166,18 @@ class MastodonClient(ApiClient):
         _record_budget(self.budget, response.headers)
         return response
 
+    def stream(
+        self, url: str, *, read_timeout: float
+    ) -> AbstractAsyncContextManager[httpx.Response]:
+        """An open ``GET`` of the event stream at ``url`` (the streaming host may differ from
+        the instance); ``read_timeout`` is the longest silence tolerated."""
+        return self._client.stream(
+            "GET",
+            url,
+            headers={**self._headers, "Accept": "text/event-stream"},
+            timeout=httpx.Timeout(self._timeout, read=read_timeout),
+        )
+
     async def own_account_id(self) -> str | None:
         """The token's account id (``verify_credentials``, asked once); None if unavailable."""
         if self._own_id is None:
@@ -150,6 +195,13 @@ class MastodonSource(ClientSource[MastodonSourceConfig, MastodonClient]):
     def __init__(self, config: MastodonSourceConfig, client: MastodonClient) -> None:
         super().__init__(config, client)
         self._parents: OrderedDict[str, str | None] = OrderedDict()
+        self._inbox: PendingQueue[RawMention] | None = (
+            PendingQueue(STREAM_QUEUE_SIZE) if config.streaming else None
+        )
+        self.stream: MastodonStream | None = None  # started by the first fetch
+        # time.monotonic() when, while streaming, mentions and the other routes are due
+        self._mentions_due = 0.0
+        self._others_due = 0.0
 
     @classmethod
     def create(
@@ -164,16 +216,102 @@ class MastodonSource(ClientSource[MastodonSourceConfig, MastodonClient]):
         """Calls left in the instance's current window (health display)."""
         return self.client.budget.remaining
 
+    @property
+    def interval(self) -> float:
+        """Seconds between fetches: the stream's hand-over period while it runs, else
+        ``interval``."""
+        return STREAM_DRAIN_INTERVAL if self._streaming else self.config.interval
+
+    @property
+    def _streaming(self) -> bool:
+        """Streaming is on and has not ended for good (rejected token, no streaming)."""
+        return self.config.streaming and (self.stream is None or self.stream.ended is None)
+
+    async def aclose(self) -> None:
+        """Stop the stream, then close the HTTP client if it was created here."""
+        if self.stream is not None:
+            await self.stream.aclose()
+        await super().aclose()
+
     async def fetch(self, cursor: Cursor) -> FetchResult:
-        """New statuses on every route since ``cursor``; the new cursor covers what was read."""
+        """Mentions the stream delivered (oldest first), then, when due, new statuses on every
+        route since ``cursor``; the new cursor covers what was read."""
         new_cursor = dict(cursor)
         items: list[RawMention] = []
         seen: set[str] = set()
         context_budget = [self.config.max_context_fetches]
-        own_id = (
-            await self._own_id() if self.config.hashtags or self.config.search_queries else None
-        )
-        for key, path, params, extract in self._routes():
+
+        def add(mention: RawMention | None) -> None:
+            if mention is not None and mention.external_id not in seen:
+                seen.add(mention.external_id)
+                items.append(mention)
+
+        if self._inbox is not None:
+            self._start_stream()
+            await self._drain(cursor, new_cursor, add, context_budget)
+        streaming, now = self._streaming, time.monotonic()
+        mentions = self.config.mentions and (not streaming or now >= self._mentions_due)
+        others = not streaming or now >= self._others_due
+        if mentions or others:
+            await self._poll(
+                cursor, new_cursor, add, context_budget, self._routes(mentions, others)
+            )
+            if mentions:
+                self._mentions_due = time.monotonic() + self.config.poll_interval
+            if others:
+                self._others_due = time.monotonic() + self.config.interval
+        return FetchResult(items=items, cursor=new_cursor)
+
+    def _start_stream(self) -> None:
+        """Open the stream on the first fetch (building a source opens no connection)."""
+        if self.stream is None:
+            # imported here: the stream module uses this module's client and normaliser
+            from bot.connectors.mastodon_stream import MastodonStream
+
+            self.stream = MastodonStream(self.client, self.config, self._streamed)
+            self.stream.start()
+
+    def _streamed(self, mention: RawMention) -> None:
+        """Queue a mention the stream delivered until the pipeline has stored it."""
+        assert self._inbox is not None
+        if self._inbox.seen(mention.external_id):
+            return
+        if not self._inbox.room:
+            log.warning(
+                "mastodon source %r: %d streamed mentions wait already; "
+                "status %s is left to the next poll",
+                self.name,
+                len(self._inbox),
+                mention.external_id[:40],
+            )
+            return
+        self._inbox.put(mention.external_id, mention)
+
+    async def _drain(
+        self, cursor: Cursor, new_cursor: Cursor, add: Add, context_budget: list[int]
+    ) -> None:
+        """Hand over the streamed mentions, oldest first; they leave the queue once the cursor
+        naming them is saved (keys ``run``/``acked``)."""
+        assert self._inbox is not None
+        self._inbox.acknowledge(cursor)
+        last: int | None = None
+        for seq, mention in self._inbox.batch(MAX_STREAMED_ITEMS):
+            add(await self._with_context(mention, context_budget))
+            last = seq
+        new_cursor.update(self._inbox.cursor(last))
+
+    async def _poll(
+        self,
+        cursor: Cursor,
+        new_cursor: Cursor,
+        add: Add,
+        context_budget: list[int],
+        routes: list[Route],
+    ) -> None:
+        """Read ``routes``, each from its position in ``cursor``."""
+        others = any(extract != "notifications" for *_, extract in routes)
+        own_id = await self._own_id() if others else None
+        for key, path, params, extract in routes:
             if self.client.budget.below(self.config.rate_limit_reserve):
                 log.warning(
                     "mastodon source %r: %s calls left before the rate limit; "
@@ -186,19 +324,18 @@ class MastodonSource(ClientSource[MastodonSourceConfig, MastodonClient]):
             if newest is not None:
                 new_cursor[key] = newest
             for status in statuses:
-                mention = await self._mention(status, own_id, context_budget)
-                if mention is not None and mention.external_id not in seen:
-                    seen.add(mention.external_id)
-                    items.append(mention)
-        return FetchResult(items=items, cursor=new_cursor)
+                add(await self._mention(status, own_id, context_budget))
 
-    def _routes(self) -> list[tuple[str, str, list[tuple[str, str]], str]]:
-        """(cursor key, path, fixed params, how statuses sit in the answer) per route."""
-        routes: list[tuple[str, str, list[tuple[str, str]], str]] = []
-        if self.config.mentions:
+    def _routes(self, mentions: bool, others: bool) -> list[Route]:
+        """The mention route (if ``mentions``) and the hashtag and search routes (if
+        ``others``)."""
+        routes: list[Route] = []
+        if mentions:
             routes.append(
                 ("mentions", "/api/v1/notifications", [("types[]", "mention")], "notifications")
             )
+        if not others:
+            return routes
         for tag in self.config.hashtags:
             path = f"/api/v1/timelines/tag/{quote(tag, safe='')}"
             routes.append((f"tag:{tag.lower()}", path, [], "statuses"))
@@ -272,19 +409,15 @@ class MastodonSource(ClientSource[MastodonSourceConfig, MastodonClient]):
                 retry_after=retry_after,
             )
         if status == 401:
-            raise self._error(
-                f"the access token in {self.config.token_env} was rejected "
-                "(expired, revoked or mistyped)",
-                CredentialsRejected,
-            )
+            raise token_rejected(self.config)
         if status == 403:
             raise self._error(f"{path}: HTTP 403 (does the token have the read scopes?)")
         if status != 200:
             raise self._error(f"{path}: HTTP {status} {response.reason_phrase}".rstrip())
         return response
 
-    def _error(self, what: str, kind: type[SourceError] = SourceError) -> SourceError:
-        return kind(f"mastodon source '{self.name}' ({self.config.base_url}): {what}")
+    def _error(self, what: str) -> SourceError:
+        return SourceError(source_message(self.config, what))
 
     async def _own_id(self) -> str | None:
         """The account's own id, to leave its own posts out of hashtag and search results."""
@@ -299,7 +432,7 @@ class MastodonSource(ClientSource[MastodonSourceConfig, MastodonClient]):
         try:
             if status.get("reblog") or (own_id and status["account"]["id"] == own_id):
                 return None
-            mention = _raw_mention(self.name, status)
+            mention = raw_mention(self.name, status)
         except (KeyError, TypeError, ValueError, ValidationError) as exc:
             log.warning(
                 "mastodon source %r: skipped malformed status %s (%s)",
@@ -308,10 +441,14 @@ class MastodonSource(ClientSource[MastodonSourceConfig, MastodonClient]):
                 type(exc).__name__,
             )
             return None
+        return await self._with_context(mention, context_budget)
+
+    async def _with_context(self, mention: RawMention, context_budget: list[int]) -> RawMention:
+        """The mention with its parent post's text as thread context, when there is one."""
         if mention.parent_ref and self.config.thread_context:
             context = await self._parent_text(mention.parent_ref, context_budget)
             if context:
-                mention = mention.model_copy(update={"thread_context": context})
+                return mention.model_copy(update={"thread_context": context})
         return mention
 
     async def _parent_text(self, parent_id: str, budget: list[int]) -> str | None:
@@ -475,6 +612,21 @@ class MastodonPublisher:
         raise PublishError(f"mastodon: HTTP {status}{detail}", permanent=True)
 
 
+def source_message(config: MastodonSourceConfig, what: str) -> str:
+    """A source's error or log line, naming the source and its instance (never the token)."""
+    return f"mastodon source '{config.name}' ({config.base_url}): {what}"
+
+
+def token_rejected(config: MastodonSourceConfig) -> CredentialsRejected:
+    """The error for a token the instance refused (HTTP 401)."""
+    return CredentialsRejected(
+        source_message(
+            config,
+            f"the access token in {config.token_env} was rejected (expired, revoked or mistyped)",
+        )
+    )
+
+
 def reply_text(text: str, handle: str) -> str:
     """The reply starting with ``@acct`` (Mastodon's convention), unless it already names them."""
     if not handle:
@@ -490,7 +642,9 @@ def status_length(text: str) -> int:
     return reply_length(_REMOTE_MENTION.sub(r"\1", text), PLATFORM)
 
 
-def _raw_mention(source: str, status: dict[str, Any]) -> RawMention:
+def raw_mention(source: str, status: dict[str, Any]) -> RawMention:
+    """A Status (polled or streamed) as a RawMention; raises KeyError, TypeError or ValueError
+    (pydantic's ValidationError too) on a malformed one."""
     account = status["account"]
     created = _parse_time(status["created_at"])
     if created is None:
