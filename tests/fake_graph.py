@@ -19,14 +19,16 @@ import itertools
 import json
 import re
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import pytest
 from aiohttp import web
-from aiohttp.test_utils import TestServer
+
+from tests.helpers import serve_app
 
 FIXTURES = Path(__file__).parent / "fixtures"
 VERSION = "v21.0"
@@ -538,12 +540,15 @@ class FakeGraph:
         ]
 
 
-@asynccontextmanager
-async def serve(fake: FakeGraph) -> AsyncIterator[str]:
+def serve(fake: FakeGraph) -> AbstractAsyncContextManager[str]:
     """Run ``fake`` on loopback; yields its base URL."""
-    server = TestServer(fake.app, host="127.0.0.1")
-    await server.start_server()
-    try:
-        yield str(server.make_url("")).rstrip("/")
-    finally:
-        await server.close()
+    return serve_app(fake.app)
+
+
+@pytest.fixture
+async def graph() -> AsyncIterator[tuple[FakeGraph, str]]:
+    """A fresh fake Graph API on loopback, and its base URL (test modules take it over by
+    assignment: ``graph = fake_graph.graph``)."""
+    fake = FakeGraph()
+    async with serve(fake) as url:
+        yield fake, url

@@ -29,8 +29,10 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote, unquote
 
+import pytest
 from aiohttp import web
-from aiohttp.test_utils import TestServer
+
+from tests.helpers import serve_app
 
 FIXTURES = Path(__file__).parent / "fixtures"
 PAGE: dict[str, Any] = json.loads((FIXTURES / "x_mentions_page.json").read_text("utf-8"))
@@ -44,11 +46,24 @@ ACCESS_TOKEN = "1000000001-at-test-789"
 ACCESS_SECRET = "ats-test-secret-abc"
 BEARER = "AAAA-test-bearer-def"
 SECRETS = (API_SECRET, ACCESS_TOKEN, ACCESS_SECRET, BEARER)
+KEYS_ENV = {
+    "X_API_KEY": API_KEY,
+    "X_API_SECRET": API_SECRET,
+    "X_ACCESS_TOKEN": ACCESS_TOKEN,
+    "X_ACCESS_TOKEN_SECRET": ACCESS_SECRET,
+}
+"""The four OAuth 1.0a keys the fake accepts, named as Parley reads them from the environment."""
 
 LIMITS = {"me": 75, "mentions": 180, "search": 300, "own_posts": 900, "post": 100}
 DEFAULT_TWEET_FIELDS = ("id", "text", "edit_history_tweet_ids")
 DEFAULT_USER_FIELDS = ("id", "name", "username")
 _MENTION = re.compile(r"(?<!\w)@(\w{1,15})")
+
+
+def set_keys(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Put :data:`KEYS_ENV` in the environment for the test."""
+    for name, value in KEYS_ENV.items():
+        monkeypatch.setenv(name, value)
 
 
 def _enc(value: str) -> str:
@@ -408,10 +423,6 @@ class FakeX:
 async def serve_fake_x(fake: FakeX | None = None) -> AsyncIterator[FakeX]:
     """Run the fake X on 127.0.0.1 (a free port) for the duration of the block."""
     fake = fake or FakeX()
-    server = TestServer(fake.app, host="127.0.0.1")
-    await server.start_server()
-    fake.url = str(server.make_url("")).rstrip("/")
-    try:
+    async with serve_app(fake.app) as url:
+        fake.url = url
         yield fake
-    finally:
-        await server.close()

@@ -1,12 +1,29 @@
-"""Small builders shared by tests."""
+"""Small builders and steps shared by tests."""
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import AsyncIterator, Coroutine
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any, Protocol, TypeVar
 
-from bot.domain.models import Author, RawMention, utcnow
-from bot.sources.base import Cursor, FetchResult
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestServer
+
+from bot.app import Core
+from bot.connectors.api_client import ApiClient
+from bot.domain.models import Actor, Author, Mention, RawMention, Reply, utcnow
+from bot.domain.states import MentionState, ReplyState
+from bot.errors import PublishError
+from bot.publishers.base import Publisher, PublishResult
+from bot.publishers.registry import Publishers
+from bot.sources.base import Cursor, FetchResult, Source
+
+CM = Actor(platform="console", user_id="cm", display_name="Ana")
+"""The community manager, approving from the console."""
 
 
 def raw(
@@ -32,6 +49,127 @@ def raw(
         language=language,
         created_at=created_at or utcnow() - timedelta(minutes=5),
     )
+
+
+def approved_mention(
+    *, platform: str, source: str, external_id: str, url: str | None, handle: str, **overrides: Any
+) -> Mention:
+    """Mention #1 as a publisher gets it: approved, for brand ``acme``, in English."""
+    now = utcnow()
+    values: dict[str, Any] = {
+        "id": 1,
+        "source": source,
+        "platform": platform,
+        "external_id": external_id,
+        "url": url,
+        "canonical_url": url,
+        "author": Author(handle=handle),
+        "title": None,
+        "text": "text",
+        "language": "en",
+        "created_at": now,
+        "fetched_at": now,
+        "brand": "acme",
+        "rule": "r",
+        "state": MentionState.APPROVED,
+        **overrides,
+    }
+    return Mention.model_validate(values)
+
+
+def sending_reply(text: str, *, publisher: str, key: str = "k-1", attempts: int = 0) -> Reply:
+    """Reply #1 to mention #1 as the outbox hands it to ``publisher``: approved five seconds
+    ago, being sent now (``attempts`` counts this one)."""
+    now = utcnow()
+    return Reply(
+        id=1,
+        mention_id=1,
+        text=text,
+        publisher=publisher,
+        idempotency_key=key,
+        state=ReplyState.SENDING,
+        attempts=attempts,
+        approved_by="telegram:cm",
+        created_at=now - timedelta(seconds=5),
+        updated_at=now,
+    )
+
+
+@asynccontextmanager
+async def serve_app(app: web.Application) -> AsyncIterator[str]:
+    """Run ``app`` on 127.0.0.1 (a free port) for the block; yields its base URL."""
+    server = TestServer(app, host="127.0.0.1")
+    await server.start_server()
+    try:
+        yield str(server.make_url("")).rstrip("/")
+    finally:
+        await server.close()
+
+
+class ClientPublisher(Protocol):
+    """A connector's publisher: posts through an API client the caller closes."""
+
+    @property
+    def client(self) -> ApiClient: ...
+
+    async def publish(self, reply: Reply, mention: Mention) -> PublishResult: ...
+
+
+PublisherT = TypeVar("PublisherT", bound=ClientPublisher)
+
+
+@asynccontextmanager
+async def opened(publisher: PublisherT) -> AsyncIterator[PublisherT]:
+    """``publisher`` for the block; its API client is closed on the way out."""
+    try:
+        yield publisher
+    finally:
+        await publisher.client.aclose()
+
+
+class SlowToAnswer(Protocol):
+    """A fake platform that can hold its answer to a post (the post itself is made at once)."""
+
+    post_delay: float
+
+
+async def publish_answer_lost(
+    fake: SlowToAnswer, publisher: ClientPublisher, reply: Reply, mention: Mention
+) -> PublishError:
+    """Publish through ``publisher`` (made with a timeout under 1 s) while ``fake`` answers 1 s
+    late: the post lands, the answer never arrives. Returns the error raised; afterwards the
+    fake has finished and answers at once again, and the publisher's client is closed."""
+    fake.post_delay = 1.0
+    async with opened(publisher):
+        with pytest.raises(PublishError) as info:
+            await publisher.publish(reply, mention)
+    await asyncio.sleep(0.8)
+    fake.post_delay = 0.0
+    return info.value
+
+
+async def killed_once_stored(work: Coroutine[Any, Any, object], stored: asyncio.Event) -> None:
+    """Run ``work`` and kill it once the platform has ``stored`` the post, before its answer
+    comes back: a worker dying mid-post."""
+    task = asyncio.create_task(work)
+    await asyncio.wait_for(stored.wait(), 5)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+
+
+def post_through(core: Core, name: str, publisher: Publisher) -> None:
+    """Make ``publisher``, under ``name``, the only publisher of ``core``'s review and outbox."""
+    core.review.publishers = core.outbox.publishers = Publishers({name: publisher}, default=name)
+
+
+async def approve_first_find(core: Core, source: Source, text: str) -> Reply:
+    """Store and alert the one mention a first poll of ``source`` finds, and approve it as
+    :data:`CM` edited to ``text``."""
+    batch = await core.ingestor.store_batch((await source.fetch({})).items)
+    [alerted] = await core.alerter.alert(batch, first_poll=False)
+    await core.review.edit(alerted.id, text, CM)
+    return await core.review.approve(alerted.id, CM)
 
 
 @dataclass

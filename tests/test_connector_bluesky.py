@@ -21,10 +21,9 @@ from bot.connectors.bluesky import (
     link_facets,
     post_url,
 )
-from bot.domain.models import Actor, Author, Mention, RawMention, Reply
-from bot.domain.states import MentionState, ReplyState
+from bot.domain.models import Author, Mention, RawMention, Reply
+from bot.domain.states import ReplyState
 from bot.errors import CredentialsRejected, PublishError, SourceError, SourceRateLimited
-from bot.publishers.registry import Publishers
 from bot.settings import Settings
 from tests.fake_bluesky import (
     BOT_DID,
@@ -34,6 +33,13 @@ from tests.fake_bluesky import (
     make_post,
     sample_post,
     serve_fake_bluesky,
+)
+from tests.helpers import (
+    approve_first_find,
+    approved_mention,
+    killed_once_stored,
+    post_through,
+    sending_reply,
 )
 
 T0 = "2026-11-20T10:00:00.000Z"
@@ -68,39 +74,16 @@ async def source(fake: FakeBluesky) -> AsyncIterator[BlueskySource]:
 
 
 def mention_for(post: dict[str, Any], language: str | None = "en") -> Mention:
-    now = datetime.now(UTC)
-    return Mention(
-        id=1,
-        source="bsky",
-        platform="bluesky",
-        external_id=post["uri"],
-        url=post_url(post["uri"], post["author"]["handle"]),
-        canonical_url=None,
-        author=Author(handle=post["author"]["handle"]),
-        title=None,
-        text=post["record"]["text"],
+    handle = post["author"]["handle"]
+    return approved_mention(
+        platform="bluesky", source="bsky", external_id=post["uri"],
+        url=post_url(post["uri"], handle), handle=handle, text=post["record"]["text"],
         language=language,
-        created_at=now,
-        fetched_at=now,
-        brand="parley",
-        rule="r",
-        state=MentionState.ALERTED,
-    )
+    )  # fmt: skip
 
 
 def reply_for(text: str) -> Reply:
-    now = datetime.now(UTC)
-    return Reply(
-        id=7,
-        mention_id=1,
-        text=text,
-        publisher="bluesky",
-        idempotency_key="k-7",
-        state=ReplyState.SENDING,
-        approved_by="cm",
-        created_at=now,
-        updated_at=now,
-    )
+    return sending_reply(text, publisher="bluesky")
 
 
 def by_id(items: list[RawMention]) -> dict[str, RawMention]:
@@ -472,7 +455,6 @@ async def test_outbox_crash_mid_post_then_restart_posts_once(
     """Found by the source, approved, the worker killed mid-post, restarted: one reply, sent."""
     fake.posts.append(make_post("m1", "Is Acme down? I want a refund", _recent()))
     fake.hold_after_create = asyncio.Event()
-    cm = Actor(platform="console", user_id="cm", display_name="Ana")
     async with build_core(settings, config) as core:
         src = BlueskySource.create(
             BlueskySourceConfig(
@@ -484,24 +466,16 @@ async def test_outbox_crash_mid_post_then_restart_posts_once(
             ),
             PASSWORD,
         )
-        publishers = Publishers({"bluesky": BlueskyPublisher(src.client)}, default="bluesky")
-        core.review.publishers = core.outbox.publishers = publishers
-        batch = await core.ingestor.store_batch((await src.fetch({})).items)
-        [alerted] = await core.alerter.alert(batch, first_poll=False)
+        post_through(core, "bluesky", BlueskyPublisher(src.client))
         # The offline draft names @alice.bsky.social, which the link check takes for a domain.
-        await core.review.edit(alerted.id, "Sorry! Status: https://status.acme.com", cm)
-        reply = await core.review.approve(alerted.id, cm)
-        task = asyncio.create_task(core.outbox.send_due())
-        await asyncio.wait_for(fake.created_event.wait(), 5)
-        task.cancel()  # the worker dies after the PDS stored the post, before "sent" is committed
-        with pytest.raises(asyncio.CancelledError):
-            await task
+        reply = await approve_first_find(core, src, "Sorry! Status: https://status.acme.com")
+        # The worker dies after the PDS stored the post, before "sent" is committed.
+        await killed_once_stored(core.outbox.send_due(), fake.created_event)
         await src.aclose()
     fake.hold_after_create.set()
     async with build_core(settings, config) as core:
         client = BlueskyClient(fake.url, BOT_HANDLE, PASSWORD)
-        publishers = Publishers({"bluesky": BlueskyPublisher(client)}, default="bluesky")
-        core.review.publishers = core.outbox.publishers = publishers
+        post_through(core, "bluesky", BlueskyPublisher(client))
         await core.outbox.recover()
         await core.outbox.send_due()
         final = await core.store.get_reply(reply.id)

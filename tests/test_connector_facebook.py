@@ -4,35 +4,21 @@ exactly-once behaviour across a crash."""
 
 from __future__ import annotations
 
-import asyncio
 import logging
-from collections.abc import AsyncIterator
-from datetime import UTC, datetime, timedelta
+from contextlib import aclosing
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 
 from bot.connectors.facebook import FacebookPublisher, FacebookSource, FacebookSourceConfig
-from bot.connectors.graph import GraphClient
-from bot.domain.models import Author, Mention, Reply
-from bot.domain.states import MentionState, ReplyState
+from bot.domain.models import Mention, Reply
 from bot.errors import CredentialsRejected, PublishError, SourceError, SourceRateLimited
-from tests.fake_graph import (
-    PAGE_ID,
-    PAGE_TOKEN,
-    VERSION,
-    FakeGraph,
-    fixture,
-    graph_error,
-    serve,
-)
+from tests import fake_graph
+from tests.fake_graph import PAGE_ID, PAGE_TOKEN, VERSION, FakeGraph, fixture, graph_error
+from tests.helpers import approved_mention, opened, publish_answer_lost, sending_reply
 
-
-@pytest.fixture
-async def graph() -> AsyncIterator[tuple[FakeGraph, str]]:
-    fake = FakeGraph()
-    async with serve(fake) as url:
-        yield fake, url
+graph = fake_graph.graph
 
 
 def config(url: str, **overrides: Any) -> FacebookSourceConfig:
@@ -53,54 +39,25 @@ def source(url: str, **overrides: Any) -> FacebookSource:
 
 
 def publisher(url: str, *, timeout: float = 5.0) -> FacebookPublisher:
-    cfg = config(url, timeout=timeout)
-    client = GraphClient(cfg.base_url, cfg.api_version, PAGE_TOKEN, timeout=timeout)
-    return FacebookPublisher(cfg, client, name="facebook:fb")
+    src = source(url, timeout=timeout)  # as in Parley: the publisher shares its source's client
+    return FacebookPublisher(src.config, src.client, name="facebook:fb")
 
 
 async def poll(url: str, cursor: dict[str, str] | None = None, **overrides: Any) -> Any:
-    src = source(url, **overrides)
-    try:
+    async with aclosing(source(url, **overrides)) as src:
         return await src.fetch(cursor or {})
-    finally:
-        await src.aclose()
 
 
 def as_mention(comment: dict[str, Any], *, parent_ref: str | None = None) -> Mention:
-    now = datetime.now(UTC)
-    return Mention(
-        id=1,
-        source="fb",
-        platform="facebook",
-        external_id=comment["id"],
-        url=comment.get("permalink_url"),
-        canonical_url=comment.get("permalink_url"),
-        author=Author(handle="Dana Customer"),
-        title=None,
-        text=comment["message"],
-        language=None,
-        created_at=now,
-        fetched_at=now,
-        brand="acme",
-        rule="r",
+    return approved_mention(
+        platform="facebook", source="fb", external_id=comment["id"],
+        url=comment.get("permalink_url"), handle="Dana Customer", text=comment["message"],
         parent_ref=parent_ref,
-        state=MentionState.APPROVED,
-    )
+    )  # fmt: skip
 
 
 def make_reply(text: str = "Sorry Dana! We have refunded the invoice.") -> Reply:
-    now = datetime.now(UTC)
-    return Reply(
-        id=1,
-        mention_id=1,
-        text=text,
-        publisher="facebook:fb",
-        idempotency_key="k-1",
-        state=ReplyState.SENDING,
-        approved_by="telegram:cm",
-        created_at=now - timedelta(seconds=5),
-        updated_at=now,
-    )
+    return sending_reply(text, publisher="facebook:fb")
 
 
 # --- source -------------------------------------------------------------------------------
@@ -112,17 +69,12 @@ async def test_an_app_requiring_the_app_secret_gets_its_proof_on_every_call(
     fake, url = graph
     fake.app_secret = "meta-app-secret-0123456789"
     fake.add_comment(fake.add_post("Launch day"), "acme cloud rocks")
-    without = source(url)
-    try:
+    async with aclosing(source(url)) as without:
         with pytest.raises(SourceError, match="appsecret_proof"):
             await without.fetch({})
-    finally:
-        await without.aclose()
     signed = FacebookSource.create(config(url), PAGE_TOKEN, app_secret=fake.app_secret)
-    try:
+    async with aclosing(signed):
         result = await signed.fetch({})
-    finally:
-        await signed.aclose()
     assert [m.text for m in result.items] == ["acme cloud rocks"]
     assert fake.app_secret not in " ".join(fake.requests)  # the proof, never the secret
 
@@ -206,13 +158,10 @@ async def test_usage_at_90_percent_stops_the_poll_early(
     post = fake.add_post("Hello")
     fake.add_comment(post, "Acme is down")
     fake.app_usage = {"call_count": 90, "total_cputime": 12, "total_time": 20}
-    src = source(url)
-    try:
+    async with aclosing(source(url)) as src:
         with caplog.at_level(logging.WARNING):
             result = await src.fetch({"tagged": ""})
         assert src.rate_limit_remaining == 10
-    finally:
-        await src.aclose()
     assert result.items == []
     assert not any("/comments" in r or "/posts" in r for r in fake.requests)
     assert "90% of the allowance used" in caplog.text
@@ -340,11 +289,8 @@ async def test_publish_comments_as_the_page(graph: tuple[FakeGraph, str]) -> Non
     fake, url = graph
     post = fake.add_post("Hi")
     comment = fake.add_comment(post, "Acme double-charged me")
-    pub = publisher(url)
-    try:
+    async with opened(publisher(url)) as pub:
         result = await pub.publish(make_reply(), as_mention(comment))
-    finally:
-        await pub.client.aclose()
     [posted] = fake.created
     assert posted["_parent"] == comment["id"]
     assert posted["message"] == "Sorry Dana! We have refunded the invoice."
@@ -359,11 +305,8 @@ async def test_a_reply_to_a_reply_goes_under_the_top_level_comment(
     fake, url = graph
     top = fake.add_comment(fake.add_post("Hi"), "question")
     nested = fake.add_comment(top, "Acme, answer please")
-    pub = publisher(url)
-    try:
+    async with opened(publisher(url)) as pub:
         await pub.publish(make_reply(), as_mention(nested, parent_ref=top["id"]))
-    finally:
-        await pub.client.aclose()
     assert [c["_parent"] for c in fake.created] == [top["id"]]
 
 
@@ -373,22 +316,11 @@ async def test_crash_after_posting_is_reconciled_without_a_second_post(
     fake, url = graph
     comment = fake.add_comment(fake.add_post("Hi"), "Acme double-charged me")
     mention = as_mention(comment)
-    fake.post_delay = 1.0
-    pub = publisher(url, timeout=0.3)
-    try:
-        # The comment is made but the answer never arrives: outcome unknown, not permanent.
-        with pytest.raises(PublishError) as info:
-            await pub.publish(make_reply(), mention)
-        assert not info.value.permanent
-    finally:
-        await pub.client.aclose()
-    await asyncio.sleep(0.8)
-    fake.post_delay = 0.0
-    restarted = publisher(url)  # a new process: no memory of the attempt
-    try:
+    # The comment is made but the answer never arrives: outcome unknown, not permanent.
+    lost = await publish_answer_lost(fake, publisher(url, timeout=0.3), make_reply(), mention)
+    assert not lost.permanent
+    async with opened(publisher(url)) as restarted:  # a new process: no memory of the attempt
         found = await restarted.reconcile(make_reply(), mention)
-    finally:
-        await restarted.client.aclose()
     assert found is not None and found.posted_id == fake.created[0]["id"]
     assert found.url == fake.created[0]["permalink_url"]
     assert len(fake.by(PAGE_ID)) == 1
@@ -399,24 +331,18 @@ async def test_reconcile_ignores_other_answers(graph: tuple[FakeGraph, str]) -> 
     comment = fake.add_comment(fake.add_post("Hi"), "help")
     fake.add_comment(comment, "Someone else answered", author=("5550003", "Kim"))
     fake.add_comment(comment, "A colleague's own words", author=(PAGE_ID, "Acme Cloud"))
-    pub = publisher(url)
-    try:
+    async with opened(publisher(url)) as pub:
         assert await pub.reconcile(make_reply(), as_mention(comment)) is None
-    finally:
-        await pub.client.aclose()
 
 
 async def test_deleted_comment_is_a_permanent_failure(graph: tuple[FakeGraph, str]) -> None:
     fake, url = graph
     comment = fake.add_comment(fake.add_post("Hi"), "rude words")
     comment["_deleted"] = True
-    pub = publisher(url)
-    try:
+    async with opened(publisher(url)) as pub:
         assert await pub.reconcile(make_reply(), as_mention(comment)) is None
         with pytest.raises(PublishError, match="deleted or is no longer visible") as info:
             await pub.publish(make_reply(), as_mention(comment))
-    finally:
-        await pub.client.aclose()
     assert info.value.permanent and fake.created == []
 
 
@@ -436,12 +362,9 @@ async def test_publish_errors(
     fake, url = graph
     comment = fake.add_comment(fake.add_post("Hi"), "help")
     fake.fail("POST", "/comments", 400, error)
-    pub = publisher(url)
-    try:
+    async with opened(publisher(url)) as pub:
         with pytest.raises(PublishError, match=match) as info:
             await pub.publish(make_reply(), as_mention(comment))
-    finally:
-        await pub.client.aclose()
     assert info.value.permanent is permanent
     assert PAGE_TOKEN not in str(info.value)
     if error["code"] == 32:
@@ -452,12 +375,9 @@ async def test_publish_errors(
 async def test_too_long_reply_is_refused_before_sending(graph: tuple[FakeGraph, str]) -> None:
     fake, url = graph
     comment = fake.add_comment(fake.add_post("Hi"), "help")
-    pub = publisher(url)
-    try:
+    async with opened(publisher(url)) as pub:
         with pytest.raises(PublishError, match="8000") as info:
             await pub.publish(make_reply("x" * 8001), as_mention(comment))
-    finally:
-        await pub.client.aclose()
     assert info.value.permanent and not any(r.startswith("POST") for r in fake.requests)
 
 

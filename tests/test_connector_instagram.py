@@ -4,11 +4,10 @@ publisher's replies (to comments and to mentions) exactly once across a crash.""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime, timedelta
+from contextlib import aclosing
 from typing import Any
 
 import httpx
@@ -16,17 +15,16 @@ import pytest
 
 from bot.app import build_core
 from bot.config import parse_config
-from bot.connectors.graph import GraphClient
 from bot.connectors.instagram import (
     InstagramPublisher,
     InstagramSource,
     InstagramSourceConfig,
 )
 from bot.connectors.webhook import sign
-from bot.domain.models import Author, Mention, RawMention, Reply
-from bot.domain.states import MentionState, ReplyState
+from bot.domain.models import Mention, Reply
 from bot.errors import CredentialsRejected, PublishError
 from bot.settings import Settings
+from tests import fake_graph
 from tests.conftest import BASIC_CONFIG
 from tests.fake_graph import (
     IG_TOKEN,
@@ -36,18 +34,13 @@ from tests.fake_graph import (
     FakeGraph,
     fixture,
     graph_error,
-    serve,
 )
+from tests.helpers import approved_mention, opened, publish_answer_lost, sending_reply
 
 APP_SECRET = "0f1e2d3c4b5a69788796a5b4c3d2e1f0"
 VERIFY_TOKEN = "parley-verify-2718"
 
-
-@pytest.fixture
-async def graph() -> AsyncIterator[tuple[FakeGraph, str]]:
-    fake = FakeGraph()
-    async with serve(fake) as url:
-        yield fake, url
+graph = fake_graph.graph
 
 
 def config(url: str, **overrides: Any) -> InstagramSourceConfig:
@@ -63,68 +56,38 @@ def config(url: str, **overrides: Any) -> InstagramSourceConfig:
     return InstagramSourceConfig.model_validate(values)
 
 
+def source(url: str, **overrides: Any) -> InstagramSource:
+    return InstagramSource.create(config(url, **overrides), IG_TOKEN)
+
+
 async def poll(url: str, cursor: dict[str, str] | None = None, **overrides: Any) -> Any:
-    src = InstagramSource.create(config(url, **overrides), IG_TOKEN)
-    try:
+    async with aclosing(source(url, **overrides)) as src:
         return await src.fetch(cursor or {})
-    finally:
-        await src.aclose()
 
 
 def publisher(url: str, *, timeout: float = 5.0, **overrides: Any) -> InstagramPublisher:
-    cfg = config(url, timeout=timeout, **overrides)
-    client = GraphClient(cfg.base_url, cfg.api_version, IG_TOKEN, timeout=timeout)
-    return InstagramPublisher(cfg, client, name="instagram:ig")
+    src = source(url, timeout=timeout, **overrides)  # as in Parley: it shares the client
+    return InstagramPublisher(src.config, src.client, name="instagram:ig")
 
 
-def as_mention(item: RawMention) -> Mention:
-    now = datetime.now(UTC)
-    return Mention(
-        id=1,
-        source=item.source,
-        platform=item.platform,
-        external_id=item.external_id,
-        url=item.url,
-        canonical_url=item.url,
-        author=item.author,
-        title=None,
-        text=item.text,
-        language=None,
-        created_at=item.created_at,
-        fetched_at=now,
-        brand="acme",
-        rule="r",
-        parent_ref=item.parent_ref,
-        thread_context=item.thread_context,
-        state=MentionState.APPROVED,
-    )
+def as_mention(
+    external_id: str, text: str, *, url: str | None = None, handle: str = "",
+    parent_ref: str | None = None,
+) -> Mention:  # fmt: skip
+    return approved_mention(
+        platform="instagram", source="ig", external_id=external_id, url=url, handle=handle,
+        text=text, parent_ref=parent_ref,
+    )  # fmt: skip
 
 
 def comment_mention(comment: dict[str, Any], parent_ref: str | None = None) -> Mention:
-    raw = RawMention(
-        source="ig",
-        platform="instagram",
-        external_id=comment["id"],
-        author=Author(handle=comment["username"]),
-        text=comment["text"],
-        parent_ref=parent_ref,
+    return as_mention(
+        comment["id"], comment["text"], handle=comment["username"], parent_ref=parent_ref
     )
-    return as_mention(raw)
 
 
 def make_reply(text: str = "So sorry! Please DM us your order number.") -> Reply:
-    now = datetime.now(UTC)
-    return Reply(
-        id=1,
-        mention_id=1,
-        text=text,
-        publisher="instagram:ig",
-        idempotency_key="k-1",
-        state=ReplyState.SENDING,
-        approved_by="telegram:cm",
-        created_at=now - timedelta(seconds=5),
-        updated_at=now,
-    )
+    return sending_reply(text, publisher="instagram:ig")
 
 
 # --- source -------------------------------------------------------------------------------
@@ -297,12 +260,9 @@ async def test_replies_go_under_the_top_level_comment(graph: tuple[FakeGraph, st
     media = fake.add_media("Hi")
     top = fake.add_ig_comment(media, "where is my order")
     nested = fake.add_ig_comment(top, "hello??")
-    pub = publisher(url)
-    try:
+    async with opened(publisher(url)) as pub:
         first = await pub.publish(make_reply(), comment_mention(top))
         second = await pub.publish(make_reply("On it!"), comment_mention(nested, top["id"]))
-    finally:
-        await pub.client.aclose()
     assert [(c["parent_id"], c["username"]) for c in fake.created] == [
         (top["id"], IG_USERNAME),
         (top["id"], IG_USERNAME),
@@ -318,19 +278,11 @@ async def test_a_mention_is_answered_through_the_mentions_edge(
     fake, url = graph
     theirs = fake.add_media("Haul", owner=("9000077", "lee.haul"))
     comment = fake.add_ig_comment(theirs, "@acmecloud slow shipping", username="kim")
-    raw = RawMention(
-        source="ig",
-        platform="instagram",
-        external_id=f"mention:{theirs['id']}:{comment['id']}",
-        text=comment["text"],
-        url=theirs["permalink"],
-    )
-    pub = publisher(url)
-    try:
-        result = await pub.publish(make_reply(), as_mention(raw))
-        found = await pub.reconcile(make_reply(), as_mention(raw))
-    finally:
-        await pub.client.aclose()
+    mention_id = f"mention:{theirs['id']}:{comment['id']}"
+    mention = as_mention(mention_id, comment["text"], url=theirs["permalink"])
+    async with opened(publisher(url)) as pub:
+        result = await pub.publish(make_reply(), mention)
+        found = await pub.reconcile(make_reply(), mention)
     [posted] = fake.created
     assert posted["parent_id"] == comment["id"] and result.url == theirs["permalink"]
     assert any(r.startswith(f"POST /{VERSION}/{IG_USER_ID}/mentions") for r in fake.requests)
@@ -343,22 +295,11 @@ async def test_crash_after_posting_is_reconciled_without_a_second_post(
     fake, url = graph
     top = fake.add_ig_comment(fake.add_media("Hi"), "where is my order")
     mention = comment_mention(top)
-    fake.post_delay = 1.0
-    pub = publisher(url, timeout=0.3)
-    try:
-        with pytest.raises(PublishError) as info:
-            await pub.publish(make_reply(), mention)
-        assert not info.value.permanent
-    finally:
-        await pub.client.aclose()
-    await asyncio.sleep(0.8)
-    fake.post_delay = 0.0
-    restarted = publisher(url)
-    try:
+    lost = await publish_answer_lost(fake, publisher(url, timeout=0.3), make_reply(), mention)
+    assert not lost.permanent
+    async with opened(publisher(url)) as restarted:
         found = await restarted.reconcile(make_reply(), mention)
         nothing = await restarted.reconcile(make_reply("a different text"), mention)
-    finally:
-        await restarted.client.aclose()
     assert found is not None and found.posted_id == fake.created[0]["id"]
     assert nothing is None and len(fake.created) == 1
 
@@ -366,8 +307,7 @@ async def test_crash_after_posting_is_reconciled_without_a_second_post(
 async def test_publish_failures(graph: tuple[FakeGraph, str]) -> None:
     fake, url = graph
     top = fake.add_ig_comment(fake.add_media("Hi"), "where is my order")
-    pub = publisher(url)
-    try:
+    async with opened(publisher(url)) as pub:
         with pytest.raises(PublishError, match="2200") as too_long:
             await pub.publish(make_reply("x" * 2201), comment_mention(top))
         fake.fail("POST", "/replies", 400, graph_error("(#10) Permission denied", 10))
@@ -376,8 +316,6 @@ async def test_publish_failures(graph: tuple[FakeGraph, str]) -> None:
         top["_deleted"] = True
         with pytest.raises(PublishError, match="deleted") as deleted:
             await pub.publish(make_reply(), comment_mention(top))
-    finally:
-        await pub.client.aclose()
     assert too_long.value.permanent and refused.value.permanent and deleted.value.permanent
     assert fake.created == []
 

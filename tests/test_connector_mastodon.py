@@ -3,14 +3,13 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import AsyncIterator
+from contextlib import aclosing
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from aiohttp.test_utils import TestServer
 
 from bot.connectors.budget import RateBudget
 from bot.connectors.mastodon import (
@@ -21,21 +20,17 @@ from bot.connectors.mastodon import (
     reply_text,
     status_length,
 )
-from bot.domain.models import Author, Mention, Reply
-from bot.domain.states import MentionState, ReplyState
+from bot.domain.models import Mention, Reply
 from bot.errors import CredentialsRejected, PublishError, SourceError, SourceRateLimited
 from tests.fake_mastodon import OWN_ID, TEMPLATE, TOKEN, FakeMastodon
+from tests.helpers import approved_mention, opened, publish_answer_lost, sending_reply, serve_app
 
 
 @pytest.fixture
 async def fake() -> AsyncIterator[tuple[FakeMastodon, str]]:
     server = FakeMastodon()
-    test_server = TestServer(server.app, host="127.0.0.1")
-    await test_server.start_server()
-    try:
-        yield server, str(test_server.make_url("")).rstrip("/")
-    finally:
-        await test_server.close()
+    async with serve_app(server.app) as url:
+        yield server, url
 
 
 def config(base_url: str, **overrides: Any) -> MastodonSourceConfig:
@@ -54,40 +49,13 @@ def publisher(base_url: str, *, timeout: float = 5.0, **overrides: Any) -> Masto
 
 
 def as_mention(status: dict[str, Any], **overrides: Any) -> Mention:
-    values: dict[str, Any] = {
-        "id": 1,
-        "source": "masto",
-        "platform": "mastodon",
-        "external_id": status["id"],
-        "url": status["url"],
-        "canonical_url": status["url"],
-        "author": Author(handle=status["account"]["acct"]),
-        "title": None,
-        "text": "text",
-        "language": "en",
-        "created_at": datetime.now(UTC),
-        "fetched_at": datetime.now(UTC),
-        "brand": "acme",
-        "rule": "r",
-        "state": MentionState.APPROVED,
-    }
-    values.update(overrides)
-    return Mention.model_validate(values)
+    values: dict[str, Any] = {"source": "masto", "external_id": status["id"], "url": status["url"]}
+    handle = status["account"]["acct"]
+    return approved_mention(platform="mastodon", handle=handle, **{**values, **overrides})
 
 
 def make_reply(text: str = "Thanks! Settings → Export does it.", key: str = "k-1") -> Reply:
-    now = datetime.now(UTC)
-    return Reply(
-        id=1,
-        mention_id=1,
-        text=text,
-        publisher="mastodon",
-        idempotency_key=key,
-        state=ReplyState.SENDING,
-        approved_by="telegram:cm",
-        created_at=now - timedelta(seconds=5),
-        updated_at=now,
-    )
+    return sending_reply(text, publisher="mastodon", key=key)
 
 
 # --- source -------------------------------------------------------------------------------
@@ -103,11 +71,8 @@ async def test_first_poll_normalises_mentions_tags_and_search(
     )
     server.add_status("loving #acme", tags=("acme",))
     server.add_status("acme beats the rest")
-    src = source(url, hashtags=["#Acme"], search_queries=["acme beats"])
-    try:
+    async with aclosing(source(url, hashtags=["#Acme"], search_queries=["acme beats"])) as src:
         result = await src.fetch({})
-    finally:
-        await src.aclose()
     texts = [m.text for m in result.items]
     assert texts == ["@parley Acme & export broken", "loving #acme", "acme beats the rest"]
     first = result.items[0]
@@ -128,19 +93,13 @@ async def test_cursor_resumes_after_restart_and_pages_forward(
 ) -> None:
     server, url = fake
     server.add_status("old one", mention=True)
-    first = source(url, page_size=2)
-    try:
+    async with aclosing(source(url, page_size=2)) as first:
         cursor = (await first.fetch({})).cursor
-    finally:
-        await first.aclose()
     for n in range(5):
         server.add_status(f"new {n}", mention=True)
-    second = source(url, page_size=2)  # a fresh object: as after a restart
-    try:
+    async with aclosing(source(url, page_size=2)) as second:  # a fresh object: as after a restart
         result = await second.fetch(cursor)
         again = await second.fetch(result.cursor)
-    finally:
-        await second.aclose()
     assert [m.text for m in result.items] == [f"new {n}" for n in range(5)]
     assert again.items == []
     assert any("min_id=" in r for r in server.requests)
@@ -156,10 +115,8 @@ async def test_own_posts_and_malformed_items_are_skipped(
     server.add_status("fine #acme", tags=("acme",))
     src = source(url, mentions=False, hashtags=["acme"])
     with caplog.at_level(logging.WARNING):
-        try:
+        async with aclosing(src):
             result = await src.fetch({})
-        finally:
-            await src.aclose()
     assert [m.text for m in result.items] == ["fine #acme"]
     assert "skipped malformed status" in caplog.text
     assert result.cursor["tag:acme"] == max(server.statuses, key=int)
@@ -171,12 +128,9 @@ async def test_429_with_reset_headers_raises_rate_limited(fake: tuple[FakeMastod
     server.fail_next(
         "/api/v1/notifications", 429, {"X-RateLimit-Remaining": "0", "X-RateLimit-Reset": reset}
     )
-    src = source(url)
-    try:
+    async with aclosing(source(url)) as src:
         with pytest.raises(SourceRateLimited) as info:
             await src.fetch({})
-    finally:
-        await src.aclose()
     assert info.value.retry_after is not None and 80 < info.value.retry_after <= 90
     assert TOKEN not in str(info.value)
 
@@ -185,11 +139,8 @@ async def test_low_budget_stops_polling_before_the_wall(fake: tuple[FakeMastodon
     server, url = fake
     server.add_status("#acme", tags=("acme",))
     server.remaining = 13
-    src = source(url, hashtags=["acme", "other"], rate_limit_reserve=10)
-    try:
+    async with aclosing(source(url, hashtags=["acme", "other"], rate_limit_reserve=10)) as src:
         result = await src.fetch({"mentions": "1"})
-    finally:
-        await src.aclose()
     # verify_credentials, mentions and #acme spend 3 calls down to the reserve: "other" waits.
     assert "tag:acme" in result.cursor and "tag:other" not in result.cursor
     assert not any("/tag/other" in r for r in server.requests)
@@ -198,27 +149,21 @@ async def test_low_budget_stops_polling_before_the_wall(fake: tuple[FakeMastodon
 async def test_5xx_then_recovery_keeps_the_cursor(fake: tuple[FakeMastodon, str]) -> None:
     server, url = fake
     server.add_status("before", mention=True)
-    src = source(url)
-    try:
+    async with aclosing(source(url)) as src:
         cursor = (await src.fetch({})).cursor
         server.add_status("during outage", mention=True)
         server.fail_next("/api/v1/notifications", 503)
         with pytest.raises(SourceError, match="HTTP 503"):
             await src.fetch(cursor)
         result = await src.fetch(cursor)
-    finally:
-        await src.aclose()
     assert [m.text for m in result.items] == ["during outage"]
 
 
 async def test_revoked_token_says_so_without_leaking_it(fake: tuple[FakeMastodon, str]) -> None:
     _, url = fake
-    src = MastodonSource.create(config(url), "wrong-token")
-    try:
+    async with aclosing(MastodonSource.create(config(url), "wrong-token")) as src:
         with pytest.raises(CredentialsRejected, match="MASTODON_ACCESS_TOKEN was rejected") as info:
             await src.fetch({})
-    finally:
-        await src.aclose()
     assert "wrong-token" not in str(info.value)
 
 
@@ -239,11 +184,8 @@ async def test_publish_replies_with_mention_key_and_narrowest_visibility(
 ) -> None:
     server, url = fake
     status = server.add_status("@parley help", mention=True, visibility="unlisted")
-    pub = publisher(url, visibility="public")
-    try:
+    async with opened(publisher(url, visibility="public")) as pub:
         result = await pub.publish(make_reply(), as_mention(status, language="de"))
-    finally:
-        await pub.client.aclose()
     [post] = server.posts
     assert post["in_reply_to_id"] == status["id"]
     assert post["visibility"] == "unlisted"
@@ -261,13 +203,10 @@ async def test_a_status_relayed_by_the_webhook_is_found_by_its_url(
     # another tool pushed it with the id it has on *its* instance: only the URL is shared
     relayed = as_mention(status, source="inbox", external_id="mastodon:555")
     lost = as_mention(status, source="inbox", external_id="mastodon:556", url=None)
-    pub = publisher(url)
-    try:
+    async with opened(publisher(url)) as pub:
         await pub.publish(make_reply(), relayed)
         with pytest.raises(PublishError, match="without its URL") as info:
             await pub.publish(make_reply(key="k-2"), lost)
-    finally:
-        await pub.client.aclose()
     [post] = server.posts
     assert post["in_reply_to_id"] == status["id"]
     assert info.value.permanent
@@ -277,25 +216,14 @@ async def test_crash_between_send_and_commit_posts_once(fake: tuple[FakeMastodon
     server, url = fake
     status = server.add_status("@parley help", mention=True)
     mention = as_mention(status)
-    server.post_delay = 1.0
-    pub = publisher(url, timeout=0.3)
-    try:
-        # The post lands but the answer never arrives: outcome unknown.
-        with pytest.raises(PublishError) as info:
-            await pub.publish(make_reply(), mention)
-        assert not info.value.permanent
-    finally:
-        await pub.client.aclose()
-    await asyncio.sleep(0.8)
-    restarted = publisher(url)  # a new process: no memory of the attempt
-    try:
+    # The post lands but the answer never arrives: outcome unknown.
+    lost = await publish_answer_lost(server, publisher(url, timeout=0.3), make_reply(), mention)
+    assert not lost.permanent
+    async with opened(publisher(url)) as restarted:  # a new process: no memory of the attempt
         found = await restarted.reconcile(make_reply(), mention)
         assert found is not None and found.posted_id == server.posts[0]["id"]
-        server.post_delay = 0.0
         # Even a resend without reconciling is absorbed by the Idempotency-Key.
         again = await restarted.publish(make_reply(), mention)
-    finally:
-        await restarted.client.aclose()
     assert again.posted_id == found.posted_id
     assert len(server.posts) == 1
 
@@ -306,11 +234,8 @@ async def test_reconcile_finds_nothing_when_no_reply_was_made(
     server, url = fake
     status = server.add_status("@parley help", mention=True)
     server.add_status("someone else answered", reply_to=status["id"])
-    pub = publisher(url)
-    try:
+    async with opened(publisher(url)) as pub:
         assert await pub.reconcile(make_reply(), as_mention(status)) is None
-    finally:
-        await pub.client.aclose()
 
 
 @pytest.mark.parametrize(
@@ -329,12 +254,9 @@ async def test_publish_errors(
     server, url = fake
     status = server.add_status("@parley help", mention=True)
     server.fail_next("/api/v1/statuses", fault, {"Retry-After": "42"})
-    pub = publisher(url)
-    try:
+    async with opened(publisher(url)) as pub:
         with pytest.raises(PublishError, match=match) as info:
             await pub.publish(make_reply(), as_mention(status))
-    finally:
-        await pub.client.aclose()
     assert info.value.permanent is permanent
     if fault == 429:
         assert info.value.retry_after == 42
@@ -344,12 +266,9 @@ async def test_publish_errors(
 async def test_too_long_reply_is_refused_before_sending(fake: tuple[FakeMastodon, str]) -> None:
     server, url = fake
     status = server.add_status("@parley help", mention=True)
-    pub = publisher(url, max_characters=30)
-    try:
+    async with opened(publisher(url, max_characters=30)) as pub:
         with pytest.raises(PublishError, match="characters") as info:
             await pub.publish(make_reply("x" * 30), as_mention(status))
-    finally:
-        await pub.client.aclose()
     assert info.value.permanent and server.posts == []
     assert not any(r.startswith("POST") for r in server.requests)
 

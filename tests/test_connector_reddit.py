@@ -15,13 +15,13 @@ import json
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import aclosing
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 from aiohttp import web
-from aiohttp.test_utils import TestServer
 
 from bot.app import build_core
 from bot.config import ParleyConfig
@@ -33,11 +33,18 @@ from bot.connectors.reddit import (
     raw_mention,
     wait_seconds,
 )
-from bot.domain.models import Actor, Author, Mention, Reply
-from bot.domain.states import MentionState, ReplyState
+from bot.domain.models import Mention, Reply
+from bot.domain.states import ReplyState
 from bot.errors import PublishError, SourceError, SourceRateLimited
-from bot.publishers.registry import Publishers
 from bot.settings import Settings
+from tests.helpers import (
+    approve_first_find,
+    approved_mention,
+    killed_once_stored,
+    post_through,
+    sending_reply,
+    serve_app,
+)
 
 CLIENT_ID = "app-id-123"
 CLIENT_SECRET = "app-secret-456"
@@ -243,12 +250,8 @@ class FakeReddit:
 @pytest.fixture
 async def fake() -> AsyncIterator[tuple[FakeReddit, str]]:
     server = FakeReddit()
-    test_server = TestServer(server.app, host="127.0.0.1")
-    await test_server.start_server()
-    try:
-        yield server, str(test_server.make_url("")).rstrip("/")
-    finally:
-        await test_server.close()
+    async with serve_app(server.app) as url:
+        yield server, url
 
 
 def config(url: str, **overrides: Any) -> RedditSourceConfig:
@@ -285,39 +288,14 @@ def source(url: str, *, password: str = PASSWORD, **overrides: Any) -> RedditSou
 
 
 def as_mention(thing: dict[str, Any]) -> Mention:
-    now = datetime.now(UTC)
-    return Mention(
-        id=1,
-        source="reddit",
-        platform="reddit",
-        external_id=thing["data"]["name"],
-        url=None,
-        canonical_url=None,
-        author=Author(handle=thing["data"]["author"]),
-        title=None,
-        text="text",
-        language=None,
-        created_at=now,
-        fetched_at=now,
-        brand="acme",
-        rule="r",
-        state=MentionState.APPROVED,
-    )
+    return approved_mention(
+        platform="reddit", source="reddit", external_id=thing["data"]["name"], url=None,
+        handle=thing["data"]["author"],
+    )  # fmt: skip
 
 
 def make_reply(text: str = "Thanks! **Settings → Export** does it.") -> Reply:
-    now = datetime.now(UTC)
-    return Reply(
-        id=7,
-        mention_id=1,
-        text=text,
-        publisher="reddit",
-        idempotency_key="k-7",
-        state=ReplyState.SENDING,
-        approved_by="telegram:cm",
-        created_at=now - timedelta(seconds=5),
-        updated_at=now,
-    )
+    return sending_reply(text, publisher="reddit")
 
 
 # --- source -------------------------------------------------------------------------------
@@ -332,11 +310,8 @@ async def test_first_poll_normalises_posts_comments_and_mentions(
     server.add_post("acme elsewhere", sub="other")
     server.add_comment("I moved to Acme last year", sub="AcmeHelp")
     server.add_comment("hey u/parley_bot does acme export?", mention=True)
-    src = source(url)
-    try:
+    async with aclosing(source(url)) as src:
         result = await src.fetch({})
-    finally:
-        await src.aclose()
 
     by_kind = {m.external_id[:2]: m for m in result.items}
     assert [m.text[:12] for m in result.items] == ["Acme vs the ", "I moved to A", "hey u/parley"]
@@ -372,20 +347,14 @@ async def test_cursor_resumes_after_restart_and_pages_back_to_it(
 ) -> None:
     server, url = fake
     server.add_comment("old one")
-    src = source(url, search_queries=[], mentions=False)
-    try:
+    async with aclosing(source(url, search_queries=[], mentions=False)) as src:
         first = await src.fetch({})
-    finally:
-        await src.aclose()
     assert [m.text for m in first.items] == ["old one"]
     for i in range(150):  # more than one page of 100
         server.add_comment(f"new {i}")
-    restarted = source(url, search_queries=[], mentions=False)
-    try:
+    async with aclosing(source(url, search_queries=[], mentions=False)) as restarted:
         second = await restarted.fetch(first.cursor)
         third = await restarted.fetch(second.cursor)
-    finally:
-        await restarted.aclose()
     assert [m.text for m in second.items] == [f"new {i}" for i in range(150)]
     assert third.items == []
     assert sum("/comments?" in r for r in server.requests) == 1 + 2 + 1
@@ -396,15 +365,12 @@ async def test_items_sharing_the_watermark_second_are_not_lost_or_repeated(
 ) -> None:
     server, url = fake
     first = server.add_comment("first")
-    src = source(url, search_queries=[], mentions=False)
-    try:
+    async with aclosing(source(url, search_queries=[], mentions=False)) as src:
         one = await src.fetch({})
         twin = server.add_comment("same second")
         twin["data"]["created_utc"] = first["data"]["created_utc"]
         two = await src.fetch(one.cursor)
         three = await src.fetch(two.cursor)
-    finally:
-        await src.aclose()
     assert [m.text for m in one.items] == ["first"]
     assert [m.text for m in two.items] == ["same second"]
     assert three.items == []
@@ -415,11 +381,8 @@ async def test_own_and_removed_comments_are_not_mentions(fake: tuple[FakeReddit,
     server.add_comment("my own reply", author=USERNAME)
     server.add_comment("[removed]")
     server.add_comment("a real one")
-    src = source(url, search_queries=[], mentions=False)
-    try:
+    async with aclosing(source(url, search_queries=[], mentions=False)) as src:
         result = await src.fetch({})
-    finally:
-        await src.aclose()
     assert [m.text for m in result.items] == ["a real one"]
 
 
@@ -433,10 +396,8 @@ async def test_malformed_item_is_skipped_with_a_log_line(
     del broken["data"]["name"]
     src = source(url, search_queries=[], mentions=False)
     with caplog.at_level(logging.WARNING, logger="bot.connectors.reddit"):
-        try:
+        async with aclosing(src):
             result = await src.fetch({})
-        finally:
-            await src.aclose()
     assert [m.text for m in result.items] == ["fine before", "fine after"]
     assert "skipped a malformed item" in caplog.text
 
@@ -445,12 +406,9 @@ async def test_429_with_reset_headers_is_rate_limited(fake: tuple[FakeReddit, st
     server, url = fake
     headers = {"X-Ratelimit-Remaining": "0.0", "X-Ratelimit-Reset": "42"}
     server.faults.append(("/r/", 429, headers, None))
-    src = source(url)
-    try:
+    async with aclosing(source(url)) as src:
         with pytest.raises(SourceRateLimited) as caught:
             await src.fetch({})
-    finally:
-        await src.aclose()
     assert caught.value.retry_after is not None and 40 <= caught.value.retry_after <= 42
     assert "429" in str(caught.value)
 
@@ -458,12 +416,9 @@ async def test_429_with_reset_headers_is_rate_limited(fake: tuple[FakeReddit, st
 async def test_retry_after_header_wins_over_reset(fake: tuple[FakeReddit, str]) -> None:
     server, url = fake
     server.faults.append(("/r/", 429, {"Retry-After": "7", "X-Ratelimit-Reset": "300"}, None))
-    src = source(url)
-    try:
+    async with aclosing(source(url)) as src:
         with pytest.raises(SourceRateLimited) as caught:
             await src.fetch({})
-    finally:
-        await src.aclose()
     assert caught.value.retry_after == 7
 
 
@@ -477,10 +432,8 @@ async def test_poll_stops_before_the_rate_limit_wall(
     server.remaining = 12.0
     src = source(url, rate_limit_reserve=10)
     with caplog.at_level(logging.WARNING, logger="bot.connectors.reddit"):
-        try:
+        async with aclosing(src):
             result = await src.fetch({})
-        finally:
-            await src.aclose()
     # Search answers with 11 left, comments with 10: the mentions route waits for the next poll.
     assert set(result.cursor) == {"search:acme+acmehelp:acme", "comments:acme+acmehelp"}
     assert src.rate_limit_remaining == 10
@@ -491,41 +444,32 @@ async def test_5xx_then_recovery_keeps_the_cursor(fake: tuple[FakeReddit, str]) 
     server, url = fake
     server.add_comment("hello acme")
     server.faults.append(("/r/acme+AcmeHelp/comments", 503, {}, None))
-    src = source(url, search_queries=[], mentions=False)
-    try:
+    async with aclosing(source(url, search_queries=[], mentions=False)) as src:
         with pytest.raises(SourceError, match="HTTP 503"):
             await src.fetch({})
         result = await src.fetch({})
-    finally:
-        await src.aclose()
     assert [m.text for m in result.items] == ["hello acme"]
 
 
 async def test_expired_token_is_renewed_once(fake: tuple[FakeReddit, str]) -> None:
     server, url = fake
     server.add_comment("hello")
-    src = source(url, search_queries=[], mentions=False)
-    try:
+    async with aclosing(source(url, search_queries=[], mentions=False)) as src:
         first = await src.fetch({})
         again = await src.fetch(first.cursor)
         assert server.tokens_issued == 1  # cached across polls
         server.valid_token = "revoked-by-reddit"
         # Two callers sharing the client hit the 401 together: one new token serves both.
         results = await asyncio.gather(src.fetch(first.cursor), src.fetch(first.cursor))
-    finally:
-        await src.aclose()
     assert server.tokens_issued == 2
     assert again.items == [] and [r.items for r in results] == [[], []]
 
 
 async def test_bad_credentials_say_so_without_secrets(fake: tuple[FakeReddit, str]) -> None:
     _, url = fake
-    src = source(url, password="wrong-password")
-    try:
+    async with aclosing(source(url, password="wrong-password")) as src:
         with pytest.raises(SourceError) as caught:
             await src.fetch({})
-    finally:
-        await src.aclose()
     message = str(caught.value)
     assert "REDDIT_PASSWORD" in message and "u/parley_bot" in message
     assert "wrong-password" not in message and CLIENT_SECRET not in message
@@ -561,11 +505,8 @@ def test_raw_mention_reads_the_real_payloads() -> None:
 async def test_publish_comments_under_the_mention(fake: tuple[FakeReddit, str]) -> None:
     server, url = fake
     parent = server.add_comment("does acme export?")
-    api = client(url)
-    try:
+    async with aclosing(client(url)) as api:
         result = await RedditPublisher(api).publish(make_reply(), as_mention(parent))
-    finally:
-        await api.aclose()
     [posted] = server.own_comments()
     assert posted["data"]["parent_id"] == parent["data"]["name"]
     assert posted["data"]["body"] == "Thanks! **Settings → Export** does it."
@@ -580,19 +521,13 @@ async def test_crash_between_send_and_commit_is_reconciled_without_a_second_post
     parent = server.add_post("Acme question")
     server.add_comment("Thanks! **Settings → Export** does it.", parent="t3_other", author=USERNAME)
     server.post_delay = 30.0
-    api = client(url)
-    publisher = RedditPublisher(api)
     reply, mention = make_reply(), as_mention(parent)
-    try:
+    async with aclosing(client(url)) as api:
         # The worker dies after Reddit stored the comment but before the answer came back.
-        task = asyncio.create_task(publisher.publish(reply, mention))
-        await asyncio.wait_for(server.comment_stored.wait(), 5)
-        task.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await task
+        await killed_once_stored(
+            RedditPublisher(api).publish(reply, mention), server.comment_stored
+        )
         found = await RedditPublisher(api).reconcile(reply, mention)
-    finally:
-        await api.aclose()
     mine = [c for c in server.own_comments() if c["data"]["parent_id"] == parent["data"]["name"]]
     assert len(mine) == 1
     assert found is not None and found.posted_id == mine[0]["data"]["name"]
@@ -607,28 +542,17 @@ async def test_outbox_crash_mid_post_then_restart_posts_once(
     question = server.add_comment("Is Acme down? I want a refund")
     question["data"]["created_utc"] = float(int(time.time()))
     server.post_delay = 30.0
-    cm = Actor(platform="console", user_id="cm", display_name="Ana")
     async with build_core(settings, config) as core:
         src = source(url, search_queries=[], mentions=False)
-        core.review.publishers = core.outbox.publishers = Publishers(
-            {"reddit": RedditPublisher(src.client)}, default="reddit"
-        )
-        batch = await core.ingestor.store_batch((await src.fetch({})).items)
-        [alerted] = await core.alerter.alert(batch, first_poll=False)
-        await core.review.edit(alerted.id, "Sorry! Status: https://status.acme.com", cm)
-        reply = await core.review.approve(alerted.id, cm)
-        task = asyncio.create_task(core.outbox.send_due())
-        await asyncio.wait_for(server.comment_stored.wait(), 5)
-        task.cancel()  # the worker dies after Reddit stored the comment, before "sent" is committed
-        with pytest.raises(asyncio.CancelledError):
-            await task
+        post_through(core, "reddit", RedditPublisher(src.client))
+        reply = await approve_first_find(core, src, "Sorry! Status: https://status.acme.com")
+        # The worker dies after Reddit stored the comment, before "sent" is committed.
+        await killed_once_stored(core.outbox.send_due(), server.comment_stored)
         await src.aclose()
     server.post_delay = 0.0
     async with build_core(settings, config) as core:
         api = client(url)
-        core.review.publishers = core.outbox.publishers = Publishers(
-            {"reddit": RedditPublisher(api)}, default="reddit"
-        )
+        post_through(core, "reddit", RedditPublisher(api))
         await core.outbox.recover()
         await core.outbox.send_due()
         final = await core.store.get_reply(reply.id)
@@ -647,23 +571,17 @@ async def test_reconcile_finds_nothing_when_the_post_never_landed(
     # Same text, but posted before this reply was approved: written by hand, not by the crash.
     old = server.add_comment(make_reply().text, parent=parent["data"]["name"], author=USERNAME)
     old["data"]["created_utc"] = (datetime.now(UTC) - timedelta(days=1)).timestamp()
-    api = client(url)
-    try:
+    async with aclosing(client(url)) as api:
         assert await RedditPublisher(api).reconcile(make_reply(), as_mention(parent)) is None
-    finally:
-        await api.aclose()
 
 
 async def test_locked_thread_is_a_permanent_failure(fake: tuple[FakeReddit, str]) -> None:
     server, url = fake
     parent = server.add_post("Acme question")
     server.locked.add(parent["data"]["name"])
-    api = client(url)
-    try:
+    async with aclosing(client(url)) as api:
         with pytest.raises(PublishError) as caught:
             await RedditPublisher(api).publish(make_reply(), as_mention(parent))
-    finally:
-        await api.aclose()
     assert caught.value.permanent and "THREAD_LOCKED" in str(caught.value)
     assert server.own_comments() == []
 
@@ -675,12 +593,9 @@ async def test_ratelimit_error_is_retryable_after_the_stated_wait(
     parent = server.add_post("Acme question")
     errors = [["RATELIMIT", "you are doing that too much. try again in 5 minutes.", "ratelimit"]]
     server.faults.append(("/api/comment", 200, {}, {"json": {"errors": errors}}))
-    api = client(url)
-    try:
+    async with aclosing(client(url)) as api:
         with pytest.raises(PublishError) as caught:
             await RedditPublisher(api).publish(make_reply(), as_mention(parent))
-    finally:
-        await api.aclose()
     assert not caught.value.permanent and caught.value.retry_after == 300
 
 
@@ -693,12 +608,9 @@ async def test_http_errors_map_to_retry_or_dead(
     server, url = fake
     parent = server.add_post("Acme question")
     server.faults.append(("/api/comment", status, {"Retry-After": "9"}, None))
-    api = client(url)
-    try:
+    async with aclosing(client(url)) as api:
         with pytest.raises(PublishError) as caught:
             await RedditPublisher(api).publish(make_reply(), as_mention(parent))
-    finally:
-        await api.aclose()
     assert caught.value.permanent is permanent
     if status == 429:
         assert caught.value.retry_after == 9
@@ -710,15 +622,12 @@ async def test_overlong_or_foreign_replies_are_refused_before_sending(
     server, url = fake
     parent = server.add_post("Acme question")
     foreign = as_mention(parent).model_copy(update={"external_id": "109999"})
-    api = client(url)
-    publisher = RedditPublisher(api)
-    try:
+    async with aclosing(client(url)) as api:
+        publisher = RedditPublisher(api)
         with pytest.raises(PublishError, match="10000") as long_error:
             await publisher.publish(make_reply("x" * 10_001), as_mention(parent))
         with pytest.raises(PublishError, match="not a Reddit post") as foreign_error:
             await publisher.publish(make_reply(), foreign)
-    finally:
-        await api.aclose()
     assert long_error.value.permanent and foreign_error.value.permanent
     assert not any(r.startswith("POST /api/comment") for r in server.requests)
 

@@ -4,11 +4,10 @@ and once through the whole core."""
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime, timedelta
+from contextlib import aclosing
 from typing import Any
 
 import pytest
@@ -16,8 +15,8 @@ import pytest
 from bot.app import build_core
 from bot.config import parse_config
 from bot.connectors.x import XClient, XCredentials, XPublisher, XSource, XSourceConfig
-from bot.domain.models import Actor, Author, Mention, Reply
-from bot.domain.states import MentionState, ReplyState
+from bot.domain.models import Mention, Reply
+from bot.domain.states import ReplyState
 from bot.errors import (
     ConfigError,
     CredentialsRejected,
@@ -40,16 +39,11 @@ from tests.fake_x import (
     SECRETS,
     FakeX,
     serve_fake_x,
+    set_keys,
 )
+from tests.helpers import CM, approved_mention, killed_once_stored, opened, sending_reply
 
 CREDENTIALS = XCredentials(API_KEY, API_SECRET, ACCESS_TOKEN, ACCESS_SECRET)
-ENV = {
-    "X_API_KEY": API_KEY,
-    "X_API_SECRET": API_SECRET,
-    "X_ACCESS_TOKEN": ACCESS_TOKEN,
-    "X_ACCESS_TOKEN_SECRET": ACCESS_SECRET,
-}
-CM = Actor(platform="console", user_id="cm", display_name="Ana")
 
 
 @pytest.fixture
@@ -74,40 +68,20 @@ def publisher(url: str, *, timeout: float = 5.0, **overrides: Any) -> XPublisher
 
 
 def as_mention(post: dict[str, Any], *, answerable: bool = True) -> Mention:
-    return Mention.model_validate(
-        {
-            "id": 1, "source": "xsrc", "platform": "x", "external_id": post["id"],
-            "url": f"https://x.com/dana_w/status/{post['id']}", "canonical_url": None,
-            "author": Author(handle="dana_w"), "title": None, "text": post["text"],
-            "language": "en", "created_at": datetime.now(UTC), "fetched_at": datetime.now(UTC),
-            "brand": "acme", "rule": "r", "state": MentionState.APPROVED,
-            "answerable": answerable,
-        }
+    return approved_mention(
+        platform="x", source="xsrc", external_id=post["id"],
+        url=f"https://x.com/dana_w/status/{post['id']}", handle="dana_w", text=post["text"],
+        answerable=answerable,
     )  # fmt: skip
 
 
 def make_reply(text: str = "Sorry! Exports are back, try again now.", attempts: int = 1) -> Reply:
-    now = datetime.now(UTC)
-    return Reply(
-        id=1,
-        mention_id=1,
-        text=text,
-        publisher="x:xsrc",
-        idempotency_key="parley-1-abc",
-        state=ReplyState.SENDING,
-        attempts=attempts,
-        approved_by="console:Ana",
-        created_at=now - timedelta(seconds=5),
-        updated_at=now,
-    )
+    return sending_reply(text, publisher="x:xsrc", attempts=attempts)
 
 
 async def fetch_once(url: str, cursor: dict[str, str] | None = None, **overrides: Any) -> Any:
-    src = source(url, **overrides)
-    try:
+    async with aclosing(source(url, **overrides)) as src:
         return await src.fetch(cursor or {})
-    finally:
-        await src.aclose()
 
 
 # --- source -------------------------------------------------------------------------------
@@ -119,12 +93,9 @@ async def test_first_poll_reads_only_the_newest_page_and_normalises(fake: FakeX)
     complaint = fake.add_post(template["text"], reply_to=question["id"])
     for n in range(8):
         fake.add_post(f"@{BRAND} ping {n}", author="carol")
-    src = source(fake.url, page_size=5)
-    try:
+    async with aclosing(source(fake.url, page_size=5)) as src:
         result = await src.fetch({})
         remaining = src.rate_limit_remaining
-    finally:
-        await src.aclose()
     assert [m.text for m in result.items] == [f"@{BRAND} ping {n}" for n in range(3, 8)]
     assert result.cursor == {"mentions": max(fake.posts, key=int)}
     assert remaining == 179
@@ -153,12 +124,9 @@ async def test_cursor_resumes_after_restart_and_pages_forward(fake: FakeX) -> No
     for n in range(12):
         fake.add_post(f"@{BRAND} new {n}")
     # A fresh source object with the stored cursor: as after a restart.
-    src = source(fake.url, page_size=5)
-    try:
+    async with aclosing(source(fake.url, page_size=5)) as src:
         result = await src.fetch(cursor)
         again = await src.fetch(result.cursor)
-    finally:
-        await src.aclose()
     assert [m.text for m in result.items] == [f"@{BRAND} new {n}" for n in range(12)]
     assert again.items == []
     assert result.cursor == {"mentions": max(fake.posts, key=int)}
@@ -190,14 +158,11 @@ async def test_rate_limit_headers_stop_the_poll_before_the_wall(fake: FakeX) -> 
     for n in range(15):
         fake.add_post(f"@{BRAND} burst {n}")
     fake.remaining["mentions"] = 7
-    src = source(fake.url, page_size=5, rate_limit_reserve=5)
-    try:
+    async with aclosing(source(fake.url, page_size=5, rate_limit_reserve=5)) as src:
         result = await src.fetch(cursor)
         calls = len(fake.requests)
         skipped = await src.fetch(result.cursor)
         left = src.rate_limit_remaining
-    finally:
-        await src.aclose()
     # Two pages spend the budget down to the reserve: the third waits for the next window.
     assert len(result.items) == 10 and left == 5
     assert "mentions#until" in result.cursor and result.cursor["mentions"] == cursor["mentions"]
@@ -221,16 +186,13 @@ async def test_429_reads_the_reset_header(fake: FakeX) -> None:
 
 async def test_5xx_then_recovery_keeps_the_cursor(fake: FakeX) -> None:
     fake.add_post(f"@{BRAND} before")
-    src = source(fake.url)
-    try:
+    async with aclosing(source(fake.url)) as src:
         cursor = (await src.fetch({})).cursor
         fake.add_post(f"@{BRAND} during the outage")
         fake.fail_next(f"/2/users/{BRAND_ID}/mentions", 503)
         with pytest.raises(SourceError, match="HTTP 503"):
             await src.fetch(cursor)
         result = await src.fetch(cursor)
-    finally:
-        await src.aclose()
     assert [m.text for m in result.items] == [f"@{BRAND} during the outage"]
 
 
@@ -314,8 +276,7 @@ def test_config_validates_and_defaults() -> None:
 
 
 def test_missing_key_names_the_variable(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name, value in ENV.items():
-        monkeypatch.setenv(name, value)
+    set_keys(monkeypatch)
     monkeypatch.delenv("X_ACCESS_TOKEN_SECRET")
     parsed = parse_config({**BASIC_CONFIG, "sources": [{"type": "x", "name": "xsrc"}]}, "test.toml")
     with pytest.raises(ConfigError) as caught:
@@ -330,12 +291,9 @@ def test_missing_key_names_the_variable(monkeypatch: pytest.MonkeyPatch) -> None
 
 async def test_reply_to_a_non_answerable_post_is_refused_without_a_request(fake: FakeX) -> None:
     post = fake.add_post("acme is slow today", author="bob")
-    pub = publisher(fake.url)
-    try:
+    async with opened(publisher(fake.url)) as pub:
         with pytest.raises(PublishError, match="copy the text and reply by hand") as caught:
             await pub.publish(make_reply(), as_mention(post, answerable=False))
-    finally:
-        await pub.client.aclose()
     assert caught.value.permanent
     assert fake.requests == []
 
@@ -343,26 +301,20 @@ async def test_reply_to_a_non_answerable_post_is_refused_without_a_request(fake:
 async def test_reply_over_280_weighted_is_refused_without_a_request(fake: FakeX) -> None:
     post = fake.add_post(f"@{BRAND} help")
     text = "申" * 141  # CJK weighs 2: 282
-    pub = publisher(fake.url)
-    try:
+    async with opened(publisher(fake.url)) as pub:
         with pytest.raises(PublishError, match="282 characters") as caught:
             await pub.publish(make_reply(text), as_mention(post))
-    finally:
-        await pub.client.aclose()
     assert caught.value.permanent and fake.requests == []
 
 
 async def test_publish_replies_and_records_the_cost(fake: FakeX) -> None:
     first = fake.add_post(f"@{BRAND} export stuck")
     second = fake.add_post(f"@{BRAND} is there a status page?")
-    pub = publisher(fake.url)
-    try:
+    async with opened(publisher(fake.url)) as pub:
         plain = await pub.publish(make_reply(), as_mention(first))
         linked = await pub.publish(
             make_reply("Yes: https://status.acme.example/"), as_mention(second)
         )
-    finally:
-        await pub.client.aclose()
     assert fake.post_bodies[0] == {
         "text": "Sorry! Exports are back, try again now.",
         "reply": {"in_reply_to_tweet_id": first["id"]},
@@ -381,24 +333,14 @@ async def test_crash_after_the_post_landed_never_posts_twice(fake: FakeX) -> Non
     post = fake.add_post(f"@{BRAND} refund please")
     mention = as_mention(post)
     fake.post_delay = 30.0
-    pub = publisher(fake.url)
-    try:
+    async with opened(publisher(fake.url)) as pub:
         # The worker dies after X stored the reply, before the answer came back.
-        task = asyncio.create_task(pub.publish(make_reply(), mention))
-        await asyncio.wait_for(fake.post_stored.wait(), 5)
-        task.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await task
-    finally:
-        await pub.client.aclose()
+        await killed_once_stored(pub.publish(make_reply(), mention), fake.post_stored)
     fake.post_delay = 0.0
-    restarted = publisher(fake.url)  # a new process: no memory of the attempt
-    try:
+    async with opened(publisher(fake.url)) as restarted:  # a new process: no memory of the attempt
         found = await restarted.reconcile(make_reply(), mention)
         # A retry (second attempt) looks first and does not post again either.
         again = await restarted.publish(make_reply(attempts=2), mention)
-    finally:
-        await restarted.client.aclose()
     [posted] = fake.own_posts()
     assert found is not None and found.posted_id == posted["id"] and found.cost_usd == 0.01
     assert again.posted_id == posted["id"]
@@ -408,15 +350,12 @@ async def test_crash_after_the_post_landed_never_posts_twice(fake: FakeX) -> Non
 async def test_duplicate_answer_is_reconciled_not_failed(fake: FakeX) -> None:
     post = fake.add_post(f"@{BRAND} help")
     other = fake.add_post(f"@{BRAND} me too")
-    pub = publisher(fake.url)
-    try:
+    async with opened(publisher(fake.url)) as pub:
         first = await pub.publish(make_reply(), as_mention(post))
         # The same reply sent again as a first attempt (its state was lost): X says duplicate.
         again = await pub.publish(make_reply(), as_mention(post))
         with pytest.raises(PublishError, match="duplicate") as caught:
             await pub.publish(make_reply(), as_mention(other))  # same text, another post
-    finally:
-        await pub.client.aclose()
     assert again.posted_id == first.posted_id
     assert caught.value.permanent
     assert len(fake.own_posts()) == 1
@@ -428,14 +367,11 @@ async def test_reconcile_ignores_older_replies_and_raises_when_x_cannot_be_asked
     post = fake.add_post(f"@{BRAND} help")
     by_hand = fake.add_post("Answered by hand yesterday", author=BRAND, reply_to=post["id"])
     by_hand["created_at"] = "2020-01-01T00:00:00.000Z"
-    pub = publisher(fake.url)
-    try:
+    async with opened(publisher(fake.url)) as pub:
         assert await pub.reconcile(make_reply(), as_mention(post)) is None
         fake.fail_next(f"/2/users/{BRAND_ID}/tweets", 503)
         with pytest.raises(PublishError, match="cannot check") as caught:
             await pub.reconcile(make_reply(), as_mention(post))
-    finally:
-        await pub.client.aclose()
     assert not caught.value.permanent
 
 
@@ -459,12 +395,9 @@ async def test_publish_errors(
     else:
         reset = str(int(time.time()) + 60)
         fake.fail_next("/2/tweets", fault, problem, {"x-rate-limit-reset": reset})
-    pub = publisher(fake.url)
-    try:
+    async with opened(publisher(fake.url)) as pub:
         with pytest.raises(PublishError, match=match) as caught:
             await pub.publish(make_reply(), as_mention(post))
-    finally:
-        await pub.client.aclose()
     assert caught.value.permanent is permanent
     if fault == 429:
         assert caught.value.retry_after is not None and 55 <= caught.value.retry_after <= 60
@@ -483,8 +416,7 @@ def core_config(url: str) -> Any:
 async def test_core_answers_on_x_only_where_allowed(
     fake: FakeX, settings: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    for name, value in ENV.items():
-        monkeypatch.setenv(name, value)
+    set_keys(monkeypatch)
     asked = fake.add_post(f"@{BRAND} acme is down, I want a refund")
     aside = fake.add_post("acme is down again", author="bob", reply_to=asked["id"])
     async with build_core(settings, core_config(fake.url)) as core:
@@ -513,19 +445,15 @@ async def test_core_answers_on_x_only_where_allowed(
 async def test_core_crash_mid_post_then_restart_posts_once(
     fake: FakeX, settings: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    for name, value in ENV.items():
-        monkeypatch.setenv(name, value)
+    set_keys(monkeypatch)
     asked = fake.add_post(f"@{BRAND} acme outage? refund?")
     fake.post_delay = 30.0
     async with build_core(settings, core_config(fake.url)) as core:
         await core.poll_all_once()
         await core.review.edit(1, "Sorry! Fixed now, refund on its way.", CM)
         reply = await core.review.approve(1, CM)
-        task = asyncio.create_task(core.outbox.send_due())
-        await asyncio.wait_for(fake.post_stored.wait(), 5)
-        task.cancel()  # the worker dies after X stored the post, before "sent" is committed
-        with pytest.raises(asyncio.CancelledError):
-            await task
+        # The worker dies after X stored the post, before "sent" is committed.
+        await killed_once_stored(core.outbox.send_due(), fake.post_stored)
     fake.post_delay = 0.0
     async with build_core(settings, core_config(fake.url)) as core:
         await core.outbox.recover()

@@ -17,6 +17,8 @@ import asyncio
 import copy
 import html
 import json
+import re
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -28,48 +30,35 @@ from bot.app import Core, build_core, run_core
 from bot.config import ParleyConfig, load_config
 from bot.connectors.facebook import FacebookSource
 from bot.connectors.webhook import sign
+from bot.domain.models import Mention
 from bot.domain.states import MentionState, ReplyState
 from bot.frontends.telegram import TelegramConfig, TelegramFrontend
 from bot.frontends.telegram.keyboards import Action, encode
 from bot.settings import Settings
-from tests import mastodon_mock_server, test_discord, test_telegram
+from tests import fake_graph, mastodon_mock_server, test_discord, test_telegram
 from tests.fake_bluesky import BOT_DID, BOT_HANDLE, PASSWORD, make_post, serve_fake_bluesky
 from tests.fake_discord import ANN as DISCORD_ANN
-from tests.fake_discord import APPROVER_ROLE_ID, CHANNEL_ID, GUILD_ID, FakeDiscord
+from tests.fake_discord import APP_ID, APPROVER_ROLE_ID, CHANNEL_ID, GUILD_ID, Call, FakeDiscord
 from tests.fake_discord import BOB as DISCORD_BOB
-from tests.fake_graph import (
-    IG_TOKEN,
-    IG_USER_ID,
-    PAGE_ID,
-    PAGE_TOKEN,
-    VERSION,
-    FakeGraph,
-    fixture,
-    serve,
-)
+from tests.fake_graph import IG_TOKEN, IG_USER_ID, PAGE_ID, PAGE_TOKEN, VERSION, FakeGraph, fixture
 from tests.fake_telegram import FakeTelegram
-from tests.fake_x import ACCESS_SECRET, ACCESS_TOKEN, API_KEY, API_SECRET, serve_fake_x
 from tests.fake_x import BRAND as X_BRAND
 from tests.fake_x import BRAND_ID as X_BRAND_ID
+from tests.fake_x import FakeX, serve_fake_x, set_keys
 from tests.mastodon_mock_server import BRAND, BRAND_TOKEN, CUSTOMER, MastodonMock
 from tests.test_telegram import ANN, CHAT, message_of
 
 # Fixtures, found by module attribute: the mastodon-mock process (one for this module), the
-# fake Telegram server and its settings, the fake Discord server and discord.py's endpoints.
+# fake Telegram server and its settings, the fake Discord server and discord.py's endpoints,
+# and the fake Graph API with its URL.
 mastodon_instance = mastodon_mock_server.mastodon_instance
 mastodon = mastodon_mock_server.mastodon
 fake = test_telegram.fake
 tg_settings = test_telegram.tg_settings
 discord_fake = test_discord.fake
 endpoints = test_discord.endpoints
+graph_api = fake_graph.graph
 
-
-X_ENV = {
-    "X_API_KEY": API_KEY,
-    "X_API_SECRET": API_SECRET,
-    "X_ACCESS_TOKEN": ACCESS_TOKEN,
-    "X_ACCESS_TOKEN_SECRET": ACCESS_SECRET,
-}
 APP_SECRET = "0f1e2d3c4b5a69788796a5b4c3d2e1f0"
 """The Meta app's App Secret, which signs webhook deliveries."""
 VERIFY_TOKEN = "parley-verify-2718"
@@ -99,6 +88,67 @@ async def only_mention(core: Core) -> int:
     return mention.id
 
 
+async def telegram_alert(
+    core: Core, fake: FakeTelegram, frontend: TelegramFrontend
+) -> tuple[int, dict[str, Any]]:
+    """The only mention's id and its alert message, once the alert is out."""
+    await test_telegram.settle(core, frontend)
+    mid = await only_mention(core)
+    return mid, message_of(fake, (await core.store.get_mention(mid)).alert_refs["telegram"])
+
+
+def shown_text(fake: FakeTelegram, alert: dict[str, Any]) -> str:
+    """The text of the ``alert`` message as it is now (after edits)."""
+    return str(fake.messages[(CHAT, alert["message_id"])]["text"])
+
+
+async def approve_twice_in_telegram(
+    core: Core, fake: FakeTelegram, frontend: TelegramFrontend, alert: dict[str, Any], mid: int
+) -> list[str]:
+    """ANN taps Approve twice in a row; the two toasts, sorted."""
+    first = await fake.press(ANN, alert, encode(Action.APPROVE, mid))
+    second = await fake.press(ANN, alert, encode(Action.APPROVE, mid))
+    await fake.wait_for("answerCallbackQuery", 2)
+    await test_telegram.settle(core, frontend)
+    return sorted(fake.answers()[q] or "" for q in (first, second))
+
+
+def discord_settings(tmp_path: Path, discord_fake: FakeDiscord) -> Settings:
+    """Settings for the fake Discord: the alert channel, and ANN's role may approve."""
+    return test_discord.settings_with(
+        tmp_path,
+        parley_default_publisher="log",
+        discord_bot_token=test_discord.TOKEN,
+        discord_guild_id=str(GUILD_ID),
+        discord_alert_channel_id=str(CHANNEL_ID),
+        discord_approver_role_ids=str(APPROVER_ROLE_ID),
+        discord_api_base_url=discord_fake.api_url,
+        discord_gateway_url=discord_fake.gateway_url,
+    )
+
+
+async def discord_alert(core: Core) -> tuple[Mention, str]:
+    """The only mention and the id of its alert message in the channel."""
+    await test_discord.settle(core)
+    mention = await core.store.get_mention(await only_mention(core))
+    return mention, mention.alert_refs["discord"].partition(":")[2]
+
+
+async def click_approve(
+    core: Core, discord_fake: FakeDiscord, who: dict[str, Any], message_id: str, mid: int,
+    times: int = 1,
+) -> list[Call]:  # fmt: skip
+    """``who`` clicks Approve ``times`` in a row; the private follow-ups the clicks got."""
+    clicks = [await discord_fake.click(who, message_id, f"p1:ap:{mid}") for _ in range(times)]
+    for click in clicks:
+        await discord_fake.wait_for("POST", rf"/interactions/{click.id}/[^/]+/callback")
+    if times > 1:  # each later click is refused in a follow-up, sent after its (deferred) callback
+        tokens = "|".join(re.escape(c.token) for c in clicks)
+        await discord_fake.wait_for("POST", rf"/webhooks/{APP_ID}/({tokens})", count=times - 1)
+    await test_discord.settle(core)
+    return [f for c in clicks for f in discord_fake.followups(c.token)]
+
+
 async def test_mastodon_mention_approved_in_telegram_is_replied_once_with_its_link(
     mastodon: MastodonMock,
     fake: FakeTelegram,
@@ -117,14 +167,9 @@ async def test_mastodon_mention_approved_in_telegram_is_replied_once_with_its_li
         (sent,) = await fake.wait_for("sendMessage")
         assert "how do I export my notes to PDF?" in sent.params["text"]
         assert "mastodon (masto)" in sent.params["text"]
-        await test_telegram.settle(core, frontend)
-        mid = await only_mention(core)
-        alert = message_of(fake, (await core.store.get_mention(mid)).alert_refs["telegram"])
+        mid, alert = await telegram_alert(core, fake, frontend)
 
-        first = await fake.press(ANN, alert, encode(Action.APPROVE, mid))
-        second = await fake.press(ANN, alert, encode(Action.APPROVE, mid))
-        await fake.wait_for("answerCallbackQuery", 2)
-        await test_telegram.settle(core, frontend)
+        toasts = await approve_twice_in_telegram(core, fake, frontend, alert, mid)
 
         (posted,) = await mastodon.replies_to(status["id"])
         assert posted["account"]["acct"] == BRAND
@@ -134,11 +179,10 @@ async def test_mastodon_mention_approved_in_telegram_is_replied_once_with_its_li
         assert reply is not None and reply.state is ReplyState.SENT
         assert (reply.posted_id, reply.posted_url) == (posted["id"], posted["url"])
         assert (await core.store.get_mention(mid)).state is MentionState.POSTED
-        toasts = sorted(fake.answers()[q] or "" for q in (first, second))
         assert toasts[0] == "Approved: the reply is queued for posting."
         assert "cannot become approved" in toasts[1]
 
-        shown = fake.messages[(CHAT, alert["message_id"])]["text"]
+        shown = shown_text(fake, alert)
         assert "Posted" in shown and f'href="{posted["url"]}"' in shown
         last_edit = [
             c
@@ -163,16 +207,7 @@ async def test_bluesky_mention_approved_in_discord_is_replied_once_with_its_link
     discord_fake: FakeDiscord, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("BLUESKY_APP_PASSWORD", PASSWORD)
-    settings = test_discord.settings_with(
-        tmp_path,
-        parley_default_publisher="log",
-        discord_bot_token=test_discord.TOKEN,
-        discord_guild_id=str(GUILD_ID),
-        discord_alert_channel_id=str(CHANNEL_ID),
-        discord_approver_role_ids=str(APPROVER_ROLE_ID),
-        discord_api_base_url=discord_fake.api_url,
-        discord_gateway_url=discord_fake.gateway_url,
-    )
+    settings = discord_settings(tmp_path, discord_fake)
     async with serve_fake_bluesky() as bsky:
         config = parley_toml(
             tmp_path,
@@ -194,18 +229,11 @@ async def test_bluesky_mention_approved_in_discord_is_replied_once_with_its_link
             channel_posts = rf"/channels/{CHANNEL_ID}/messages"
             (sent,) = await discord_fake.wait_for("POST", channel_posts)
             assert "Does acme cloud sync work offline?" in json.dumps(sent.body["embeds"])
-            await test_discord.settle(core)
-            mid = await only_mention(core)
-            ref = (await core.store.get_mention(mid)).alert_refs["discord"]
-            message_id = ref.partition(":")[2]
+            mention, message_id = await discord_alert(core)
+            mid = mention.id
 
-            clicks = [await discord_fake.click(DISCORD_ANN, message_id, f"p1:ap:{mid}")]
-            clicks.append(await discord_fake.click(DISCORD_ANN, message_id, f"p1:ap:{mid}"))
-            for click in clicks:
-                await discord_fake.wait_for("POST", rf"/interactions/{click.id}/[^/]+/callback")
-            await test_discord.settle(core)
             # one click approves; the other is told, privately, that it already is
-            (refused,) = [f for c in clicks for f in discord_fake.followups(c.token)]
+            (refused,) = await click_approve(core, discord_fake, DISCORD_ANN, message_id, mid, 2)
             assert "cannot become approved" in refused.body["content"]
             assert refused.body["flags"] & 64
 
@@ -233,29 +261,17 @@ async def test_bluesky_mention_approved_in_discord_is_replied_once_with_its_link
 # --- X, Facebook Page and Instagram (issue 7) ----------------------------------------------
 
 
-def discord_settings(tmp_path: Path, discord_fake: FakeDiscord) -> Settings:
-    """Settings for the fake Discord: the alert channel, and ANN's role may approve."""
-    return test_discord.settings_with(
-        tmp_path,
-        parley_default_publisher="log",
-        discord_bot_token=test_discord.TOKEN,
-        discord_guild_id=str(GUILD_ID),
-        discord_alert_channel_id=str(CHANNEL_ID),
-        discord_approver_role_ids=str(APPROVER_ROLE_ID),
-        discord_api_base_url=discord_fake.api_url,
-        discord_gateway_url=discord_fake.gateway_url,
-    )
+@pytest.fixture
+async def x(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[FakeX]:
+    """The fake X on loopback, with the four OAuth 1.0a keys it accepts in the environment."""
+    set_keys(monkeypatch)
+    async with serve_fake_x() as server:
+        yield server
 
 
 def x_section(url: str, *extra: str) -> str:
-    """The ``[[sources]]`` body of an X source on the fake X (keys: :func:`x_keys`)."""
+    """The ``[[sources]]`` body of an X source on the fake X (keys: the ``x`` fixture)."""
     return "\n".join(('type = "x"', 'name = "xsrc"', f'base_url = "{url}"', *extra)) + "\n"
-
-
-def x_keys(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The four OAuth 1.0a keys the fake X accepts, in the environment."""
-    for name, value in X_ENV.items():
-        monkeypatch.setenv(name, value)
 
 
 def buttons(message: dict[str, Any]) -> list[str]:
@@ -264,315 +280,272 @@ def buttons(message: dict[str, Any]) -> list[str]:
     return [b["callback_data"] for row in rows for b in row if "callback_data" in b]
 
 
-def shown_text(fake: FakeTelegram, alert: dict[str, Any]) -> str:
-    return str(fake.messages[(CHAT, alert["message_id"])]["text"])
-
-
 async def drafted_alert(
     core: Core, fake: FakeTelegram, frontend: TelegramFrontend
 ) -> tuple[int, dict[str, Any], str]:
     """The only mention's id, its alert message and the draft Approve would post."""
-    await test_telegram.settle(core, frontend)
-    mid = await only_mention(core)
-    alert = message_of(fake, (await core.store.get_mention(mid)).alert_refs["telegram"])
+    mid, alert = await telegram_alert(core, fake, frontend)
     (draft,) = [d for d in await core.store.current_drafts(mid) if d.selected]
     assert draft.text and encode(Action.APPROVE, mid) in buttons(alert)
     assert "<b>Draft" in shown_text(fake, alert)
     return mid, alert, draft.text
 
 
+async def deliver_to_facebook(port: int, body: bytes) -> httpx.Response:
+    """Meta's delivery of the webhook ``body`` to Parley's listener, signed with the App Secret."""
+    headers = {"Content-Type": "application/json", "X-Hub-Signature-256": sign(APP_SECRET, body)}
+    async with httpx.AsyncClient() as http:
+        return await http.post(
+            f"http://127.0.0.1:{port}/meta/facebook", content=body, headers=headers
+        )
+
+
 async def test_x_complaint_approved_in_telegram_is_replied_once_and_its_cost_is_in_stats(
-    fake: FakeTelegram,
-    tg_settings: Settings,
-    tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
+    x: FakeX, fake: FakeTelegram, tg_settings: Settings, tmp_path: Path
 ) -> None:
-    x_keys(monkeypatch)
-    async with serve_fake_x() as x:
-        config = parley_toml(tmp_path, x_section(x.url))
-        async with test_telegram.running(tg_settings, config, fake) as (core, frontend):
-            await started(core, "xsrc")
-            post = x.add_post(f"@{X_BRAND} acme cloud lost my invoices again, I want a refund")
-            await core.poll_all_once()
-            (sent,) = await fake.wait_for("sendMessage")
-            link = f"https://x.com/dana_w/status/{post['id']}"
-            assert "I want a refund" in sent.params["text"]
-            assert "📡 x (xsrc)" in sent.params["text"].lower() and link in sent.params["text"]
-            mid, alert, draft = await drafted_alert(core, fake, frontend)
-            assert (await core.store.get_mention(mid)).answerable
+    config = parley_toml(tmp_path, x_section(x.url))
+    async with test_telegram.running(tg_settings, config, fake) as (core, frontend):
+        await started(core, "xsrc")
+        post = x.add_post(f"@{X_BRAND} acme cloud lost my invoices again, I want a refund")
+        await core.poll_all_once()
+        (sent,) = await fake.wait_for("sendMessage")
+        link = f"https://x.com/dana_w/status/{post['id']}"
+        assert "I want a refund" in sent.params["text"]
+        assert "📡 x (xsrc)" in sent.params["text"].lower() and link in sent.params["text"]
+        mid, alert, draft = await drafted_alert(core, fake, frontend)
+        assert (await core.store.get_mention(mid)).answerable
 
-            first = await fake.press(ANN, alert, encode(Action.APPROVE, mid))
-            second = await fake.press(ANN, alert, encode(Action.APPROVE, mid))
-            await fake.wait_for("answerCallbackQuery", 2)
-            await test_telegram.settle(core, frontend)
+        toasts = await approve_twice_in_telegram(core, fake, frontend, alert, mid)
 
-            (body,) = x.post_bodies  # one POST /2/tweets, as a reply to the complaint
-            assert body == {"text": draft, "reply": {"in_reply_to_tweet_id": post["id"]}}
-            (posted,) = x.own_posts()
-            assert posted["referenced_tweets"] == [{"type": "replied_to", "id": post["id"]}]
-            url = f"https://x.com/{X_BRAND}/status/{posted['id']}"
-            reply = await core.store.reply_for_mention(mid)
-            assert reply is not None and reply.state is ReplyState.SENT
-            assert (reply.publisher, reply.posted_id, reply.posted_url) == (
-                "x:xsrc", posted["id"], url,
-            )  # fmt: skip
-            assert reply.cost_usd == 0.01  # X's price of a reply to a post naming the brand
-            assert (await core.store.get_mention(mid)).state is MentionState.POSTED
-            toasts = sorted(fake.answers()[q] or "" for q in (first, second))
-            assert toasts[0] == "Approved: the reply is queued for posting."
-            assert "cannot become approved" in toasts[1]
-            shown = shown_text(fake, alert)
-            assert "Posted" in shown and f'href="{url}"' in shown
-            assert buttons(fake.messages[(CHAT, alert["message_id"])]) == []
+        (body,) = x.post_bodies  # one POST /2/tweets, as a reply to the complaint
+        assert body == {"text": draft, "reply": {"in_reply_to_tweet_id": post["id"]}}
+        (posted,) = x.own_posts()
+        assert posted["referenced_tweets"] == [{"type": "replied_to", "id": post["id"]}]
+        url = f"https://x.com/{X_BRAND}/status/{posted['id']}"
+        reply = await core.store.reply_for_mention(mid)
+        assert reply is not None and reply.state is ReplyState.SENT
+        assert (reply.publisher, reply.posted_id, reply.posted_url) == (
+            "x:xsrc", posted["id"], url,
+        )  # fmt: skip
+        assert reply.cost_usd == 0.01  # X's price of a reply to a post naming the brand
+        assert (await core.store.get_mention(mid)).state is MentionState.POSTED
+        assert toasts[0] == "Approved: the reply is queued for posting."
+        assert "cannot become approved" in toasts[1]
+        shown = shown_text(fake, alert)
+        assert "Posted" in shown and f'href="{url}"' in shown
+        assert buttons(fake.messages[(CHAT, alert["message_id"])]) == []
 
-            await fake.say(ANN, CHAT, "/stats")
-            (stats,) = await fake.wait_for("sendPhoto", within=15)
-            assert "Posting cost: $0.01 (x:xsrc 1 replies $0.01)" in stats.params["caption"]
+        await fake.say(ANN, CHAT, "/stats")
+        (stats,) = await fake.wait_for("sendPhoto", within=15)
+        assert "Posting cost: $0.01 (x:xsrc 1 replies $0.01)" in stats.params["caption"]
 
-            # The next poll changes nothing: the brand's own reply is not a mention.
-            await core.poll_all_once()
-            await test_telegram.settle(core, frontend)
-            assert len(x.post_bodies) == 1 and len(await core.store.list_mentions()) == 1
+        # The next poll changes nothing: the brand's own reply is not a mention.
+        await core.poll_all_once()
+        await test_telegram.settle(core, frontend)
+        assert len(x.post_bodies) == 1 and len(await core.store.list_mentions()) == 1
 
 
 async def test_x_search_hit_that_does_not_name_the_brand_is_answered_by_hand(
-    fake: FakeTelegram,
-    tg_settings: Settings,
-    tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
+    x: FakeX, fake: FakeTelegram, tg_settings: Settings, tmp_path: Path
 ) -> None:
-    x_keys(monkeypatch)
-    async with serve_fake_x() as x:
-        config = parley_toml(tmp_path, x_section(x.url, 'search_queries = ["acme"]'))
-        async with test_telegram.running(tg_settings, config, fake) as (core, frontend):
-            await started(core, "xsrc")
-            post = x.add_post("acme cloud is down again, third time this week", author="bob")
-            await core.poll_all_once()
-            (sent,) = await fake.wait_for("sendMessage")
-            link = f"https://x.com/bob/status/{post['id']}"
-            assert link in sent.params["text"]
-            assert "does not let Parley answer this post" in sent.params["text"]
-            mid, alert, draft = await drafted_alert(core, fake, frontend)
-            assert not (await core.store.get_mention(mid)).answerable
+    config = parley_toml(tmp_path, x_section(x.url, 'search_queries = ["acme"]'))
+    async with test_telegram.running(tg_settings, config, fake) as (core, frontend):
+        await started(core, "xsrc")
+        post = x.add_post("acme cloud is down again, third time this week", author="bob")
+        await core.poll_all_once()
+        (sent,) = await fake.wait_for("sendMessage")
+        link = f"https://x.com/bob/status/{post['id']}"
+        assert link in sent.params["text"]
+        assert "does not let Parley answer this post" in sent.params["text"]
+        mid, alert, draft = await drafted_alert(core, fake, frontend)
+        assert not (await core.store.get_mention(mid)).answerable
 
-            approved = await fake.press(ANN, alert, encode(Action.APPROVE, mid))
-            await fake.wait_for("answerCallbackQuery")
-            await test_telegram.settle(core, frontend)
-            assert fake.answers()[approved] == "Approved: the reply is queued for posting."
-            assert x.post_bodies == []
-            assert not [r for r in x.requests if r.startswith("POST ")]
-            reply = await core.store.reply_for_mention(mid)
-            assert reply is not None and reply.state is ReplyState.AWAITING_MANUAL
-            assert (reply.publisher, reply.posted_url) == ("manual", None)  # not posted yet
-            shown = shown_text(fake, alert)
-            assert f'Post this by hand</b> under <a href="{link}">the post</a>' in shown
-            copyable = html.escape(draft, quote=False).replace('"', "&quot;")
-            assert f"<pre>{copyable}</pre>" in shown  # the text to copy, as it will be posted
-            assert buttons(fake.messages[(CHAT, alert["message_id"])]) == [
-                encode(Action.CONFIRM, mid)
-            ]
+        approved = await fake.press(ANN, alert, encode(Action.APPROVE, mid))
+        await fake.wait_for("answerCallbackQuery")
+        await test_telegram.settle(core, frontend)
+        assert fake.answers()[approved] == "Approved: the reply is queued for posting."
+        assert x.post_bodies == []
+        assert not [r for r in x.requests if r.startswith("POST ")]
+        reply = await core.store.reply_for_mention(mid)
+        assert reply is not None and reply.state is ReplyState.AWAITING_MANUAL
+        assert (reply.publisher, reply.posted_url) == ("manual", None)  # not posted yet
+        shown = shown_text(fake, alert)
+        assert f'Post this by hand</b> under <a href="{link}">the post</a>' in shown
+        copyable = html.escape(draft, quote=False).replace('"', "&quot;")
+        assert f"<pre>{copyable}</pre>" in shown  # the text to copy, as it will be posted
+        assert buttons(fake.messages[(CHAT, alert["message_id"])]) == [encode(Action.CONFIRM, mid)]
 
-            done = await fake.press(ANN, alert, encode(Action.CONFIRM, mid))
-            await fake.wait_for("answerCallbackQuery", 2)
-            await test_telegram.settle(core, frontend)
-            assert fake.answers()[done] == "Marked as posted. Thanks!"
-            reply = await core.store.reply_for_mention(mid)
-            assert reply is not None and reply.state is ReplyState.SENT
-            assert reply.cost_usd is None  # posted by hand: X charged nothing
-            assert (await core.store.get_mention(mid)).state is MentionState.POSTED
-            assert reply.posted_url is None  # no link given: the customer's post is not "the reply"
-            assert "Posted" in shown_text(fake, alert)
-            assert "see the reply" not in shown_text(fake, alert)
-            assert x.post_bodies == []
+        done = await fake.press(ANN, alert, encode(Action.CONFIRM, mid))
+        await fake.wait_for("answerCallbackQuery", 2)
+        await test_telegram.settle(core, frontend)
+        assert fake.answers()[done] == "Marked as posted. Thanks!"
+        reply = await core.store.reply_for_mention(mid)
+        assert reply is not None and reply.state is ReplyState.SENT
+        assert reply.cost_usd is None  # posted by hand: X charged nothing
+        assert (await core.store.get_mention(mid)).state is MentionState.POSTED
+        assert reply.posted_url is None  # no link given: the customer's post is not "the reply"
+        assert "Posted" in shown_text(fake, alert)
+        assert "see the reply" not in shown_text(fake, alert)
+        assert x.post_bodies == []
 
 
 async def test_facebook_comment_pushed_by_webhook_approved_in_discord_is_answered_once(
-    discord_fake: FakeDiscord, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    graph_api: tuple[FakeGraph, str],
+    discord_fake: FakeDiscord,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setenv("META_PAGE_ACCESS_TOKEN", PAGE_TOKEN)
     monkeypatch.setenv("META_WEBHOOK_VERIFY_TOKEN", VERIFY_TOKEN)
     monkeypatch.setenv("META_APP_SECRET", APP_SECRET)
     settings = discord_settings(tmp_path, discord_fake)
-    graph = FakeGraph()
+    graph, url = graph_api
     page_post = graph.add_post("Our January invoices are out")
-    async with serve(graph) as url:
-        config = parley_toml(
-            tmp_path,
-            f'type = "facebook"\nname = "fb"\npage_id = "{PAGE_ID}"\nbase_url = "{url}"\n'
-            f'api_version = "{VERSION}"\n[sources.webhook]\nport = 0\n'
-            "drain_interval = 3600\npoll_interval = 3600\n",
-        )
-        async with test_discord.running(settings, config) as (core, _frontend):
-            await started(core, "fb")
-            source = core.runners[0].source
-            assert isinstance(source, FacebookSource) and source.webhook is not None
-            polled = len(graph.requests)
-            comment = graph.add_comment(page_post, "My invoice is wrong again, Acme! Fix it.")
-            payload = copy.deepcopy(fixture("graph_webhook_page_feed.json"))
-            payload["entry"][0]["changes"][0]["value"].update(
-                comment_id=comment["id"], post_id=page_post["id"], parent_id=page_post["id"],
-                message=comment["message"],
-            )  # fmt: skip
-            body = json.dumps(payload).encode()
-            async with httpx.AsyncClient() as http:
-                delivered = await http.post(
-                    f"http://127.0.0.1:{source.webhook.port}/meta/facebook",
-                    content=body,
-                    headers={
-                        "Content-Type": "application/json",
-                        "X-Hub-Signature-256": sign(APP_SECRET, body),
-                    },
-                )
-            assert delivered.json() == {"accepted": 1, "duplicates": 0, "ignored": 0}
-            await core.poll_all_once()
-            channel_posts = rf"/channels/{CHANNEL_ID}/messages"
-            (sent,) = await discord_fake.wait_for("POST", channel_posts)
-            assert "Fix it." in json.dumps(sent.body["embeds"])
-            # Read through the webhook: one look-up of the comment, no fallback poll.
-            assert [r.split("?")[0] for r in graph.requests[polled:]] == [
-                f"GET /{VERSION}/{comment['id']}"
-            ]
-            await test_discord.settle(core)
-            mid = await only_mention(core)
-            mention = await core.store.get_mention(mid)
-            assert (mention.platform, mention.external_id) == ("facebook", comment["id"])
-            message_id = mention.alert_refs["discord"].partition(":")[2]
+    config = parley_toml(
+        tmp_path,
+        f'type = "facebook"\nname = "fb"\npage_id = "{PAGE_ID}"\nbase_url = "{url}"\n'
+        f'api_version = "{VERSION}"\n[sources.webhook]\nport = 0\n'
+        "drain_interval = 3600\npoll_interval = 3600\n",
+    )
+    async with test_discord.running(settings, config) as (core, _frontend):
+        await started(core, "fb")
+        source = core.runners[0].source
+        assert isinstance(source, FacebookSource) and source.webhook is not None
+        polled = len(graph.requests)
+        comment = graph.add_comment(page_post, "My invoice is wrong again, Acme! Fix it.")
+        payload = copy.deepcopy(fixture("graph_webhook_page_feed.json"))
+        payload["entry"][0]["changes"][0]["value"].update(
+            comment_id=comment["id"], post_id=page_post["id"], parent_id=page_post["id"],
+            message=comment["message"],
+        )  # fmt: skip
+        body = json.dumps(payload).encode()
+        delivered = await deliver_to_facebook(source.webhook.port, body)
+        assert delivered.json() == {"accepted": 1, "duplicates": 0, "ignored": 0}
+        await core.poll_all_once()
+        channel_posts = rf"/channels/{CHANNEL_ID}/messages"
+        (sent,) = await discord_fake.wait_for("POST", channel_posts)
+        assert "Fix it." in json.dumps(sent.body["embeds"])
+        # Read through the webhook: one look-up of the comment, no fallback poll.
+        assert [r.split("?")[0] for r in graph.requests[polled:]] == [
+            f"GET /{VERSION}/{comment['id']}"
+        ]
+        mention, message_id = await discord_alert(core)
+        mid = mention.id
+        assert (mention.platform, mention.external_id) == ("facebook", comment["id"])
 
-            # A member without the approver role cannot approve; Ann (who has it) taps twice.
-            bob = await discord_fake.click(DISCORD_BOB, message_id, f"p1:ap:{mid}")
-            await discord_fake.wait_for("POST", rf"/interactions/{bob.id}/[^/]+/callback")
-            await test_discord.settle(core)
-            assert await core.store.reply_for_mention(mid) is None
-            clicks = [await discord_fake.click(DISCORD_ANN, message_id, f"p1:ap:{mid}")]
-            clicks.append(await discord_fake.click(DISCORD_ANN, message_id, f"p1:ap:{mid}"))
-            for click in clicks:
-                await discord_fake.wait_for("POST", rf"/interactions/{click.id}/[^/]+/callback")
-            await test_discord.settle(core)
-            (refused,) = [f for c in clicks for f in discord_fake.followups(c.token)]
-            assert "cannot become approved" in refused.body["content"]
+        # A member without the approver role cannot approve; Ann (who has it) taps twice.
+        await click_approve(core, discord_fake, DISCORD_BOB, message_id, mid)
+        assert await core.store.reply_for_mention(mid) is None
+        (refused,) = await click_approve(core, discord_fake, DISCORD_ANN, message_id, mid, 2)
+        assert "cannot become approved" in refused.body["content"]
 
-            (answer,) = graph.by(PAGE_ID)  # one comment, by the Page, under the complaint
-            assert answer["_parent"] == comment["id"]
-            assert f"POST /{VERSION}/{comment['id']}/comments" in [
-                r.split("?")[0] for r in graph.requests
-            ]
-            reply = await core.store.reply_for_mention(mid)
-            assert reply is not None and reply.state is ReplyState.SENT
-            assert answer["message"] == reply.text
-            assert (reply.posted_id, reply.posted_url) == (answer["id"], answer["permalink_url"])
-            shown = json.dumps(discord_fake.message(message_id)["embeds"])
-            assert "Posted" in shown and f"[see the reply]({answer['permalink_url']})" in shown
-            assert f"p1:ap:{mid}" not in test_discord.custom_ids(discord_fake.message(message_id))
+        (answer,) = graph.by(PAGE_ID)  # one comment, by the Page, under the complaint
+        assert answer["_parent"] == comment["id"]
+        assert f"POST /{VERSION}/{comment['id']}/comments" in [
+            r.split("?")[0] for r in graph.requests
+        ]
+        reply = await core.store.reply_for_mention(mid)
+        assert reply is not None and reply.state is ReplyState.SENT
+        assert answer["message"] == reply.text
+        assert (reply.posted_id, reply.posted_url) == (answer["id"], answer["permalink_url"])
+        shown = json.dumps(discord_fake.message(message_id)["embeds"])
+        assert "Posted" in shown and f"[see the reply]({answer['permalink_url']})" in shown
+        assert f"p1:ap:{mid}" not in test_discord.custom_ids(discord_fake.message(message_id))
 
-            # Meta delivers the same event again: nothing new.
-            async with httpx.AsyncClient() as http:
-                again = await http.post(
-                    f"http://127.0.0.1:{source.webhook.port}/meta/facebook",
-                    content=body,
-                    headers={"X-Hub-Signature-256": sign(APP_SECRET, body)},
-                )
-            assert again.status_code == 200
-            await core.poll_all_once()
-            await test_discord.settle(core)
-            assert len(graph.by(PAGE_ID)) == 1
-            assert len(discord_fake.of("POST", channel_posts)) == 1
+        # Meta delivers the same event again: nothing new.
+        again = await deliver_to_facebook(source.webhook.port, body)
+        assert again.status_code == 200
+        await core.poll_all_once()
+        await test_discord.settle(core)
+        assert len(graph.by(PAGE_ID)) == 1
+        assert len(discord_fake.of("POST", channel_posts)) == 1
 
 
 async def test_instagram_comment_found_by_polling_approved_in_telegram_is_answered_once(
+    graph_api: tuple[FakeGraph, str],
     fake: FakeTelegram,
     tg_settings: Settings,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setenv("META_IG_ACCESS_TOKEN", IG_TOKEN)
-    graph = FakeGraph()
+    graph, url = graph_api
     media = graph.add_media("New dark mode is here")
-    async with serve(graph) as url:
-        config = parley_toml(
-            tmp_path,
-            f'type = "instagram"\nname = "ig"\nig_user_id = "{IG_USER_ID}"\n'
-            f'base_url = "{url}"\napi_version = "{VERSION}"\n',
-        )
-        async with test_telegram.running(tg_settings, config, fake) as (core, frontend):
-            await started(core, "ig")
-            comment = graph.add_ig_comment(media, "acme, the app crashes since the update")
-            await core.poll_all_once()
-            (sent,) = await fake.wait_for("sendMessage")
-            assert "the app crashes since the update" in sent.params["text"]
-            mid, alert, draft = await drafted_alert(core, fake, frontend)
-            mention = await core.store.get_mention(mid)
-            assert (mention.external_id, mention.url) == (comment["id"], media["permalink"])
-            assert "📡 instagram (ig)" in sent.params["text"].lower()
-            assert f"🔗 {mention.canonical_url or mention.url}\n" in sent.params["text"]
+    config = parley_toml(
+        tmp_path,
+        f'type = "instagram"\nname = "ig"\nig_user_id = "{IG_USER_ID}"\n'
+        f'base_url = "{url}"\napi_version = "{VERSION}"\n',
+    )
+    async with test_telegram.running(tg_settings, config, fake) as (core, frontend):
+        await started(core, "ig")
+        comment = graph.add_ig_comment(media, "acme, the app crashes since the update")
+        await core.poll_all_once()
+        (sent,) = await fake.wait_for("sendMessage")
+        assert "the app crashes since the update" in sent.params["text"]
+        mid, alert, draft = await drafted_alert(core, fake, frontend)
+        mention = await core.store.get_mention(mid)
+        assert (mention.external_id, mention.url) == (comment["id"], media["permalink"])
+        assert "📡 instagram (ig)" in sent.params["text"].lower()
+        assert f"🔗 {mention.canonical_url or mention.url}\n" in sent.params["text"]
 
-            first = await fake.press(ANN, alert, encode(Action.APPROVE, mid))
-            second = await fake.press(ANN, alert, encode(Action.APPROVE, mid))
-            await fake.wait_for("answerCallbackQuery", 2)
-            await test_telegram.settle(core, frontend)
+        toasts = await approve_twice_in_telegram(core, fake, frontend, alert, mid)
 
-            (answer,) = graph.by(IG_USER_ID)
-            assert answer["parent_id"] == comment["id"] and answer["text"] == draft
-            posts = [r for r in graph.requests if r.startswith("POST ")]
-            assert posts == [f"POST /{VERSION}/{comment['id']}/replies"]
-            reply = await core.store.reply_for_mention(mid)
-            assert reply is not None and reply.state is ReplyState.SENT
-            assert (reply.posted_id, reply.posted_url) == (answer["id"], media["permalink"])
-            assert sorted(fake.answers()[q] or "" for q in (first, second))[0].startswith(
-                "Approved"
-            )
-            shown = shown_text(fake, alert)
-            assert "Posted" in shown and f'href="{media["permalink"]}"' in shown
+        (answer,) = graph.by(IG_USER_ID)
+        assert answer["parent_id"] == comment["id"] and answer["text"] == draft
+        posts = [r for r in graph.requests if r.startswith("POST ")]
+        assert posts == [f"POST /{VERSION}/{comment['id']}/replies"]
+        reply = await core.store.reply_for_mention(mid)
+        assert reply is not None and reply.state is ReplyState.SENT
+        assert (reply.posted_id, reply.posted_url) == (answer["id"], media["permalink"])
+        assert toasts[0].startswith("Approved")
+        shown = shown_text(fake, alert)
+        assert "Posted" in shown and f'href="{media["permalink"]}"' in shown
 
-            # The account's own reply, read on the next poll, is not a new mention.
-            await core.poll_all_once()
-            await test_telegram.settle(core, frontend)
-            assert len(graph.by(IG_USER_ID)) == 1 and len(await core.store.list_mentions()) == 1
+        # The account's own reply, read on the next poll, is not a new mention.
+        await core.poll_all_once()
+        await test_telegram.settle(core, frontend)
+        assert len(graph.by(IG_USER_ID)) == 1 and len(await core.store.list_mentions()) == 1
 
 
 async def test_x_reply_whose_answer_was_lost_in_a_crash_is_reconciled_after_restart(
-    fake: FakeTelegram,
-    tg_settings: Settings,
-    tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
+    x: FakeX, fake: FakeTelegram, tg_settings: Settings, tmp_path: Path
 ) -> None:
-    x_keys(monkeypatch)
-    async with serve_fake_x() as x:
-        config = parley_toml(tmp_path, x_section(x.url))
-        async with build_core(tg_settings, config) as core:
-            frontend = TelegramFrontend(core, TelegramConfig.from_settings(tg_settings))
-            process = asyncio.create_task(run_core(core, [frontend], asyncio.Event()))
-            await started(core, "xsrc")
-            post = x.add_post(f"@{X_BRAND} acme billing charged me twice")
-            await core.poll_all_once()
-            await fake.wait_for("sendMessage")
-            mid, alert, draft = await drafted_alert(core, fake, frontend)
-            x.post_delay = 30.0  # X stores the post; its answer never comes back
-            await fake.press(ANN, alert, encode(Action.APPROVE, mid))
-            await asyncio.wait_for(x.post_stored.wait(), 5)
-            process.cancel()  # the process dies before it learns the post's id
-            with pytest.raises(asyncio.CancelledError):
-                await process
-            reply = await core.store.reply_for_mention(mid)
-            assert reply is not None and reply.state is ReplyState.SENDING
-        x.post_delay = 0.0
-        (posted,) = x.own_posts()
-        url = f"https://x.com/{X_BRAND}/status/{posted['id']}"
+    config = parley_toml(tmp_path, x_section(x.url))
+    async with build_core(tg_settings, config) as core:
+        frontend = TelegramFrontend(core, TelegramConfig.from_settings(tg_settings))
+        process = asyncio.create_task(run_core(core, [frontend], asyncio.Event()))
+        await started(core, "xsrc")
+        post = x.add_post(f"@{X_BRAND} acme billing charged me twice")
+        await core.poll_all_once()
+        await fake.wait_for("sendMessage")
+        mid, alert, draft = await drafted_alert(core, fake, frontend)
+        x.post_delay = 30.0  # X stores the post; its answer never comes back
+        await fake.press(ANN, alert, encode(Action.APPROVE, mid))
+        await asyncio.wait_for(x.post_stored.wait(), 5)
+        process.cancel()  # the process dies before it learns the post's id
+        with pytest.raises(asyncio.CancelledError):
+            await process
+        reply = await core.store.reply_for_mention(mid)
+        assert reply is not None and reply.state is ReplyState.SENDING
+    x.post_delay = 0.0
+    (posted,) = x.own_posts()
+    url = f"https://x.com/{X_BRAND}/status/{posted['id']}"
 
-        async with test_telegram.running(tg_settings, config, fake) as (core, frontend):
-            loop = asyncio.get_running_loop()
-            deadline = loop.time() + 5
-            while (reply := await core.store.get_reply(reply.id)).state is not ReplyState.SENT:
-                assert loop.time() < deadline, reply
-                await asyncio.sleep(0.02)
-            await test_telegram.settle(core, frontend)
-            assert (reply.posted_id, reply.posted_url, reply.cost_usd) == (posted["id"], url, 0.01)
-            assert (await core.store.get_mention(mid)).state is MentionState.POSTED
-            shown = shown_text(fake, alert)
-            assert "Posted" in shown and f'href="{url}"' in shown
-            # Reconciled, not resent: X saw one POST, and the brand has one reply.
-            assert [b["reply"]["in_reply_to_tweet_id"] for b in x.post_bodies] == [post["id"]]
-            assert x.post_bodies[0]["text"] == draft
-            assert any(r.startswith(f"GET /2/users/{X_BRAND_ID}/tweets?") for r in x.requests)
-            trail = [e.action for e in await core.store.audit_trail("reply", reply.id)]
-            assert trail.count("send") == 1 and trail[-1] == "reconciled"
-            assert len(x.own_posts()) == 1
+    async with test_telegram.running(tg_settings, config, fake) as (core, frontend):
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 5
+        while (reply := await core.store.get_reply(reply.id)).state is not ReplyState.SENT:
+            assert loop.time() < deadline, reply
+            await asyncio.sleep(0.02)
+        await test_telegram.settle(core, frontend)
+        assert (reply.posted_id, reply.posted_url, reply.cost_usd) == (posted["id"], url, 0.01)
+        assert (await core.store.get_mention(mid)).state is MentionState.POSTED
+        shown = shown_text(fake, alert)
+        assert "Posted" in shown and f'href="{url}"' in shown
+        # Reconciled, not resent: X saw one POST, and the brand has one reply.
+        assert [b["reply"]["in_reply_to_tweet_id"] for b in x.post_bodies] == [post["id"]]
+        assert x.post_bodies[0]["text"] == draft
+        assert any(r.startswith(f"GET /2/users/{X_BRAND_ID}/tweets?") for r in x.requests)
+        trail = [e.action for e in await core.store.audit_trail("reply", reply.id)]
+        assert trail.count("send") == 1 and trail[-1] == "reconciled"
+        assert len(x.own_posts()) == 1
