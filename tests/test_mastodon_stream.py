@@ -309,6 +309,32 @@ async def test_mention_by_stream_and_by_poll_is_one_item(fake: tuple[FakeMastodo
         await source.aclose()
 
 
+async def test_a_failing_poll_does_not_hold_back_streamed_mentions(
+    fake: tuple[FakeMastodon, str], caplog: pytest.LogCaptureFixture
+) -> None:
+    server, base_url = fake
+    source = MastodonSource.create(config(base_url, hashtags=["acme"]), TOKEN)
+    try:
+        first = await source.fetch({})
+        stream = source.stream
+        assert stream is not None
+        await eventually(lambda: bool(server.streams))
+        status = server.add_status("@parley is the export broken?", mention=True)
+        await eventually(lambda: stream.delivered == 1)
+        source._others_due = 0.0  # the hashtag poll is due now, and fails
+        server.fail_next("/api/v1/timelines/tag/acme", 503)
+        with caplog.at_level(logging.WARNING):
+            result = await source.fetch(first.cursor)
+        assert [m.external_id for m in result.items] == [status["id"]]
+        assert "poll failed" in caplog.text and "handing over 1 streamed mentions" in caplog.text
+        # nothing else to hand over: the still-due poll's failure is reported
+        server.fail_next("/api/v1/timelines/tag/acme", 503)
+        with pytest.raises(SourceError, match="HTTP 503"):
+            await source.fetch(result.cursor)
+    finally:
+        await source.aclose()
+
+
 async def test_aclose_stops_the_stream_task(fake: tuple[FakeMastodon, str]) -> None:
     server, base_url = fake
     source = MastodonSource.create(config(base_url), TOKEN)

@@ -253,9 +253,22 @@ class MastodonSource(ClientSource[MastodonSourceConfig, MastodonClient]):
         mentions = self.config.mentions and (not streaming or now >= self._mentions_due)
         others = not streaming or now >= self._others_due
         if mentions or others:
-            await self._poll(
-                cursor, new_cursor, add, context_budget, self._routes(mentions, others)
-            )
+            try:
+                await self._poll(
+                    cursor, new_cursor, add, context_budget, self._routes(mentions, others)
+                )
+            except SourceError as exc:
+                if not items:
+                    raise
+                # Streamed mentions are not held back: the poll stays due (the next fetch
+                # tries again, and reports the error if it fails with nothing else to hand over).
+                log.warning(
+                    "mastodon source %r: poll failed (%s); handing over %d streamed mentions",
+                    self.name,
+                    exc,
+                    len(items),
+                )
+                return FetchResult(items=items, cursor=new_cursor)
             if mentions:
                 self._mentions_due = time.monotonic() + self.config.poll_interval
             if others:
