@@ -26,8 +26,7 @@ from bot.matching.matcher import Matcher, RuleSpec
 from bot.pipeline.ingest import Alerter, Ingestor
 from bot.pipeline.runner import SourceRunner, poll_together
 from bot.publishers.log import LogPublisher
-from bot.publishers.manual import ManualPublisher
-from bot.publishers.registry import Publishers
+from bot.publishers.registry import MANUAL, Publishers
 from bot.services.alert_control import AlertControl
 from bot.services.outbox import Outbox
 from bot.services.permissions import ApproverPolicy
@@ -203,17 +202,19 @@ def _publishers(settings: Settings, config: ParleyConfig, built: Sequence[Built]
     """Every source's publisher; the inbound webhook's mentions naming a platform go to that
     platform's connector when there is exactly one (else to the default publisher)."""
     posting = [
-        (c.type, b.publisher) for c, b in zip(config.sources, built, strict=True) if b.publisher
+        (c.type, b.source.name, b.publisher)
+        for c, b in zip(config.sources, built, strict=True)
+        if b.publisher is not None
     ]
     by_type: dict[str, list[str]] = {}
-    for kind, publisher in posting:
+    for kind, _, publisher in posting:
         by_type.setdefault(kind, []).append(publisher.name)
     single = {kind: names[0] for kind, names in by_type.items() if len(names) == 1}
-    return Publishers(
-        {"manual": ManualPublisher(), "log": LogPublisher(), **{p.name: p for _, p in posting}},
+    return Publishers(  # the manual publisher is always there
+        {"log": LogPublisher(), **{p.name: p for _, _, p in posting}},
         default=settings.parley_default_publisher,
-        by_platform={"hackernews": "manual"},
-        by_source={b.source.name: b.publisher.name for b in built if b.publisher is not None},
+        by_platform={"hackernews": MANUAL},
+        by_source={source: p.name for _, source, p in posting},
         relays={c.name: single for c in config.sources if c.type == "webhook"},
     )
 

@@ -11,7 +11,7 @@ from bot.errors import ConfigError
 from bot.publishers.base import Publisher
 from bot.publishers.manual import ManualPublisher
 
-MANUAL = "manual"
+MANUAL = ManualPublisher.name
 
 
 class Publishers:
