@@ -59,6 +59,19 @@ async def eventually(check: Callable[[], bool], within: float = 3.0) -> None:
         await asyncio.sleep(0.01)
 
 
+async def stream_a_mention(
+    server: FakeMastodon, source: MastodonSource, text: str
+) -> dict[str, Any]:
+    """Once the source's stream is open, a mention posted and delivered through it."""
+    stream = source.stream
+    assert stream is not None
+    await eventually(lambda: bool(server.streams))
+    delivered = stream.delivered
+    status = server.add_status(text, mention=True)
+    await eventually(lambda: stream.delivered == delivered + 1)
+    return status
+
+
 async def handed_over(
     source: MastodonSource, cursor: dict[str, str], within: float = 3.0
 ) -> FetchResult:
@@ -294,11 +307,7 @@ async def test_mention_by_stream_and_by_poll_is_one_item(fake: tuple[FakeMastodo
         server.fail_next("/api/v1/notifications", 503)
         with pytest.raises(SourceError, match="HTTP 503"):
             await source.fetch({})  # the stream started; the poll stays due
-        stream = source.stream
-        assert stream is not None
-        await eventually(lambda: bool(server.streams))
-        status = server.add_status("@parley twice?", mention=True)
-        await eventually(lambda: stream.delivered == 1)
+        status = await stream_a_mention(server, source, "@parley twice?")
         polls = len(server.requests)
         result = await source.fetch({})  # streamed, and polled as well
         assert any(r.startswith("GET /api/v1/notifications") for r in server.requests[polls:])
@@ -316,11 +325,7 @@ async def test_a_failing_poll_does_not_hold_back_streamed_mentions(
     source = MastodonSource.create(config(base_url, hashtags=["acme"]), TOKEN)
     try:
         first = await source.fetch({})
-        stream = source.stream
-        assert stream is not None
-        await eventually(lambda: bool(server.streams))
-        status = server.add_status("@parley is the export broken?", mention=True)
-        await eventually(lambda: stream.delivered == 1)
+        status = await stream_a_mention(server, source, "@parley is the export broken?")
         source._others_due = 0.0  # the hashtag poll is due now, and fails
         server.fail_next("/api/v1/timelines/tag/acme", 503)
         with caplog.at_level(logging.WARNING):
