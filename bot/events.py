@@ -1,13 +1,28 @@
 """Events the core publishes to whatever chat frontends are running.
 
-Each subscriber gets its own queue and consumer task, so a slow or rate-limited frontend
-never holds up the pipeline or the other frontends.
+Each subscriber gets its own inbox and consumer task, so a slow or rate-limited frontend never
+holds up the pipeline or the other frontends. An inbox is bounded, so a slow frontend never
+grows memory either:
+
+- ``MentionChanged`` events are coalesced by mention: only the latest change of a mention waits
+  (a chat frontend re-renders the whole alert anyway); at most ``max_changes`` mentions wait, the
+  oldest change is dropped beyond that (its alert is refreshed by the mention's next change). A
+  subscriber that prints every change as a line of its own (the console) subscribes with
+  ``coalesce=False``: its last ``max_changes`` changes wait, each one.
+- ``MentionAlert`` events are a wake-up and a courtesy copy: the alerts themselves wait in the
+  store (``alert_queue``), where the alert-delivery service reads them, so at most
+  ``max_alerts`` wait in an inbox and the oldest are dropped beyond that.
+- At most ``max_notices`` notices wait; the oldest are dropped beyond that.
+
+Events are handled in the order they were published; a coalesced change takes the place of its
+latest version.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections import OrderedDict, deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
@@ -46,49 +61,140 @@ Event = MentionAlert | MentionChanged | Notice
 Handler = Callable[[Event], Awaitable[None]]
 
 
+@dataclass(frozen=True)
+class InboxLimits:
+    """How many events of each kind may wait for one subscriber."""
+
+    max_alerts: int = 256
+    max_changes: int = 1024
+    max_notices: int = 64
+
+
+class _Inbox:
+    """One subscriber's waiting events, bounded per kind (see the module docstring)."""
+
+    def __init__(self, handler: Handler, limits: InboxLimits, *, coalesce: bool) -> None:
+        self.handler = handler
+        self.limits = limits
+        self.coalesce = coalesce
+        self.alerts: deque[tuple[int, MentionAlert]] = deque()
+        self.changes: OrderedDict[int, tuple[int, MentionChanged]] = OrderedDict()
+        self.notices: deque[tuple[int, Notice]] = deque()
+        self.dropped = 0
+        self.ready = asyncio.Event()
+        self.idle = asyncio.Event()
+        self.idle.set()
+
+    def __len__(self) -> int:
+        return len(self.alerts) + len(self.changes) + len(self.notices)
+
+    def put(self, seq: int, event: Event) -> None:
+        """Add an event, coalescing a mention's changes and dropping the oldest beyond limits."""
+        if isinstance(event, MentionChanged):
+            key = event.mention.id if self.coalesce else seq
+            self.changes.pop(key, None)
+            self.changes[key] = (seq, event)
+            if len(self.changes) > self.limits.max_changes:
+                self.changes.popitem(last=False)
+                self._drop()
+        elif isinstance(event, MentionAlert):
+            self.alerts.append((seq, event))
+            if len(self.alerts) > self.limits.max_alerts:
+                self.alerts.popleft()
+                self._drop()
+        else:
+            self.notices.append((seq, event))
+            if len(self.notices) > self.limits.max_notices:
+                self.notices.popleft()
+                self._drop()
+        self.idle.clear()
+        self.ready.set()
+
+    def _drop(self) -> None:
+        if self.dropped == 0:
+            log.warning("a frontend is falling behind: dropping its oldest waiting events")
+        self.dropped += 1
+
+    def take(self) -> Event | None:
+        """The oldest waiting event, if any."""
+        heads: list[tuple[int, int]] = []
+        if self.alerts:
+            heads.append((self.alerts[0][0], 0))
+        if self.changes:
+            heads.append((next(iter(self.changes.values()))[0], 1))
+        if self.notices:
+            heads.append((self.notices[0][0], 2))
+        if not heads:
+            return None
+        kind = min(heads)[1]
+        if kind == 0:
+            return self.alerts.popleft()[1]
+        if kind == 1:
+            return self.changes.popitem(last=False)[1][1]
+        return self.notices.popleft()[1]
+
+
 class EventBus:
-    """Fan-out of core events to subscribed frontends."""
+    """Fan-out of core events to subscribed frontends, bounded per subscriber."""
 
-    def __init__(self) -> None:
-        self._queues: dict[str, tuple[asyncio.Queue[Event], Handler]] = {}
+    def __init__(self, limits: InboxLimits | None = None) -> None:
+        self.limits = limits or InboxLimits()
+        self._inboxes: dict[str, _Inbox] = {}
+        self._seq = 0
 
-    def subscribe(self, name: str, handler: Handler) -> None:
-        """Deliver every later event to ``handler`` (in order, one at a time)."""
-        self._queues[name] = (asyncio.Queue(), handler)
+    def subscribe(self, name: str, handler: Handler, *, coalesce: bool = True) -> None:
+        """Deliver later events to ``handler`` (in order, one at a time); with ``coalesce``,
+        only the latest waiting change of a mention."""
+        self._inboxes[name] = _Inbox(handler, self.limits, coalesce=coalesce)
 
     def publish(self, event: Event) -> None:
         """Queue an event for every subscriber; never blocks."""
-        for queue, _ in self._queues.values():
-            queue.put_nowait(event)
+        self._seq += 1
+        for inbox in self._inboxes.values():
+            inbox.put(self._seq, event)
 
     def pending(self) -> int:
         """Events not yet handled, summed over subscribers."""
-        return sum(q.qsize() for q, _ in self._queues.values())
+        return sum(len(i) + (not i.idle.is_set()) for i in self._inboxes.values())
+
+    def waiting(self, name: str) -> int:
+        """Events waiting for one subscriber (never more than its limits allow)."""
+        return len(self._inboxes[name])
+
+    def dropped(self, name: str) -> int:
+        """Events dropped for one subscriber because it fell behind."""
+        return self._inboxes[name].dropped
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Deliver events until ``stop`` is set and the queues are drained."""
+        """Deliver events until ``stop`` is set and the inboxes are drained."""
         async with asyncio.TaskGroup() as tg:
-            for name, (queue, handler) in self._queues.items():
-                tg.create_task(self._deliver(name, queue, handler, stop))
+            for name, inbox in self._inboxes.items():
+                tg.create_task(self._deliver(name, inbox, stop))
 
     @staticmethod
-    async def _deliver(
-        name: str, queue: asyncio.Queue[Event], handler: Handler, stop: asyncio.Event
-    ) -> None:
-        while not (stop.is_set() and queue.empty()):
-            try:
-                event = await asyncio.wait_for(queue.get(), timeout=0.2)
-            except TimeoutError:
-                continue
-            try:
-                await handler(event)
-            except Exception:
-                log.exception("frontend %s failed to handle %s", name, type(event).__name__)
-            finally:
-                queue.task_done()
+    async def _deliver(name: str, inbox: _Inbox, stop: asyncio.Event) -> None:
+        stopping = asyncio.ensure_future(stop.wait())
+        try:
+            while True:
+                event = inbox.take()
+                if event is None:
+                    inbox.idle.set()
+                    if stop.is_set():
+                        return
+                    inbox.ready.clear()
+                    woken = asyncio.ensure_future(inbox.ready.wait())
+                    await asyncio.wait({woken, stopping}, return_when=asyncio.FIRST_COMPLETED)
+                    woken.cancel()
+                    continue
+                try:
+                    await inbox.handler(event)
+                except Exception:
+                    log.exception("frontend %s failed to handle %s", name, type(event).__name__)
+        finally:
+            stopping.cancel()
 
     async def drain(self, name: str | None = None) -> None:
-        """Wait until every queued event (of one subscriber, if named) has been handled."""
-        for subscriber, (queue, _) in self._queues.items():
+        """Wait until every waiting event (of one subscriber, if named) has been handled."""
+        for subscriber, inbox in self._inboxes.items():
             if name is None or name == subscriber:
-                await queue.join()
+                await inbox.idle.wait()

@@ -115,7 +115,7 @@ class ConsoleFrontend:
         self.quitting = False
         self.greeting: list[str] = []
         """Printed once the start-up alerts are shown, before the first command."""
-        core.bus.subscribe(self.name, self.on_event)
+        core.bus.subscribe(self.name, self.on_event, coalesce=False)  # a line per change
 
     def write(self, lines: list[str]) -> None:
         """Print lines and flush (stdout may be a pipe)."""
