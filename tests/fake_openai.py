@@ -85,13 +85,14 @@ class FakeOpenAI:
         self._runner: web.AppRunner | None = None
         self._previous_system = ""
 
-    async def start(self) -> FakeOpenAI:
-        """Listen on a free loopback port."""
+    async def start(self, port: int = 0) -> FakeOpenAI:
+        """Listen on a loopback port (a free one by default; the same again after ``stop``
+        to play a server that comes back)."""
         app = web.Application()
         app.router.add_post("/v1/chat/completions", self._completions)
         self._runner = web.AppRunner(app)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        site = web.TCPSite(self._runner, "127.0.0.1", port)
         await site.start()
         server = site._server
         assert server is not None

@@ -4,6 +4,12 @@ honour ``Retry-After``, structured JSON output with one repair retry, and a dail
 Every call's token usage is stored (``llm_usage``) so the budget survives a restart and stats
 can show the spend. When the budget is used up, calls raise :class:`BudgetExhausted` and a
 :class:`~bot.events.Notice` tells the team once per day.
+
+Every request passes the circuit breaker (bot/llm/breaker.py): when the server stops
+answering, calls fail at once with :class:`~bot.llm.breaker.LlmPaused` for a cool-down, so
+drafting and triage fall back without waiting; a Notice tells the team once when it stops
+and once when it is back, and the health (bot/storage/llm_health.py) is stored for
+``parley status`` and ``/sources``.
 """
 
 from __future__ import annotations
@@ -13,9 +19,12 @@ import json
 import logging
 import random
 import re
+import socket
+import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal, TypeVar
+from urllib.parse import urlsplit
 
 import openai
 from openai.types.chat import ChatCompletionMessageParam
@@ -24,7 +33,9 @@ from openai.types.chat.completion_create_params import ResponseFormat
 from bot.domain.models import utcnow
 from bot.errors import LLMError, UserFacingError
 from bot.events import EventBus, Notice
+from bot.llm.breaker import Breaker, BreakerPolicy, Transition
 from bot.retry_after import parse_retry_after
+from bot.storage.llm_health import LlmHealthRepo
 from bot.storage.repo import Store
 
 log = logging.getLogger(__name__)
@@ -66,6 +77,8 @@ class LlmConfig:
     """auto: ask for a JSON schema and stop asking if the server refuses it (HTTP 400)."""
     backoff: float = 0.5
     """First wait between attempts without Retry-After; doubled each time, with jitter."""
+    breaker: BreakerPolicy = field(default_factory=BreakerPolicy)
+    """When to stop calling a server that does not answer, and for how long."""
 
 
 @dataclass(frozen=True)
@@ -104,7 +117,14 @@ class JsonTask:
 class LlmClient:
     """Structured JSON calls to an OpenAI-compatible Chat Completions endpoint."""
 
-    def __init__(self, config: LlmConfig, store: Store, bus: EventBus) -> None:
+    def __init__(
+        self,
+        config: LlmConfig,
+        store: Store,
+        bus: EventBus,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.config = config
         self.store = store
         self.bus = bus
@@ -119,11 +139,22 @@ class LlmClient:
         self._slots = asyncio.Semaphore(config.concurrency)
         self._schema_ok = config.json_schema != "off"
         self._budget_noticed: str | None = None
+        self.breaker = Breaker(_endpoint(str(self._client.base_url)), config.breaker, clock=clock)
+        self._health = LlmHealthRepo(store.db)
+
+    @property
+    def available(self) -> bool:
+        """False while the breaker is open: callers use templates and rules without asking."""
+        return self.breaker.available
 
     @property
     def triage_model(self) -> str:
         """The model used for triage (the cheaper one when configured)."""
         return self.config.triage_model or self.config.model
+
+    async def save_health(self) -> None:
+        """Store the current health (at start, so status never shows a past run's)."""
+        await self._health.save(self.breaker.snapshot())
 
     async def aclose(self) -> None:
         """Close the HTTP connections."""
@@ -204,10 +235,7 @@ class LlmClient:
         attempt = 0
         while True:
             try:
-                async with self._slots:
-                    completion = await self._create(
-                        messages, model, schema_name, schema, max_tokens
-                    )
+                completion = await self._attempt(messages, model, schema_name, schema, max_tokens)
                 break
             except openai.BadRequestError as exc:
                 if self._schema_ok and self.config.json_schema == "auto" and _about_format(exc):
@@ -226,6 +254,8 @@ class LlmClient:
                     raise LlmUnavailable(
                         f"the LLM server failed {attempt + 1} times ({_status(exc)})"
                     ) from None
+                if not self.breaker.available:
+                    raise self.breaker.paused() from None
                 wait = self._wait(exc, attempt)
                 attempt += 1
                 log.info(
@@ -258,6 +288,71 @@ class LlmClient:
         if not completion.choices:
             return "", usage
         return completion.choices[0].message.content or "", usage
+
+    async def _attempt(
+        self,
+        messages: list[ChatCompletionMessageParam],
+        model: str,
+        schema_name: str,
+        schema: dict[str, Any],
+        max_tokens: int,
+    ) -> openai.types.chat.ChatCompletion:
+        """One request through the breaker, its outcome recorded; openai errors propagate."""
+        async with self._slots:
+            probe = self.breaker.acquire()
+            try:
+                completion = await self._create(messages, model, schema_name, schema, max_tokens)
+            except (openai.InternalServerError, openai.APIConnectionError) as exc:
+                await self._record(self.breaker.failed(self._reason(exc), probe))
+                raise
+            except openai.APIStatusError:
+                await self._record(self.breaker.succeeded(probe))  # the server answered
+                raise
+            except BaseException:
+                self.breaker.release(probe)
+                raise
+            await self._record(self.breaker.succeeded(probe))
+            return completion
+
+    async def _record(self, transition: Transition | None) -> None:
+        """Store the health and tell the team when the model stopped or came back."""
+        await self.save_health()
+        where = self.breaker.endpoint
+        if transition is Transition.OPENED:
+            reason = self.breaker.last_error
+            log.warning(
+                "the LLM at %s is not answering (%s): using templates and rules for %.0f s",
+                where,
+                reason,
+                self.config.breaker.cooldown,
+            )
+            self.bus.publish(
+                Notice(
+                    f"The language model at {where} is not answering ({reason}); drafts use "
+                    "the saved templates and triage the keyword rules until it is back. Check "
+                    "that the server is running."
+                )
+            )
+        elif transition is Transition.RECOVERED:
+            log.warning("the LLM at %s is answering again", where)
+            self.bus.publish(
+                Notice(f"The language model at {where} is answering again; drafts come from it.")
+            )
+
+    def _reason(self, exc: openai.APIError) -> str:
+        """A few plain words on why a request got no usable answer."""
+        if isinstance(exc, openai.APITimeoutError):
+            return f"no answer within {self.config.timeout:g} s"
+        if isinstance(exc, openai.APIStatusError):
+            return f"HTTP {exc.status_code}"
+        cause: BaseException | None = exc
+        while cause is not None:
+            if isinstance(cause, ConnectionRefusedError):
+                return "connection refused"
+            if isinstance(cause, socket.gaierror):
+                return "host name not found"
+            cause = cause.__cause__ or cause.__context__
+        return "connection failed"
 
     async def _create(
         self,
@@ -292,6 +387,16 @@ class LlmClient:
                 return min(asked, MAX_RETRY_WAIT)
         base = self.config.backoff * 2.0**attempt
         return min(base * (0.75 + random.random() / 2), MAX_RETRY_WAIT)
+
+
+def _endpoint(url: str) -> str:
+    """The server's address as shown to people: no credentials, no trailing slash."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if ":" in host:
+        host = f"[{host}]"
+    port = f":{parts.port}" if parts.port else ""
+    return f"{parts.scheme}://{host}{port}{parts.path}".rstrip("/")
 
 
 def retry_after_seconds(headers: Any) -> float | None:

@@ -3,9 +3,10 @@
 The request starts with the static, cacheable part (system prompt, brand voice, draft task) and
 ends with what varies: the platform's limit, the reply language, a tweak or the CM's
 instruction (trusted, outside the fences) and the mention, its thread and the current draft
-(untrusted, fenced). If the server fails, automatic drafts fall back to the offline templates;
-a redraft with an instruction reports the failure instead (templates cannot follow it). When
-the token budget is spent, drafting pauses: :class:`BudgetExhausted` reaches the CM.
+(untrusted, fenced). If the server fails, automatic drafts fall back to the offline templates,
+at once while the client's circuit breaker is open (bot/llm/breaker.py); a redraft with an
+instruction reports the failure instead (templates cannot follow it). When the token budget
+is spent, drafting pauses: :class:`BudgetExhausted` reaches the CM.
 """
 
 from __future__ import annotations
@@ -90,6 +91,9 @@ class LlmDrafter:
         """``variants`` replies from one call (a repair retry aside)."""
         if variants < 1:
             return []
+        if not instruction and not self.client.available:
+            log.debug("the LLM is paused; drafting #%d with templates", mention.id)
+            return await self._fallback(mention, brand, variants)
         try:
             return await self._draft(mention, brand, variants, instruction)
         except BudgetExhausted:
@@ -100,8 +104,13 @@ class LlmDrafter:
                     f"the LLM could not redraft: {exc}; try again later"
                 ) from None
             log.warning("LLM drafting failed for #%d (%s); using templates", mention.id, exc)
-            texts = await self.fallback.draft(mention, brand, variants=variants)
-            return [replace(t, origin=t.origin or self.fallback.name) for t in texts]
+            return await self._fallback(mention, brand, variants)
+
+    async def _fallback(
+        self, mention: Mention, brand: BrandConfig, variants: int
+    ) -> list[DraftText]:
+        texts = await self.fallback.draft(mention, brand, variants=variants)
+        return [replace(t, origin=t.origin or self.fallback.name) for t in texts]
 
     async def _draft(
         self, mention: Mention, brand: BrandConfig, variants: int, instruction: str | None

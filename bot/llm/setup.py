@@ -7,6 +7,8 @@ otherwise from the offline templates and the triage rules. The choice is logged 
 from __future__ import annotations
 
 import logging
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from bot.config import ParleyConfig
@@ -19,6 +21,7 @@ from bot.llm.guards import DraftGuard
 from bot.llm.prompts import PromptLibrary
 from bot.llm.triage import Triager
 from bot.settings import Settings
+from bot.storage.llm_health import LlmHealthRepo
 from bot.storage.repo import Store
 
 log = logging.getLogger(__name__)
@@ -35,6 +38,13 @@ class LlmServices:
     offline: OfflineDrafter
     client: LlmClient | None = None
     library: PromptLibrary | None = None
+
+    async def start(self, store: Store) -> None:
+        """Store this run's LLM health (none without a model), replacing a past run's."""
+        if self.client is None:
+            await LlmHealthRepo(store.db).clear()
+        else:
+            await self.client.save_health()
 
     def reload_prompts(self) -> None:
         """Read the templates and prompt files again; a ConfigError (naming the bad file)
@@ -68,9 +78,11 @@ def build_llm(
     offline: OfflineDrafter,
     *,
     client_config: LlmConfig | None = None,
+    clock: Callable[[], float] = time.monotonic,
 ) -> LlmServices:
     """The LLM services when one is configured, else the offline ones (``client_config``
-    overrides the settings, e.g. a short backoff in tests)."""
+    overrides the settings, e.g. a short backoff in tests; ``clock`` times the circuit
+    breaker's cool-down)."""
     limit = settings.parley_reply_limit
     if not settings.llm_configured():
         log.info(
@@ -84,7 +96,7 @@ def build_llm(
             offline=offline,
         )
     library = PromptLibrary(settings.prompts_dir(), config)
-    client = LlmClient(client_config or llm_config(settings), store, bus)
+    client = LlmClient(client_config or llm_config(settings), store, bus, clock=clock)
     log.info(
         "drafting with %s and triaging with %s via %s",
         client.config.model,

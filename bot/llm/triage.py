@@ -3,8 +3,9 @@
 With an LLM, mentions are triaged in batches (one call per brand and up to
 ``PARLEY_LLM_TRIAGE_BATCH`` mentions), each mention fenced as untrusted data; polls that ask
 within ``PARLEY_TRIAGE_WINDOW_SECONDS`` of each other share calls (bot/llm/batching.py).
-Without one, when the call fails or when the daily budget is spent, :class:`RuleTriager`
-fills the same fields with plain keyword rules (listed below, so a CM can predict them):
+Without one, when the call fails, while the LLM client's circuit breaker is open (no call is
+tried, bot/llm/breaker.py) or when the daily budget is spent, :class:`RuleTriager` fills the
+same fields with plain keyword rules (listed below, so a CM can predict them):
 
 - intent: ``crisis_legal`` (lawyer, lawsuit, data breach, GDPR… in en/fr/es/de) beats ``spam``
   (crypto, giveaway, "click here"…) beats ``bug_report`` (bug, crash, error message…) beats the
@@ -248,7 +249,7 @@ class Triager:
         """Triage and store; returns the ids the routing rule made urgent."""
         mentions = [await self.store.get_mention(i) for i in mention_ids]
         results: dict[int, TriageResult] = {}
-        if self.client is not None and self.library is not None:
+        if self.client is not None and self.library is not None and self.client.available:
             results = await self.batches.submit(mentions)
         for mention in mentions:
             if mention.id not in results:

@@ -1,11 +1,13 @@
 """Source health as people read it: one line per source, the same in every frontend and in
 ``parley status`` (last success, last error, items fetched, rate-limit budget left, and a plain
-word when a credential was refused)."""
+word when a credential was refused), then one line on the language model when one was used
+(answering or not, since when, last error, calls and failures)."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 
+from bot.storage.llm_health import LlmHealth, LlmHealthRepo
 from bot.storage.repo import SourceStatus, Store
 
 
@@ -28,10 +30,32 @@ def describe(status: SourceStatus) -> str:
     return f"✔ {status.source}: ok; " + ", ".join(facts)
 
 
+def describe_llm(health: LlmHealth) -> str:
+    """One line on the language model's health, starting with ✔, ✘ or … ."""
+    counts = f"{health.calls} calls, {health.failures} failed"
+    if health.state == "closed":
+        line = f"✔ LLM at {health.endpoint}: answering; {counts}"
+        if health.last_error and health.last_error_at:
+            line += f"; last error {health.last_error_at:%Y-%m-%d %H:%M} UTC: {health.last_error}"
+        return line
+    down = (
+        f"LLM at {health.endpoint}: not answering since {health.since:%Y-%m-%d %H:%M} UTC "
+        f"({health.last_error}); drafts from templates, triage by rules"
+    )
+    if health.state == "open" and health.retry_at is not None:
+        return f"✘ {down}; next try {health.retry_at:%H:%M} UTC; {counts}"
+    return f"… {down}; trying it again now; {counts}"
+
+
 async def health_lines(store: Store, sources: Iterable[str] | None = None) -> list[str]:
-    """Health of the named sources (configured ones), or of every source ever polled."""
+    """Health of the named sources (configured ones), or of every source ever polled, then
+    the language model's when one was used."""
     if sources is None:
         statuses = await store.all_source_status()
     else:
         statuses = [await store.source_status(name) for name in sources]
-    return [describe(s) for s in statuses]
+    lines = [describe(s) for s in statuses]
+    llm = await LlmHealthRepo(store.db).load()
+    if llm is not None:
+        lines.append(describe_llm(llm))
+    return lines
