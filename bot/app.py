@@ -145,6 +145,7 @@ async def build_core(
         store = Store(db)
         bus = EventBus()
         llm = build_llm(settings, config, store, bus, OfflineDrafter(settings.prompts_dir()))
+        await llm.start(store)
         if llm.client is not None:
             stack.push_async_callback(llm.client.aclose)
         drafter = llm.drafter
