@@ -122,6 +122,16 @@ async def test_own_posts_and_malformed_items_are_skipped(
     assert result.cursor["tag:acme"] == max(server.statuses, key=int)
 
 
+async def test_a_token_without_read_search_is_told_which_scope_to_add(
+    fake: tuple[FakeMastodon, str],
+) -> None:
+    server, url = fake
+    server.fail_next("/api/v2/search", 403)
+    async with aclosing(source(url, mentions=False, search_queries=["acme"])) as src:
+        with pytest.raises(SourceError, match="search needs the read:search scope"):
+            await src.fetch({})
+
+
 async def test_429_with_reset_headers_raises_rate_limited(fake: tuple[FakeMastodon, str]) -> None:
     server, url = fake
     reset = (datetime.now(UTC) + timedelta(seconds=90)).isoformat()

@@ -423,6 +423,11 @@ class MastodonSource(ClientSource[MastodonSourceConfig, MastodonClient]):
             )
         if status == 401:
             raise token_rejected(self.config)
+        if status == 403 and path == "/api/v2/search":
+            raise self._error(
+                f"{path}: HTTP 403: search needs the read:search scope; tick it for Parley's "
+                "application under Preferences → Development on the instance"
+            )
         if status == 403:
             raise self._error(f"{path}: HTTP 403 (does the token have the read scopes?)")
         if status != 200:
