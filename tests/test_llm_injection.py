@@ -198,12 +198,12 @@ async def test_unapproved_promises_are_flagged_not_hidden(llm_core: Core, fake: 
     mention_id = await alert_one(llm_core, "acme charged me twice")
     texts = [
         "We'll refund you today. — Sam",
-        "Here's 20% off: a discount for you. — Sam",
-        "Sorry! DM us. — Sam",
+        "We can offer a discount on your next order. — Sam",
+        "Here's 20% off for you. — Sam",  # a concrete offer: refused, not flagged
     ]
     fake.then(Step("content", content=json.dumps({"variants": texts})))
     drafts = await llm_core.review.draft(mention_id, CM, instruction="warmer")
     flags = {d.text: d.flags for d in drafts}
+    assert list(flags) == texts[:2]
     assert "promises a refund" in flags[texts[0]][0]
     assert "discount" in flags[texts[1]][0]
-    assert flags[texts[2]] == ()

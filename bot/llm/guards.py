@@ -1,10 +1,27 @@
-"""Checks every draft passes before a community manager sees it, whoever wrote it.
+"""Checks every text before it may be posted, whoever wrote it: a model, a template or a person.
 
-Refused outright (the variant is not offered): an empty text, a mass ping (``@everyone``,
-``@here``…), a link or e-mail domain outside the brand's ``allowed_links``, eight or more words
-in a row copied from the mention or its thread (echoing an injection or a slur), eight or more
-words in a row from Parley's own instructions (a prompt leak), and a text over the platform's
-limit that cannot be shortened by dropping its last sentences.
+Every check reads the text normalised (:func:`bot.llm.textscan.normalise`: NFKC, zero-width, bidi
+and other invisible format characters removed), so full-width letters, ``@\u200beveryone`` or
+a zero-width space inside a copied sentence hide nothing. What is saved (and posted) is
+:func:`bot.llm.textscan.clean`'s text: the invisible characters are gone.
+
+Findings (:meth:`DraftGuard.findings`), each a one-line reason:
+
+- a mass ping (``@everyone``, ``@here``, ``<!channel>``, a Discord role ping);
+- a link, bare domain or e-mail address whose host is not an ``allowed_links`` entry or one of
+  its subdomains (compared label by label: ``acme.com.evil.top`` is ``evil.top``), or whose path
+  is outside the entry's path; domains are recognised with the public-suffix list, so
+  ``evil.top``, ``update.zip``, IDN and full-width domains count;
+- a phone number (``phonenumbers``, for the brand language's region, the US and the UK);
+- a percentage off, a promo or discount code, or a gift card, in English, French, Spanish or
+  German (:mod:`bot.llm.offers`);
+- eight or more words in a row copied from the mention or its thread (echoing an injection or
+  an insult), or from Parley's own instructions (a prompt leak).
+
+A draft (LLM or template) with any finding is refused: it is not offered. A human edit with
+findings is held until the CM confirms it a second time ("post anyway"); the review service
+audits both steps (bot/services/review.py). An empty draft, or one over the platform's limit
+that cannot be shortened by dropping its last sentences, is refused too.
 
 Flagged for the CM (offered, with a warning): a promise of a refund, a discount or a legal
 admission, unless the brand-voice file allows that kind under '## Allowed promises'; and a text
@@ -19,7 +36,10 @@ from dataclasses import dataclass
 from bot.config import BrandConfig
 from bot.domain.limits import DEFAULT_REPLY_LIMIT, reply_length, reply_limit
 from bot.domain.models import Mention
+from bot.llm import textscan
+from bot.llm.offers import gift_cards, percents_off, promo_codes
 from bot.llm.prompts import PromptLibrary
+from bot.llm.textscan import clean, normalise
 from bot.matching.normalize import fold
 
 ECHO_WORDS = 8
@@ -27,18 +47,6 @@ ECHO_WORDS = 8
 
 _MASS_PING_RE = re.compile(
     r"@(?:everyone|here|channel|all)\b|<!(?:everyone|here|channel)>|<@&\d+>", re.IGNORECASE
-)
-_TLDS = (
-    "com|org|net|io|app|dev|co|ai|me|ly|gg|xyz|info|biz|link|site|online|shop|store|tech|page|sh"
-    "|to|tv|us|uk|eu|fr|de|es|it|pt|nl|be|ch|at|se|no|dk|fi|pl|cz|ie|ca|au|nz|br|mx|ar|jp|cn|in"
-    "|ru|kr|social|cloud|ly|gl|so|club|news|blog|help"
-)
-_LINK_RE = re.compile(
-    r"(?P<scheme>https?://)(?P<host>[^\s/:?#<>\"')\]]+)(?P<path>[^\s<>\"')\]]*)"
-    r"|(?<![\w@./-])(?P<bare>(?:[a-z0-9](?:[a-z0-9-]*[a-z0-9])?\.)+(?:" + _TLDS + r"))"
-    r"(?P<barepath>/[^\s<>\"')\]]*)?(?![\w-])"
-    r"|[\w.+-]+@(?P<mailhost>(?:[a-z0-9-]+\.)+[a-z]{2,})",
-    re.IGNORECASE,
 )
 _WORD_RE = re.compile(r"\w+")
 _SENTENCE_END_RE = re.compile(r"(?<=[.!?…])\s+")
@@ -94,20 +102,13 @@ class DraftGuard:
         self.default_limit = default_limit
 
     def check(self, text: str, mention: Mention, brand: BrandConfig) -> Checked:
-        """Refuse, shorten or flag one draft for ``mention``."""
-        text = text.strip()
+        """Refuse, shorten or flag one draft for ``mention`` (the text offered is cleaned)."""
+        text = clean(text).strip()
         if not text:
             return Checked(None, ("empty",))
-        if _MASS_PING_RE.search(text):
-            return Checked(None, ("pings everyone",))
-        outside = [link for link in links_in(text) if not link_allowed(link, brand.allowed_links)]
-        if outside:
-            return Checked(None, (f"links to {outside[0]}, which is not in allowed_links",))
-        untrusted = "\n".join(p for p in (mention.title, mention.text, mention.thread_context) if p)
-        if copies_words(text, untrusted):
-            return Checked(None, ("repeats the mention's own words",))
-        if self.library is not None and copies_words(text, self.library.instructions_text()):
-            return Checked(None, ("repeats Parley's instructions",))
+        problems = self.findings(text, mention, brand)
+        if problems:
+            return Checked(None, problems)
         flags: list[str] = []
         limit = reply_limit(mention.platform, self.default_limit, handle=mention.author.handle)
         if reply_length(text, mention.platform) > limit:
@@ -123,40 +124,51 @@ class DraftGuard:
                 flags.append(f"{why}: check the brand agreed to it before approving")
         return Checked(text, (), tuple(flags))
 
+    def findings(self, text: str, mention: Mention, brand: BrandConfig) -> tuple[str, ...]:
+        """Every reason ``text`` may not be posted unseen (see the module docstring)."""
+        reasons: list[str] = []
+        if _MASS_PING_RE.search(normalise(text)):
+            reasons.append("pings everyone")
+        for link in textscan.links(text):
+            if not textscan.link_allowed(link, brand.allowed_links):
+                kind = "gives the e-mail address" if link.email else "links to"
+                reasons.append(f"{kind} {link.shown}, which is not in allowed_links")
+        reasons += _first("gives a phone number", textscan.phones(text, brand.language))
+        reasons += _first("offers a percentage off", percents_off(text))
+        reasons += _first("gives a promo code", promo_codes(text))
+        reasons += _first("mentions a gift card", gift_cards(text))
+        untrusted = "\n".join(p for p in (mention.title, mention.text, mention.thread_context) if p)
+        if copies_words(text, untrusted):
+            reasons.append("repeats the mention's own words")
+        if self.library is not None and copies_words(text, self.library.instructions_text()):
+            reasons.append("repeats Parley's instructions")
+        return tuple(dict.fromkeys(reasons))
+
+
+def _first(kind: str, found: list[str]) -> list[str]:
+    return [f"{kind} ({found[0]})"] if found else []
+
 
 def links_in(text: str) -> list[str]:
-    """Every link, bare domain and e-mail domain in ``text`` (as written, without scheme)."""
-    found = []
-    for match in _LINK_RE.finditer(text):
-        if match.group("host"):
-            found.append((match.group("host") + match.group("path")).rstrip(".,;:!?"))
-        elif match.group("bare"):
-            found.append((match.group("bare") + (match.group("barepath") or "")).rstrip(".,;:!?"))
-        else:
-            found.append(match.group("mailhost"))
-    return found
+    """Every link, bare domain and e-mail address in ``text``, as written (scheme dropped)."""
+    return [link.shown for link in textscan.links(text)]
 
 
 def link_allowed(link: str, allowed: list[str]) -> bool:
-    """Whether ``link`` (host[/path]) is one of the allowed domains or URL prefixes; a domain
-    also allows its subdomains."""
-    host, _, path = link.lower().partition("/")
-    for entry in allowed:
-        entry = re.sub(r"^https?://", "", entry.strip().lower()).rstrip("/")
-        entry_host, _, entry_path = entry.partition("/")
-        if (host == entry_host or host.endswith("." + entry_host)) and path.startswith(entry_path):
-            return True
-    return False
+    """Whether ``link`` (a URL, ``host/path`` or e-mail address) is allowed by ``allowed``
+    (see :func:`bot.llm.textscan.link_allowed`); text that is no link at all is not."""
+    found = textscan.links(link)
+    return bool(found) and all(textscan.link_allowed(one, allowed) for one in found)
 
 
 def copies_words(text: str, source: str, run: int = ECHO_WORDS) -> bool:
     """Whether ``text`` holds ``run`` consecutive words of ``source`` (accents and case
     ignored)."""
-    source_words = _WORD_RE.findall(fold(source))
+    source_words = _WORD_RE.findall(fold(normalise(source)))
     if len(source_words) < run:
         return False
     grams = {tuple(source_words[i : i + run]) for i in range(len(source_words) - run + 1)}
-    words = _WORD_RE.findall(fold(text))
+    words = _WORD_RE.findall(fold(normalise(text)))
     return any(tuple(words[i : i + run]) in grams for i in range(len(words) - run + 1))
 
 

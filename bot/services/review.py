@@ -1,5 +1,14 @@
 """Review decisions, written once for every frontend: draft, select, edit, approve, reject,
-ignore, retry, confirm. Each re-checks permission and state; each is audited by the store."""
+ignore, retry, confirm. Each re-checks permission and state; each is audited by the store.
+
+A CM's own text goes through the same guards as a draft (bot/llm/guards.py). When they find
+something (a link outside ``allowed_links``, a phone number, a promo code…), :meth:`edit`
+audits the text as held (``edit_held``) and raises :class:`NeedsConfirmation` with the reasons;
+the CM then confirms a second time ("post anyway": :meth:`confirm_edit`, or :meth:`edit` with
+``confirm=True``), which saves the text flagged with those reasons and audits
+``post_anyway``. Approval re-runs the guards and refuses a text with a finding nobody
+confirmed.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +16,7 @@ import logging
 import uuid
 from collections.abc import Callable
 
-from bot.config import ParleyConfig
+from bot.config import BrandConfig, ParleyConfig
 from bot.domain.limits import DEFAULT_REPLY_LIMIT, reply_length, reply_limit
 from bot.domain.models import Actor, Draft, Mention, Reply
 from bot.domain.states import MentionState, ReplyState
@@ -15,6 +24,7 @@ from bot.drafting.base import Drafter
 from bot.errors import InvalidTransition, NotFound, PermissionDenied, UserFacingError
 from bot.events import EventBus, MentionChanged
 from bot.llm.guards import DraftGuard
+from bot.llm.textscan import clean
 from bot.presentation import Decision
 from bot.publishers.registry import Publishers
 from bot.services.permissions import ApproverPolicy
@@ -24,6 +34,22 @@ log = logging.getLogger(__name__)
 
 _DRAFTABLE = (MentionState.NEW, MentionState.BACKLOG, MentionState.ALERTED, MentionState.DRAFTED)
 _CLOSABLE = _DRAFTABLE
+HELD_EDIT = "edit_held"
+"""Audit action of a CM's text the guards held back (its text is the entry's after_text)."""
+POSTED_ANYWAY = "post_anyway"
+"""Audit action of a held text the CM confirmed; the detail lists the reasons."""
+
+
+class NeedsConfirmation(UserFacingError):
+    """A CM's own reply has findings: it is held until they confirm it ("post anyway")."""
+
+    def __init__(self, mention_id: int, reasons: tuple[str, ...]) -> None:
+        self.mention_id = mention_id
+        self.reasons = reasons
+        super().__init__(
+            f"your reply to #{mention_id} {'; '.join(reasons)}. "
+            "Check it, then confirm to post it anyway, or send a corrected text"
+        )
 
 
 class ReviewService:
@@ -74,11 +100,7 @@ class ReviewService:
             raise InvalidTransition(
                 f"mention #{mention_id} is {mention.state}; it cannot be drafted"
             )
-        brand = self.config.brand(mention.brand)
-        if brand is None:
-            raise UserFacingError(
-                f"brand {mention.brand!r} of mention #{mention_id} is no longer in parley.toml"
-            )
+        brand = self._brand(mention)
         texts = await self.drafter.draft(
             mention, brand, variants=self.variants, instruction=instruction
         )
@@ -125,13 +147,48 @@ class ReviewService:
         await self._changed(mention_id, actor, "select")
         return draft
 
-    async def edit(self, mention_id: int, text: str, actor: Actor) -> Draft:
-        """Replace the reply text with the CM's own; it becomes the selected draft."""
+    def _brand(self, mention: Mention) -> BrandConfig:
+        brand = self.config.brand(mention.brand)
+        if brand is None:
+            raise UserFacingError(
+                f"brand {mention.brand!r} of mention #{mention.id} is no longer in parley.toml"
+            )
+        return brand
+
+    async def edit(
+        self, mention_id: int, text: str, actor: Actor, *, confirm: bool = False
+    ) -> Draft:
+        """Replace the reply text with the CM's own (invisible characters removed); it becomes
+        the selected draft. A text the guards find something in raises
+        :class:`NeedsConfirmation` and is held, unless ``confirm`` ("post anyway"): then it is
+        saved flagged with the reasons and the audit records it."""
         self._require_approver(actor, "edit replies")
-        text = text.strip()
+        text = clean(text).strip()
         if not text:
             raise UserFacingError("the new text is empty; type the reply after the id")
         mention = await self.store.get_mention(mention_id)
+        await self._check_editable(mention, text)
+        reasons = self.guard.findings(text, mention, self._brand(mention))
+        if reasons and not confirm:
+            await self.store.audit_note(
+                actor, "mention", mention_id, HELD_EDIT, "; ".join(reasons), after_text=text
+            )
+            raise NeedsConfirmation(mention_id, reasons)
+        drafts = await self.store.save_drafts(
+            mention_id,
+            [(text, f"edit:{actor.label}", None, None, None)],
+            actor,
+            "edit",
+            flags=[reasons],
+        )
+        if reasons:
+            await self.store.audit_note(
+                actor, "mention", mention_id, POSTED_ANYWAY, "; ".join(reasons)
+            )
+        await self._changed(mention_id, actor, "edit")
+        return drafts[0]
+
+    async def _check_editable(self, mention: Mention, text: str) -> None:
         limit = reply_limit(mention.platform, self.default_limit, handle=mention.author.handle)
         length = reply_length(text, mention.platform)
         if length > limit:
@@ -140,21 +197,30 @@ class ReviewService:
                 "Shorten it and try again"
             )
         if mention.state is MentionState.APPROVED:
-            reply = await self.store.reply_for_mention(mention_id)
+            reply = await self.store.reply_for_mention(mention.id)
             if reply is None or reply.state is not ReplyState.DEAD:
                 raise InvalidTransition(
-                    f"mention #{mention_id} is approved and its reply is on its way; "
+                    f"mention #{mention.id} is approved and its reply is on its way; "
                     "it can no longer be edited"
                 )
         elif mention.state not in _DRAFTABLE:
             raise InvalidTransition(
-                f"mention #{mention_id} is {mention.state}; it cannot be edited"
+                f"mention #{mention.id} is {mention.state}; it cannot be edited"
             )
-        drafts = await self.store.save_drafts(
-            mention_id, [(text, f"edit:{actor.label}", None, None, None)], actor, "edit"
-        )
-        await self._changed(mention_id, actor, "edit")
-        return drafts[0]
+
+    async def confirm_edit(self, mention_id: int, actor: Actor) -> Draft:
+        """ "Post anyway": save the text ``actor`` last had held for this mention, flagged and
+        audited. Refused when nothing is held, or when the mention changed since."""
+        self._require_approver(actor, "confirm an edit")
+        trail = await self.store.audit_trail("mention", mention_id)
+        mine = [i for i, e in enumerate(trail) if e.action == HELD_EDIT and e.actor == actor.label]
+        if not mine or trail[mine[-1]].after_text is None:
+            raise NotFound(f"you have no held reply for #{mention_id}; send your text again")
+        if any(e.action != HELD_EDIT for e in trail[mine[-1] + 1 :]):
+            raise InvalidTransition(
+                f"mention #{mention_id} changed after your edit; send your text again"
+            )
+        return await self.edit(mention_id, trail[mine[-1]].after_text or "", actor, confirm=True)
 
     async def approve(self, mention_id: int, actor: Actor, *, variant: int | None = None) -> Reply:
         """Queue the selected draft (or ``variant``) for posting. Twice is refused, not doubled."""
@@ -168,6 +234,15 @@ class ReviewService:
         draft = await self.store.selected_draft(mention_id)
         if draft is None:
             raise NotFound(f"mention #{mention_id} has no draft to approve")
+        unconfirmed = [
+            reason
+            for reason in self.guard.findings(draft.text, mention, self._brand(mention))
+            if reason not in draft.flags
+        ]
+        if unconfirmed:
+            raise UserFacingError(
+                f"the reply to #{mention_id} {'; '.join(unconfirmed)}; edit or redraft it first"
+            )
         if mention.intent == "crisis_legal" and not draft.origin.startswith("edit:"):
             raise UserFacingError(
                 f"mention #{mention_id} is marked crisis/legal: a person must write or edit the "

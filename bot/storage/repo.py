@@ -646,8 +646,11 @@ class Store:
         count_attempt: bool = False,
         mention_target: MentionState | None = None,
     ) -> Reply:
-        """Move a reply to ``target`` (and optionally its mention), checked and audited."""
-        async with self.db.transaction() as conn:
+        """Move a reply to ``target`` (and optionally its mention), checked and audited.
+
+        Fsynced before it returns: the outbox commits ``sending`` before a request leaves, and
+        a power cut must not roll that mark back (the reply would be re-sent unreconciled)."""
+        async with self.db.transaction(durable=True) as conn:
             async with conn.execute(
                 "SELECT state, mention_id FROM replies WHERE id = ?", (reply_id,)
             ) as cur:
@@ -715,12 +718,26 @@ class Store:
         ]
 
     async def audit_note(
-        self, actor: Actor, entity: str, entity_id: int, action: str, detail: str | None = None
+        self,
+        actor: Actor,
+        entity: str,
+        entity_id: int,
+        action: str,
+        detail: str | None = None,
+        *,
+        after_text: str | None = None,
     ) -> None:
-        """Record a decision that changes no state (e.g. a refused attempt)."""
+        """Record a decision that changes no state (e.g. a refused attempt, or a held edit
+        with its ``after_text``)."""
         async with self.db.transaction() as conn:
             await _audit(
-                conn, actor=actor, entity=entity, entity_id=entity_id, action=action, detail=detail
+                conn,
+                actor=actor,
+                entity=entity,
+                entity_id=entity_id,
+                action=action,
+                detail=detail,
+                after_text=after_text,
             )
 
     # ---- sources ------------------------------------------------------------------------
