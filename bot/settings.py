@@ -107,13 +107,24 @@ class Settings(BaseSettings):
         return has_key or bool(self.openai_base_url)
 
     def prompts_dir(self) -> Path:
-        """The prompts folder: the setting, else ./prompts, else the one beside the package."""
+        """The prompts folder: the setting, else ./prompts, else the defaults Parley ships."""
         if self.parley_prompts_dir is not None:
             return self.parley_prompts_dir
         local = Path("prompts")
         if local.is_dir():
             return local
-        return Path(__file__).resolve().parent.parent / "prompts"
+        return default_prompts_dir()
+
+
+def default_prompts_dir() -> Path:
+    """The default prompts: ``bot/_prompts`` in an installed wheel, else the source tree's prompts/.
+
+    setup.py copies the top-level prompts/ folder into the wheel; an editable install or a
+    checkout reads the folder itself.
+    """
+    package = Path(__file__).resolve().parent
+    bundled = package / "_prompts"
+    return bundled if bundled.is_dir() else package.parent / "prompts"
 
 
 def load_settings(**overrides: object) -> Settings:
