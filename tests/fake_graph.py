@@ -28,10 +28,11 @@ from typing import Any
 import pytest
 from aiohttp import web
 
+from bot.connectors.graph import DEFAULT_API_VERSION
 from tests.helpers import serve_app
 
 FIXTURES = Path(__file__).parent / "fixtures"
-VERSION = "v21.0"
+VERSION = DEFAULT_API_VERSION
 PAGE_ID = "104512345678901"
 PAGE_NAME = "Acme Cloud"
 IG_USER_ID = "17841400000000001"

@@ -39,7 +39,11 @@ from bot.pipeline.clean import clean_text
 log = logging.getLogger(__name__)
 
 DEFAULT_BASE_URL = "https://graph.facebook.com"
-DEFAULT_API_VERSION = "v21.0"
+DEFAULT_API_VERSION = "v27.0"
+"""The Graph API version used unless a source sets ``api_version``: the newest on 2026-12-04
+(v27.0, released 2026-11-04). Meta releases about three versions a year and retires each about
+two years after it came out (v21.0 on 2027-01-21, v22.0 on 2027-05-20); tests and docs take the
+default from here."""
 USAGE_MAX_AGE = 60.0
 """Seconds a usage reading counts for stopping a poll: with no call made since, it may have
 dropped, and the next poll's first call reads it again."""
