@@ -262,6 +262,26 @@ async def test_a_bad_prompt_is_not_an_outage(fake: FakeOpenAI, store: Store) -> 
     assert (llm.breaker.calls, llm.breaker.failures) == (9, 4)
 
 
+async def test_a_slow_server_is_told_to_raise_the_timeout(fake: FakeOpenAI, store: Store) -> None:
+    bus = RecordingBus()
+    llm = client(fake, store, bus, timeout=0.2, breaker=BreakerPolicy(threshold=1))
+    fake.then(Step("sleep", delay=1.0))
+    try:
+        with pytest.raises(LlmUnavailable):
+            await draft_call(llm)
+        with pytest.raises(LlmPaused):
+            await draft_call(llm)
+    finally:
+        await llm.aclose()
+    (notice,) = bus.notices()
+    assert "is not answering (no answer within 0.2 s);" in notice
+    assert notice.endswith(
+        "Check that the server is running. If it is only slow, raise PARLEY_LLM_TIMEOUT "
+        "(docs/llm.md)."
+    )
+    assert len(fake.requests) == 1
+
+
 def test_the_cool_down_doubles_up_to_its_cap_and_one_probe_goes_at_a_time() -> None:
     clock = FakeClock()
     breaker = Breaker("http://llm/v1", BreakerPolicy(threshold=2), clock=clock)

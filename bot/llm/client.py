@@ -46,6 +46,7 @@ MAX_RETRY_WAIT = 60.0
 """Longest wait between two attempts, even if the server asks for more (Retry-After)."""
 
 _PLACEHOLDER_KEY = "not-needed"  # local servers (Ollama, LM Studio) ignore the key
+_TIMED_OUT = "no answer within"
 
 
 class LlmUnavailable(LLMError):
@@ -326,15 +327,17 @@ class LlmClient:
                 reason,
                 self.config.breaker.cooldown,
             )
+            advice = "Check that the server is running."
+            if reason and reason.startswith(_TIMED_OUT):
+                advice += " If it is only slow, raise PARLEY_LLM_TIMEOUT (docs/llm.md)."
             self.bus.publish(
                 Notice(
                     f"The language model at {where} is not answering ({reason}); drafts use "
-                    "the saved templates and triage the keyword rules until it is back. Check "
-                    "that the server is running."
+                    f"the saved templates and triage the keyword rules until it is back. {advice}"
                 )
             )
         elif transition is Transition.RECOVERED:
-            log.warning("the LLM at %s is answering again", where)
+            log.info("the LLM at %s is answering again", where)
             self.bus.publish(
                 Notice(f"The language model at {where} is answering again; drafts come from it.")
             )
@@ -342,7 +345,7 @@ class LlmClient:
     def _reason(self, exc: openai.APIError) -> str:
         """A few plain words on why a request got no usable answer."""
         if isinstance(exc, openai.APITimeoutError):
-            return f"no answer within {self.config.timeout:g} s"
+            return f"{_TIMED_OUT} {self.config.timeout:g} s"
         if isinstance(exc, openai.APIStatusError):
             return f"HTTP {exc.status_code}"
         cause: BaseException | None = exc
