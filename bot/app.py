@@ -28,6 +28,7 @@ from bot.pipeline.runner import SourceRunner, poll_together
 from bot.publishers.log import LogPublisher
 from bot.publishers.registry import MANUAL, Publishers
 from bot.services.alert_control import AlertControl
+from bot.services.alert_delivery import AlertDeliveries
 from bot.services.outbox import Outbox
 from bot.services.permissions import ApproverPolicy
 from bot.services.review import ReviewService
@@ -73,6 +74,8 @@ class Core:
     alerter: Alerter
     watch: WatchService
     alerts: AlertControl
+    deliveries: AlertDeliveries
+    """Every chat frontend's alert delivery; the alerter queues alerts for each."""
     runners: list[SourceRunner] = field(default_factory=list)
     llm: LlmServices | None = None
     """Triage, draft checks and, when configured, the LLM client and prompt files."""
@@ -170,9 +173,11 @@ async def build_core(
         review.on_queued = outbox.wake
         ingestor = Ingestor(store, Matcher(rule_specs(config)))
         await ingestor.load()
+        deliveries = AlertDeliveries(store)
         alerter = Alerter(
             store,
             bus,
+            deliveries.enqueue,
             lookback=lookback or timedelta(hours=settings.parley_lookback_hours),
         )
         if settings.parley_auto_draft:
@@ -191,7 +196,18 @@ async def build_core(
         alerts = AlertControl(store, alerter, review.policy)
         await alerts.load()
         core = Core(
-            settings, config, store, bus, drafter, review, outbox, ingestor, alerter, watch, alerts
+            settings,
+            config,
+            store,
+            bus,
+            drafter,
+            review,
+            outbox,
+            ingestor,
+            alerter,
+            watch,
+            alerts,
+            deliveries,
         )
         core.llm = llm
         for one in built:

@@ -1,5 +1,5 @@
-"""discord.py cogs (alerts, review, stats, watch): thin layers over the core services, loaded as
+"""discord.py cogs (review, stats, watch): thin layers over the core services, loaded as
 extensions by the Discord bot's setup_hook (see bot/frontends/discord/bot.py)."""
 
-EXTENSIONS = ("cogs.alerts", "cogs.review", "cogs.stats", "cogs.watch")
-"""The extensions, in load order (Alerts first: the other cogs edit the alerts it posts)."""
+EXTENSIONS = ("cogs.review", "cogs.stats", "cogs.watch")
+"""The extensions, in load order (alerts are posted by the core's alert delivery, not a cog)."""

@@ -17,10 +17,10 @@ from bot.domain.limits import reply_limit
 from bot.domain.models import Mention
 from bot.domain.states import MentionState, ReplyState
 from bot.drafting.base import Drafter, DraftText
+from bot.frontends.discord.alerts import thread_name
 from bot.frontends.discord.render import clean, pending_text, plain
 from bot.services.stats import compute_stats, stats_lines
 from bot.settings import Settings
-from cogs.alerts import thread_name
 from tests import test_discord
 from tests.fake_discord import ANN, APP_ID, BOB, CHANNEL_ID, FakeDiscord
 from tests.helpers import raw

@@ -31,7 +31,6 @@ from bot.frontends.discord.views import (
     variant_select_id,
 )
 from cogs import EXTENSIONS
-from cogs.alerts import Alerts
 from cogs.review import Review, modal_max_length
 from cogs.stats import Stats
 from cogs.watch import Watch
@@ -198,7 +197,7 @@ def test_the_edit_box_fits_discord_and_the_platform() -> None:
 async def bot(core: Core) -> AsyncIterator[ParleyBot]:
     """A real ParleyBot with every cog, never connected."""
     client = ParleyBot(core, DiscordConfig(token=SecretStr("not-a-token")))
-    for cog in (Alerts, Review, Stats, Watch):
+    for cog in (Review, Stats, Watch):
         await client.add_cog(cog(client))
     yield client
     await client.close()
@@ -247,13 +246,13 @@ async def test_the_command_tree_keeps_discord_limits(bot: ParleyBot) -> None:
     assert isinstance(mention_cmd, app_commands.Command)
     (mention_id,) = mention_cmd.parameters
     assert (mention_id.name, mention_id.required, mention_id.min_value) == ("id", True, 1)
-    assert bot.get_cog("Alerts") is not None and bot.get_cog("Review") is not None
+    assert bot.get_cog("Review") is not None
 
 
 async def test_the_extensions_load_on_a_parley_bot(core: Core) -> None:
     client = ParleyBot(core, DiscordConfig(token=SecretStr("not-a-token")))
     for extension in EXTENSIONS:
         await client.load_extension(extension)
-    assert set(client.cogs) == {"Alerts", "Review", "Stats", "Watch"}
+    assert set(client.cogs) == {"Review", "Stats", "Watch"}
     await client.close()
     assert client.cogs == {}

@@ -28,6 +28,8 @@ log = logging.getLogger(__name__)
 
 DraftHook = Callable[[int], Awaitable[list[Draft]]]
 TriageHook = Callable[[list[NewMention]], Awaitable[None]]
+Enqueue = Callable[[Sequence[Mention]], Awaitable[None]]
+"""Queues alerts in the store for the chat frontends' delivery services."""
 
 NEAR_DUP_WINDOW = timedelta(days=7)
 """How far back near-identical texts are looked for (kept in memory)."""
@@ -140,11 +142,15 @@ def _age_key(item: RawMention) -> tuple[bool, datetime]:
 
 
 class Alerter:
-    """Decides which stored mentions to show the team, and shows them."""
+    """Decides which stored mentions to show the team, and shows them: each alert is queued in
+    the store for the chat frontends (``enqueue``) and announced on the bus."""
 
-    def __init__(self, store: Store, bus: EventBus, *, lookback: timedelta) -> None:
+    def __init__(
+        self, store: Store, bus: EventBus, enqueue: Enqueue, *, lookback: timedelta
+    ) -> None:
         self.store = store
         self.bus = bus
+        self.enqueue = enqueue
         self.lookback = lookback
         self.drafter_hook: DraftHook | None = None
         """Drafts a just-alerted mention so its alert shows a reply (auto-draft)."""
@@ -209,6 +215,7 @@ class Alerter:
                     # The alert matters more than its draft: show it, the CM can redraft.
                     log.exception("auto-draft of mention #%d failed", mention_id)
             mention = await self.store.get_mention(mention_id)
+            await self.enqueue([mention])
             self.bus.publish(MentionAlert(mention, drafts))
             alerted.append(mention)
         return alerted

@@ -1,7 +1,9 @@
 """Outgoing-alert scheduler for chat frontends: keeps the platform's rate limits, drops nothing.
 
-A frontend submits alerts keyed by destination (a chat, group, topic or channel id) and supplies
-two coroutines, ``send_one(dest, alert)`` and ``send_digest(dest, alerts)``. The policy:
+The alerts wait in a :class:`Backlog` (the store's ``alert_queue`` in production), keyed by
+destination (a chat, group, topic or channel id); the throttle holds in memory only the alerts
+it is sending, so a backlog of any size costs no memory. A frontend supplies two coroutines,
+``send_one(dest, alert)`` and ``send_digest(dest, alerts)``. The policy:
 
 1. **Order.** Per destination, urgent alerts go before normal ones; each kind is first in, first
    out. Destinations are served by their own worker, so one slow chat never holds up another.
@@ -17,13 +19,14 @@ two coroutines, ``send_one(dest, alert)`` and ``send_digest(dest, alerts)``. The
    backlog alone is more than the destination can take within the horizon.
 4. **429.** ``send_*`` raises :class:`RateLimited` (the frontend translates its platform's 429):
    the destination, or every destination if ``is_global``, pauses for ``retry_after`` seconds,
-   and the same alerts go back to the head of their queue, to be sent first after the pause.
-5. **Other errors.** The alerts go back to the head; the destination backs off 1, 2, 4 … 60 s.
-   An alert that failed ``max_attempts`` times is handed to ``on_give_up`` (default: logged) so
-   one poisonous message cannot block a chat forever. Its mention stays ``alerted`` in the
-   database, so ``pending`` (console, /pending) still lists it.
+   and the same alerts stay at the head of the backlog, to be sent first after the pause.
+5. **Other errors.** The alerts stay at the head with one more failed attempt counted; the
+   destination backs off 1, 2, 4 … 60 s. An alert that failed ``max_attempts`` times leaves
+   the backlog and is handed to ``on_give_up`` (default: logged) so one poisonous message cannot
+   block a chat forever. Its mention stays ``alerted`` in the database, so ``pending`` (console,
+   /pending) still lists it.
 6. **Shutdown.** After ``stop``, sending goes on for at most ``shutdown_grace`` seconds; what is
-   left is logged. Those mentions are ``alerted`` in the database: ``pending`` shows them.
+   left stays in the backlog and is sent after the next start.
 """
 
 from __future__ import annotations
@@ -32,12 +35,11 @@ import asyncio
 import logging
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable, Hashable
-from dataclasses import dataclass, field
+from collections.abc import Awaitable, Callable, Collection, Hashable
+from dataclasses import dataclass
 from typing import Protocol
 
-from bot.domain.models import Draft, Mention
-from bot.events import MentionAlert
+from bot.domain.models import Draft, Mention, Reply
 
 log = logging.getLogger(__name__)
 
@@ -97,16 +99,39 @@ DISCORD_LIMITS = ThrottleLimits(per_destination=(Rate(5, 5.0),), global_limits=(
 
 @dataclass(frozen=True)
 class OutgoingAlert:
-    """An alert to post: the mention, its drafts, and whether it is urgent."""
+    """An alert to post: the mention as it is now, its drafts and reply, and whether it is
+    urgent; ``attempts`` counts the failed tries so far."""
 
     mention: Mention
     drafts: tuple[Draft, ...] = ()
     urgent: bool = False
+    reply: Reply | None = None
+    attempts: int = 0
 
-    @classmethod
-    def from_event(cls, event: MentionAlert) -> OutgoingAlert:
-        """The alert for a core ``MentionAlert`` event."""
-        return cls(event.mention, tuple(event.drafts), event.mention.urgent)
+
+class Backlog(Protocol):
+    """Where alerts wait, per destination; read a few at a time, never all at once."""
+
+    async def destinations(self) -> Collection[Hashable]:
+        """The destinations with alerts waiting."""
+
+    async def waiting(self, dest: Hashable) -> tuple[int, int]:
+        """How many (urgent, normal) alerts wait for ``dest``."""
+
+    async def oldest(self, dest: Hashable, *, urgent: bool, count: int) -> list[OutgoingAlert]:
+        """The first ``count`` waiting alerts of one kind for ``dest``, left in place."""
+
+    async def delivered(self, dest: Hashable, alerts: list[OutgoingAlert]) -> None:
+        """Remove alerts that were posted."""
+
+    async def failed(self, dest: Hashable, alerts: list[OutgoingAlert]) -> None:
+        """Count one more failed attempt for alerts that stay waiting."""
+
+    async def give_up(self, dest: Hashable, alerts: list[OutgoingAlert]) -> None:
+        """Remove alerts that failed too often."""
+
+    async def total(self) -> int:
+        """How many alerts wait, for every destination."""
 
 
 class Clock(Protocol):
@@ -173,29 +198,14 @@ class _Windows:
 
 
 @dataclass
-class _Entry:
-    alert: OutgoingAlert
-    attempts: int = 0
-
-
-@dataclass
 class _Destination:
     windows: _Windows
-    urgent: deque[_Entry] = field(default_factory=deque)
-    normal: deque[_Entry] = field(default_factory=deque)
     paused_until: float = 0.0
     worker: asyncio.Task[None] | None = None
 
-    def __len__(self) -> int:
-        return len(self.urgent) + len(self.normal)
 
-    def requeue(self, entries: list[_Entry]) -> None:
-        """Put entries back at the head of their queue, in their original order."""
-        for entry in reversed(entries):
-            (self.urgent if entry.alert.urgent else self.normal).appendleft(entry)
-
-
-def _log_give_up(dest: Hashable, alert: OutgoingAlert, exc: Exception) -> None:
+def log_give_up(dest: Hashable, alert: OutgoingAlert, exc: Exception) -> None:
+    """The default ``on_give_up``: log the alert that could not be posted."""
     log.error(
         "gave up posting the alert for mention #%d to %r: %s; it stays in 'pending'",
         alert.mention.id,
@@ -205,17 +215,20 @@ def _log_give_up(dest: Hashable, alert: OutgoingAlert, exc: Exception) -> None:
 
 
 class Throttle:
-    """Schedules alerts to chat destinations within rate limits (see the module docstring)."""
+    """Sends a backlog's alerts to chat destinations within rate limits (see the module
+    docstring). ``wake()`` says alerts were added; a worker per destination then reads them."""
 
     def __init__(
         self,
+        backlog: Backlog,
         send_one: SendOne,
         send_digest: SendDigest,
         limits: ThrottleLimits,
         *,
         clock: Clock | None = None,
-        on_give_up: GiveUp = _log_give_up,
+        on_give_up: GiveUp = log_give_up,
     ) -> None:
+        self.backlog = backlog
         self.send_one = send_one
         self.send_digest = send_digest
         self.limits = limits
@@ -224,64 +237,112 @@ class Throttle:
         self._dests: dict[Hashable, _Destination] = {}
         self._global = _Windows(limits.global_limits)
         self._global_paused_until = 0.0
-        self._in_flight = 0
+        self._wake = asyncio.Event()
+        self._generation = 0
+        self._scanning = False
         self._idle = asyncio.Event()
-        self._idle.set()
+        self._busy = 0
+        self._settled = asyncio.Event()
         self._tasks: asyncio.TaskGroup | None = None
+        self.held = 0
+        """Alerts held in memory right now (those being sent); the rest wait in the backlog."""
         self.messages_sent = 0
         """Messages posted (a digest is one)."""
         self.alerts_sent = 0
         """Alerts delivered, alone or in a digest."""
 
-    def submit(self, dest: Hashable, alert: OutgoingAlert) -> None:
-        """Queue an alert for ``dest``; never blocks."""
-        state = self._dests.get(dest)
-        if state is None:
-            state = self._dests[dest] = _Destination(_Windows(self.limits.per_destination))
-        (state.urgent if alert.urgent else state.normal).append(_Entry(alert))
+    def wake(self) -> None:
+        """Alerts were added to the backlog: look for them; never blocks."""
+        self._generation += 1
+        self._wake.set()
         self._idle.clear()
-        self._spawn(dest, state)
-
-    def backlog(self, dest: Hashable | None = None) -> int:
-        """Alerts waiting (for one destination, or everywhere), not counting those in flight."""
-        if dest is not None:
-            state = self._dests.get(dest)
-            return len(state) if state else 0
-        return sum(len(s) for s in self._dests.values())
-
-    def _spawn(self, dest: Hashable, state: _Destination) -> None:
-        if self._tasks is not None and state.worker is None and len(state):
-            state.worker = self._tasks.create_task(self._work(dest, state))
+        self._settled.clear()
 
     async def run(self, stop: asyncio.Event) -> None:
         """Send until ``stop`` is set, then for at most ``shutdown_grace`` seconds more."""
+        self.wake()  # alerts left waiting by an earlier run go first
         async with asyncio.TaskGroup() as tasks:
             self._tasks = tasks
-            for dest, state in self._dests.items():
-                self._spawn(dest, state)
-            await stop.wait()
-            drained = asyncio.ensure_future(self._idle.wait())
-            grace = asyncio.ensure_future(self.clock.sleep(self.limits.shutdown_grace))
-            await asyncio.wait({drained, grace}, return_when=asyncio.FIRST_COMPLETED)
-            drained.cancel()
-            grace.cancel()
-            self._tasks = None
-            for state in self._dests.values():
-                if state.worker is not None:
-                    state.worker.cancel()
-        left = self.backlog()
+            try:
+                await self._watch(stop)
+                drained = asyncio.ensure_future(self._idle.wait())
+                grace = asyncio.ensure_future(self.clock.sleep(self.limits.shutdown_grace))
+                await asyncio.wait({drained, grace}, return_when=asyncio.FIRST_COMPLETED)
+                drained.cancel()
+                grace.cancel()
+            finally:
+                self._tasks = None
+                for state in self._dests.values():
+                    if state.worker is not None:
+                        state.worker.cancel()
+        left = await self.backlog.total()
         if left:
             log.warning(
-                "%d alerts were not posted before shutdown; their mentions stay 'alerted' "
-                "and 'pending' lists them",
+                "%d alerts were not posted before shutdown; they are posted after the next start",
                 left,
             )
 
+    async def _watch(self, stop: asyncio.Event) -> None:
+        """Start a worker for every destination with alerts, at start and on every wake."""
+        stopping = asyncio.ensure_future(stop.wait())
+        try:
+            while not stop.is_set():
+                if not self._wake.is_set():
+                    self._update_settled()
+                    woken = asyncio.ensure_future(self._wake.wait())
+                    await asyncio.wait({woken, stopping}, return_when=asyncio.FIRST_COMPLETED)
+                    woken.cancel()
+                    continue
+                self._wake.clear()
+                self._scanning = True
+                try:
+                    for dest in await self.backlog.destinations():
+                        self._spawn(dest)
+                finally:
+                    self._scanning = False
+                    self._check_idle()
+        finally:
+            stopping.cancel()
+
+    def _spawn(self, dest: Hashable) -> None:
+        state = self._dests.get(dest)
+        if state is None:
+            state = self._dests[dest] = _Destination(_Windows(self.limits.per_destination))
+        if self._tasks is not None and state.worker is None:
+            self._busy += 1
+            state.worker = self._tasks.create_task(self._work(dest, state))
+
     async def drain(self) -> None:
-        """Wait until every submitted alert has been posted (``run`` must be running)."""
+        """Wait until every waiting alert has been posted (``run`` must be running)."""
         if not self._idle.is_set() and self._tasks is None:
             raise RuntimeError("Throttle.drain() needs run() to be running")
         await self._idle.wait()
+
+    async def settled(self) -> None:
+        """Wait until every worker waits on the clock or for alerts (a virtual clock advances
+        only then, so work in progress, such as reading the backlog, takes no virtual time)."""
+        await self._settled.wait()
+
+    def _check_idle(self) -> None:
+        working = self._wake.is_set() or self._scanning
+        if not working and all(s.worker is None for s in self._dests.values()):
+            self._idle.set()
+        self._update_settled()
+
+    def _update_settled(self) -> None:
+        if self._busy == 0 and not self._wake.is_set() and not self._scanning:
+            self._settled.set()
+        else:
+            self._settled.clear()
+
+    async def _sleep(self, seconds: float) -> None:
+        self._busy -= 1
+        self._update_settled()
+        try:
+            await self.clock.sleep(seconds)
+        finally:
+            self._busy += 1
+            self._settled.clear()
 
     def _ready_at(self, state: _Destination, now: float) -> float:
         return max(
@@ -291,68 +352,78 @@ class Throttle:
             self._global_paused_until,
         )
 
-    def _pick(self, state: _Destination, now: float) -> tuple[list[_Entry], bool]:
-        """What to send now: one entry, or a digest (True) of the oldest ones of one kind."""
-        queue = state.urgent if state.urgent else state.normal
-        capacity = state.windows.capacity(now, self.limits.digest_horizon, upto=len(queue))
-        if len(queue) <= capacity:
-            return [queue.popleft()], False
-        size = min(self.limits.digest_size, len(queue))
-        return [queue.popleft() for _ in range(size)], True
+    async def _pick(
+        self, dest: Hashable, state: _Destination, urgent: int, normal: int
+    ) -> list[OutgoingAlert]:
+        """What to send now: the oldest alert, or a digest of the oldest ones of one kind."""
+        waiting = urgent or normal
+        capacity = state.windows.capacity(
+            self.clock.now(), self.limits.digest_horizon, upto=waiting
+        )
+        count = 1 if waiting <= capacity else min(self.limits.digest_size, waiting)
+        return await self.backlog.oldest(dest, urgent=urgent > 0, count=count)
 
     async def _work(self, dest: Hashable, state: _Destination) -> None:
         try:
-            while len(state):
+            while True:
+                generation = self._generation
+                urgent, normal = await self.backlog.waiting(dest)
+                if not urgent and not normal:
+                    if generation == self._generation:
+                        return
+                    continue  # woken meanwhile: look again before leaving
                 now = self.clock.now()
                 ready = self._ready_at(state, now)
                 if ready > now:
-                    await self.clock.sleep(ready - now)
+                    await self._sleep(ready - now)
                     continue
-                entries, digest = self._pick(state, now)
+                alerts = await self._pick(dest, state, urgent, normal)
+                now = self.clock.now()
+                if not alerts or self._ready_at(state, now) > now:
+                    continue  # taken meanwhile, or another destination used the global slot
                 state.windows.record(now)
                 self._global.record(now)
-                await self._send(dest, state, entries, digest)
+                await self._send(dest, state, alerts)
         finally:
+            self._busy -= 1
             state.worker = None
             self._check_idle()
 
-    async def _send(
-        self, dest: Hashable, state: _Destination, entries: list[_Entry], digest: bool
-    ) -> None:
-        self._in_flight += len(entries)
+    async def _send(self, dest: Hashable, state: _Destination, alerts: list[OutgoingAlert]) -> None:
+        self.held += len(alerts)
         try:
-            if digest:
-                await self.send_digest(dest, [e.alert for e in entries])
+            if len(alerts) > 1:
+                await self.send_digest(dest, alerts)
             else:
-                await self.send_one(dest, entries[0].alert)
+                await self.send_one(dest, alerts[0])
         except RateLimited as exc:
             until = self.clock.now() + exc.retry_after
             if exc.is_global:
                 self._global_paused_until = max(self._global_paused_until, until)
             else:
                 state.paused_until = max(state.paused_until, until)
-            log.warning("posting to %r: %s; %d alerts will be re-sent", dest, exc, len(entries))
-            state.requeue(entries)
-        except asyncio.CancelledError:
-            state.requeue(entries)  # shutdown mid-send: keep them (delivery unknown)
-            raise
+            log.warning("posting to %r: %s; %d alerts will be re-sent", dest, exc, len(alerts))
         except Exception as exc:
-            log.warning("posting %d alerts to %r failed: %s", len(entries), dest, exc)
-            for entry in entries:
-                entry.attempts += 1
-            kept = [e for e in entries if e.attempts < self.limits.max_attempts]
-            for entry in entries:
-                if entry.attempts >= self.limits.max_attempts:
-                    self.on_give_up(dest, entry.alert, exc)
-            state.requeue(kept)
-            worst = max(e.attempts for e in entries)
-            state.paused_until = self.clock.now() + min(MAX_BACKOFF, 2.0 ** (worst - 1))
+            log.warning("posting %d alerts to %r failed: %s", len(alerts), dest, exc)
+            await self._failed(dest, state, alerts, exc)
         else:
+            await self.backlog.delivered(dest, alerts)
             self.messages_sent += 1
-            self.alerts_sent += len(entries)
+            self.alerts_sent += len(alerts)
         finally:
-            self._in_flight -= len(entries)
+            self.held -= len(alerts)
 
-    def _check_idle(self) -> None:
-        if self._in_flight == 0 and self.backlog() == 0:
-            self._idle.set()
+    async def _failed(
+        self, dest: Hashable, state: _Destination, alerts: list[OutgoingAlert], exc: Exception
+    ) -> None:
+        """Count the failure; give up alerts that failed ``max_attempts`` times; back off."""
+        spent = [a for a in alerts if a.attempts + 1 >= self.limits.max_attempts]
+        kept = [a for a in alerts if a.attempts + 1 < self.limits.max_attempts]
+        if spent:
+            await self.backlog.give_up(dest, spent)
+            for alert in spent:
+                self.on_give_up(dest, alert, exc)
+        if kept:
+            await self.backlog.failed(dest, kept)
+        worst = max(a.attempts for a in alerts) + 1
+        state.paused_until = self.clock.now() + min(MAX_BACKOFF, 2.0 ** (worst - 1))

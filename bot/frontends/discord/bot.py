@@ -3,8 +3,8 @@
 ``ParleyBot`` loads the cogs (one extension per concern, listed in :data:`EXTENSIONS`),
 registers the persistent buttons (DynamicItems, so alerts posted before a restart keep
 working) and syncs the slash commands. ``DiscordFrontend`` runs it beside the core as
-``parley run`` does for Telegram, and hands core events to the Alerts cog, which posts alerts
-through the throttle and edits them in place.
+``parley run`` does for Telegram, with the core's alert delivery, whose Discord adapter
+(:mod:`bot.frontends.discord.alerts`) posts alerts and edits them in place.
 
 Only the ``guilds`` intent is used: interactions arrive without any intent, and members' role
 ids come with each interaction, so no privileged intent is needed.
@@ -16,7 +16,6 @@ import asyncio
 import logging
 from collections.abc import Awaitable
 from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
 
 import discord
 import yarl
@@ -28,15 +27,15 @@ from pydantic import SecretStr
 
 from bot.app import Core
 from bot.domain.models import Actor
-from bot.events import Event
+from bot.events import Event, MentionChanged, Notice
+from bot.services.alert_delivery import AlertDelivery
+from bot.services.throttle import DISCORD_LIMITS, ThrottleLimits
 from bot.settings import Settings
 from cogs import EXTENSIONS
 
 log = logging.getLogger(__name__)
 
 FRONTEND = "discord"
-"""The cogs, loaded in this order (Alerts first: the others edit the alerts it posts)."""
-ALERTS_COG = "Alerts"
 DEFAULT_API = "https://discord.com/api/v10"
 DEFAULT_GATEWAY = "wss://gateway.discord.gg/"
 _READY_WAIT = 60.0
@@ -79,17 +78,6 @@ def point_at(api_base_url: str, gateway_url: str) -> None:
     """
     Route.BASE = api_base_url.rstrip("/")
     DiscordWebSocket.DEFAULT_GATEWAY = yarl.URL(gateway_url)
-
-
-@runtime_checkable
-class AlertSink(Protocol):
-    """What the frontend expects of the Alerts cog."""
-
-    async def on_core_event(self, event: Event) -> None:
-        """Post a new alert (through the throttle), edit a changed one, or send a notice."""
-
-    async def run(self, stop: asyncio.Event) -> None:
-        """Send queued alerts within Discord's limits until ``stop`` (the throttle's loop)."""
 
 
 class ParleyBot(commands.Bot):
@@ -150,19 +138,24 @@ class DiscordFrontend:
 
     name = FRONTEND
 
-    def __init__(self, core: Core, config: DiscordConfig, *, guild_ready_timeout: float = 2.0):
+    def __init__(
+        self,
+        core: Core,
+        config: DiscordConfig,
+        *,
+        guild_ready_timeout: float = 2.0,
+        limits: ThrottleLimits = DISCORD_LIMITS,
+    ):
+        # Imported here: the adapter renders with views, which import this module for ParleyBot.
+        from bot.frontends.discord.alerts import DiscordAlerts
+
         self.core = core
         self.config = config
         self.bot = ParleyBot(core, config, guild_ready_timeout=guild_ready_timeout)
+        self.delivery = AlertDelivery(core.store, FRONTEND, DiscordAlerts(self.bot), limits)
+        core.deliveries.register(self.delivery)
         self._ready = asyncio.Event()
         core.bus.subscribe(self.name, self.on_event)
-
-    def alerts(self) -> AlertSink:
-        """The Alerts cog (loaded by setup_hook)."""
-        cog = self.bot.get_cog(ALERTS_COG)
-        if not isinstance(cog, AlertSink):
-            raise RuntimeError(f"the {ALERTS_COG} cog is not loaded")
-        return cog
 
     async def run(self, stop: asyncio.Event) -> None:
         """Log in, connect and serve until ``stop``; then send what the throttle may and close."""
@@ -175,7 +168,7 @@ class DiscordFrontend:
                 self._ready.set()
                 log.info("Discord bot %s is running", self.bot.user)
                 async with asyncio.TaskGroup() as tg:
-                    tg.create_task(self.alerts().run(stop))
+                    tg.create_task(self.delivery.run(stop))
                     if await _first(stop.wait(), client) == 1:
                         client.result()  # the connection's failure stops the frontend
                         raise RuntimeError("the Discord client stopped")
@@ -188,13 +181,16 @@ class DiscordFrontend:
                     await client
 
     async def on_event(self, event: Event) -> None:
-        """Hand a core event to the Alerts cog once the bot is connected."""
+        """Hand a change or a notice to the alert delivery once the bot is connected (alerts
+        need nothing here: the delivery service reads them from the store)."""
+        if not isinstance(event, MentionChanged | Notice):
+            return
         try:
             await asyncio.wait_for(self._ready.wait(), _READY_WAIT)
         except TimeoutError:
             log.warning("Discord is not connected; %s was not shown", type(event).__name__)
             return
-        await self.alerts().on_core_event(event)
+        await self.delivery.on_event(event)
 
 
 async def _first(*aws: Awaitable[object]) -> int:

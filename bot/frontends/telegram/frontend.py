@@ -1,10 +1,11 @@
 """The Telegram frontend: the PTB Application's lifecycle, alerts out, edits in place.
 
 The Application is started by hand (not ``run_polling``) so it shares the event loop with
-the pipeline and the outbox. Alerts leave through the platform-agnostic throttle (Telegram's
-per-chat, per-group and global limits; overflow becomes digests; 429s pause and resend).
-Every later change to a mention edits its alert message in place, found through the alert
-reference stored in SQLite, so this also works after a restart.
+the pipeline and the outbox. Alerts are delivered by the core's alert-delivery service
+(Telegram's per-chat, per-group and global limits; overflow becomes digests; 429s pause and
+resend); :class:`TelegramAlerts` is its adapter, which only renders and sends. Every later change
+to a mention edits its alert message in place, found through the alert reference stored in
+SQLite, so this also works after a restart.
 """
 
 from __future__ import annotations
@@ -38,18 +39,13 @@ from telegram.warnings import PTBDeprecationWarning
 
 from bot.app import Core
 from bot.domain.models import Actor, Draft, Mention, Reply
-from bot.events import Event, MentionAlert, MentionChanged, Notice
+from bot.events import Event, MentionChanged, Notice
 from bot.frontends.telegram.handlers import Handlers
 from bot.frontends.telegram.keyboards import alert_keyboard
 from bot.frontends.telegram.render import decision_line, esc, render_alert, render_digest
 from bot.presentation import alert_view
-from bot.services.throttle import (
-    TELEGRAM_LIMITS,
-    OutgoingAlert,
-    RateLimited,
-    Throttle,
-    ThrottleLimits,
-)
+from bot.services.alert_delivery import AlertDelivery
+from bot.services.throttle import TELEGRAM_LIMITS, OutgoingAlert, RateLimited, ThrottleLimits
 from bot.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -194,9 +190,80 @@ def build_application(config: TelegramConfig, rate_limiter: BaseRateLimiter[Any]
 
 
 def _dest(value: Hashable) -> Dest:
-    if not isinstance(value, tuple) or len(value) != 2:  # pragma: no cover - we submit Dests
+    if not isinstance(value, tuple) or len(value) != 2:  # pragma: no cover - route gives Dests
         raise TypeError(f"not a Telegram destination: {value!r}")
     return value
+
+
+class TelegramAlerts:
+    """The alert-delivery adapter: renders and sends alerts, digests, edits and notices;
+    a 429 or a network failure becomes RateLimited (the delivery service pauses and resends)."""
+
+    def __init__(self, frontend: TelegramFrontend) -> None:
+        self.frontend = frontend
+
+    def route(self, brand: str) -> Dest | None:
+        """Where a brand's alerts go (see TelegramFrontend.route)."""
+        return self.frontend.route(brand)
+
+    async def send(self, dest: Hashable, alert: OutgoingAlert) -> str | None:
+        """Post one alert, rendered from the mention as it is now; ``"chat:message"``."""
+        html, keyboard = await self.frontend.render(alert.mention, list(alert.drafts), alert.reply)
+        message = await self._send(_dest(dest), html, keyboard)
+        return None if message is None else f"{message.chat_id}:{message.message_id}"
+
+    async def send_digest(self, dest: Hashable, alerts: list[OutgoingAlert]) -> None:
+        """Post several alerts as one message (when a chat's rate is spent)."""
+        label = self.frontend.core.brand_label
+        views = [
+            alert_view(a.mention, list(a.drafts), a.reply, label(a.mention.brand)) for a in alerts
+        ]
+        await self._send(_dest(dest), render_digest(views), None)
+
+    async def edit(
+        self, ref: str, mention: Mention, drafts: list[Draft], reply: Reply | None
+    ) -> None:
+        """Re-render a posted alert in place."""
+        where = parse_ref(ref)
+        if where is None:
+            return
+        html, keyboard = await self.frontend.render(mention, drafts, reply)
+        await self.frontend.edit(where[0], where[1], html, keyboard)
+
+    async def notice(self, text: str) -> None:
+        """Send a notice to the default alert chat, if there is one."""
+        chat = self.frontend.config.alert_chat
+        if chat is None:
+            return
+        bot = self.frontend.bot
+        await self.frontend._call(
+            lambda: bot.send_message(chat, f"⚠️ {esc(text)}", parse_mode=ParseMode.HTML)
+        )
+
+    async def _send(
+        self, dest: Dest, html: str, keyboard: InlineKeyboardMarkup | None
+    ) -> Message | None:
+        """sendMessage: a 429 becomes RateLimited, as does a network failure; a refused
+        message is logged, not retried forever."""
+        chat, topic = dest
+        try:
+            return await self.frontend.bot.send_message(
+                chat,
+                html,
+                parse_mode=ParseMode.HTML,
+                link_preview_options=_NO_PREVIEW,
+                reply_markup=keyboard,
+                message_thread_id=topic,
+            )
+        except RetryAfter as exc:
+            raise RateLimited(retry_seconds(exc)) from None
+        except BadRequest as exc:
+            log.error("Telegram refused an alert for chat %s: %s", chat, exc.message)
+        except NetworkError as exc:
+            raise RateLimited(5.0) from exc
+        except TelegramError as exc:  # Forbidden: the bot was removed from the chat
+            log.error("cannot post to Telegram chat %s: %s", chat, exc.message)
+        return None
 
 
 class TelegramFrontend:
@@ -216,16 +283,16 @@ class TelegramFrontend:
         self.config = config
         install_token_redactor(config.token.get_secret_value())
         # AIORateLimiter keeps every request (edits, answers) within Telegram's limits; with
-        # max_retries=0 a 429 surfaces, so the throttle or _call pauses and resends.
+        # max_retries=0 a 429 surfaces, so the delivery service or _call pauses and resends.
         self.application = build_application(config, rate_limiter or AIORateLimiter())
         self.handlers = Handlers(self)
         self.handlers.register(self.application)
-        self.throttle = Throttle(self._send_alert, self._send_digest, limits)
+        self.alerts = TelegramAlerts(self)
+        self.delivery = AlertDelivery(core.store, FRONTEND, self.alerts, limits)
+        core.deliveries.register(self.delivery)
         self._ready = asyncio.Event()
         self._admins: tuple[float, frozenset[int]] = (0.0, frozenset())
         self._admins_lock = asyncio.Lock()
-        self._changed_while_queued: set[int] = set()
-        """Mentions that changed while their alert waited in the throttle (edited once sent)."""
         core.bus.subscribe(self.name, self.on_event)
 
     @property
@@ -254,7 +321,7 @@ class TelegramFrontend:
             log.info("Telegram bot @%s is running", self.bot.username)
             try:
                 async with asyncio.TaskGroup() as tg:
-                    tg.create_task(self.throttle.run(stop))
+                    tg.create_task(self.delivery.run(stop))
                     await stop.wait()
             finally:
                 self._ready.clear()
@@ -347,29 +414,10 @@ class TelegramFrontend:
     # ---- core events --------------------------------------------------------------------
 
     async def on_event(self, event: Event) -> None:
-        """Alerts go through the throttle; changes edit the alert in place; notices are sent."""
-        if isinstance(event, MentionAlert):
-            dest = self.route(event.mention.brand)
-            if dest is None:
-                log.warning(
-                    "no Telegram chat for brand %s: set TELEGRAM_ALERT_CHAT_ID", event.mention.brand
-                )
-                return
-            self.throttle.submit(dest, OutgoingAlert.from_event(event))
-        elif isinstance(event, MentionChanged):
-            if await self._wait_ready():
-                await self.on_change(event)
-        elif (
-            isinstance(event, Notice)
-            and self.config.alert_chat is not None
-            and await self._wait_ready()
-        ):
-            chat = self.config.alert_chat
-            await self._call(
-                lambda: self.bot.send_message(
-                    chat, f"⚠️ {esc(event.text)}", parse_mode=ParseMode.HTML
-                )
-            )
+        """Changes edit the alert in place and notices are sent, through the delivery service;
+        alerts need nothing here (the service reads them from the store)."""
+        if isinstance(event, MentionChanged | Notice) and await self._wait_ready():
+            await self.delivery.on_event(event)
 
     async def _wait_ready(self) -> bool:
         try:
@@ -388,86 +436,6 @@ class TelegramFrontend:
         line = decision_line(decision) if decision else None
         html = render_alert(view, reply=reply, decision=line)
         return html, alert_keyboard(mention, drafts, reply)
-
-    async def _send_alert(self, dest: Hashable, alert: OutgoingAlert) -> None:
-        """Send one alert (throttle callback). It is rendered from the event, so nothing slows
-        the request the throttle just scheduled; a change that arrived meanwhile is applied
-        by an edit right after."""
-        mention = alert.mention
-        html, keyboard = await self.render(mention, list(alert.drafts), None)
-        message = await self._send_limited(_dest(dest), html, keyboard)
-        if message is None:
-            return
-        await self.core.store.set_alert_ref(
-            mention.id, FRONTEND, f"{message.chat_id}:{message.message_id}"
-        )
-        if mention.id in self._changed_while_queued:
-            self._changed_while_queued.discard(mention.id)
-            await self._refresh(mention.id)
-
-    async def _send_digest(self, dest: Hashable, alerts: list[OutgoingAlert]) -> None:
-        """Send several alerts as one message (throttle callback, when a chat's rate is spent)."""
-        views = [
-            alert_view(a.mention, list(a.drafts), None, self.core.brand_label(a.mention.brand))
-            for a in alerts
-        ]
-        await self._send_limited(_dest(dest), render_digest(views), None)
-        for alert in alerts:
-            self._changed_while_queued.discard(alert.mention.id)
-
-    async def _refresh(self, mention_id: int) -> None:
-        """Edit an alert to the mention's current state, read from the store."""
-        store = self.core.store
-        await self.edit_alert(
-            await store.get_mention(mention_id),
-            await store.current_drafts(mention_id),
-            await store.reply_for_mention(mention_id),
-        )
-
-    async def _send_limited(
-        self, dest: Dest, html: str, keyboard: InlineKeyboardMarkup | None
-    ) -> Message | None:
-        """sendMessage for the throttle: a 429 becomes RateLimited (it pauses and resends),
-        as does a network failure; a refused message is logged, not retried forever."""
-        chat, topic = dest
-        try:
-            return await self.bot.send_message(
-                chat,
-                html,
-                parse_mode=ParseMode.HTML,
-                link_preview_options=_NO_PREVIEW,
-                reply_markup=keyboard,
-                message_thread_id=topic,
-            )
-        except RetryAfter as exc:
-            raise RateLimited(retry_seconds(exc)) from None
-        except BadRequest as exc:
-            log.error("Telegram refused an alert for chat %s: %s", chat, exc.message)
-        except NetworkError as exc:
-            raise RateLimited(5.0) from exc
-        except TelegramError as exc:  # Forbidden: the bot was removed from the chat
-            log.error("cannot post to Telegram chat %s: %s", chat, exc.message)
-        return None
-
-    async def on_change(self, event: MentionChanged) -> None:
-        """Edit the alert in place; remember changes to alerts still waiting in the throttle."""
-        if FRONTEND in event.mention.alert_refs:
-            await self.edit_alert(event.mention, event.drafts, event.reply)
-            return
-        # The alert may have been posted since the event was made: look again.
-        if FRONTEND in (await self.core.store.get_mention(event.mention.id)).alert_refs:
-            await self._refresh(event.mention.id)
-        else:
-            self._changed_while_queued.add(event.mention.id)
-
-    async def edit_alert(self, mention: Mention, drafts: list[Draft], reply: Reply | None) -> None:
-        """Re-render a mention's alert message in place (if it was posted)."""
-        ref = parse_ref(mention.alert_refs.get(FRONTEND, ""))
-        if ref is None:
-            return
-        chat, message_id = ref
-        html, keyboard = await self.render(mention, drafts, reply)
-        await self.edit(chat, message_id, html, keyboard)
 
     async def edit(
         self,
