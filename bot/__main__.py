@@ -15,18 +15,20 @@ from dotenv import load_dotenv
 
 from bot import __version__
 from bot.app import Frontend, build_core, run_core
-from bot.config import ParleyConfig, RssSourceConfig, load_config
+from bot.config import ParleyConfig
 from bot.domain.states import ReplyState
-from bot.drafting.offline import OfflineDrafter
 from bot.errors import ConfigError, ParleyError, StorageError
 from bot.frontends.console import ConsoleFrontend
+from bot.preflight import validate
 from bot.services.health import health_lines
 from bot.settings import Settings, load_settings
-from bot.sources.factory import build_source
 from bot.storage.db import Database
 from bot.storage.repo import Store
 
 log = logging.getLogger("bot")
+
+EX_CONFIG = 78
+"""Exit status for a configuration error (sysexits.h EX_CONFIG): a supervisor should not loop."""
 
 
 def _setup_logging(level: str) -> None:
@@ -92,53 +94,6 @@ async def _run(settings: Settings, config: ParleyConfig) -> None:
         await run_core(core, frontends, stop)
 
 
-def check(settings: Settings) -> list[str]:
-    """Every configuration problem, one line each (empty when all is well)."""
-    problems: list[str] = []
-    try:
-        config = load_config(settings.parley_config)
-    except ConfigError as exc:
-        problems.extend(exc.problems)
-        config = None
-    prompts = settings.prompts_dir()
-    try:
-        OfflineDrafter(prompts)
-    except ConfigError as exc:
-        problems.extend(exc.problems)
-    if config is not None:
-        for i, brand in enumerate(config.brands):
-            if brand.voice_file and not (prompts / brand.voice_file).is_file():
-                problems.append(
-                    f"{settings.parley_config}: brands[{i}].voice_file: "
-                    f"{prompts / brand.voice_file} does not exist"
-                )
-        base = settings.parley_config.resolve().parent
-        problems.extend(asyncio.run(_source_problems(config, base)))
-        for i, source in enumerate(config.sources):
-            if (
-                isinstance(source, RssSourceConfig)
-                and source.path is not None
-                and not (base / source.path).is_file()
-            ):
-                problems.append(
-                    f"{settings.parley_config}: sources[{i}].path: {source.path} does not exist"
-                )
-    return problems
-
-
-async def _source_problems(config: ParleyConfig, base_dir: Path) -> list[str]:
-    """Build each source as ``run`` would (nothing is fetched): a missing secret is a problem."""
-    problems: list[str] = []
-    for source in config.sources:
-        try:
-            built = build_source(source, base_dir=base_dir)
-        except ConfigError as exc:
-            problems.extend(exc.problems)
-        else:
-            await built.source.aclose()
-    return problems
-
-
 async def status(settings: Settings) -> list[str]:
     """Source health, mention counts and the outbox, as lines."""
     path = settings.parley_db_path
@@ -165,10 +120,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     # .env fills the environment too; real environment variables win.
     load_dotenv(".env", override=False)
     try:
-        settings = load_settings()
+        if args.command in ("run", "check"):
+            # One validation for both: run refuses exactly what check reports.
+            settings, config = validate()
+        else:
+            settings = load_settings()
         _setup_logging(settings.parley_log_level)
         if args.command == "run":
-            asyncio.run(_run(settings, load_config(settings.parley_config)))
+            asyncio.run(_run(settings, config))
         elif args.command == "demo":
             from bot.demo.runner import run_demo
 
@@ -176,16 +135,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                 logging.getLogger().setLevel(logging.WARNING)
             asyncio.run(run_demo(settings, args.db))
         elif args.command == "check":
-            problems = check(settings)
-            if problems:
-                print("\n".join(problems), file=sys.stderr)
-                return 1
             print(f"Configuration OK ({settings.parley_config}).")
         elif args.command == "status":
             print("\n".join(asyncio.run(status(settings))))
     except ConfigError as exc:
         print("\n".join(exc.problems), file=sys.stderr)
-        return 1
+        return EX_CONFIG
     except ParleyError as exc:
         print(f"parley: {exc}", file=sys.stderr)
         return 1

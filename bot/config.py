@@ -6,6 +6,7 @@ Errors are collected into :class:`ConfigError` with one line per problem:
 
 from __future__ import annotations
 
+import re
 import tomllib
 from pathlib import Path
 from typing import Annotated, Literal
@@ -15,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from bot.connectors.bluesky import BlueskySourceConfig
 from bot.connectors.facebook import FacebookSourceConfig
 from bot.connectors.hackernews import HackerNewsSourceConfig
+from bot.connectors.http_limits import ALLOW_PRIVATE_HELP
 from bot.connectors.instagram import InstagramSourceConfig
 from bot.connectors.mastodon import MastodonSourceConfig
 from bot.connectors.reddit import RedditSourceConfig
@@ -53,6 +55,28 @@ class RouteConfig(_Strict):
     telegram_chat_id: int | str | None = None
     telegram_topic_id: int | None = None
     discord_channel_id: int | None = None
+
+    @field_validator("telegram_chat_id")
+    @classmethod
+    def _telegram_chat(cls, value: int | str | None) -> int | str | None:
+        if isinstance(value, str) and not re.fullmatch(
+            r"\s*(-?\d{1,20}|@[A-Za-z][A-Za-z0-9_]{3,31})\s*", value
+        ):
+            raise ValueError(
+                "use the chat's numeric id (e.g. -1001234567890: send /start in the group to see "
+                "it) or a public '@channelname'"
+            )
+        return value
+
+    @field_validator("telegram_topic_id", "discord_channel_id")
+    @classmethod
+    def _positive_id(cls, value: int | None) -> int | None:
+        if value is not None and value < 1:
+            raise ValueError(
+                "an id is a positive number: copy it from the app (Discord: right-click the "
+                "channel → Copy Channel ID, with Developer Mode on)"
+            )
+        return value
 
 
 class BrandConfig(_Strict):
@@ -96,6 +120,7 @@ class RssSourceConfig(_Strict):
     interval: float = Field(default=300.0, ge=5.0, le=86_400.0)
     timeout: float = Field(default=20.0, gt=0.0, le=300.0)
     platform: str = Field(default="rss", description="shown as the mention's platform")
+    allow_private: bool = Field(default=False, description=ALLOW_PRIVATE_HELP)
 
     @model_validator(mode="after")
     def _one_location(self) -> RssSourceConfig:
@@ -176,6 +201,10 @@ def _describe(err: dict[str, object]) -> str:
         return f"missing 'type' (one of: {', '.join(SOURCE_TYPES)})"
     if kind == "extra_forbidden":
         return "unknown setting (check its spelling)"
+    if kind == "list_type" and isinstance(err.get("input"), dict):
+        loc = err.get("loc")
+        table = ".".join(p for p in loc if isinstance(p, str)) if isinstance(loc, tuple) else ""
+        return f"write [[{table}]] with two brackets for each entry ([{table}] is a single table)"
     return msg.removeprefix("Value error, ")
 
 

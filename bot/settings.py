@@ -35,7 +35,7 @@ class Settings(BaseSettings):
     parley_urgent_reach: int = Field(default=10_000, ge=0)
     # LLM drafting and triage (bot/llm/; docs/llm.md). No key and no base URL: offline.
     openai_api_key: SecretStr | None = None
-    openai_base_url: str | None = None
+    openai_base_url: str | None = Field(default=None, pattern=r"^https?://\S+$")
     openai_model: str = "gpt-4o-mini"
     openai_triage_model: str | None = None
     parley_llm_timeout: float = Field(default=30.0, gt=0.0, le=600.0)
@@ -136,5 +136,30 @@ def load_settings(**overrides: object) -> Settings:
         for err in exc.errors():
             name = str(err["loc"][0]).upper() if err["loc"] else "settings"
             # The offending value is not echoed: it could be a secret.
-            problems.append(f"environment/.env: {name}: {err['msg']}")
+            problems.append(f"environment/.env: {name}: {_plain(name, err['type'], err['msg'])}")
         raise ConfigError(problems) from None
+
+
+_FORMATS = {
+    "TELEGRAM_ALERT_CHAT_ID": "use the group's numeric id (e.g. -1001234567890: send /start in "
+    "the group to see it) or a public @channelname",
+    "TELEGRAM_APPROVER_IDS": "use numeric Telegram user ids separated by commas, and the word "
+    "admins if you like; an @username is not an id (each approver sends /start to the bot to "
+    "see theirs)",
+    "DISCORD_APPROVER_ROLE_IDS": "use numeric role ids separated by commas (Server Settings → "
+    "Roles → ⋯ → Copy Role ID, with Developer Mode on)",
+    "OPENAI_BASE_URL": "write the whole address with http:// or https://, e.g. "
+    "http://localhost:11434/v1",
+    "TELEGRAM_WEBHOOK_URL": "write the whole public address, starting with https://",
+    "DISCORD_GATEWAY_URL": "write the whole address, starting with wss://",
+}
+"""What a well-formed value looks like, for settings checked against a pattern."""
+
+
+def _plain(name: str, kind: str, message: str) -> str:
+    """A validation message in words: never the regular expression a pattern check quotes."""
+    if kind != "string_pattern_mismatch":
+        return message
+    if name.endswith("_BASE_URL"):
+        return _FORMATS.get(name, "write the whole address, starting with https://")
+    return _FORMATS.get(name, "has an unexpected form: see .env.example")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -40,15 +39,9 @@ def _write(tmp_path: Path, text: str) -> Path:
     return path
 
 
-def test_check_accepts_the_example_config(tmp_path: Path) -> None:
-    config = tmp_path / "parley.toml"
-    config.write_text((ROOT / "parley.example.toml").read_text(encoding="utf-8"))
-    (tmp_path / "feeds").mkdir()
-    (tmp_path / "feeds" / "press.xml").write_text("<rss/>")
-    prompts = tmp_path / "prompts"
-    shutil.copytree(ROOT / "prompts", prompts)
-    for brand in ("acme", "brightbean"):  # the voice files the example names
-        (prompts / "brands" / f"{brand}.md").write_text(f"# {brand}\nFriendly and brief.\n")
+def test_check_accepts_the_example_config_as_shipped(tmp_path: Path) -> None:
+    # From an empty folder: the prompts are Parley's defaults, the feed sits beside the example.
+    config = ROOT / "parley.example.toml"
     result = parley("check", env={"PARLEY_CONFIG": str(config)}, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("Configuration OK")
@@ -78,7 +71,7 @@ def test_check_accepts_the_example_config(tmp_path: Path) -> None:
 def test_check_names_file_field_and_problem(tmp_path: Path, toml: str, expected: str) -> None:
     config = _write(tmp_path, toml)
     result = parley("check", env={"PARLEY_CONFIG": str(config)}, cwd=tmp_path)
-    assert result.returncode == 1
+    assert result.returncode == 78
     assert "Traceback" not in result.stderr
     assert expected in result.stderr, result.stderr
     for line in result.stderr.strip().splitlines():
@@ -95,11 +88,11 @@ def test_check_reports_every_problem_and_bad_settings_without_echoing_them(
         '[[sources]]\ntype = "rss"\nname = "f"\npath = "nowhere.xml"\n',
     )
     result = parley("check", env={"PARLEY_CONFIG": str(config)}, cwd=tmp_path)
-    assert result.returncode == 1
+    assert result.returncode == 78
     assert "brands[0].voice_file" in result.stderr
     assert "sources[0].path: nowhere.xml does not exist" in result.stderr
     bad = parley("check", env={"PARLEY_LOOKBACK_HOURS": "s3cr3t-token"}, cwd=tmp_path)
-    assert bad.returncode == 1 and "PARLEY_LOOKBACK_HOURS" in bad.stderr
+    assert bad.returncode == 78 and "PARLEY_LOOKBACK_HOURS" in bad.stderr
     assert "s3cr3t-token" not in bad.stderr and "Traceback" not in bad.stderr
 
 
@@ -113,7 +106,7 @@ def test_check_names_each_missing_connector_secret(tmp_path: Path) -> None:
     secrets = ("X_API_KEY", "X_API_SECRET", "X_ACCESS_TOKEN", "X_ACCESS_TOKEN_SECRET")
     env = {name: "" for name in (*secrets, "MASTODON_ACCESS_TOKEN")}
     result = parley("check", env={"PARLEY_CONFIG": str(config), **env}, cwd=tmp_path)
-    assert result.returncode == 1
+    assert result.returncode == 78
     assert result.stderr.splitlines() == [
         "source 'xsrc' (x): set X_API_KEY (the app's API key) in .env",
         "source 'masto' (mastodon): set MASTODON_ACCESS_TOKEN (the account's access token) in .env",
@@ -125,7 +118,7 @@ def test_check_names_each_missing_connector_secret(tmp_path: Path) -> None:
 
 def test_missing_config_says_what_to_do(tmp_path: Path) -> None:
     result = parley("run", cwd=tmp_path)
-    assert result.returncode == 1
+    assert result.returncode == 78
     assert "parley.toml: file not found" in result.stderr
     assert "PARLEY_CONFIG" in result.stderr
 
