@@ -26,6 +26,10 @@ log = logging.getLogger(__name__)
 
 _MIGRATION_NAME = re.compile(r"^(\d{4})_[a-z0-9_]+\.sql$")
 
+_SYNCHRONOUS = "NORMAL"
+"""WAL with NORMAL: a commit is safe from a crash of the process, and may be lost (never
+corrupted) by a power cut. Commits that must survive one ask ``transaction(durable=True)``."""
+
 
 def migrations() -> list[tuple[int, str]]:
     """All bundled migrations as (version, SQL), in order."""
@@ -72,7 +76,7 @@ class Database:
         try:
             await conn.execute("PRAGMA busy_timeout = 5000")
             await conn.execute("PRAGMA journal_mode = WAL")
-            await conn.execute("PRAGMA synchronous = NORMAL")
+            await conn.execute(f"PRAGMA synchronous = {_SYNCHRONOUS}")
             await conn.execute("PRAGMA foreign_keys = ON")
             await self._migrate()
         except sqlite3.DatabaseError as exc:
@@ -107,17 +111,28 @@ class Database:
         return int(row[0]) if row else 0
 
     @asynccontextmanager
-    async def transaction(self) -> AsyncIterator[aiosqlite.Connection]:
-        """A write transaction (BEGIN IMMEDIATE … COMMIT, ROLLBACK on error)."""
+    async def transaction(self, *, durable: bool = False) -> AsyncIterator[aiosqlite.Connection]:
+        """A write transaction (BEGIN IMMEDIATE … COMMIT, ROLLBACK on error).
+
+        ``durable``: the commit is fsynced before this returns (``synchronous = FULL`` for this
+        transaction only), so a power cut cannot roll it back. The outbox needs it: a reply's
+        ``sending`` mark must be on disk before its request leaves.
+        """
         async with self._lock:
-            await self._conn.execute("BEGIN IMMEDIATE")
+            if durable:
+                await self._conn.execute("PRAGMA synchronous = FULL")
             try:
-                yield self._conn
-            except BaseException:
-                await self._conn.execute("ROLLBACK")
-                raise
-            else:
-                await self._conn.execute("COMMIT")
+                await self._conn.execute("BEGIN IMMEDIATE")
+                try:
+                    yield self._conn
+                except BaseException:
+                    await self._conn.execute("ROLLBACK")
+                    raise
+                else:
+                    await self._conn.execute("COMMIT")
+            finally:
+                if durable:
+                    await self._conn.execute(f"PRAGMA synchronous = {_SYNCHRONOUS}")
 
     async def fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]:
         """Run a read query and return all rows."""
