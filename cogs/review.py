@@ -19,18 +19,22 @@ from discord.ext import commands
 from bot.domain.limits import reply_length, reply_limit
 from bot.domain.models import Actor
 from bot.errors import PermissionDenied
+from bot.frontends.discord.render import plain
 from bot.frontends.discord.views import (
     FRONTEND,
+    NO_PINGS,
     OWN_INSTRUCTION,
     VERSION,
     Action,
     current_alert,
     guarded,
+    held_edit_view,
     parley_bot,
     parse_ref,
     tell,
 )
 from bot.llm.tweaks import MAX_INSTRUCTION_CHARS, TWEAKS
+from bot.services.review import NeedsConfirmation
 
 log = logging.getLogger(__name__)
 
@@ -144,6 +148,12 @@ class Review(commands.Cog):
                     await review.retry(mention_id, actor)
                 case Action.CONFIRM:
                     await review.confirm_posted(mention_id, actor)
+                case Action.POST_ANYWAY:
+                    await review.confirm_edit(mention_id, actor)
+                    await tell(
+                        interaction,
+                        f"Kept as you wrote it (recorded). Approve #{mention_id} to queue it.",
+                    )
                 case Action.DRAFT:
                     await tell(interaction, f"📝 Drafting #{mention_id}…")
                     await review.draft(mention_id, actor)
@@ -206,7 +216,11 @@ class Review(commands.Cog):
         async def work() -> None:
             actor = self.approver(interaction)
             await interaction.response.defer()
-            await self.core.review.edit(mention_id, text, actor)
+            try:
+                await self.core.review.edit(mention_id, text, actor)
+            except NeedsConfirmation as held:
+                await self.offer_anyway(interaction, held)
+                return
             await tell(
                 interaction,
                 f"Saved as the reply to #{mention_id}. Press Approve on the alert to queue it.",
@@ -214,6 +228,24 @@ class Review(commands.Cog):
             await self.show(interaction, mention_id)
 
         await guarded(interaction, "edit", work)
+
+    async def offer_anyway(self, interaction: discord.Interaction, held: NeedsConfirmation) -> None:
+        """Tell the editor (only them) why their text was held, with a Post anyway button."""
+        reasons = "\n".join(f"• {reason}" for reason in held.reasons)
+        text = (
+            f"⚠️ Your reply to #{held.mention_id} was held:\n{reasons}\n"
+            "Press Post anyway to keep it as written (the team log records it), "
+            "or press Edit on the alert to write it again."
+        )
+        try:
+            await interaction.followup.send(
+                plain(text),
+                view=held_edit_view(held.mention_id),
+                ephemeral=True,
+                allowed_mentions=NO_PINGS,
+            )
+        except discord.HTTPException as exc:
+            log.warning("could not offer 'post anyway' for #%d: %s", held.mention_id, exc)
 
     # ---- showing the result -------------------------------------------------------------
 

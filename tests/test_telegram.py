@@ -175,7 +175,7 @@ async def test_edit_flow_force_reply_preview_and_approve(
         ]
         preview = fake.messages[(CHAT, max(k[1] for k in fake.messages if k[0] == CHAT))]
         await fake.press(ANN, preview, encode(Action.APPROVE, mid, draft.variant))
-        await fake.wait_for("answerCallbackQuery")
+        await fake.wait_for("answerCallbackQuery", 2)  # the Edit press was answered first
         await settle(core, frontend)
         reply = await core.store.reply_for_mention(mid)
         assert reply is not None and reply.text == draft.text and reply.state is ReplyState.SENT

@@ -24,6 +24,7 @@ from bot.events import Event, MentionAlert, MentionChanged, Notice
 from bot.presentation import AlertView, alert_view, truncate
 from bot.services.charts import chart_png
 from bot.services.health import health_lines
+from bot.services.review import NeedsConfirmation
 from bot.services.stats import compute_stats, parse_period, stats_lines
 
 log = logging.getLogger(__name__)
@@ -39,7 +40,8 @@ Commands (ID is the number after # in an alert):
   draft ID [how]        write new drafts (an instruction is passed to the LLM drafter)
   use ID N              choose draft variant N
   approve ID [N]        queue the selected draft (or variant N) for posting
-  edit ID <text>        replace the reply with your own text
+  edit ID <text>        replace the reply with your own text (checked like a draft)
+  edit! ID [text]       post anyway: keep a text the checks held back (recorded)
   reject ID [reason]    decide not to answer
   ignore ID [reason]    dismiss as noise
   retry ID              send a failed reply again
@@ -267,8 +269,23 @@ class ConsoleFrontend:
 
     async def _edit(self, arg: str) -> list[str]:
         mention_id, text = self._id(arg)
-        await self.core.review.edit(mention_id, text, self.actor)
+        try:
+            await self.core.review.edit(mention_id, text, self.actor)
+        except NeedsConfirmation as held:
+            return [
+                f"⚠ Your reply to #{mention_id} was held: {'; '.join(held.reasons)}.",
+                f"   To post it anyway, type: edit! {mention_id}   (or send a corrected text)",
+            ]
         return [f"Type 'approve {mention_id}' to post your text."]
+
+    async def _edit_anyway(self, arg: str) -> list[str]:
+        mention_id, text = self._id(arg)
+        review = self.core.review
+        if text:
+            await review.edit(mention_id, text, self.actor, confirm=True)
+        else:
+            await review.confirm_edit(mention_id, self.actor)
+        return [f"Kept as you wrote it (recorded). Type 'approve {mention_id}' to post it."]
 
     async def _reject(self, arg: str) -> list[str]:
         mention_id, reason = self._id(arg)
@@ -429,6 +446,7 @@ class ConsoleFrontend:
         "use": _use,
         "approve": _approve,
         "edit": _edit,
+        "edit!": _edit_anyway,
         "reject": _reject,
         "ignore": _ignore,
         "retry": _retry,

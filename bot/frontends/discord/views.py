@@ -57,6 +57,8 @@ class Action(StrEnum):
     IGNORE = "ig"
     RETRY = "rt"
     CONFIRM = "ok"
+    POST_ANYWAY = "pa"
+    """Keep the presser's own text that the checks held back (ReviewService.confirm_edit)."""
 
 
 _ID = r"[1-9][0-9]{0,11}"
@@ -331,6 +333,13 @@ def alert_components(
         view.add_item(_button(Action.IGNORE, mid, "Ignore", "🙈", _Style.secondary))
     else:
         return None
+    return view
+
+
+def held_edit_view(mention_id: int) -> discord.ui.View:
+    """Under a held edit (ephemeral): keep it anyway, a second confirmation the audit records."""
+    view = discord.ui.View(timeout=None)
+    view.add_item(_button(Action.POST_ANYWAY, mention_id, "Post anyway", "⚠️", _Style.danger))
     return view
 
 

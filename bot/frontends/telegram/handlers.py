@@ -27,11 +27,18 @@ from telegram.ext import (
 from bot.domain.models import Actor
 from bot.domain.states import MentionState, ReplyState
 from bot.errors import ConfigError, InvalidTransition, PermissionDenied, UserFacingError
-from bot.frontends.telegram.keyboards import Action, Callback, decode, preview_keyboard
+from bot.frontends.telegram.keyboards import (
+    Action,
+    Callback,
+    decode,
+    held_keyboard,
+    preview_keyboard,
+)
 from bot.frontends.telegram.render import esc, fit_lines, safe, tg_len, toast
 from bot.llm.tweaks import MAX_INSTRUCTION_CHARS, TWEAKS
 from bot.services.charts import chart_png
 from bot.services.health import health_lines
+from bot.services.review import NeedsConfirmation
 from bot.services.stats import compute_stats, parse_period, stats_lines
 
 if TYPE_CHECKING:
@@ -410,6 +417,9 @@ class Handlers:
                 return "Reply to my message with your text."
             case Action.CANCEL_EDIT:
                 return "Not approved; your text stays as the draft."
+            case Action.POST_ANYWAY:
+                await review.confirm_edit(mid, actor)
+                return "Kept as you wrote it; the team log records it."
         return _TOASTS[cb.action]
 
     async def _after(self, cb: Callback, message: Message, user: User) -> None:
@@ -417,6 +427,8 @@ class Handlers:
         from the core's MentionChanged event)."""
         if cb.action is Action.EDIT:
             await self._ask_for_text(cb.mention_id, message, user)
+        elif cb.action is Action.POST_ANYWAY:
+            await self._preview(cb.mention_id, message)
         elif cb.action is Action.CANCEL_EDIT or (
             cb.action is Action.APPROVE and cb.variant is not None
         ):
@@ -466,6 +478,8 @@ class Handlers:
                 f"<blockquote>{safe(draft.text)}</blockquote>"
             )
             markup = preview_keyboard(pending.mention_id, draft.variant)
+        except NeedsConfirmation as held:
+            answer, markup = _held_text(held), held_keyboard(pending.mention_id)
         except UserFacingError as exc:
             answer, markup = f"Sorry: {esc(str(exc))}.", None
         except Exception:
@@ -480,6 +494,18 @@ class Handlers:
             )
         )
 
+    async def _preview(self, mention_id: int, message: Message) -> None:
+        """Turn the held-edit message into the preview of the kept text, with Approve."""
+        draft = await self.core.store.selected_draft(mention_id)
+        if draft is None:
+            return
+        text = (
+            f"Preview of your reply to <b>#{mention_id}</b> (kept despite the warnings):\n"
+            f"<blockquote>{safe(draft.text)}</blockquote>"
+        )
+        markup = preview_keyboard(mention_id, draft.variant)
+        await self.frontend.edit(message.chat_id, message.message_id, text, markup)
+
     def _remember(self, chat_id: int, prompt_id: int, edit: PendingEdit) -> None:
         now = time.monotonic()
         for key in [k for k, v in self.pending_edits.items() if now - v.at > _EDIT_TTL]:
@@ -487,3 +513,13 @@ class Handlers:
         while len(self.pending_edits) >= _MAX_PENDING_EDITS:
             del self.pending_edits[next(iter(self.pending_edits))]
         self.pending_edits[(chat_id, prompt_id)] = edit
+
+
+def _held_text(held: NeedsConfirmation) -> str:
+    """The answer to a held edit: the reasons, and how to keep it anyway."""
+    reasons = "\n".join(f"• {esc(reason)}" for reason in held.reasons)
+    return (
+        f"⚠️ Your reply to <b>#{held.mention_id}</b> was held:\n{reasons}\n"
+        "Press <b>Post anyway</b> to keep it as written (the team log records it), "
+        "or press Edit on the alert to write it again."
+    )

@@ -36,6 +36,8 @@ class Action(StrEnum):
     CANCEL_EDIT = "cx"
     TWEAK = "tw"
     """Redraft with one of ``bot.llm.tweaks.TWEAKS``; the variant field is its 1-based index."""
+    POST_ANYWAY = "pa"
+    """Keep the presser's own text that the checks held back (ReviewService.confirm_edit)."""
 
 
 _PATTERN = re.compile(
@@ -149,3 +151,8 @@ def preview_keyboard(mention_id: int, variant: int) -> InlineKeyboardMarkup:
             ]
         ]
     )
+
+
+def held_keyboard(mention_id: int) -> InlineKeyboardMarkup:
+    """Under a held edit: keep it anyway, a second confirmation that the audit records."""
+    return InlineKeyboardMarkup([[_button("⚠️ Post anyway", Action.POST_ANYWAY, mention_id)]])
