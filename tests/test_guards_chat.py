@@ -1,0 +1,104 @@
+"""Post anyway in the chats: a held edit shows its reasons with a Post anyway button that only an
+approver may press, once, and the audit records it. Telegram runs end to end against the fake
+Bot API (real PTB Application, real SQLite)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bot.config import ParleyConfig
+from bot.frontends.telegram.keyboards import MAX_CALLBACK_BYTES, Action, encode
+from bot.services.review import POSTED_ANYWAY
+from bot.settings import Settings
+from tests.conftest import ROOT
+from tests.fake_telegram import FakeTelegram
+from tests.test_telegram import ANN, BOB, CHAT, TOKEN, alert, running, settle
+
+
+@pytest.fixture
+async def fake() -> AsyncIterator[FakeTelegram]:
+    server = FakeTelegram(TOKEN)
+    await server.start()
+    yield server
+    await server.stop()
+
+
+@pytest.fixture
+def tg_settings(tmp_path: Path, fake: FakeTelegram) -> Settings:
+    return Settings(
+        _env_file=None,  # type: ignore[call-arg]
+        parley_db_path=tmp_path / "parley.db",
+        parley_prompts_dir=ROOT / "prompts",
+        parley_default_publisher="log",
+        telegram_bot_token=TOKEN,  # type: ignore[arg-type]
+        telegram_api_base_url=fake.base_url,
+        telegram_alert_chat_id=str(CHAT),
+        telegram_approver_ids="111",
+    )
+
+
+HELD_TEXT = "Call us at +1 415 555 2671 or see evil.top"
+
+
+def latest(fake: FakeTelegram) -> dict[str, Any]:
+    return fake.messages[(CHAT, max(k[1] for k in fake.messages if k[0] == CHAT))]
+
+
+async def edited(fake: FakeTelegram, message_id: int) -> dict[str, Any]:
+    """Wait (generously) until the message was edited; its new state."""
+    deadline = asyncio.get_running_loop().time() + 30
+    while not any(
+        c.params.get("message_id") == str(message_id) for c in fake.of("editMessageText")
+    ):
+        assert asyncio.get_running_loop().time() < deadline, "the message was never edited"
+        await asyncio.sleep(0.01)
+    return fake.messages[(CHAT, message_id)]
+
+
+async def test_a_held_edit_is_posted_anyway_only_by_an_approver_once(
+    fake: FakeTelegram, tg_settings: Settings, config: ParleyConfig
+) -> None:
+    async with running(tg_settings, config, fake) as (core, frontend):
+        (mid,) = await alert(core, "Is acme cloud able to export PDFs?")
+        await fake.wait_for("sendMessage")
+        await settle(core, frontend)
+        alert_message = latest(fake)
+        await fake.press(ANN, alert_message, encode(Action.EDIT, mid))
+        await fake.wait_for("sendMessage", 2)
+        await fake.say(ANN, CHAT, HELD_TEXT, reply_to=latest(fake))
+        held_call = (await fake.wait_for("sendMessage", 3))[2]
+        assert f"Your reply to <b>#{mid}</b> was held" in held_call.params["text"]
+        assert "links to evil.top, which is not in allowed_links" in held_call.params["text"]
+        assert "gives a phone number (+1 415 555 2671)" in held_call.params["text"]
+        assert held_call.callback_data == [encode(Action.POST_ANYWAY, mid)]
+        assert len(held_call.callback_data[0].encode()) <= MAX_CALLBACK_BYTES
+        held = latest(fake)
+        selected = await core.store.selected_draft(mid)
+        assert selected is None or selected.text != HELD_TEXT  # held, not saved
+
+        refused = await fake.press(BOB, held, encode(Action.POST_ANYWAY, mid))
+        await fake.wait_for("answerCallbackQuery", 2)
+        assert fake.answers()[refused].startswith("Sorry: only approvers can decide")
+        selected = await core.store.selected_draft(mid)
+        assert selected is None or selected.text != HELD_TEXT
+
+        kept = await fake.press(ANN, held, encode(Action.POST_ANYWAY, mid))
+        await fake.wait_for("answerCallbackQuery", 3)
+        assert fake.answers()[kept] == "Kept as you wrote it; the team log records it."
+        preview = await edited(fake, held["message_id"])
+        assert "kept despite the warnings" in preview["text"]
+        draft = await core.store.selected_draft(mid)
+        assert draft is not None and draft.text == HELD_TEXT
+        assert any("evil.top" in flag for flag in draft.flags)
+        trail = await core.store.audit_trail("mention", mid)
+        (anyway,) = [e for e in trail if e.action == POSTED_ANYWAY]
+        assert anyway.actor == "telegram:@ann" and "phone number" in (anyway.detail or "")
+
+        again = await fake.press(ANN, held, encode(Action.POST_ANYWAY, mid))
+        await fake.wait_for("answerCallbackQuery", 4)
+        assert "changed after your edit" in fake.answers()[again]
