@@ -83,7 +83,7 @@ async def test_a_held_edit_is_posted_anyway_only_by_an_approver_once(
 
         refused = await fake.press(BOB, held, encode(Action.POST_ANYWAY, mid))
         await fake.wait_for("answerCallbackQuery", 2)
-        assert fake.answers()[refused].startswith("Sorry: only approvers can decide")
+        assert str(fake.answers()[refused]).startswith("Sorry: only approvers can decide")
         selected = await core.store.selected_draft(mid)
         assert selected is None or selected.text != HELD_TEXT
 
@@ -101,4 +101,4 @@ async def test_a_held_edit_is_posted_anyway_only_by_an_approver_once(
 
         again = await fake.press(ANN, held, encode(Action.POST_ANYWAY, mid))
         await fake.wait_for("answerCallbackQuery", 4)
-        assert "changed after your edit" in fake.answers()[again]
+        assert "changed after your edit" in str(fake.answers()[again])
