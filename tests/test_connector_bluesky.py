@@ -59,6 +59,7 @@ def config(fake: FakeBluesky, **overrides: Any) -> BlueskySourceConfig:
         "type": "bluesky",
         "name": "bsky",
         "base_url": fake.url,
+        "allow_private": True,  # the fake server is on loopback
         "identifier": BOT_HANDLE,
         "queries": ["parley"],
         **overrides,
@@ -299,7 +300,7 @@ async def test_transport_error_is_a_source_error(fake: FakeBluesky) -> None:
 
 @pytest.fixture
 async def publisher(fake: FakeBluesky) -> AsyncIterator[BlueskyPublisher]:
-    client = BlueskyClient(fake.url, BOT_HANDLE, PASSWORD)
+    client = BlueskyClient(fake.url, BOT_HANDLE, PASSWORD, allow_private=True)
     yield BlueskyPublisher(client)
     await client.aclose()
 
@@ -346,11 +347,11 @@ async def test_reconcile_after_crash_between_send_and_commit(fake: FakeBluesky) 
     parent = make_post("par", "parley?", T0)
     fake.posts.append(parent)
     reply, mention = reply_for("Thanks for asking!"), mention_for(parent)
-    first = BlueskyClient(fake.url, BOT_HANDLE, PASSWORD)
+    first = BlueskyClient(fake.url, BOT_HANDLE, PASSWORD, allow_private=True)
     await BlueskyPublisher(first).publish(reply, mention)
     await first.aclose()  # the worker dies before the outbox records "sent"
 
-    restarted = BlueskyClient(fake.url, BOT_HANDLE, PASSWORD)
+    restarted = BlueskyClient(fake.url, BOT_HANDLE, PASSWORD, allow_private=True)
     publisher = BlueskyPublisher(restarted)
     found = await publisher.reconcile(reply, mention)
     other = await publisher.reconcile(reply_for("A different text"), mention)
@@ -429,7 +430,7 @@ async def test_create_record_errors(
 async def test_bad_password_is_a_permanent_publish_error(fake: FakeBluesky) -> None:
     parent = make_post("par", "parley?", T0)
     fake.posts.append(parent)
-    client = BlueskyClient(fake.url, BOT_HANDLE, "nope")
+    client = BlueskyClient(fake.url, BOT_HANDLE, "nope", allow_private=True)
     with pytest.raises(PublishError, match="check BLUESKY_APP_PASSWORD") as info:
         await BlueskyPublisher(client).publish(reply_for("hi"), mention_for(parent))
     await client.aclose()
@@ -437,7 +438,7 @@ async def test_bad_password_is_a_permanent_publish_error(fake: FakeBluesky) -> N
 
 
 async def test_publish_transport_error_is_retryable() -> None:
-    client = BlueskyClient("http://127.0.0.1:9", BOT_HANDLE, PASSWORD)
+    client = BlueskyClient("http://127.0.0.1:9", BOT_HANDLE, PASSWORD, allow_private=True)
     with pytest.raises(PublishError) as info:
         await BlueskyPublisher(client).publish(reply_for("hi"), mention_for(sample_post()))
     await client.aclose()
@@ -461,6 +462,7 @@ async def test_outbox_crash_mid_post_then_restart_posts_once(
                 type="bluesky",
                 name="bsky",
                 base_url=fake.url,
+                allow_private=True,
                 identifier=BOT_HANDLE,
                 queries=["acme"],
             ),
@@ -474,7 +476,7 @@ async def test_outbox_crash_mid_post_then_restart_posts_once(
         await src.aclose()
     fake.hold_after_create.set()
     async with build_core(settings, config) as core:
-        client = BlueskyClient(fake.url, BOT_HANDLE, PASSWORD)
+        client = BlueskyClient(fake.url, BOT_HANDLE, PASSWORD, allow_private=True)
         post_through(core, "bluesky", BlueskyPublisher(client))
         await core.outbox.recover()
         await core.outbox.send_due()

@@ -27,6 +27,7 @@ def config(url: str, **overrides: Any) -> FacebookSourceConfig:
         "name": "fb",
         "page_id": PAGE_ID,
         "base_url": url,
+        "allow_private": True,  # the fake server is on loopback
         "api_version": VERSION,
         "page_size": 5,
         **overrides,

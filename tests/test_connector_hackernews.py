@@ -99,7 +99,11 @@ async def algolia() -> AsyncIterator[FakeAlgolia]:
 @pytest.fixture
 async def source(algolia: FakeAlgolia) -> AsyncIterator[HackerNewsSource]:
     config = HackerNewsSourceConfig(
-        type="hackernews", name="hn", queries=["nimbus notes"], base_url=algolia.base
+        type="hackernews",
+        name="hn",
+        queries=["nimbus notes"],
+        base_url=algolia.base,
+        allow_private=True,  # the fake server is on loopback
     )
     hn = HackerNewsSource(config)
     yield hn
@@ -171,7 +175,12 @@ async def test_pages_until_the_answer_runs_out(
 
 async def test_page_cap_is_logged(algolia: FakeAlgolia, caplog: pytest.LogCaptureFixture) -> None:
     config = HackerNewsSourceConfig(
-        type="hackernews", name="hn", queries=["x"], base_url=algolia.base, max_pages=1
+        type="hackernews",
+        name="hn",
+        queries=["x"],
+        base_url=algolia.base,
+        max_pages=1,
+        allow_private=True,
     )
     hn = HackerNewsSource(config)
     algolia.hits = [comment(10 + i, 2_000 + i) for i in range(150)]
@@ -237,6 +246,7 @@ async def test_several_queries_keep_their_own_watermark(algolia: FakeAlgolia) ->
         queries=["nimbus", "nimbus notes"],
         kinds=["comment"],
         base_url=algolia.base + "/",
+        allow_private=True,
     )
     hn = HackerNewsSource(config)
     algolia.hits = [comment(1, 1_700_000_000)]

@@ -49,6 +49,7 @@ def config(url: str, **overrides: Any) -> InstagramSourceConfig:
         "name": "ig",
         "ig_user_id": IG_USER_ID,
         "base_url": url,
+        "allow_private": True,  # the fake server is on loopback
         "api_version": VERSION,
         "page_size": 5,
         **overrides,

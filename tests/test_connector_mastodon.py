@@ -34,7 +34,12 @@ async def fake() -> AsyncIterator[tuple[FakeMastodon, str]]:
 
 
 def config(base_url: str, **overrides: Any) -> MastodonSourceConfig:
-    values: dict[str, Any] = {"type": "mastodon", "name": "masto", "base_url": base_url}
+    values: dict[str, Any] = {
+        "type": "mastodon",
+        "name": "masto",
+        "base_url": base_url,
+        "allow_private": True,  # the fake server is on loopback
+    }
     values.update(overrides)
     return MastodonSourceConfig.model_validate(values)
 
@@ -45,7 +50,9 @@ def source(base_url: str, **overrides: Any) -> MastodonSource:
 
 def publisher(base_url: str, *, timeout: float = 5.0, **overrides: Any) -> MastodonPublisher:
     cfg = config(base_url, timeout=timeout, **overrides)
-    return MastodonPublisher(cfg, MastodonClient(cfg.base_url, TOKEN, timeout=timeout))
+    return MastodonPublisher(
+        cfg, MastodonClient(cfg.base_url, TOKEN, timeout=timeout, allow_private=True)
+    )
 
 
 def as_mention(status: dict[str, Any], **overrides: Any) -> Mention:

@@ -261,6 +261,7 @@ def config(url: str, **overrides: Any) -> RedditSourceConfig:
         "username": USERNAME,
         "base_url": url,
         "auth_url": url,
+        "allow_private": True,  # the fake server is on loopback
         "subreddits": ["acme", "r/AcmeHelp"],
         "search_queries": ["acme"],
         "timeout": 5.0,

@@ -53,7 +53,12 @@ async def fake() -> AsyncIterator[FakeX]:
 
 
 def config(base_url: str, **overrides: Any) -> XSourceConfig:
-    values: dict[str, Any] = {"type": "x", "name": "xsrc", "base_url": base_url}
+    values: dict[str, Any] = {
+        "type": "x",
+        "name": "xsrc",
+        "base_url": base_url,
+        "allow_private": True,  # the fake server is on loopback
+    }
     values.update(overrides)
     return XSourceConfig.model_validate(values)
 
@@ -409,7 +414,8 @@ async def test_publish_errors(
 
 
 def core_config(url: str) -> Any:
-    section = {"type": "x", "name": "xsrc", "base_url": url, "search_queries": ["acme"]}
+    section = {"type": "x", "name": "xsrc", "base_url": url, "search_queries": ["acme"],
+               "allow_private": True}  # fmt: skip
     return parse_config({**BASIC_CONFIG, "sources": [section]}, "test.toml")
 
 

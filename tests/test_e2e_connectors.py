@@ -69,7 +69,9 @@ def parley_toml(folder: Path, source: str) -> ParleyConfig:
     path = folder / "parley.toml"
     brand = '[[brands]]\nname = "acme"\ndisplay_name = "Acme Cloud"\n'
     rule = '[[brands.rules]]\nname = "any"\nquery = "acme"\n'
-    path.write_text(f"{brand}\n{rule}\n[[sources]]\ninterval = 3600\n{source}", encoding="utf-8")
+    # allow_private: the fake servers are on loopback.
+    sources = f"[[sources]]\ninterval = 3600\nallow_private = true\n{source}"
+    path.write_text(f"{brand}\n{rule}\n{sources}", encoding="utf-8")
     return load_config(path)
 
 

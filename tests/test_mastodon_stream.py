@@ -48,7 +48,13 @@ async def fake() -> AsyncIterator[tuple[FakeMastodon, str]]:
 
 
 def config(base_url: str, **overrides: Any) -> MastodonSourceConfig:
-    values = {"type": "mastodon", "name": "masto", "base_url": base_url, "streaming": True}
+    values = {
+        "type": "mastodon",
+        "name": "masto",
+        "base_url": base_url,
+        "streaming": True,
+        "allow_private": True,  # the fake server is on loopback
+    }
     return MastodonSourceConfig.model_validate(values | overrides)
 
 
@@ -87,7 +93,7 @@ class Streaming:
     """A MastodonStream on the fake with a quick backoff, collecting what it delivers."""
 
     def __init__(self, base_url: str, *, read_timeout: float = 5.0) -> None:
-        self.client = MastodonClient(base_url, TOKEN, timeout=5.0)
+        self.client = MastodonClient(base_url, TOKEN, timeout=5.0, allow_private=True)
         self.mentions: list[RawMention] = []
         self.stream = MastodonStream(
             self.client,
@@ -235,7 +241,7 @@ async def test_unexpected_error_is_logged_and_the_stream_restarts(
             raise RuntimeError("a bug downstream")
         delivered.append(mention.external_id)
 
-    client = MastodonClient(base_url, TOKEN, timeout=5.0)
+    client = MastodonClient(base_url, TOKEN, timeout=5.0, allow_private=True)
     stream = MastodonStream(client, config(base_url), deliver, backoff=FAST)
     stream.start()
     try:

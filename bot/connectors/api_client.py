@@ -1,5 +1,6 @@
 """What the connectors' API clients share: Parley's User-Agent, the headers of a JSON call, the
-check of a ``base_url`` setting, and an httpx client that only its creator closes."""
+check of a ``base_url`` setting, and an httpx client that only its creator closes (a guarded
+one: bodies capped once decompressed, private addresses refused, see ``http_limits``)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import httpx
 from pydantic import AfterValidator
 
 from bot import __version__
+from bot.connectors.http_limits import guarded_client
 
 USER_AGENT = f"Parley/{__version__} (+self-hosted mention monitor)"
 
@@ -33,9 +35,11 @@ class ApiClient:
     """Holds the httpx client a connector's calls go through: created here (and closed by
     :meth:`aclose`) unless the caller passes one in, which the caller then closes."""
 
-    def __init__(self, client: httpx.AsyncClient | None, *, timeout: float) -> None:
+    def __init__(
+        self, client: httpx.AsyncClient | None, *, timeout: float, allow_private: bool = False
+    ) -> None:
         self._owns_client = client is None
-        self._client = client or httpx.AsyncClient(timeout=timeout)
+        self._client = client or guarded_client(timeout=timeout, allow_private=allow_private)
         self._timeout = timeout
 
     async def aclose(self) -> None:

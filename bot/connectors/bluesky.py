@@ -28,6 +28,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from bot.connectors.api_client import ApiClient, BaseUrl, json_headers
 from bot.connectors.budget import RateBudget
+from bot.connectors.http_limits import ALLOW_PRIVATE_HELP, failure
 from bot.domain.limits import reply_length, reply_limit
 from bot.domain.models import Author, Mention, RawMention, Reply
 from bot.errors import CredentialsRejected, PublishError, SourceError, SourceRateLimited
@@ -57,6 +58,7 @@ class BlueskySourceConfig(BaseModel):
     type: Literal["bluesky"]
     name: SourceName
     base_url: BaseUrl = Field(default="https://bsky.social", description="the account's PDS")
+    allow_private: bool = Field(default=False, description=ALLOW_PRIVATE_HELP)
     identifier: str = Field(
         min_length=1, max_length=256, description="the account's handle (or its e-mail)"
     )
@@ -97,10 +99,11 @@ class BlueskyClient(ApiClient):
         timeout: float = 20.0,
         client: httpx.AsyncClient | None = None,
         password_env: str = PASSWORD_ENV,
+        allow_private: bool = False,
     ) -> None:
         if not password:
             raise ValueError(f"a Bluesky app password is required (set {password_env})")
-        super().__init__(client, timeout=timeout)
+        super().__init__(client, timeout=timeout, allow_private=allow_private)
         self.base_url = base_url.rstrip("/")
         self._identifier = identifier
         self._password = password
@@ -229,6 +232,7 @@ class BlueskySource(ClientSource[BlueskySourceConfig, BlueskyClient]):
             timeout=config.timeout,
             client=http,
             password_env=config.password_env,
+            allow_private=config.allow_private,
         )
         return cls(config, client)
 
@@ -258,7 +262,7 @@ class BlueskySource(ClientSource[BlueskySourceConfig, BlueskyClient]):
             reach = await self._reach(list(posts.values())) if self.config.reach else {}
             parents = await self._parents(list(posts.values()))
         except httpx.HTTPError as exc:
-            raise self._error(f"request failed ({type(exc).__name__})") from None
+            raise self._error(f"{failure(exc)}") from None
         items = [_raw_mention(self.name, p, reach, parents) for p in posts.values()]
         return FetchResult(items=items, cursor=new_cursor)
 
@@ -415,7 +419,7 @@ class BlueskyPublisher:
             body = {"repo": did, "collection": "app.bsky.feed.post", "record": record}
             response = await self.client.post("com.atproto.repo.createRecord", body)
         except httpx.HTTPError as exc:
-            raise PublishError(f"bluesky: request failed ({type(exc).__name__})") from None
+            raise PublishError(f"bluesky: {failure(exc)}") from None
         if response.status_code != 200:
             raise self._failure(response, "createRecord")
         data = _json(response)
@@ -433,7 +437,7 @@ class BlueskyPublisher:
                 [("uri", mention.post_id), ("depth", "1"), ("parentHeight", "0")],
             )
         except httpx.HTTPError as exc:
-            raise PublishError(f"bluesky: request failed ({type(exc).__name__})") from None
+            raise PublishError(f"bluesky: {failure(exc)}") from None
         if response.status_code == 400 and _error_name(response) == "NotFound":
             return None  # parent gone: publish will then fail permanently
         if response.status_code != 200:

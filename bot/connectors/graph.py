@@ -32,6 +32,7 @@ import httpx
 from pydantic import BaseModel, ConfigDict, Field
 
 from bot.connectors.api_client import ApiClient, BaseUrl, json_headers
+from bot.connectors.http_limits import ALLOW_PRIVATE_HELP, failure
 from bot.domain.models import MAX_TEXT_CHARS
 from bot.errors import CredentialsRejected, PublishError, SourceError, SourceRateLimited
 from bot.pipeline.clean import clean_text
@@ -90,6 +91,7 @@ class GraphSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     base_url: BaseUrl = Field(default=DEFAULT_BASE_URL, description="the Graph API host")
+    allow_private: bool = Field(default=False, description=ALLOW_PRIVATE_HELP)
     api_version: str = Field(default=DEFAULT_API_VERSION, pattern=r"^v\d{1,3}\.\d{1,2}$")
     interval: float = Field(
         default=300.0, ge=10.0, le=86_400.0, description="seconds between polls"
@@ -223,10 +225,11 @@ class GraphClient(ApiClient):
         timeout: float = 20.0,
         client: httpx.AsyncClient | None = None,
         app_secret: str = "",
+        allow_private: bool = False,
     ) -> None:
         if not token:
             raise ValueError("a Graph API access token is required")
-        super().__init__(client, timeout=timeout)
+        super().__init__(client, timeout=timeout, allow_private=allow_private)
         self.base_url = base_url.rstrip("/")
         self.api_version = api_version
         self.usage = GraphUsage()
@@ -267,7 +270,7 @@ class GraphClient(ApiClient):
         except httpx.TimeoutException:
             raise GraphApiError(f"timed out after {self._timeout:g}s", status=0) from None
         except httpx.HTTPError as exc:
-            raise GraphApiError(f"request failed ({type(exc).__name__})", status=0) from None
+            raise GraphApiError(f"{failure(exc)}", status=0) from None
         self.usage.record(response.headers)
         try:
             body = response.json()

@@ -18,6 +18,7 @@ import httpx
 from pydantic import BaseModel, ConfigDict, Field
 
 from bot.connectors.api_client import USER_AGENT
+from bot.connectors.http_limits import ALLOW_PRIVATE_HELP, failure, guarded_client
 from bot.domain.models import Author, RawMention
 from bot.errors import SourceError, SourceRateLimited
 from bot.pipeline.clean import clean_text
@@ -52,6 +53,7 @@ class HackerNewsSourceConfig(BaseModel):
         default=10, ge=1, le=10, description="pages of 100 hits per query and poll (Algolia: 10)"
     )
     base_url: str = Field(default="https://hn.algolia.com", pattern=r"^https?://[^/?#]+/?$")
+    allow_private: bool = Field(default=False, description=ALLOW_PRIVATE_HELP)
 
 
 class HackerNewsSource(ConfiguredSource[HackerNewsSourceConfig]):
@@ -62,8 +64,10 @@ class HackerNewsSource(ConfiguredSource[HackerNewsSourceConfig]):
     ) -> None:
         super().__init__(config)
         self._owns_client = client is None
-        self._client = client or httpx.AsyncClient(
-            timeout=config.timeout, headers={"User-Agent": USER_AGENT}
+        self._client = client or guarded_client(
+            timeout=config.timeout,
+            allow_private=config.allow_private,
+            headers={"User-Agent": USER_AGENT},
         )
         self._endpoint = config.base_url.rstrip("/") + "/api/v1/search_by_date"
 
@@ -139,7 +143,7 @@ class HackerNewsSource(ConfiguredSource[HackerNewsSourceConfig]):
         except (TimeoutError, httpx.TimeoutException):
             raise self._error(f"timed out after {timeout:g}s") from None
         except httpx.HTTPError as exc:
-            raise self._error(f"request failed ({type(exc).__name__})") from None
+            raise self._error(failure(exc)) from None
         status = response.status_code
         if status == 429:
             retry_after = parse_retry_after(response.headers.get("retry-after"))

@@ -34,6 +34,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from bot.connectors.api_client import ApiClient, BaseUrl, json_headers
 from bot.connectors.budget import RateBudget
+from bot.connectors.http_limits import ALLOW_PRIVATE_HELP, failure
 from bot.connectors.inbox import PendingQueue
 from bot.domain.limits import LINK_WEIGHT, reply_length
 from bot.domain.models import Author, Mention, RawMention, Reply
@@ -73,6 +74,7 @@ class MastodonSourceConfig(BaseModel):
     type: Literal["mastodon"]
     name: SourceName
     base_url: BaseUrl = Field(description="the instance, e.g. https://mastodon.social")
+    allow_private: bool = Field(default=False, description=ALLOW_PRIVATE_HELP)
     token_env: str = Field(
         default="MASTODON_ACCESS_TOKEN", description="environment variable holding the token"
     )
@@ -136,10 +138,11 @@ class MastodonClient(ApiClient):
         *,
         timeout: float = 20.0,
         client: httpx.AsyncClient | None = None,
+        allow_private: bool = False,
     ) -> None:
         if not token:
             raise ValueError("a Mastodon access token is required")
-        super().__init__(client, timeout=timeout)
+        super().__init__(client, timeout=timeout, allow_private=allow_private)
         self.base_url = base_url.rstrip("/")
         self.budget = RateBudget()
         self._headers = json_headers(token)
@@ -208,7 +211,13 @@ class MastodonSource(ClientSource[MastodonSourceConfig, MastodonClient]):
         cls, config: MastodonSourceConfig, token: str, *, http: httpx.AsyncClient | None = None
     ) -> MastodonSource:
         """A source with its own client for ``config.base_url``."""
-        client = MastodonClient(config.base_url, token, timeout=config.timeout, client=http)
+        client = MastodonClient(
+            config.base_url,
+            token,
+            timeout=config.timeout,
+            client=http,
+            allow_private=config.allow_private,
+        )
         return cls(config, client)
 
     @property
@@ -412,7 +421,7 @@ class MastodonSource(ClientSource[MastodonSourceConfig, MastodonClient]):
         except httpx.TimeoutException:
             raise self._error(f"{path}: timed out after {self.config.timeout:g}s") from None
         except httpx.HTTPError as exc:
-            raise self._error(f"{path}: request failed ({type(exc).__name__})") from None
+            raise self._error(f"{path}: {failure(exc)}") from None
         status = response.status_code
         if status == 429:
             retry_after = self.client.budget.retry_after(response)
@@ -603,7 +612,7 @@ class MastodonPublisher:
         except httpx.TimeoutException:
             raise PublishError("mastodon: timed out (will retry with the same key)") from None
         except httpx.HTTPError as exc:
-            raise PublishError(f"mastodon: request failed ({type(exc).__name__})") from None
+            raise PublishError(f"mastodon: {failure(exc)}") from None
         status = response.status_code
         if status in (200, 201):
             return response

@@ -92,6 +92,7 @@ class MetaSource(ClientSource[ConfigT, GraphClient]):
             timeout=config.timeout,
             client=http,
             app_secret=app_secret,
+            allow_private=config.allow_private,
         )
         source = cls(config, client)
         if config.webhook is not None:

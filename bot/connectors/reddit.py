@@ -30,6 +30,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from bot import __version__
 from bot.connectors.api_client import ApiClient
 from bot.connectors.budget import RateBudget
+from bot.connectors.http_limits import ALLOW_PRIVATE_HELP, failure
 from bot.domain.models import Author, Mention, RawMention, Reply
 from bot.errors import CredentialsRejected, PublishError, SourceError, SourceRateLimited
 from bot.pipeline.clean import clean_text
@@ -61,6 +62,7 @@ class RedditSourceConfig(BaseModel):
     )
     base_url: str = Field(default="https://oauth.reddit.com", description="the OAuth API")
     auth_url: str = Field(default=WEB_URL, description="where access tokens are issued")
+    allow_private: bool = Field(default=False, description=ALLOW_PRIVATE_HELP)
     client_id_env: str = "REDDIT_CLIENT_ID"
     client_secret_env: str = "REDDIT_CLIENT_SECRET"
     password_env: str = "REDDIT_PASSWORD"
@@ -129,7 +131,7 @@ class RedditClient(ApiClient):
         ]
         if missing:
             raise ValueError(f"reddit source {config.name!r} needs {', '.join(missing)} set")
-        super().__init__(client, timeout=config.timeout)
+        super().__init__(client, timeout=config.timeout, allow_private=config.allow_private)
         self.config = config
         self.budget = RateBudget()
         self.user_agent = f"parley/{__version__} by u/{config.username}"
@@ -462,7 +464,7 @@ class RedditPublisher:
         except httpx.TimeoutException:
             raise PublishError("reddit: timed out (outcome unknown)") from None
         except httpx.HTTPError as exc:
-            raise PublishError(f"reddit: request failed ({type(exc).__name__})") from None
+            raise PublishError(f"reddit: {failure(exc)}") from None
         status = response.status_code
         if status == 200:
             return response

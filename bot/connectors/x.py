@@ -26,6 +26,7 @@ from typing import Any
 import httpx
 from pydantic import ValidationError
 
+from bot.connectors.http_limits import failure
 from bot.connectors.x_client import (
     PLATFORM,
     Endpoint,
@@ -225,7 +226,7 @@ class XSource(ClientSource[XSourceConfig, XClient]):
         except httpx.TimeoutException:
             raise self._error(f"/2/users/me: timed out after {self.config.timeout:g}s") from None
         except httpx.HTTPError as exc:
-            raise self._error(f"/2/users/me: request failed ({type(exc).__name__})") from None
+            raise self._error(f"/2/users/me: {failure(exc)}") from None
         if me is not None:
             return me
         assert failed is not None
@@ -242,7 +243,7 @@ class XSource(ClientSource[XSourceConfig, XClient]):
         except httpx.TimeoutException:
             raise self._error(f"{path}: timed out after {self.config.timeout:g}s") from None
         except httpx.HTTPError as exc:
-            raise self._error(f"{path}: request failed ({type(exc).__name__})") from None
+            raise self._error(f"{path}: {failure(exc)}") from None
         self._check(response, path, app_only=app_only)
         try:
             body = response.json()

@@ -22,6 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from bot.connectors.api_client import ApiClient, BaseUrl, json_headers
 from bot.connectors.budget import RateBudget
+from bot.connectors.http_limits import ALLOW_PRIVATE_HELP
 from bot.pipeline.clean import clean_text
 from bot.retry_after import parse_retry_after
 from bot.sources.base import SourceName
@@ -42,6 +43,7 @@ class XSourceConfig(BaseModel):
     type: Literal["x"]
     name: SourceName
     base_url: BaseUrl = Field(default="https://api.x.com", description="X API root (tests: a fake)")
+    allow_private: bool = Field(default=False, description=ALLOW_PRIVATE_HELP)
     user_id: str | None = Field(
         default=None, pattern=r"^[0-9]{1,20}$", description="the brand account's numeric id"
     )
@@ -177,7 +179,7 @@ class XClient(ApiClient):
             )
         ):
             raise ValueError("the four X OAuth 1.0a keys are required")
-        super().__init__(client, timeout=config.timeout)
+        super().__init__(client, timeout=config.timeout, allow_private=config.allow_private)
         self.config = config
         self.budgets: dict[str, RateBudget] = {}
         self._user_auth = OAuth1(credentials)

@@ -14,6 +14,7 @@ from typing import Any
 
 import httpx
 
+from bot.connectors.http_limits import failure
 from bot.connectors.x_client import (
     PLATFORM,
     Identity,
@@ -75,7 +76,7 @@ class XPublisher:
                 "x: timed out; Parley checks whether the reply went out before trying again"
             ) from None
         except httpx.HTTPError as exc:
-            raise PublishError(f"x: request failed ({type(exc).__name__})") from None
+            raise PublishError(f"x: {failure(exc)}") from None
         if response.status_code in (200, 201):
             data = _data(response)
             if not isinstance(data.get("id"), str):

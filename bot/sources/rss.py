@@ -27,6 +27,7 @@ import httpx
 
 from bot.config import RssSourceConfig
 from bot.connectors.api_client import USER_AGENT
+from bot.connectors.http_limits import MAX_BODY_BYTES, FetchRefused, guarded_client
 from bot.domain.models import MAX_TEXT_CHARS, Author, RawMention
 from bot.errors import SourceError, SourceRateLimited
 from bot.pipeline.clean import clean_text
@@ -35,9 +36,10 @@ from bot.sources.base import ConfiguredSource, Cursor, FetchResult
 
 log = logging.getLogger(__name__)
 
-MAX_FEED_BYTES = 16 * 1024 * 1024
-"""A feed larger than this is refused. Alert feeds are tens of KB; the margin lets one huge item
-through (it is then cut by clean_text) while bounding what a broken server can make us hold."""
+MAX_FEED_BYTES = MAX_BODY_BYTES
+"""A feed larger than this once decompressed is refused. Alert feeds are tens of KB; the margin
+lets one huge item through (it is then cut by clean_text) while bounding what a broken server
+can make us hold."""
 MAX_TITLE_CHARS = 1000
 MAX_ID_CHARS = 512
 MAX_URL_CHARS = 4096
@@ -61,8 +63,13 @@ class RssSource(ConfiguredSource[RssSourceConfig]):
         self._owns_client = client is None and config.url is not None
         self._client = client
         if self._owns_client:
-            self._client = httpx.AsyncClient(
-                timeout=config.timeout, follow_redirects=True, headers={"User-Agent": USER_AGENT}
+            self._client = guarded_client(
+                timeout=config.timeout,
+                allow_private=config.allow_private,
+                what="feed",
+                max_bytes=MAX_FEED_BYTES,
+                follow_redirects=True,
+                headers={"User-Agent": USER_AGENT},
             )
         if config.url is not None:
             parts = urlsplit(config.url)
@@ -117,6 +124,8 @@ class RssSource(ConfiguredSource[RssSourceConfig]):
                 response_headers, data = await self._get(self.config.url, headers)
         except (TimeoutError, httpx.TimeoutException):
             raise self._error(f"timed out after {timeout:g}s") from None
+        except FetchRefused as exc:
+            raise self._error(str(exc)) from None
         except httpx.HTTPError as exc:
             raise self._error(f"request failed ({type(exc).__name__}{self._detail(exc)})") from None
         if data is None:  # 304 Not Modified
@@ -145,18 +154,8 @@ class RssSource(ConfiguredSource[RssSourceConfig]):
                 )
             if status >= 400 or status < 200:
                 raise self._error(f"HTTP {status} {response.reason_phrase}".rstrip())
-            declared = response.headers.get("content-length", "")
-            if declared.isdigit() and int(declared) > MAX_FEED_BYTES:
-                raise self._too_large()
-            body = bytearray()
-            async for chunk in response.aiter_bytes():
-                body += chunk
-                if len(body) > MAX_FEED_BYTES:
-                    raise self._too_large()  # leaving the block closes the connection
-            return dict(response.headers), bytes(body)
-
-    def _too_large(self) -> SourceError:
-        return self._error(f"feed is larger than {MAX_FEED_BYTES // (1024 * 1024)} MB")
+            # The client caps the body once decompressed (bot.connectors.http_limits).
+            return dict(response.headers), await response.aread()
 
     def _detail(self, exc: Exception) -> str:
         """An exception's text with any URL reduced to its origin (feed paths hold secrets)."""
