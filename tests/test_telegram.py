@@ -88,7 +88,8 @@ async def alert(core: Core, *texts: str, handle: str = "bob") -> list[int]:
 
 async def settle(core: Core, frontend: TelegramFrontend) -> None:
     await core.settle()
-    await frontend.delivery.drain()  # the queued alerts are posted…
+    await core.bus.drain()  # changes reach the delivery service…
+    await frontend.delivery.drain()  # …the queued alerts are posted…
     await core.bus.drain()  # …and changes meanwhile edit them
 
 
