@@ -5,6 +5,7 @@ legitimate replies pass. The console's "post anyway" flow runs end to end on a r
 from __future__ import annotations
 
 import io
+import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 
@@ -318,3 +319,13 @@ async def test_approval_refuses_a_text_with_an_unconfirmed_finding(fr_core: Core
     with pytest.raises(UserFacingError, match=r"links to evil\.top"):
         await fr_core.review.approve(mid, CM)
     assert await fr_core.store.reply_for_mention(mid) is None
+
+
+@pytest.mark.parametrize("soup", ["a" * 10_000, "a." * 5_000, "1 " * 5_000, "(1) " * 2_500])
+def test_long_hostile_text_is_checked_quickly(guard: DraftGuard, soup: str) -> None:
+    """No regex or phone scan goes quadratic on a long reply: it would block the event loop."""
+    start = time.perf_counter()
+    problems = guard.findings(soup, mention(), BRAND)
+    assert time.perf_counter() - start < 5.0  # about 0.1 s; generous for a loaded machine
+    if soup[0] in "1(":
+        assert any("too many to check" in p for p in problems)

@@ -32,12 +32,18 @@ _DOTS = str.maketrans({"\u3002": ".", "\uff61": ".", "\uff0e": "."})
 _DEFANGED_DOT_RE = re.compile(r"\s?[\[({]\s?(?:\.|dot)\s?[\])}]\s?", re.IGNORECASE)
 
 _URL_RE = re.compile(r"(?:(?:https?|ftp)://|www\.)[^\s<>\"'`]+", re.IGNORECASE)
-_EMAIL_RE = re.compile(r"[\w.+-]+@(?P<host>[^\W_](?:[\w-]*[^\W_])?(?:\.[^\W_](?:[\w-]*[^\W_])?)+)")
+_EMAIL_RE = re.compile(
+    r"(?<![\w.+-])[\w.+-]+@(?P<host>[^\W_](?:[\w-]*[^\W_])?(?:\.[^\W_](?:[\w-]*[^\W_])?)+)"
+)
 _BARE_RE = re.compile(
     r"(?<![\w@.-])(?P<host>(?:[^\W_](?:[\w-]{0,61}[^\W_])?\.)+[^\W\d_][\w-]{0,62})"
     r"(?P<path>/[^\s<>\"'`]*)?"
 )
 _TRAILING = ".,;:!?)]}'\"»…"
+_PHONE_CANDIDATE_RE = re.compile(r"[+(]?\d[\d\s().\-/]{4,24}\d")
+"""A run that may hold a phone number; only these go to phonenumbers (slow on long text)."""
+MAX_NUMBER_RUNS = 40
+"""More number-like runs than this are not checked one by one: the text is reported as is."""
 
 # Languages whose main region is not their own code upper-cased.
 _REGION_OF_LANGUAGE = {"en": "US", "ja": "JP", "da": "DK", "sv": "SE", "nb": "NO", "el": "GR"}
@@ -79,6 +85,8 @@ def _joins_emoji(text: str, i: int) -> bool:
 def normalise(text: str) -> str:
     """What every check reads: NFKC, invisible characters removed, ideographic and full-width
     dots as ``.``."""
+    if text.isascii():
+        return text  # no format characters, and NFKC changes nothing
     stripped = "".join(c for c in text if _visible(c))
     return "".join(c for c in unicodedata.normalize("NFKC", stripped) if _visible(c)).translate(
         _DOTS
@@ -184,10 +192,17 @@ def phone_regions(language: str) -> tuple[str, ...]:
 
 
 def phones(text: str, language: str) -> list[str]:
-    """Every valid phone number in ``text`` (links and e-mail addresses aside), as written."""
+    """Every valid phone number in ``text`` (links and e-mail addresses aside), as written; a
+    text with more than :data:`MAX_NUMBER_RUNS` runs of digits gets one line saying so."""
     rest = _EMAIL_RE.sub(_blank, _URL_RE.sub(_blank, normalise(text)))
+    candidates = list(_PHONE_CANDIDATE_RE.finditer(rest))
+    if len(candidates) > MAX_NUMBER_RUNS:
+        return [f"{len(candidates)} runs of digits, too many to check one by one"]
     found: dict[str, None] = {}
-    for region in phone_regions(language):
-        for match in phonenumbers.PhoneNumberMatcher(rest, region):
-            found.setdefault(match.raw_string, None)
+    for candidate in candidates:
+        # A few characters of context on each side let the matcher judge the surroundings.
+        window = rest[max(0, candidate.start() - 3) : candidate.end() + 3]
+        for region in phone_regions(language):
+            for match in phonenumbers.PhoneNumberMatcher(window, region):
+                found.setdefault(match.raw_string, None)
     return list(found)
