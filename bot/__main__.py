@@ -22,6 +22,7 @@ from bot.frontends.console import ConsoleFrontend
 from bot.preflight import validate
 from bot.services.health import health_lines
 from bot.settings import Settings, load_settings
+from bot.storage.backup import backup_database
 from bot.storage.db import Database
 from bot.storage.repo import Store
 
@@ -52,6 +53,9 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--db", type=Path, help="keep the demo database in this file")
     sub.add_parser("check", help="validate settings, parley.toml and prompts, then exit")
     sub.add_parser("status", help="show source health, mention counts and the outbox")
+    backup = sub.add_parser("backup", help="copy the database to FILE, safely while Parley runs")
+    backup.add_argument("file", type=Path, metavar="FILE", help="where to write the copy")
+    backup.add_argument("--force", action="store_true", help="overwrite FILE if it exists")
     return parser
 
 
@@ -138,6 +142,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"Configuration OK ({settings.parley_config}).")
         elif args.command == "status":
             print("\n".join(asyncio.run(status(settings))))
+        elif args.command == "backup":
+            print(backup_database(settings.parley_db_path, args.file, force=args.force))
     except ConfigError as exc:
         print("\n".join(exc.problems), file=sys.stderr)
         return EX_CONFIG
