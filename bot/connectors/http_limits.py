@@ -187,12 +187,20 @@ def _check(host: str, addresses: list[IPAddress]) -> None:
             continue
         where = (
             f"{host} is a {kind} address"
-            if host == str(ip)
+            if _is_address(host)
             else f"{host} points at a {kind} address {ip}"
         )
         raise PrivateAddress(
             f"{where}; set allow_private = true on that source if this is intended"
         )
+
+
+def _is_address(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
 
 
 class _BoundedTransport(httpx.AsyncBaseTransport):

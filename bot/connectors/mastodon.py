@@ -34,7 +34,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from bot.connectors.api_client import ApiClient, BaseUrl, json_headers
 from bot.connectors.budget import RateBudget
-from bot.connectors.http_limits import ALLOW_PRIVATE_HELP, failure
+from bot.connectors.http_limits import ALLOW_PRIVATE_HELP, MAX_BODY_EXTENSION, failure
 from bot.connectors.inbox import PendingQueue
 from bot.domain.limits import LINK_WEIGHT, reply_length
 from bot.domain.models import Author, Mention, RawMention, Reply
@@ -179,6 +179,9 @@ class MastodonClient(ApiClient):
             url,
             headers={**self._headers, "Accept": "text/event-stream"},
             timeout=httpx.Timeout(self._timeout, read=read_timeout),
+            # Endless by design: no total cap; the reader caps each event, and decoding
+            # stays bounded per step (bot.connectors.http_limits).
+            extensions={MAX_BODY_EXTENSION: None},
         )
 
     async def own_account_id(self) -> str | None:
