@@ -9,9 +9,10 @@ grows memory either:
   oldest change is dropped beyond that (its alert is refreshed by the mention's next change). A
   subscriber that prints every change as a line of its own (the console) subscribes with
   ``coalesce=False``: its last ``max_changes`` changes wait, each one.
-- ``MentionAlert`` events are a wake-up and a courtesy copy: the alerts themselves wait in the
-  store (``alert_queue``), where the alert-delivery service reads them, so at most
-  ``max_alerts`` wait in an inbox and the oldest are dropped beyond that.
+- ``MentionAlert`` events are a courtesy copy: the alerts themselves wait in the store
+  (``alert_queue``), where the chat frontends' alert-delivery services read them (those
+  frontends subscribe with ``alerts=False``). At most ``max_alerts`` wait in an inbox; the
+  oldest are dropped beyond that.
 - At most ``max_notices`` notices wait; the oldest are dropped beyond that.
 
 Events are handled in the order they were published; a coalesced change takes the place of its
@@ -73,10 +74,13 @@ class InboxLimits:
 class _Inbox:
     """One subscriber's waiting events, bounded per kind (see the module docstring)."""
 
-    def __init__(self, handler: Handler, limits: InboxLimits, *, coalesce: bool) -> None:
+    def __init__(
+        self, handler: Handler, limits: InboxLimits, *, coalesce: bool, alerts: bool
+    ) -> None:
         self.handler = handler
         self.limits = limits
         self.coalesce = coalesce
+        self.wants_alerts = alerts
         self.alerts: deque[tuple[int, MentionAlert]] = deque()
         self.changes: OrderedDict[int, tuple[int, MentionChanged]] = OrderedDict()
         self.notices: deque[tuple[int, Notice]] = deque()
@@ -98,6 +102,8 @@ class _Inbox:
                 self.changes.popitem(last=False)
                 self._drop()
         elif isinstance(event, MentionAlert):
+            if not self.wants_alerts:
+                return
             self.alerts.append((seq, event))
             if len(self.alerts) > self.limits.max_alerts:
                 self.alerts.popleft()
@@ -142,10 +148,12 @@ class EventBus:
         self._inboxes: dict[str, _Inbox] = {}
         self._seq = 0
 
-    def subscribe(self, name: str, handler: Handler, *, coalesce: bool = True) -> None:
+    def subscribe(
+        self, name: str, handler: Handler, *, coalesce: bool = True, alerts: bool = True
+    ) -> None:
         """Deliver later events to ``handler`` (in order, one at a time); with ``coalesce``,
-        only the latest waiting change of a mention."""
-        self._inboxes[name] = _Inbox(handler, self.limits, coalesce=coalesce)
+        only the latest waiting change of a mention; without ``alerts``, no MentionAlert."""
+        self._inboxes[name] = _Inbox(handler, self.limits, coalesce=coalesce, alerts=alerts)
 
     def publish(self, event: Event) -> None:
         """Queue an event for every subscriber; never blocks."""

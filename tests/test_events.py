@@ -105,3 +105,15 @@ async def test_the_console_sees_every_change_of_a_mention() -> None:
         bus.publish(_change(7, duplicates))
     await _deliver(bus, slow)
     assert [e.mention.duplicates for e in slow.seen] == [1, 2, 3]  # type: ignore[union-attr]
+
+
+async def test_a_chat_frontend_gets_no_alert_events_its_delivery_reads_the_store() -> None:
+    bus = EventBus()
+    slow = Slow()
+    bus.subscribe("telegram", slow.handle, alerts=False)
+    for number in range(1, 1_001):
+        bus.publish(MentionAlert(_mention(number)))
+    bus.publish(_change(7, 1))
+    assert bus.waiting("telegram") == 1 and bus.dropped("telegram") == 0
+    await _deliver(bus, slow)
+    assert [type(e).__name__ for e in slow.seen] == ["MentionChanged"]

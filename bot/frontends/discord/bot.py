@@ -155,7 +155,7 @@ class DiscordFrontend:
         self.delivery = AlertDelivery(core.store, FRONTEND, DiscordAlerts(self.bot), limits)
         core.deliveries.register(self.delivery)
         self._ready = asyncio.Event()
-        core.bus.subscribe(self.name, self.on_event)
+        core.bus.subscribe(self.name, self.on_event, alerts=False)  # the delivery reads them
 
     async def run(self, stop: asyncio.Event) -> None:
         """Log in, connect and serve until ``stop``; then send what the throttle may and close."""

@@ -293,7 +293,7 @@ class TelegramFrontend:
         self._ready = asyncio.Event()
         self._admins: tuple[float, frozenset[int]] = (0.0, frozenset())
         self._admins_lock = asyncio.Lock()
-        core.bus.subscribe(self.name, self.on_event)
+        core.bus.subscribe(self.name, self.on_event, alerts=False)  # the delivery reads them
 
     @property
     def bot(self) -> Bot:
