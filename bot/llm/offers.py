@@ -8,6 +8,7 @@ through :func:`bot.llm.textscan.normalise` and without accents, so full-width di
 
 from __future__ import annotations
 
+import functools
 import re
 
 from bot.llm.textscan import normalise, unaccent
@@ -57,6 +58,7 @@ _GIFT_CARD_RE = re.compile(
 )
 
 
+@functools.lru_cache(maxsize=64)
 def _readable(text: str) -> str:
     return unaccent(normalise(text)).replace("\u2019", "'")
 
