@@ -1,4 +1,4 @@
-"""The `parley` command: run, demo, check, status."""
+"""The `parley` command: run, demo, check (--online), status."""
 
 from __future__ import annotations
 
@@ -21,6 +21,8 @@ from bot.errors import ConfigError, ParleyError, StorageError
 from bot.frontends.console import ConsoleFrontend
 from bot.preflight import validate
 from bot.services.health import health_lines
+from bot.services.online_check import check_online
+from bot.services.online_runner import exit_status
 from bot.settings import Settings, load_settings
 from bot.storage.backup import backup_database
 from bot.storage.db import Database
@@ -51,7 +53,10 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser("run", help="watch sources and run the chat frontends (the main job)")
     demo = sub.add_parser("demo", help="try Parley on bundled sample mentions in this terminal")
     demo.add_argument("--db", type=Path, help="keep the demo database in this file")
-    sub.add_parser("check", help="validate settings, parley.toml and prompts, then exit")
+    check = sub.add_parser("check", help="validate settings, parley.toml and prompts, then exit")
+    check.add_argument(
+        "--online", action="store_true", help="also ask each service whether it accepts Parley"
+    )
     sub.add_parser("status", help="show source health, mention counts and the outbox")
     backup = sub.add_parser("backup", help="copy the database to FILE, safely while Parley runs")
     backup.add_argument("file", type=Path, metavar="FILE", help="where to write the copy")
@@ -117,6 +122,13 @@ async def status(settings: Settings) -> list[str]:
         return lines
 
 
+def _check_online(settings: Settings, config: ParleyConfig) -> int:
+    """Ask each service; one line each; 0 only when every answer was yes."""
+    verdicts = asyncio.run(check_online(settings, config))
+    print("\n".join(verdict.line for verdict in verdicts))
+    return exit_status(verdicts)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `parley` console script."""
     args = _parser().parse_args(argv)
@@ -140,6 +152,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             asyncio.run(run_demo(settings, args.db))
         elif args.command == "check":
             print(f"Configuration OK ({settings.parley_config}).")
+            if args.online:
+                return _check_online(settings, config)
         elif args.command == "status":
             print("\n".join(asyncio.run(status(settings))))
         elif args.command == "backup":

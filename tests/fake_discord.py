@@ -219,6 +219,10 @@ class FakeDiscord:
             member(ANN, [APPROVER_ROLE_ID, MEMBER_ROLE_ID]),
             member(BOB, [MEMBER_ROLE_ID]),
         ]
+        self.bot_roles = [MEMBER_ROLE_ID]
+        """The bot's roles in the guild (REST ``GET /guilds/{id}/members/{bot}``)."""
+        self.overwrites: list[dict[str, Any]] = []
+        """The alert channel's permission overwrites (REST ``GET /channels/{id}``)."""
         self.identified = asyncio.Event()
         self.identify_payloads: list[dict[str, Any]] = []
         self.commands: dict[str, list[dict[str, Any]]] = {}
@@ -484,6 +488,9 @@ class FakeDiscord:
             ("GET", r"/oauth2/applications/@me", lambda _b: _json(self._app_info())),
             ("PUT", rf"/applications/{APP_ID}/commands", self._sync),
             ("PUT", rf"/applications/{APP_ID}/guilds/(\d+)/commands", self._sync),
+            ("GET", r"/guilds/(\d+)", self._guild),
+            ("GET", r"/guilds/(\d+)/members/(\d+)", self._member),
+            ("GET", r"/channels/(\d+)", self._channel),
             ("POST", r"/interactions/(\d+)/([^/]+)/callback", self._callback),
             ("POST", hook, self._followup),
             ("GET", hook + r"/messages/(@original|\d+)", self._hook_get),
@@ -496,6 +503,24 @@ class FakeDiscord:
             ("DELETE", msgs + r"/(\d+)", self._delete),
             ("POST", msgs + r"/(\d+)/threads", self._thread),
         ]
+
+    def _guild(self, _body: Any, guild_id: str) -> web.Response:
+        if guild_id != str(GUILD_ID):
+            return _error(404, 10004, "Unknown Guild")
+        return _json(guild_payload(self.members))
+
+    def _member(self, _body: Any, guild_id: str, user_id: str) -> web.Response:
+        if guild_id != str(GUILD_ID):
+            return _error(404, 10004, "Unknown Guild")
+        if user_id == BOT_USER["id"]:
+            return _json(member(BOT_USER, self.bot_roles))
+        found = [m for m in self.members if m["user"]["id"] == user_id]
+        return _json(found[0]) if found else _error(404, 10007, "Unknown Member")
+
+    def _channel(self, _body: Any, channel_id: str) -> web.Response:
+        if channel_id != str(CHANNEL_ID):
+            return _error(404, 10003, "Unknown Channel")
+        return _json({**_channel(CHANNEL_ID, "mentions"), "permission_overwrites": self.overwrites})
 
     def _app_info(self) -> dict[str, Any]:
         return {

@@ -81,6 +81,8 @@ class FakeOpenAI:
     def __init__(self) -> None:
         self.requests: list[dict[str, Any]] = []
         self.script: list[Step] = []
+        self.models: set[str] | None = None
+        """When set, the models served: any other is answered 404 as Ollama does."""
         self.base_url = ""
         self._runner: web.AppRunner | None = None
         self._previous_system = ""
@@ -119,6 +121,10 @@ class FakeOpenAI:
     async def _completions(self, request: web.Request) -> web.Response:
         body = await request.json()
         self.requests.append(body)
+        if self.models is not None and body.get("model") not in self.models:
+            message = f'model "{body.get("model")}" not found, try pulling it first'
+            error = {"error": {"message": message, "type": "api_error", "param": None}}
+            return web.json_response(error, status=404)
         step = self.script.pop(0) if self.script else Step("ok")
         if step.kind == "sleep":
             await asyncio.sleep(step.delay)

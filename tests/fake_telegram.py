@@ -88,6 +88,12 @@ class FakeTelegram:
         self.calls: list[Call] = []
         self.messages: dict[tuple[int, int], dict[str, Any]] = {}
         self.admins: dict[int, list[dict[str, Any]]] = {}
+        self.members: dict[tuple[int, int], dict[str, Any]] = {}
+        """ChatMember objects by (chat id, user id); the bot is a plain member elsewhere."""
+        self.unknown_chats: set[int] = set()
+        """Chats getChat answers "chat not found" for (the bot was never added)."""
+        self.chat_permissions: dict[str, bool] = {"can_send_messages": True}
+        """The default member permissions getChat reports."""
         self.failures: dict[str, list[dict[str, Any]]] = {}
         """Canned error answers per method, returned (and consumed) before normal handling."""
         self.webhook: dict[str, str] | None = None
@@ -284,6 +290,20 @@ class FakeTelegram:
     async def _api_getChatAdministrators(self, params: dict[str, str]) -> Any:
         members = self.admins.get(int(params["chat_id"]), [])
         return [{"status": "administrator", "user": u, **_ADMIN_RIGHTS} for u in members]
+
+    async def _api_getChat(self, params: dict[str, str]) -> Any:
+        chat_id = int(params["chat_id"])
+        if chat_id in self.unknown_chats:
+            raise _ApiError(400, "Bad Request: chat not found")
+        return {**chat(chat_id), "permissions": self.chat_permissions}
+
+    async def _api_getChatMember(self, params: dict[str, str]) -> Any:
+        chat_id, user_id = int(params["chat_id"]), int(params["user_id"])
+        if chat_id in self.unknown_chats:
+            raise _ApiError(400, "Bad Request: chat not found")
+        found = self.members.get((chat_id, user_id), {"status": "member"})
+        who = BOT_USER if user_id == BOT_USER["id"] else user(user_id)
+        return {"user": who, **found}
 
     async def _api_getUpdates(self, params: dict[str, str]) -> Any:
         offset = int(params.get("offset", "0") or 0)
