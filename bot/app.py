@@ -36,6 +36,7 @@ from bot.services.watch import WatchService
 from bot.settings import Settings
 from bot.sources.factory import Built, build_source
 from bot.storage.db import Database
+from bot.storage.instance_lock import hold_instance_lock
 from bot.storage.repo import Store
 
 log = logging.getLogger(__name__)
@@ -141,9 +142,12 @@ async def build_core(
     """Open the store and wire every core service; closes everything on exit.
 
     Relative source paths resolve against ``base_dir`` (default: the config file's folder).
+    The database's instance lock is taken first (DatabaseInUse if another Parley holds it), so
+    this core is its only writer and its outbox may settle what a previous run left sending.
     """
     base_dir = base_dir or settings.parley_config.resolve().parent
     async with AsyncExitStack() as stack:
+        stack.enter_context(hold_instance_lock(settings.parley_db_path))
         db = await stack.enter_async_context(Database.open(settings.parley_db_path))
         store = Store(db)
         bus = EventBus()

@@ -14,6 +14,7 @@ ParleyError
 ├── PublishError          a reply could not be posted (retryable or permanent)
 ├── LLMError              the language model failed
 └── StorageError          the database failed or is from a newer Parley
+    └── DatabaseInUse     another running Parley holds the database (one writer per file)
 """
 
 from __future__ import annotations
@@ -87,3 +88,21 @@ class LLMError(ParleyError):
 
 class StorageError(ParleyError):
     """The database could not be opened or migrated."""
+
+
+class DatabaseInUse(StorageError):
+    """Another running Parley holds the database's lock; ``holder`` describes it (pid, host,
+    since when) when its record could be read."""
+
+    DEFAULT_REMEDY = "stop that one first, or point PARLEY_DB_PATH at another file"
+
+    def __init__(self, database: str, holder: str | None, remedy: str = DEFAULT_REMEDY) -> None:
+        self.database = database
+        self.holder = holder
+        self.remedy = remedy
+        who = holder or "another Parley process"
+        super().__init__(f"{database} is in use by {who}: {remedy}")
+
+    def with_remedy(self, remedy: str) -> DatabaseInUse:
+        """The same refusal with other advice (e.g. the demo's --db option)."""
+        return DatabaseInUse(self.database, self.holder, remedy)

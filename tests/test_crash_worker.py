@@ -31,7 +31,7 @@ from bot.storage.repo import Store
 from tests.fake_mastodon import TOKEN, FakeMastodon
 
 ROOT = Path(__file__).resolve().parent.parent
-TIMEOUT = 10.0
+TIMEOUT = 60.0  # generous: a loaded 2-core machine takes seconds just to import the bot
 CM = Actor(platform="console", user_id="cm", display_name="Ana")
 
 
@@ -85,6 +85,7 @@ name = "masto"
 base_url = "{base_url}"
 interval = 3600
 timeout = 30
+allow_private = true
 """,
         encoding="utf-8",
     )

@@ -12,6 +12,7 @@ from pathlib import Path
 from bot.app import build_core, run_core
 from bot.config import load_config
 from bot.domain.models import utcnow
+from bot.errors import DatabaseInUse
 from bot.frontends.console import ConsoleFrontend
 from bot.settings import Settings
 
@@ -34,7 +35,14 @@ def demo_lookback() -> timedelta:
 
 
 async def run_demo(settings: Settings, db_path: Path | None) -> None:
-    """Run the demo until quit, end of input, or Ctrl-C."""
+    """Run the demo until quit, end of input, or Ctrl-C (refused if ``db_path`` is in use)."""
+    try:
+        await _run_demo(settings, db_path)
+    except DatabaseInUse as exc:
+        raise exc.with_remedy("stop that one first, or give --db another file") from None
+
+
+async def _run_demo(settings: Settings, db_path: Path | None) -> None:
     with tempfile.TemporaryDirectory(prefix="parley-demo-") as tmp:
         path = db_path or Path(tmp) / "demo.db"
         settings = settings.model_copy(

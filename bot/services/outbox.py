@@ -1,17 +1,22 @@
 """The posting worker: sends queued replies exactly once.
 
 Exactly-once rules: a reply's idempotency key is stored when it is approved, and the reply is
-marked ``sending`` (committed) before any request. A reply found ``sending`` at start-up was
-interrupted with an unknown outcome: the publisher reconciles it (finds its earlier post, or
-relies on the platform's idempotency key) before anything is sent again. Retryable errors back
-off exponentially (or as long as the platform's Retry-After says); permanent ones end ``dead``.
+marked ``sending`` (committed and fsynced) before any request. A reply found ``sending`` at
+start-up was interrupted with an unknown outcome: the publisher reconciles it (finds its earlier
+post, or relies on the platform's idempotency key) before anything is sent again. That list is
+taken once, at start, by the process holding the database's instance lock (see
+``bot.storage.instance_lock``), so no other sender can be in flight; a reply the platform cannot
+settle yet stays ``sending`` and is asked about again with backoff. Replies this outbox sends
+itself are never reconciled while in flight. Retryable errors back off exponentially (or as long
+as the platform's Retry-After says); permanent ones end ``dead``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from datetime import timedelta
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 
 from bot.domain.models import SYSTEM, Reply, utcnow
 from bot.domain.states import MentionState, ReplyState
@@ -21,6 +26,17 @@ from bot.publishers.registry import Publishers
 from bot.storage.repo import Store
 
 log = logging.getLogger(__name__)
+
+_RECOVER_LIMIT = 100_000
+"""Replies listed at start: far more than a team ever has in flight."""
+
+
+@dataclass
+class _Unsettled:
+    """A reply found ``sending`` at start that its platform could not settle yet."""
+
+    tries: int = 0
+    next_at: datetime | None = None  # None: ask at once
 
 
 class Outbox:
@@ -43,46 +59,82 @@ class Outbox:
         self.base_delay = base_delay
         self.max_delay = max_delay
         self._wake = asyncio.Event()
+        self._unsettled: dict[int, _Unsettled] | None = None  # None until recover() listed them
+        self._in_flight: set[int] = set()
 
     def wake(self) -> None:
         """Look for due replies now."""
         self._wake.set()
 
     async def recover(self) -> None:
-        """Settle replies a crash left in ``sending``: reconcile, then sent or re-queued."""
-        for reply in await self.store.replies([ReplyState.SENDING], limit=1000):
-            mention = await self.store.get_mention(reply.mention_id)
-            publisher = self.publishers.get(reply.publisher)
-            try:
-                found = await publisher.reconcile(reply, mention)
-            except Exception as exc:
-                # Unknown outcome and the platform cannot tell yet: re-sending could post twice,
-                # so the reply stays "sending" and is reconciled again on the next round.
-                log.warning("reply #%d: cannot check whether it was posted (%s)", reply.id, exc)
-                continue
-            if found is not None:
-                log.info("reply #%d had been posted before the restart", reply.id)
-                await self._finish(reply, found.posted_id, found.url, "reconciled", found.cost_usd)
-            else:
-                await self.store.transition_reply(
-                    reply.id, ReplyState.QUEUED, SYSTEM, "requeue_after_restart"
+        """Settle the replies a previous run left in ``sending``: reconcile, then sent or
+        re-queued. The first call lists them; later calls ask again only about those the
+        platform could not settle yet (they stay ``sending`` meanwhile, never re-sent blind)."""
+        if self._unsettled is None:
+            found = await self.store.replies([ReplyState.SENDING], limit=_RECOVER_LIMIT)
+            self._unsettled = {r.id: _Unsettled() for r in found if r.id not in self._in_flight}
+            if self._unsettled:
+                log.info(
+                    "%d replies were being sent when Parley last stopped; checking the platforms",
+                    len(self._unsettled),
                 )
+        await self._reconcile_unsettled(due_only=False)
+
+    async def _reconcile_unsettled(self, *, due_only: bool) -> None:
+        """Ask each platform about the unsettled replies (only those due, with ``due_only``)."""
+        unsettled = self._unsettled or {}
+        for reply_id, retry in sorted(unsettled.items()):
+            now = utcnow()
+            if due_only and retry.next_at is not None and retry.next_at > now:
+                continue
+            reply = await self.store.get_reply(reply_id)
+            if reply.state is not ReplyState.SENDING or await self._reconcile(reply):
+                del unsettled[reply_id]
+                continue
+            retry.tries += 1
+            delay = min(self.max_delay, self.base_delay * 2.0 ** (retry.tries - 1))
+            retry.next_at = now + timedelta(seconds=delay)
+
+    async def _reconcile(self, reply: Reply) -> bool:
+        """Reconcile one interrupted reply; False when the platform cannot tell yet."""
+        mention = await self.store.get_mention(reply.mention_id)
+        publisher = self.publishers.get(reply.publisher)
+        try:
+            found = await publisher.reconcile(reply, mention)
+        except Exception as exc:
+            # Unknown outcome and the platform cannot tell yet: re-sending could post twice,
+            # so the reply stays "sending" and is reconciled again later.
+            log.warning("reply #%d: cannot check whether it was posted (%s)", reply.id, exc)
+            return False
+        if found is not None:
+            log.info("reply #%d had been posted before the restart", reply.id)
+            await self._finish(reply, found.posted_id, found.url, "reconciled", found.cost_usd)
+        else:
+            await self.store.transition_reply(
+                reply.id, ReplyState.QUEUED, SYSTEM, "requeue_after_restart"
+            )
+        return True
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Send due replies until ``stop`` is set."""
+        """Send due replies until ``stop`` is set (first settling what a previous run left)."""
         while not stop.is_set():
             try:
-                await self.recover()
+                if self._unsettled is None:
+                    await self.recover()
+                else:
+                    await self._reconcile_unsettled(due_only=True)
                 await self.send_due()
             except Exception:
                 log.exception("outbox iteration failed; retrying shortly")
             await self._sleep_until_due(stop)
 
     async def _sleep_until_due(self, stop: asyncio.Event) -> None:
-        due = await self.store.next_due_at()
+        due = [u.next_at for u in (self._unsettled or {}).values() if u.next_at is not None]
+        if (queued := await self.store.next_due_at()) is not None:
+            due.append(queued)
         timeout = 60.0
-        if due is not None:
-            timeout = min(timeout, max(0.0, (due - utcnow()).total_seconds()))
+        if due:
+            timeout = min(timeout, max(0.0, (min(due) - utcnow()).total_seconds()))
         self._wake.clear()
         waiters = {asyncio.create_task(self._wake.wait()), asyncio.create_task(stop.wait())}
         _, pending = await asyncio.wait(
@@ -101,7 +153,14 @@ class Outbox:
         return count
 
     async def send(self, reply: Reply) -> None:
-        """One attempt at one reply."""
+        """One attempt at one reply (never reconciled by this outbox while in flight)."""
+        self._in_flight.add(reply.id)
+        try:
+            await self._attempt(reply)
+        finally:
+            self._in_flight.discard(reply.id)
+
+    async def _attempt(self, reply: Reply) -> None:
         mention = await self.store.get_mention(reply.mention_id)
         publisher = self.publishers.get(reply.publisher)
         reply = await self.store.transition_reply(
