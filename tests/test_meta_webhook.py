@@ -34,6 +34,7 @@ def config(url: str, **webhook: Any) -> FacebookSourceConfig:
             "name": "fb",
             "page_id": PAGE_ID,
             "base_url": url,
+            "allow_private": True,  # the fake Graph API is on loopback
             "api_version": VERSION,
             "webhook": {"port": 0, "max_body_bytes": 4096, **webhook},
         }

@@ -5,7 +5,8 @@ Meta first checks the callback URL with ``GET {path}?hub.mode=subscribe&hub.veri
 403. Events then arrive as ``POST {path}`` with a JSON body signed by the app:
 ``X-Hub-Signature-256: sha256=<hex HMAC-SHA256 of the raw body keyed by the App Secret>``,
 compared in constant time over the exact bytes received. Checks run in this order: size (413),
-signature (401 missing, 403 wrong), JSON (400).
+body time (408), signature (401 missing, 403 wrong), JSON (400: UTF-8, nesting depth); see
+``inbound_limits``.
 
 A body is ``{"object": "page"|"instagram", "entry": [{"id", "time", "changes": [{"field",
 "value"}]}]}``. The owning source decides which changes concern it (its ``accept`` function
@@ -19,7 +20,6 @@ delivers again later.
 from __future__ import annotations
 
 import hmac
-import json
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -28,6 +28,7 @@ from typing import Any
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
 
+from bot.connectors.inbound_limits import hardened_app, parse_json
 from bot.connectors.inbox import PendingQueue
 from bot.connectors.webhook import error_response, serve, signature_matches
 from bot.errors import ConfigError, SourceError
@@ -120,7 +121,7 @@ class MetaWebhook:
         """Start the HTTP server (idempotent); raises SourceError if it cannot listen."""
         if self._runner is not None:
             return
-        app = web.Application(client_max_size=self.config.max_body_bytes)
+        app = hardened_app(client_max_size=self.config.max_body_bytes)
         app.router.add_get(self.config.path, self._verify)
         app.router.add_post(self.config.path, self._receive)
         try:
@@ -164,13 +165,7 @@ class MetaWebhook:
         return web.Response(status=403, text="verify token mismatch", content_type="text/plain")
 
     async def _receive(self, request: web.Request) -> web.Response:
-        declared = request.content_length
-        if declared is not None and declared > self.config.max_body_bytes:
-            return self._too_large()
-        try:
-            body = await request.read()
-        except web.HTTPRequestEntityTooLarge:
-            return self._too_large()
+        body = await request.read()  # size (413) and time (408): the app's middleware
         given = request.headers.get(SIGNATURE_HEADER, "").strip()
         if not given:
             log.warning("%s: webhook POST without %s refused", self.owner, SIGNATURE_HEADER)
@@ -183,12 +178,9 @@ class MetaWebhook:
                 self.config.app_secret_env,
             )
             return error_response(403, f"bad {SIGNATURE_HEADER}")
-        try:
-            data = json.loads(body.decode("utf-8"))
-        except UnicodeDecodeError:
-            return error_response(400, "body is not UTF-8")
-        except json.JSONDecodeError as exc:
-            return error_response(400, f"invalid JSON at line {exc.lineno} column {exc.colno}")
+        data, invalid = parse_json(body)
+        if invalid is not None:
+            return error_response(400, invalid)
         if not isinstance(data, dict) or not isinstance(data.get("entry"), list):
             return error_response(400, "expected an object with an 'entry' list")
         return self._queue_changes(_changes(data, self.owner))
@@ -221,9 +213,6 @@ class MetaWebhook:
             self.queue.put(key, change)
         counts = {"accepted": len(fresh), "duplicates": duplicates, "ignored": ignored}
         return web.json_response(counts)
-
-    def _too_large(self) -> web.Response:
-        return error_response(413, f"body is larger than {self.config.max_body_bytes} bytes")
 
 
 def _changes(data: dict[str, Any], owner: str) -> list[Change]:

@@ -4,8 +4,9 @@ A small aiohttp server accepts ``POST {path}`` with a JSON mention (or a list of
 with HMAC-SHA256 over the raw body and a shared secret: ``X-Parley-Signature: sha256=<hex>``.
 When the sender also sends ``X-Parley-Timestamp: <unix seconds>``, the signature covers
 ``"<timestamp>." + body`` instead and requests outside the tolerance window are refused, so a
-captured request cannot be replayed later. Checks run in this order: size (413), content type
-(415), signature (401), JSON (400), schema (422), then queue room (503 with Retry-After).
+captured request cannot be replayed later. Checks run in this order: size (413), body time
+(408), content type (415), timestamp format (400), signature (401), JSON (400: UTF-8, nesting
+depth), schema (422), then queue room (503 with Retry-After). See ``inbound_limits``.
 
 Accepted mentions wait in a bounded in-memory queue (``bot.connectors.inbox.PendingQueue``)
 that ``fetch`` hands to the normal pipeline (match, dedupe, store, alert). An item leaves the
@@ -23,7 +24,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import json
 import logging
 import time
 from datetime import UTC, datetime
@@ -32,6 +32,7 @@ from typing import Any, Literal
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from bot.connectors.inbound_limits import hardened_app, hardened_runner, parse_json, parse_timestamp
 from bot.connectors.inbox import PendingQueue
 from bot.domain.models import MAX_TEXT_CHARS, Author, RawMention
 from bot.errors import ConfigError, SourceError
@@ -152,8 +153,9 @@ def signature_matches(given: str, secret: str, body: bytes, timestamp: str | Non
 
 async def serve(app: web.Application, host: str, port: int) -> tuple[web.AppRunner, int]:
     """Start serving ``app`` on ``host:port``: its runner and the port actually bound (0 picks
-    a free one). Raises OSError when it cannot listen."""
-    runner = web.AppRunner(app, access_log=None)
+    a free one). Raises OSError when it cannot listen. Slow clients are cut off
+    (:func:`bot.connectors.inbound_limits.hardened_runner`)."""
+    runner = hardened_runner(app)
     await runner.setup()
     try:
         await web.TCPSite(runner, host, port).start()
@@ -201,7 +203,7 @@ class WebhookSource(ConfiguredSource[WebhookSourceConfig]):
         """Start the HTTP server (idempotent); raises SourceError if it cannot listen."""
         if self._runner is not None:
             return
-        app = web.Application(client_max_size=self.config.max_body_bytes)
+        app = hardened_app(client_max_size=self.config.max_body_bytes)
         app.router.add_post(self.config.path, self._handle)
         try:
             self._runner, self.port = await serve(app, self.config.listen, self.config.port)
@@ -241,29 +243,21 @@ class WebhookSource(ConfiguredSource[WebhookSourceConfig]):
         )
 
     async def _handle(self, request: web.Request) -> web.Response:
-        declared = request.content_length
-        if declared is not None and declared > self.config.max_body_bytes:
-            return self._too_large()
+        # Size (413) and body time (408) were checked by the app's middleware.
         if request.content_type not in _JSON_TYPES:
             return error_response(
                 415, f"Content-Type must be application/json, not {request.content_type}"
             )
-        try:
-            body = await request.read()
-        except web.HTTPRequestEntityTooLarge:
-            return self._too_large()
+        timestamp = request.headers.get(TIMESTAMP_HEADER)
+        if timestamp is not None and parse_timestamp(timestamp) is None:
+            return error_response(400, f"{TIMESTAMP_HEADER} must be unix seconds (digits only)")
+        body = await request.read()
         refused = self._check_signature(request, body)
         if refused is not None:
             return error_response(401, refused)
-        try:
-            data = json.loads(body.decode("utf-8"))
-        except UnicodeDecodeError as exc:
-            return error_response(400, f"body is not UTF-8 (byte {exc.start})")
-        except json.JSONDecodeError as exc:
-            return error_response(
-                400,
-                f"invalid JSON: {exc.msg} at line {exc.lineno} column {exc.colno} (char {exc.pos})",
-            )
+        data, invalid = parse_json(body)
+        if invalid is not None:
+            return error_response(400, invalid)
         parsed = _validate(data)
         if isinstance(parsed, web.Response):
             return parsed
@@ -298,18 +292,14 @@ class WebhookSource(ConfiguredSource[WebhookSourceConfig]):
             self._queue.put(mention.external_id, mention)
         return web.json_response({"accepted": len(fresh), "duplicates": duplicates}, status=202)
 
-    def _too_large(self) -> web.Response:
-        return error_response(413, f"body is larger than {self.config.max_body_bytes} bytes")
-
     def _check_signature(self, request: web.Request, body: bytes) -> str | None:
         """Why the request is not authentic, or None."""
         timestamp = request.headers.get(TIMESTAMP_HEADER)
         if timestamp is None and self.config.require_timestamp:
             return f"missing {TIMESTAMP_HEADER}"
-        if timestamp is not None:
-            if not timestamp.isdigit():
-                return f"{TIMESTAMP_HEADER} must be unix seconds"
-            skew = abs(time.time() - int(timestamp))
+        seconds = parse_timestamp(timestamp) if timestamp is not None else None
+        if seconds is not None:
+            skew = abs(time.time() - seconds)
             if skew > self.config.timestamp_tolerance:
                 return (
                     f"{TIMESTAMP_HEADER} is {skew:.0f}s away from now "

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import hmac
-import json
 import logging
 import secrets
 import time
@@ -38,6 +37,7 @@ from telegram.ext import AIORateLimiter, Application, ApplicationBuilder, BaseRa
 from telegram.warnings import PTBDeprecationWarning
 
 from bot.app import Core
+from bot.connectors.inbound_limits import hardened_app, hardened_runner, parse_json
 from bot.domain.models import Actor, Draft, Mention, Reply
 from bot.events import Event, MentionChanged, Notice
 from bot.frontends.telegram.handlers import Handlers
@@ -345,17 +345,20 @@ class TelegramFrontend:
             header = request.headers.get("X-Telegram-Bot-Api-Secret-Token", "")
             if not hmac.compare_digest(header.encode(), secret.encode()):
                 return web.Response(status=403)
+            data, invalid = parse_json(await request.read())
+            if invalid is not None:
+                return web.Response(status=400)
             try:
-                update = Update.de_json(await request.json(), self.bot)
-            except (ValueError, TypeError, KeyError, json.JSONDecodeError):
+                update = Update.de_json(data, self.bot)
+            except (ValueError, TypeError, KeyError):
                 return web.Response(status=400)
             await self.application.update_queue.put(update)
             return web.Response()
 
-        server = web.Application()
+        server = hardened_app(client_max_size=1024**2)  # slow or huge bodies: 408/413
         path = "/" + self.config.webhook_url.split("://", 1)[1].partition("/")[2]
         server.router.add_post(path, receive)
-        runner = web.AppRunner(server, handle_signals=False, access_log=None)
+        runner = hardened_runner(server)  # slow headers: cut off
         await runner.setup()
         await web.TCPSite(runner, self.config.webhook_listen, self.config.webhook_port).start()
         await self.bot.set_webhook(
