@@ -25,6 +25,8 @@ from bot.services.online_check import check_online
 from bot.services.online_discord import NEEDED
 from bot.services.online_runner import Outcome, Verdict, exit_status
 from bot.settings import Settings
+from tests.fake_bluesky import BOT_HANDLE, serve_fake_bluesky
+from tests.fake_bluesky import PASSWORD as BLUESKY_PASSWORD
 from tests.fake_discord import (
     APP_ID,
     APPROVER_ROLE_ID,
@@ -37,6 +39,8 @@ from tests.fake_mastodon import TOKEN as MASTODON_TOKEN
 from tests.fake_mastodon import FakeMastodon
 from tests.fake_openai import FakeOpenAI, Step
 from tests.fake_telegram import BOT_USER, FakeTelegram
+from tests.fake_x import BRAND as X_BRAND
+from tests.fake_x import KEYS_ENV, serve_fake_x
 from tests.helpers import serve_app
 
 TELEGRAM_TOKEN = "123456:telegram-test-token"
@@ -301,3 +305,37 @@ async def test_cli_unreachable_servers_are_one_line_each(
         f"✘ LLM: cannot reach 127.0.0.1:{port}: connection refused; check the machine's "
         "internet connection and the address",
     ]
+
+
+async def test_bluesky_x_and_feed_sources(own_environment: dict[str, str]) -> None:
+    own_environment.update(KEYS_ENV, BLUESKY_APP_PASSWORD=BLUESKY_PASSWORD)
+    async with serve_fake_bluesky() as bluesky, serve_fake_x() as x:
+        sources = {
+            "sources": [
+                {
+                    "type": "bluesky",
+                    "name": "bsky",
+                    "base_url": bluesky.url,
+                    "allow_private": True,
+                    "identifier": BOT_HANDLE,
+                },
+                {"type": "x", "name": "xsrc", "base_url": x.url, "allow_private": True},
+                {"type": "rss", "name": "feed", "url": "https://example.com/feed.xml"},
+            ]
+        }
+        config = parse_config({**tomllib.loads(BRAND), **sources}, "parley.toml")
+        settings = settings_of({})
+        assert lines(await check_online(settings, config, seconds=30)) == [
+            f"✔ source 'bsky' (bluesky): signed in as @{BOT_HANDLE}",
+            f"✔ source 'xsrc' (x): signed in as @{X_BRAND}",
+            "· source 'feed' (rss): no sign-in to check",
+            "· LLM: none configured: drafts come from the templates",
+        ]
+        own_environment.update(BLUESKY_APP_PASSWORD="wrong", X_ACCESS_TOKEN="revoked")
+        found = failed(await check_online(settings, config, seconds=30))
+    assert [line.split(":")[0] for line in found] == [
+        "✘ source 'bsky' (bluesky)",
+        "✘ source 'xsrc' (x)",
+    ]
+    assert "check BLUESKY_APP_PASSWORD (an app password)" in found[0]
+    assert "X refused the keys in X_API_KEY, X_API_SECRET, X_ACCESS_TOKEN" in found[1]
