@@ -99,10 +99,12 @@ class StoreBacklog:
         self._brands = routes
         return list(routes)
 
-    async def waiting(self, dest: Destination) -> tuple[int, int]:
-        """(urgent, normal) alerts waiting for ``dest``."""
+    async def waiting(self, dest: Destination, *, at_most: int) -> tuple[int, int]:
+        """(urgent, normal) alerts waiting for ``dest``, each counted up to ``at_most``."""
         brands = self._brands.get(dest)
-        return await self.queue.counts(self.frontend, brands) if brands else (0, 0)
+        if not brands:
+            return 0, 0
+        return await self.queue.counts(self.frontend, brands, at_most=at_most)
 
     async def oldest(self, dest: Destination, *, urgent: bool, count: int) -> list[OutgoingAlert]:
         """The first ``count`` alerts of one kind, each with its mention as it is now."""

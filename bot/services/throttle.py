@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Collection, Hashable
@@ -79,6 +80,15 @@ class ThrottleLimits:
     shutdown_grace: float = 5.0
     max_attempts: int = 5
 
+    @property
+    def count_limit(self) -> int:
+        """Waiting alerts beyond this many change nothing: more than a destination can take
+        within the horizon, and more than a digest holds (so a backlog is never counted whole)."""
+        bounds = [
+            r.count * (math.ceil(self.digest_horizon / r.per) + 1) for r in self.per_destination
+        ]
+        return max(min(bounds, default=1_000_000), self.digest_size) + 1
+
     def __post_init__(self) -> None:
         if self.digest_horizon <= 0:
             raise ValueError("digest_horizon must be positive")
@@ -115,8 +125,8 @@ class Backlog(Protocol):
     async def destinations(self) -> Collection[Hashable]:
         """The destinations with alerts waiting."""
 
-    async def waiting(self, dest: Hashable) -> tuple[int, int]:
-        """How many (urgent, normal) alerts wait for ``dest``."""
+    async def waiting(self, dest: Hashable, *, at_most: int) -> tuple[int, int]:
+        """How many (urgent, normal) alerts wait for ``dest``, each counted up to ``at_most``."""
 
     async def oldest(self, dest: Hashable, *, urgent: bool, count: int) -> list[OutgoingAlert]:
         """The first ``count`` waiting alerts of one kind for ``dest``, left in place."""
@@ -234,6 +244,7 @@ class Throttle:
         self.limits = limits
         self.clock: Clock = clock or MonotonicClock()
         self.on_give_up = on_give_up
+        self._count_limit = limits.count_limit
         self._dests: dict[Hashable, _Destination] = {}
         self._global = _Windows(limits.global_limits)
         self._global_paused_until = 0.0
@@ -367,7 +378,7 @@ class Throttle:
         try:
             while True:
                 generation = self._generation
-                urgent, normal = await self.backlog.waiting(dest)
+                urgent, normal = await self.backlog.waiting(dest, at_most=self._count_limit)
                 if not urgent and not normal:
                     if generation == self._generation:
                         return

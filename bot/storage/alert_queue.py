@@ -46,21 +46,30 @@ class AlertQueueStore:
         )
 
     async def brands(self, frontend: str) -> list[str]:
-        """The brands with alerts waiting for ``frontend``."""
-        rows = await self.db.fetchall(
-            "SELECT DISTINCT brand FROM alert_queue WHERE frontend = ?", (frontend,)
-        )
-        return [str(r[0]) for r in rows]
+        """The brands with alerts waiting for ``frontend`` (one index seek per brand, so it stays
+        cheap however long the queue is)."""
+        found: list[str] = []
+        sql = "SELECT MIN(brand) FROM alert_queue WHERE frontend = ?"
+        row = await self.db.fetchone(sql, (frontend,))
+        while row is not None and row[0] is not None:
+            found.append(str(row[0]))
+            row = await self.db.fetchone(sql + " AND brand > ?", (frontend, found[-1]))
+        return found
 
-    async def counts(self, frontend: str, brands: Sequence[str]) -> tuple[int, int]:
-        """(urgent, normal) alerts waiting for ``frontend`` among ``brands``."""
-        rows = await self.db.fetchall(
-            "SELECT urgent, COUNT(*) FROM alert_queue WHERE frontend = ?"
-            f" AND brand IN ({_in(brands)}) GROUP BY urgent",
-            (frontend, *brands),
-        )
-        by_kind = {bool(r[0]): int(r[1]) for r in rows}
-        return by_kind.get(True, 0), by_kind.get(False, 0)
+    async def counts(
+        self, frontend: str, brands: Sequence[str], *, at_most: int
+    ) -> tuple[int, int]:
+        """(urgent, normal) alerts waiting for ``frontend`` among ``brands``, each counted up to
+        ``at_most`` (enough to choose between one alert and a digest, without a full scan)."""
+        counted = []
+        for urgent in (1, 0):
+            row = await self.db.fetchone(
+                "SELECT COUNT(*) FROM (SELECT 1 FROM alert_queue WHERE frontend = ?"
+                f" AND brand IN ({_in(brands)}) AND urgent = ? LIMIT ?)",
+                (frontend, *brands, urgent, at_most),
+            )
+            counted.append(int(row[0]) if row else 0)
+        return counted[0], counted[1]
 
     async def oldest(
         self, frontend: str, brands: Sequence[str], *, urgent: bool, limit: int
