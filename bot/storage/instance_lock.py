@@ -75,7 +75,10 @@ def hold_instance_lock(db_path: Path) -> Iterator[Holder]:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
     except OSError as exc:
-        raise StorageError(f"cannot open the lock file {path}: {exc.strerror}") from None
+        raise StorageError(
+            f"cannot open the lock file {path} ({exc.strerror}); let Parley's user write to "
+            "that folder, or point PARLEY_DB_PATH at another file"
+        ) from None
     try:
         _lock(fd, db_path)
         me = this_process()
