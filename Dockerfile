@@ -18,7 +18,7 @@ COPY docker/install.sh /src/docker/install.sh
 RUN sh /src/docker/install.sh /src /opt/parley && rm -rf /src
 
 # A non-root user owning only the data volume.
-RUN useradd --system --uid 10001 --user-group --home-dir /data --shell /usr/sbin/nologin parley \
+RUN useradd --uid 10001 --user-group --no-create-home --home-dir /data --shell /usr/sbin/nologin parley \
     && mkdir -p /data && chown parley:parley /data
 
 ENV PATH=/opt/parley/bin:$PATH \
