@@ -22,7 +22,6 @@ from bot.connectors.x import XSource
 from bot.connectors.x_client import json_object, problem
 from bot.errors import CredentialsRejected, SourceError
 from bot.services.online_runner import Verdict, ok, skipped
-from bot.sources.base import Source
 from bot.sources.factory import build_source
 
 
@@ -39,16 +38,14 @@ async def check_source(
     service = source_service(config)
     source = build_source(config, base_dir=base_dir).source
     try:
-        whoami = _WHOAMI.get(type(source)) or _meta_whoami_for(source)
+        whoami = _WHOAMI.get(type(source))
+        if whoami is None and isinstance(source, MetaSource):  # Facebook and Instagram
+            whoami = _meta_whoami
         if whoami is None:
             return [skipped(service, "no sign-in to check")]
         return [ok(service, await whoami(source))]
     finally:
         await source.aclose()
-
-
-def _meta_whoami_for(source: Source) -> Callable[[Any], Awaitable[str]] | None:
-    return _meta_whoami if isinstance(source, MetaSource) else None
 
 
 async def _mastodon_whoami(source: MastodonSource) -> str:

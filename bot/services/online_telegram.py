@@ -80,9 +80,15 @@ async def _check_chat(
     problem = _cannot_post(chat, member)
     if problem:
         return refused(service, f"{name} cannot post: {problem}")
-    return ok(
-        service, f"{name} is {'an ' if status == 'administrator' else 'a '}{status} and can post"
-    )
+    return ok(service, f"{name} is {_ROLES.get(str(status), status)} and can post")
+
+
+_ROLES = {
+    "creator": "the owner",
+    "administrator": "an administrator",
+    "member": "a member",
+    "restricted": "a restricted member",
+}
 
 
 def _cannot_post(chat: dict[str, Any], member: dict[str, Any]) -> str | None:
