@@ -153,7 +153,17 @@ def frontend_problems(settings: Settings, config: ParleyConfig | None) -> list[s
             "environment/.env: TELEGRAM_BOT_TOKEN is set but TELEGRAM_ALERT_CHAT_ID is not: add "
             "the bot to your team's group, send /start there and put the id it shows in .env"
         )
-    if settings.discord_configured() and not settings.discord_approver_roles():
+    if settings.discord_configured() and settings.discord_guild_id is None:
+        problems.append(
+            "environment/.env: DISCORD_BOT_TOKEN is set but DISCORD_GUILD_ID is not, and Parley "
+            "answers only in its team's server: turn on Developer Mode in Discord, right-click "
+            "your server's icon, Copy Server ID, and put it in .env"
+        )
+    if (
+        settings.discord_configured()
+        and not settings.discord_approver_roles()
+        and (not brands or any(not b.approvers.discord_role_ids for b in brands))
+    ):
         problems.append(
             "environment/.env: DISCORD_BOT_TOKEN is set but DISCORD_APPROVER_ROLE_IDS is not, so "
             "nobody could approve a reply: put the ids of the roles that may approve in .env"

@@ -101,6 +101,10 @@ def test_discord_needs_approver_roles(capsys: pytest.CaptureFixture[str]) -> Non
     lines = refused(capsys, dotenv="DISCORD_BOT_TOKEN=abc.def.ghi\nDISCORD_GUILD_ID=42\n")
     assert len(lines) == 1 and "DISCORD_APPROVER_ROLE_IDS is not" in lines[0]
     assert "nobody could approve" in lines[0]
+    own = BRAND + "[brands.approvers]\ndiscord_role_ids = [77]\n"
+    dotenv = "DISCORD_BOT_TOKEN=abc.def.ghi\nDISCORD_GUILD_ID=42\n"
+    code, _ = run_cli("check", capsys, dotenv=dotenv, toml=own)
+    assert code == 0  # the only brand has approvers of its own
 
 
 def test_a_telegram_route_that_is_not_a_chat_id(capsys: pytest.CaptureFixture[str]) -> None:
