@@ -16,7 +16,7 @@ from aiohttp import web
 
 from bot.config import RssSourceConfig
 from bot.connectors.hackernews import HackerNewsSource, HackerNewsSourceConfig
-from bot.connectors.http_limits import MAX_BODY_BYTES
+from bot.connectors.http_limits import MAX_BODY_BYTES, MAX_BODY_EXTENSION, guarded_client
 from bot.errors import SourceError
 from bot.sources.rss import RssSource
 from tests.helpers import serve_app
@@ -227,3 +227,21 @@ async def test_api_connectors_share_the_cap(server: str) -> None:
     finally:
         await source.aclose()
     assert "response is larger than 16 MB once decompressed" in str(caught.value)
+
+
+async def test_a_stream_may_opt_out_of_the_total_but_not_of_bounded_steps(server: str) -> None:
+    """The Mastodon event stream is endless by design: no total, and no piece above 64 KiB."""
+    client = guarded_client(timeout=30, allow_private=True)
+    total = biggest = 0
+    try:
+        extensions = {MAX_BODY_EXTENSION: None}
+        async with client.stream("GET", f"{server}/bomb", extensions=extensions) as response:
+            async for piece in response.aiter_raw():
+                total += len(piece)
+                biggest = max(biggest, len(piece))
+                if total > 2 * MAX_BODY_BYTES:
+                    break
+    finally:
+        await client.aclose()
+    assert total > 2 * MAX_BODY_BYTES
+    assert biggest <= 64 * 1024

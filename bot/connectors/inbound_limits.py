@@ -2,8 +2,9 @@
 webhook) does so that no request can hurt it: answers are 4xx, never a 500 with a traceback.
 
 * **Slow clients.** A client that sends its headers byte by byte is cut off
-  :data:`HEADER_TIMEOUT` seconds after it connected (aiohttp arms its keep-alive timer when the
-  connection opens and closes a connection that has not finished a request by then); a client
+  :data:`HEADER_TIMEOUT` seconds after it connected (aiohttp, since aio-libs/aiohttp#13681, arms
+  its keep-alive timer when the connection opens and closes a connection that has not finished
+  a request by then; pyproject.toml asks for such a release); a client
   that never finishes its body is answered 408 after :data:`BODY_TIMEOUT` seconds
   (:func:`body_deadline`, a middleware that reads the body before any handler runs).
 * **Timestamps** are parsed strictly (:func:`parse_timestamp`): ASCII digits only, at most 12 of
