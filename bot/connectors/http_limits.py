@@ -24,7 +24,7 @@ import asyncio
 import ipaddress
 import socket
 import zlib
-from collections.abc import AsyncIterator, Iterable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from typing import Any
 
 import httpcore
@@ -245,12 +245,14 @@ class _BoundedTransport(httpx.AsyncBaseTransport):
 
 
 class _BoundedStream(httpx.AsyncByteStream):
+    """The raw body decoded through its layers, counted, and cut at ``limit`` bytes."""
+
     def __init__(
         self,
         raw: httpx.AsyncByteStream,
         codings: list[str],
         limit: int | None,
-        too_large: Any,
+        too_large: Callable[[int], BodyTooLarge],
     ) -> None:
         self._raw = raw
         self._codings = codings
