@@ -12,6 +12,7 @@ import os
 import socket
 import tomllib
 from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -37,7 +38,7 @@ from tests.fake_discord import (
 )
 from tests.fake_mastodon import TOKEN as MASTODON_TOKEN
 from tests.fake_mastodon import FakeMastodon
-from tests.fake_openai import FakeOpenAI, Step
+from tests.fake_openai import FakeOpenAI
 from tests.fake_telegram import BOT_USER, FakeTelegram
 from tests.fake_x import BRAND as X_BRAND
 from tests.fake_x import KEYS_ENV, serve_fake_x
@@ -251,15 +252,32 @@ async def test_refused_tokens(fakes: Fakes, own_environment: dict[str, str]) -> 
     assert exit_status(verdicts) == 78
 
 
-async def test_a_server_that_never_answers_is_one_line(fakes: Fakes) -> None:
-    fakes.openai.then(Step("sleep", delay=600))
-    settings = settings_of({"OPENAI_BASE_URL": fakes.openai.base_url, "OPENAI_MODEL": MODEL})
-    config = parse_config(tomllib.loads(BRAND), "parley.toml")
-    verdicts = await check_online(settings, config, seconds=0.5)
-    host = fakes.openai.base_url.split("/")[2]
+@asynccontextmanager
+async def silent_server() -> AsyncIterator[str]:
+    """A loopback server that accepts connections and never answers; yields its /v1 URL."""
+    held: list[asyncio.StreamWriter] = []
+
+    async def hold(_reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        held.append(writer)
+
+    server = await asyncio.start_server(hold, "127.0.0.1", 0)
+    try:
+        yield f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}/v1"
+    finally:
+        for writer in held:
+            writer.close()
+        server.close()
+        await server.wait_closed()
+
+
+async def test_a_server_that_never_answers_is_one_line() -> None:
+    async with silent_server() as url:
+        settings = settings_of({"OPENAI_BASE_URL": url, "OPENAI_MODEL": MODEL})
+        config = parse_config(tomllib.loads(BRAND), "parley.toml")
+        verdicts = await check_online(settings, config, seconds=0.5)
     assert lines(verdicts) == [
-        f"✘ LLM: no answer from {host} within 0.5 s; check the machine's internet connection "
-        "and that the server is up"
+        f"✘ LLM: no answer from {url.split('/')[2]} within 0.5 s; check the machine's internet "
+        "connection and that the server is up"
     ]
     assert exit_status(verdicts) == 1
 
