@@ -318,10 +318,10 @@ async def test_cli_unreachable_servers_are_one_line_each(
     assert code == 1
     assert "Traceback" not in out.out + out.err
     assert [line for line in out.out.splitlines() if line.startswith("✘")] == [
-        f"✘ Telegram: cannot reach 127.0.0.1:{port}: connection refused; check the machine's "
-        "internet connection and the address",
-        f"✘ LLM: cannot reach 127.0.0.1:{port}: connection refused; check the machine's "
-        "internet connection and the address",
+        f"✘ Telegram: cannot reach 127.0.0.1:{port}: connection refused; check that the server "
+        "is running and the address",
+        f"✘ LLM: cannot reach 127.0.0.1:{port}: connection refused; check that the server "
+        "is running and the address",
     ]
 
 

@@ -101,8 +101,13 @@ async def _guarded(check: Check, http: httpx.AsyncClient, seconds: float) -> lis
         detail = f"no answer from {host} within {seconds:g} s; check the machine's internet "
         detail += "connection and that the server is up"
     except httpx.TransportError as exc:
-        detail = f"cannot reach {host}: {_reason(exc)}; check the machine's internet connection"
-        detail += " and the address"
+        reason = _reason(exc)
+        advice = (
+            "check that the server is running and the address"
+            if reason == "connection refused"
+            else "check the machine's internet connection and the address"
+        )
+        detail = f"cannot reach {host}: {reason}; {advice}"
     except CredentialsRejected as exc:
         return [refused(check.service, str(exc))]
     except ConfigError as exc:
