@@ -162,10 +162,9 @@ def test_no_chat_at_all(capsys: pytest.CaptureFixture[str]) -> None:
     assert line.startswith("no chat frontend is enabled")
 
 
-def test_the_real_command_exits_78_with_one_line_per_problem(tmp_path: Path) -> None:
+def test_the_real_run_exits_78_with_one_line_per_problem(tmp_path: Path) -> None:
     (tmp_path / ".env").write_text("TELEGRAM_APPROVER_ID=1\nOPENAI_BASE_URL=localhost:11434\n")
-    for command in ("check", "run"):
-        result = parley(command, cwd=tmp_path)
-        assert result.returncode == 78
-        assert "Traceback" not in result.stderr
-        assert len(result.stderr.strip().splitlines()) == 2, result.stderr
+    result = parley("run", cwd=tmp_path)
+    assert result.returncode == 78
+    assert "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 2, result.stderr
