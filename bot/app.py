@@ -30,8 +30,9 @@ from bot.publishers.registry import MANUAL, Publishers
 from bot.services.alert_control import AlertControl
 from bot.services.alert_delivery import AlertDeliveries
 from bot.services.outbox import Outbox
-from bot.services.permissions import ApproverPolicy
+from bot.services.permissions import ApproverPolicy, brand_approvers
 from bot.services.review import ReviewService
+from bot.services.tenancy import Tenancy
 from bot.services.watch import WatchService
 from bot.settings import Settings
 from bot.sources.factory import Built, build_source
@@ -77,6 +78,8 @@ class Core:
     alerts: AlertControl
     deliveries: AlertDeliveries
     """Every chat frontend's alert delivery; the alerter queues alerts for each."""
+    tenancy: Tenancy
+    """Which brands each chat may see (bot/services/tenancy.py)."""
     runners: list[SourceRunner] = field(default_factory=list)
     llm: LlmServices | None = None
     """Triage, draft checks and, when configured, the LLM client and prompt files."""
@@ -113,8 +116,8 @@ class Core:
                 return
 
 
-def approver_policy(settings: Settings) -> ApproverPolicy:
-    """Approvers per platform, from the settings.
+def approver_policy(settings: Settings, config: ParleyConfig | None = None) -> ApproverPolicy:
+    """Approvers per platform, from the settings, and each brand's own from parley.toml.
 
     Telegram's ``admins`` grants the ``admin`` role, which the Telegram frontend gives only to
     users it found among the alert chat's administrators. Discord approvers are members holding
@@ -128,6 +131,7 @@ def approver_policy(settings: Settings) -> ApproverPolicy:
         users={"telegram": telegram_ids},
         roles=roles,
         console_is_approver=settings.parley_console_approver,
+        brands=brand_approvers(config.brands if config is not None else ()),
     )
 
 
@@ -166,7 +170,7 @@ async def build_core(
             store,
             config,
             drafter,
-            approver_policy(settings),
+            approver_policy(settings, config),
             publishers,
             bus,
             variants=settings.parley_draft_variants,
@@ -212,6 +216,15 @@ async def build_core(
             watch,
             alerts,
             deliveries,
+            Tenancy(
+                config,
+                review.policy,
+                store,
+                {
+                    "telegram": settings.telegram_alert_chat(),
+                    "discord": settings.discord_alert_channel_id,
+                },
+            ),
         )
         core.llm = llm
         for one in built:

@@ -79,6 +79,28 @@ class RouteConfig(_Strict):
         return value
 
 
+class ApproversConfig(_Strict):
+    """A brand's own approvers, on top of the global ones (TELEGRAM_APPROVER_IDS,
+    DISCORD_APPROVER_ROLE_IDS): they may decide on this brand's mentions only."""
+
+    telegram_user_ids: list[int] = Field(
+        default_factory=list, description="Telegram user ids (send /start to the bot to see one)"
+    )
+    discord_role_ids: list[int] = Field(
+        default_factory=list, description="Discord role ids (right-click a role → Copy Role ID)"
+    )
+
+    @field_validator("telegram_user_ids", "discord_role_ids")
+    @classmethod
+    def _positive_ids(cls, value: list[int]) -> list[int]:
+        if any(i < 1 for i in value):
+            raise ValueError(
+                "an id is a positive number: a Telegram user id is what /start shows you; "
+                "a Discord role id is copied with right-click → Copy Role ID"
+            )
+        return value
+
+
 class BrandConfig(_Strict):
     """A brand (or client, for agencies) with its own rules, voice and alert route."""
 
@@ -95,6 +117,7 @@ class BrandConfig(_Strict):
     )
     rules: list[RuleConfig] = Field(min_length=1)
     route: RouteConfig = RouteConfig()
+    approvers: ApproversConfig = ApproversConfig()
 
     @property
     def label(self) -> str:

@@ -18,7 +18,6 @@ from discord.ext import commands
 
 from bot.domain.limits import reply_length, reply_limit
 from bot.domain.models import Actor
-from bot.errors import PermissionDenied
 from bot.frontends.discord.render import plain
 from bot.frontends.discord.views import (
     FRONTEND,
@@ -27,6 +26,7 @@ from bot.frontends.discord.views import (
     VERSION,
     Action,
     current_alert,
+    decider,
     guarded,
     held_edit_view,
     parley_bot,
@@ -114,14 +114,10 @@ class Review(commands.Cog):
         self.bot = parley_bot(bot)
         self.core = self.bot.core
 
-    def approver(self, interaction: discord.Interaction) -> Actor:
-        """The presser as an Actor, if they may decide (the core checks again)."""
-        actor = self.bot.actor(interaction.user)
-        if not self.core.review.policy.is_approver(actor):
-            raise PermissionDenied(
-                "only approvers can decide; ask a team lead for an approver role"
-            )
-        return actor
+    async def approver(self, interaction: discord.Interaction, mention_id: int) -> Actor:
+        """The presser as an Actor, if this channel sees the mention and they approve its
+        brand (the core checks again)."""
+        return await decider(interaction, mention_id)
 
     # ---- buttons and selects ------------------------------------------------------------
 
@@ -131,7 +127,7 @@ class Review(commands.Cog):
         """A review button: check, act, show the new state."""
 
         async def work() -> None:
-            actor = self.approver(interaction)
+            actor = await self.approver(interaction, mention_id)
             if action is Action.EDIT:
                 await interaction.response.send_modal(await self.edit_modal(mention_id))
                 return
@@ -167,7 +163,7 @@ class Review(commands.Cog):
         """A draft variant was chosen in the select."""
 
         async def work() -> None:
-            actor = self.approver(interaction)
+            actor = await self.approver(interaction, mention_id)
             await interaction.response.defer()
             await self.core.review.select(mention_id, variant, actor)
             await self.show(interaction, mention_id)
@@ -179,7 +175,7 @@ class Review(commands.Cog):
         if tweak == OWN_INSTRUCTION:
 
             async def ask() -> None:
-                self.approver(interaction)
+                await self.approver(interaction, mention_id)
                 await interaction.response.send_modal(InstructionModal(self, mention_id))
 
             await guarded(interaction, "redraft select", ask)
@@ -190,7 +186,7 @@ class Review(commands.Cog):
         """New drafts following a tweak key or an instruction (deferred: an LLM takes time)."""
 
         async def work() -> None:
-            actor = self.approver(interaction)
+            actor = await self.approver(interaction, mention_id)
             await interaction.response.defer()
             label = next((t.label.lower() for t in TWEAKS if t.key == how), "your instruction")
             await tell(interaction, f"📝 Redrafting #{mention_id}: {label}…")
@@ -214,7 +210,7 @@ class Review(commands.Cog):
         """Save the submitted text as the selected draft (ReviewService checks its length)."""
 
         async def work() -> None:
-            actor = self.approver(interaction)
+            actor = await self.approver(interaction, mention_id)
             await interaction.response.defer()
             try:
                 await self.core.review.edit(mention_id, text, actor)

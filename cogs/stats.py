@@ -15,21 +15,22 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.domain.states import ReplyState
-from bot.errors import UserFacingError
 from bot.frontends.discord.render import pending_text, plain, queue_text, sources_text
 from bot.frontends.discord.views import (
     FRONTEND,
     NO_PINGS,
     brand_choices,
     current_alert,
+    decider,
     guarded,
     parley_bot,
-    reader,
+    seen,
     tell,
 )
 from bot.services.charts import chart_png
 from bot.services.health import health_lines
 from bot.services.stats import PERIODS, compute_stats, parse_period, stats_lines
+from bot.services.tenancy import SOURCES
 
 log = logging.getLogger(__name__)
 
@@ -50,11 +51,6 @@ class Stats(commands.Cog):
         self.bot = parley_bot(bot)
         self.core = self.bot.core
 
-    def _brand(self, brand: str | None) -> str | None:
-        if brand and self.core.config.brand(brand) is None:
-            raise UserFacingError(f"unknown brand {brand!r}")
-        return brand or None
-
     @app_commands.command(
         name="stats", description="Mentions, replies and response times, with a chart"
     )
@@ -70,9 +66,9 @@ class Stats(commands.Cog):
         """The figures as text and the chart as a PNG attachment (deferred: it is drawn)."""
 
         async def work() -> None:
-            reader(interaction)
+            _, scope = seen(interaction)
             chosen = parse_period(period.value if period else None)
-            only = self._brand(brand)
+            only = self.core.tenancy.only_brand(scope, brand)
             await interaction.response.defer(thinking=True)
             stats = await compute_stats(self.core.store, chosen, only)
             text = plain("```\n" + "\n".join(stats_lines(stats)) + "\n```")
@@ -97,10 +93,11 @@ class Stats(commands.Cog):
         """Mentions alerted or drafted and not yet decided (ephemeral)."""
 
         async def work() -> None:
-            reader(interaction)
-            only = self._brand(brand)
-            mentions = await self.core.alerts.pending(brand=only, limit=30)
-            total = await self.core.alerts.pending_count(brand=only) if mentions else 0
+            _, scope = seen(interaction)
+            only = self.core.tenancy.brand(scope, brand)
+            alerts = self.core.alerts
+            mentions = await alerts.pending(brand=only, limit=30, brands=scope)
+            total = await alerts.pending_count(brand=only, brands=scope) if mentions else 0
             await tell(interaction, pending_text(mentions, total))
 
         await guarded(interaction, "/pending", work)
@@ -110,8 +107,8 @@ class Stats(commands.Cog):
         """The outbox (ephemeral)."""
 
         async def work() -> None:
-            reader(interaction)
-            replies = await self.core.store.replies(_QUEUE_STATES, limit=50)
+            _, scope = seen(interaction)
+            replies = await self.core.store.replies(_QUEUE_STATES, limit=50, brands=scope)
             await tell(interaction, queue_text(replies))
 
         await guarded(interaction, "/queue", work)
@@ -123,7 +120,8 @@ class Stats(commands.Cog):
         """One health line per configured source (ephemeral)."""
 
         async def work() -> None:
-            reader(interaction)
+            _, scope = seen(interaction)
+            self.core.tenancy.require_team(scope, SOURCES)
             names = [r.source.name for r in self.core.runners]
             await tell(interaction, sources_text(await health_lines(self.core.store, names)))
 
@@ -134,10 +132,11 @@ class Stats(commands.Cog):
     async def mention(
         self, interaction: discord.Interaction, id: app_commands.Range[int, 1, 999_999_999_999]
     ) -> None:
-        """Post the mention's alert here; this copy is the one kept up to date from now on."""
+        """Post the mention's alert here; this copy is the one kept up to date from now on
+        (an approver of its brand, in a channel that may see it)."""
 
         async def work() -> None:
-            reader(interaction)
+            await decider(interaction, id, "bring an alert here")
             _, embed, view = await current_alert(self.core, id)
             if view is None:
                 sent = await interaction.response.send_message(

@@ -13,7 +13,15 @@ from discord.ext import commands
 
 from bot.errors import PermissionDenied
 from bot.frontends.discord.render import fit, rule_line, watch_text
-from bot.frontends.discord.views import NO_PINGS, brand_choices, guarded, parley_bot, reader, tell
+from bot.frontends.discord.views import (
+    NO_PINGS,
+    brand_choices,
+    guarded,
+    parley_bot,
+    reader,
+    seen,
+    tell,
+)
 from bot.services.watch import MAX_NAME_CHARS, MAX_QUERY_CHARS
 
 
@@ -41,8 +49,10 @@ class Watch(commands.Cog):
         """The rules from parley.toml, then those added from chat (ephemeral)."""
 
         async def work() -> None:
-            reader(interaction)
-            await tell(interaction, watch_text(await self.core.watch.rules(brand or None)))
+            _, scope = seen(interaction)
+            tenancy = self.core.tenancy
+            rules = await self.core.watch.rules(tenancy.brand(scope, brand))
+            await tell(interaction, watch_text([r for r in rules if tenancy.sees(scope, r.brand)]))
 
         await guarded(interaction, "/watch list", work)
 
@@ -65,7 +75,8 @@ class Watch(commands.Cog):
         """Add a rule (approvers only; WatchService checks the query and the name)."""
 
         async def work() -> None:
-            actor = reader(interaction)
+            actor, scope = seen(interaction)
+            self.core.tenancy.brand(scope, brand)
             rule = await self.core.watch.add(brand, name, query, actor, urgent=urgent)
             who = fit(actor.display_name or actor.user_id, 100)
             await _announce(interaction, f"Rule added by {who}: {rule_line(rule)}")
@@ -79,7 +90,8 @@ class Watch(commands.Cog):
         """Remove a chat rule (rules from parley.toml are changed in that file)."""
 
         async def work() -> None:
-            actor = reader(interaction)
+            actor, scope = seen(interaction)
+            self.core.tenancy.brand(scope, brand)
             rule = await self.core.watch.remove(brand, name, actor)
             who = fit(actor.display_name or actor.user_id, 100)
             await _announce(

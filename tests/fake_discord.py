@@ -106,11 +106,11 @@ def _role(role_id: int, name: str, position: int) -> dict[str, Any]:
     }
 
 
-def _channel(channel_id: int, name: str) -> dict[str, Any]:
+def _channel(channel_id: int, name: str, guild_id: int = GUILD_ID) -> dict[str, Any]:
     return {
         "id": str(channel_id),
         "type": 0,
-        "guild_id": str(GUILD_ID),
+        "guild_id": str(guild_id),
         "name": name,
         "position": 0,
         "permission_overwrites": [],
@@ -122,8 +122,12 @@ def _channel(channel_id: int, name: str) -> dict[str, Any]:
     }
 
 
-def guild_payload(members: list[dict[str, Any]]) -> dict[str, Any]:
-    """The GUILD_CREATE payload: one guild with one text channel, three roles, its members."""
+def guild_payload(
+    members: list[dict[str, Any]], channels: dict[int, str] | None = None
+) -> dict[str, Any]:
+    """The GUILD_CREATE payload: one guild with its text channels (by default the one alert
+    channel), three roles, its members."""
+    channels = channels or {CHANNEL_ID: "mentions"}
     return {
         "id": str(GUILD_ID),
         "name": "Community team",
@@ -141,7 +145,7 @@ def guild_payload(members: list[dict[str, Any]]) -> dict[str, Any]:
         ],
         "emojis": [],
         "stickers": [],
-        "channels": [_channel(CHANNEL_ID, "mentions")],
+        "channels": [_channel(i, name) for i, name in channels.items()],
         "threads": [],
         "members": members,
         "voice_states": [],
@@ -184,6 +188,8 @@ class _Interaction:
     type: int
     message_id: str | None
     """The message a component was attached to (the ``@original`` once updated)."""
+    channel_id: str = str(CHANNEL_ID)
+    """Where it was used: answers and follow-ups are posted there."""
     responded: int | None = None
     original_id: str | None = None
 
@@ -219,6 +225,8 @@ class FakeDiscord:
             member(ANN, [APPROVER_ROLE_ID, MEMBER_ROLE_ID]),
             member(BOB, [MEMBER_ROLE_ID]),
         ]
+        self.channels: dict[int, str] = {CHANNEL_ID: "mentions"}
+        """The guild's text channels (id → name); add one before the client connects."""
         self.bot_roles = [MEMBER_ROLE_ID]
         """The bot's roles in the guild (REST ``GET /guilds/{id}/members/{bot}``)."""
         self.overwrites: list[dict[str, Any]] = []
@@ -304,17 +312,29 @@ class FakeDiscord:
         custom_id: str,
         *,
         values: list[str] | None = None,
+        channel_id: int = CHANNEL_ID,
+        guild_id: int | None = GUILD_ID,
     ) -> _Interaction:
-        """A member clicks a button (or picks ``values`` in a select) on a message."""
+        """A member clicks a button (or picks ``values`` in a select) on a message, in a
+        channel of a guild (``guild_id`` None: in a DM)."""
         data: dict[str, Any] = {"custom_id": custom_id, "component_type": 2}
         if values is not None:
             data = {"custom_id": custom_id, "component_type": 3, "values": values}
-        return await self._interact(who, 3, data, message_id=message_id)
+        return await self._interact(
+            who, 3, data, message_id=message_id, channel_id=channel_id, guild_id=guild_id
+        )
 
     async def slash(
-        self, who: dict[str, Any], name: str, options: list[dict[str, Any]] | None = None
+        self,
+        who: dict[str, Any],
+        name: str,
+        options: list[dict[str, Any]] | None = None,
+        *,
+        channel_id: int = CHANNEL_ID,
+        guild_id: int | None = GUILD_ID,
     ) -> _Interaction:
-        """A member runs ``/name`` with these options (as Discord sends them)."""
+        """A member runs ``/name`` with these options (as Discord sends them), in a channel of
+        a guild (``guild_id`` None: in a DM)."""
         synced = self.commands.get(str(GUILD_ID)) or self.commands.get("global") or []
         command = next((c for c in synced if c["name"] == name), None)
         if command is None:
@@ -326,7 +346,7 @@ class FakeDiscord:
             "options": options or [],
             "guild_id": str(GUILD_ID),
         }
-        return await self._interact(who, 2, data)
+        return await self._interact(who, 2, data, channel_id=channel_id, guild_id=guild_id)
 
     async def submit(
         self, who: dict[str, Any], modal_from: _Interaction, values: dict[str, str]
@@ -408,15 +428,29 @@ class FakeDiscord:
             "private_channels": [],
             "relationships": [],
         }
-        for event, data in (("READY", ready), ("GUILD_CREATE", guild_payload(self.members))):
+        guild = guild_payload(self.members, self.channels)
+        for event, data in (("READY", ready), ("GUILD_CREATE", guild)):
             await ws.send_str(json.dumps({"op": 0, "t": event, "s": next(self._seq), "d": data}))
         self.identified.set()
 
     async def _interact(
-        self, who: dict[str, Any], kind: int, data: dict[str, Any], *, message_id: str | None = None
+        self,
+        who: dict[str, Any],
+        kind: int,
+        data: dict[str, Any],
+        *,
+        message_id: str | None = None,
+        channel_id: int = CHANNEL_ID,
+        guild_id: int | None = GUILD_ID,
     ) -> _Interaction:
-        interaction = _Interaction(snowflake(), f"tok-{snowflake()}", kind, message_id)
+        interaction = _Interaction(
+            snowflake(), f"tok-{snowflake()}", kind, message_id, str(channel_id)
+        )
         self._interactions[interaction.token] = interaction
+        if guild_id != GUILD_ID:
+            elsewhere = self._elsewhere(who, interaction, data, channel_id, guild_id)
+            await self.dispatch("INTERACTION_CREATE", elsewhere)
+            return interaction
         roles = next(m["roles"] for m in self.members if m["user"]["id"] == who["id"])
         payload: dict[str, Any] = {
             "id": interaction.id,
@@ -425,8 +459,8 @@ class FakeDiscord:
             "data": data,
             "guild_id": str(GUILD_ID),
             "guild": {"id": str(GUILD_ID), "locale": "en-US", "features": []},
-            "channel_id": str(CHANNEL_ID),
-            "channel": _channel(CHANNEL_ID, "mentions"),
+            "channel_id": str(channel_id),
+            "channel": _channel(channel_id, self.channels.get(channel_id, "mentions")),
             "member": member(who, [int(r) for r in roles]),
             "token": interaction.token,
             "version": 1,
@@ -442,6 +476,47 @@ class FakeDiscord:
             payload["message"] = self.messages[message_id]
         await self.dispatch("INTERACTION_CREATE", payload)
         return interaction
+
+    def _elsewhere(
+        self,
+        who: dict[str, Any],
+        interaction: _Interaction,
+        data: dict[str, Any],
+        channel_id: int,
+        guild_id: int | None,
+    ) -> dict[str, Any]:
+        """An interaction from a DM (``guild_id`` None) or from another server (Discord sends
+        ``user`` alone in a DM). Elsewhere the member holds a role with the approver role's id:
+        the worst case, which must be refused all the same."""
+        payload: dict[str, Any] = {
+            "id": interaction.id,
+            "application_id": str(APP_ID),
+            "type": interaction.type,
+            "data": data,
+            "channel_id": str(channel_id),
+            "token": interaction.token,
+            "version": 1,
+            "app_permissions": "2248473465835073",
+            "locale": "en-US",
+            "entitlements": [],
+            "attachment_size_limit": 10485760,
+        }
+        if guild_id is None:
+            payload["channel"] = {"id": str(channel_id), "type": 1, "recipients": [who]}
+            payload["user"] = who
+            payload["context"] = 1
+            payload["authorizing_integration_owners"] = {"1": who["id"]}
+        else:
+            payload["guild_id"] = str(guild_id)
+            payload["guild"] = {"id": str(guild_id), "locale": "en-US", "features": []}
+            payload["guild_locale"] = "en-US"
+            payload["channel"] = _channel(channel_id, "elsewhere", guild_id)
+            payload["member"] = member(who, [APPROVER_ROLE_ID])  # a role id they chose there
+            payload["context"] = 0
+            payload["authorizing_integration_owners"] = {"0": str(guild_id)}
+        if interaction.message_id is not None and interaction.message_id in self.messages:
+            payload["message"] = self.messages[interaction.message_id]
+        return payload
 
     # ---- REST ---------------------------------------------------------------------------
 
@@ -591,7 +666,7 @@ class FakeDiscord:
         return message
 
     def _send(self, body: Any, channel_id: str) -> web.Response:
-        if int(channel_id) != CHANNEL_ID and channel_id not in self.threads:
+        if int(channel_id) not in self.channels and channel_id not in self.threads:
             return _error(404, 10003, "Unknown Channel")
         try:
             return _json(self._new_message(channel_id, body))
@@ -665,7 +740,7 @@ class FakeDiscord:
             "response_message_ephemeral": bool((data.get("flags") or 0) & _EPHEMERAL),
         }
         if kind in (4, 5):  # a new message answers the interaction
-            message = self._new_message(str(CHANNEL_ID), data)
+            message = self._new_message(interaction.channel_id, data)
             interaction.original_id = message["id"]
             resource["message"] = message
         elif kind in (6, 7) and interaction.message_id is not None:
@@ -689,8 +764,8 @@ class FakeDiscord:
 
     def _followup(self, body: Any, token: str) -> web.Response:
         try:
-            self._interaction(token)
-            return _json(self._new_message(str(CHANNEL_ID), body))
+            interaction = self._interaction(token)
+            return _json(self._new_message(interaction.channel_id, body))
         except _Refused as exc:
             return exc.response
 

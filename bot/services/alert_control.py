@@ -10,6 +10,7 @@ state change, so nothing is alerted twice.
 from __future__ import annotations
 
 import logging
+from collections.abc import Collection
 
 from bot.domain.models import Actor, Mention
 from bot.domain.states import MentionState
@@ -84,11 +85,22 @@ class AlertControl:
         """How many stored mentions wait for ``resume``."""
         return await self.controls.count(_HELD)
 
-    async def pending(self, *, brand: str | None = None, limit: int = 50) -> list[Mention]:
-        """Alerted or drafted mentions awaiting a decision: urgent first, then oldest first."""
-        ids = await self.controls.mention_ids(PENDING_STATES, brand=brand, limit=limit)
+    async def pending(
+        self,
+        *,
+        brand: str | None = None,
+        limit: int = 50,
+        brands: Collection[str] | None = None,
+    ) -> list[Mention]:
+        """Alerted or drafted mentions awaiting a decision (of ``brand``, and among ``brands``
+        when given: a chat's tenancy scope): urgent first, then oldest first."""
+        ids = await self.controls.mention_ids(
+            PENDING_STATES, brand=brand, limit=limit, brands=brands
+        )
         return [await self.store.get_mention(i) for i in ids]
 
-    async def pending_count(self, *, brand: str | None = None) -> int:
+    async def pending_count(
+        self, *, brand: str | None = None, brands: Collection[str] | None = None
+    ) -> int:
         """How many mentions :meth:`pending` would list without a limit."""
-        return await self.controls.count(PENDING_STATES, brand=brand)
+        return await self.controls.count(PENDING_STATES, brand=brand, brands=brands)

@@ -80,9 +80,15 @@ class ReviewService:
         self.on_queued: Callable[[], None] = lambda: None
         """Called after a reply is queued; the outbox sets it to wake its worker."""
 
-    def _require_approver(self, actor: Actor, action: str) -> None:
-        if not self.policy.is_approver(actor):
-            raise PermissionDenied(f"only approvers can {action}; ask a team lead to add you")
+    async def _require_approver(self, actor: Actor, mention_id: int, action: str) -> None:
+        """A global approver, or an approver of this mention's brand (parley.toml)."""
+        if self.policy.is_approver(actor):
+            return
+        if self.policy.approved_brands(actor):
+            mention = await self.store.get_mention(mention_id)
+            if self.policy.is_approver(actor, mention.brand):
+                return
+        raise PermissionDenied(f"only approvers can {action}; ask a team lead to add you")
 
     async def _changed(self, mention_id: int, actor: Actor, action: str) -> Mention:
         mention = await self.store.get_mention(mention_id)
@@ -139,7 +145,7 @@ class ReviewService:
 
     async def select(self, mention_id: int, variant: int, actor: Actor) -> Draft:
         """Choose which draft variant approval will post."""
-        self._require_approver(actor, "choose a variant")
+        await self._require_approver(actor, mention_id, "choose a variant")
         mention = await self.store.get_mention(mention_id)
         if mention.state is not MentionState.DRAFTED:
             raise InvalidTransition(f"mention #{mention_id} is {mention.state}; nothing to choose")
@@ -162,7 +168,7 @@ class ReviewService:
         the selected draft. A text the guards find something in raises
         :class:`NeedsConfirmation` and is held, unless ``confirm`` ("post anyway"): then it is
         saved flagged with the reasons and the audit records it."""
-        self._require_approver(actor, "edit replies")
+        await self._require_approver(actor, mention_id, "edit replies")
         text = clean(text).strip()
         if not text:
             raise UserFacingError("the new text is empty; type the reply after the id")
@@ -211,7 +217,7 @@ class ReviewService:
     async def confirm_edit(self, mention_id: int, actor: Actor) -> Draft:
         """ "Post anyway": save the text ``actor`` last had held for this mention, flagged and
         audited. Refused when nothing is held, or when the mention changed since."""
-        self._require_approver(actor, "confirm an edit")
+        await self._require_approver(actor, mention_id, "confirm an edit")
         trail = await self.store.audit_trail("mention", mention_id)
         mine = [i for i, e in enumerate(trail) if e.action == HELD_EDIT and e.actor == actor.label]
         if not mine or trail[mine[-1]].after_text is None:
@@ -224,7 +230,7 @@ class ReviewService:
 
     async def approve(self, mention_id: int, actor: Actor, *, variant: int | None = None) -> Reply:
         """Queue the selected draft (or ``variant``) for posting. Twice is refused, not doubled."""
-        self._require_approver(actor, "approve replies")
+        await self._require_approver(actor, mention_id, "approve replies")
         mention = await self.store.get_mention(mention_id)
         if mention.state is not MentionState.DRAFTED:
             hint = " (draft it first)" if mention.state in _DRAFTABLE else ""
@@ -268,7 +274,7 @@ class ReviewService:
     async def _close(
         self, mention_id: int, actor: Actor, target: MentionState, action: str, reason: str | None
     ) -> Mention:
-        self._require_approver(actor, f"{action} mentions")
+        await self._require_approver(actor, mention_id, f"{action} mentions")
         await self.store.transition_mention(
             mention_id, target, actor, action, expect=_CLOSABLE, detail=reason or None
         )
@@ -276,7 +282,7 @@ class ReviewService:
 
     async def retry(self, mention_id: int, actor: Actor) -> Reply:
         """Send a dead reply again (after the cause was fixed)."""
-        self._require_approver(actor, "retry replies")
+        await self._require_approver(actor, mention_id, "retry replies")
         reply = await self.store.reply_for_mention(mention_id)
         if reply is None:
             raise NotFound(f"mention #{mention_id} has no reply to retry")
@@ -289,7 +295,7 @@ class ReviewService:
 
     async def confirm_posted(self, mention_id: int, actor: Actor, url: str | None = None) -> Reply:
         """A CM posted a manual reply by hand and confirms it."""
-        self._require_approver(actor, "confirm replies")
+        await self._require_approver(actor, mention_id, "confirm replies")
         reply = await self.store.reply_for_mention(mention_id)
         if reply is None:
             raise NotFound(f"mention #{mention_id} has no reply waiting")

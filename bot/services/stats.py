@@ -63,7 +63,7 @@ async def compute_stats(store: Store, period: str = "24h", brand: str | None = N
     since = utcnow() - PERIODS[parse_period(period)]
     by_state = await store.count_by("state", since, brand)
     times = sorted(await store.response_seconds(since, brand))
-    replies = await store.replies(_QUEUE_STATES, limit=10_000)
+    replies = await store.replies(_QUEUE_STATES, limit=10_000, brands=[brand] if brand else None)
     queue: dict[str, int] = {}
     for reply in replies:
         queue[reply.state.value] = queue.get(reply.state.value, 0) + 1

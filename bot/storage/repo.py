@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -604,14 +604,21 @@ class Store:
         )
         return _reply(row) if row else None
 
-    async def replies(self, states: Iterable[ReplyState], limit: int = 50) -> list[Reply]:
-        """Replies in the given states, oldest first."""
-        values = [s.value for s in states]
-        rows = await self.db.fetchall(
-            f"SELECT * FROM replies WHERE state IN ({','.join('?' * len(values))}) "
-            "ORDER BY id LIMIT ?",
-            (*values, limit),
-        )
+    async def replies(
+        self,
+        states: Iterable[ReplyState],
+        limit: int = 50,
+        *,
+        brands: Collection[str] | None = None,
+    ) -> list[Reply]:
+        """Replies in the given states (to mentions of ``brands``, if given), oldest first."""
+        values: list[object] = [s.value for s in states]
+        sql = f"SELECT * FROM replies WHERE state IN ({','.join('?' * len(values))})"
+        if brands is not None:
+            marks = ",".join("?" * len(brands))
+            sql += f" AND mention_id IN (SELECT id FROM mentions WHERE brand IN ({marks}))"
+            values.extend(sorted(brands))
+        rows = await self.db.fetchall(sql + " ORDER BY id LIMIT ?", (*values, limit))
         return [_reply(r) for r in rows]
 
     async def due_replies(self, now: datetime, limit: int = 20) -> list[Reply]:

@@ -7,6 +7,7 @@ Every change is audited in the same transaction as the change itself, like the m
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -77,6 +78,22 @@ def _rule(row: sqlite3.Row) -> StoredRule:
         added_by=row["added_by"],
         created_at=datetime.fromisoformat(row["created_at"]),
     )
+
+
+def _in_states(
+    states: tuple[MentionState, ...], brand: str | None, brands: Collection[str] | None
+) -> tuple[str, list[object]]:
+    """The WHERE clause (and its parameters) of mentions in ``states``, of ``brand`` and
+    among ``brands`` when given (an empty collection matches nothing)."""
+    sql = f"WHERE state IN ({','.join('?' * len(states))})"
+    params: list[object] = [s.value for s in states]
+    if brand:
+        sql += " AND brand = ?"
+        params.append(brand)
+    if brands is not None:
+        sql += f" AND brand IN ({','.join('?' * len(brands))})" if brands else " AND 0"
+        params.extend(sorted(brands))
+    return sql, params
 
 
 class WatchStore:
@@ -172,27 +189,25 @@ class WatchStore:
         *,
         brand: str | None = None,
         limit: int | None = None,
+        brands: Collection[str] | None = None,
     ) -> list[int]:
-        """Ids of mentions in ``states``, urgent first, then oldest first."""
-        marks = ",".join("?" * len(states))
-        sql = f"SELECT id FROM mentions WHERE state IN ({marks})"
-        params: list[object] = [s.value for s in states]
-        if brand:
-            sql += " AND brand = ?"
-            params.append(brand)
-        sql += " ORDER BY urgent DESC, id"
+        """Ids of mentions in ``states`` (of one brand, and of ``brands``, if given), urgent
+        first, then oldest first."""
+        sql, params = _in_states(states, brand, brands)
+        sql = "SELECT id FROM mentions " + sql + " ORDER BY urgent DESC, id"
         if limit is not None:
             sql += " LIMIT ?"
             params.append(limit)
         return [int(r[0]) for r in await self.db.fetchall(sql, params)]
 
-    async def count(self, states: tuple[MentionState, ...], *, brand: str | None = None) -> int:
-        """How many mentions are in ``states`` (of one brand, if given)."""
-        marks = ",".join("?" * len(states))
-        sql = f"SELECT COUNT(*) FROM mentions WHERE state IN ({marks})"
-        params: list[object] = [s.value for s in states]
-        if brand:
-            sql += " AND brand = ?"
-            params.append(brand)
-        row = await self.db.fetchone(sql, params)
+    async def count(
+        self,
+        states: tuple[MentionState, ...],
+        *,
+        brand: str | None = None,
+        brands: Collection[str] | None = None,
+    ) -> int:
+        """How many mentions are in ``states`` (of one brand, and of ``brands``, if given)."""
+        sql, params = _in_states(states, brand, brands)
+        row = await self.db.fetchone("SELECT COUNT(*) FROM mentions " + sql, params)
         return int(row[0]) if row else 0

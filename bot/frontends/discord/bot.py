@@ -8,6 +8,10 @@ working) and syncs the slash commands. ``DiscordFrontend`` runs it beside the co
 
 Only the ``guilds`` intent is used: interactions arrive without any intent, and members' role
 ids come with each interaction, so no privileged intent is needed.
+
+Parley works for one team: every interaction (slash command, autocomplete, button, select, modal)
+from a server other than ``DISCORD_GUILD_ID``, or from a DM, is refused by :func:`team_only`,
+which the command tree, the persistent components and the modals all call first.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ from bot.app import Core
 from bot.domain.models import Actor
 from bot.events import Event, MentionChanged, Notice
 from bot.services.alert_delivery import AlertDelivery
+from bot.services.tenancy import Place
 from bot.services.throttle import DISCORD_LIMITS, ThrottleLimits
 from bot.settings import Settings
 from cogs import EXTENSIONS
@@ -80,6 +85,54 @@ def point_at(api_base_url: str, gateway_url: str) -> None:
     DiscordWebSocket.DEFAULT_GATEWAY = yarl.URL(gateway_url)
 
 
+def refusal(interaction: discord.Interaction) -> str | None:
+    """Why Parley does not answer this interaction (None: it comes from the team's server)."""
+    if interaction.guild_id is None:
+        return "Parley answers only in its team's Discord server; use its commands there."
+    client = interaction.client
+    team = client.config.guild_id if isinstance(client, ParleyBot) else None
+    if team is None or interaction.guild_id != team:
+        return "This bot works for one team's server only; it does not answer here."
+    return None
+
+
+async def team_only(interaction: discord.Interaction) -> bool:
+    """Whether to handle an interaction; one from elsewhere is answered with a refusal (only
+    to its author) and dropped."""
+    why = refusal(interaction)
+    if why is None:
+        return True
+    log.info("refused a Discord interaction from guild %s", interaction.guild_id or "DM")
+    try:
+        if interaction.type is discord.InteractionType.autocomplete:
+            await interaction.response.autocomplete([])
+        elif not interaction.response.is_done():
+            await interaction.response.send_message(
+                why, ephemeral=True, allowed_mentions=discord.AllowedMentions.none()
+            )
+    except discord.HTTPException as exc:
+        log.warning("could not answer a refused Discord interaction: %s", exc)
+    return False
+
+
+def place(interaction: discord.Interaction) -> Place:
+    """Where an interaction came from, for the tenancy rules: its channel, and a thread's
+    parent channel (a thread belongs to the channel it was opened in)."""
+    channel = interaction.channel
+    ids: list[int | str] = [interaction.channel_id] if interaction.channel_id else []
+    if isinstance(channel, discord.Thread):
+        ids.append(channel.parent_id)
+    return Place(FRONTEND, tuple(ids), team_space=refusal(interaction) is None)
+
+
+class TeamTree(app_commands.CommandTree[discord.Client]):
+    """The command tree: slash commands and their autocomplete from the team's server only."""
+
+    async def interaction_check(self, interaction: discord.Interaction, /) -> bool:
+        """Refuse what comes from another server or a DM (see :func:`team_only`)."""
+        return await team_only(interaction)
+
+
 class ParleyBot(commands.Bot):
     """The discord.py bot: the core's services for the cogs, the cogs and the slash commands."""
 
@@ -94,6 +147,7 @@ class ParleyBot(commands.Bot):
             allowed_mentions=discord.AllowedMentions.none(),
             guild_ready_timeout=guild_ready_timeout,
             max_ratelimit_timeout=_MAX_RATELIMIT_WAIT,
+            tree_cls=TeamTree,
         )
         self.core = core
         self.config = config

@@ -27,10 +27,11 @@ from bot.app import Core
 from bot.domain.models import Actor, Draft, Mention, Reply
 from bot.domain.states import MentionState, ReplyState
 from bot.errors import PermissionDenied, UserFacingError
-from bot.frontends.discord.bot import ParleyBot
+from bot.frontends.discord.bot import ParleyBot, place, refusal, team_only
 from bot.frontends.discord.render import decision_line, error_text, plain, render_alert
 from bot.llm.tweaks import TWEAKS
 from bot.presentation import alert_view
+from bot.services.tenancy import Scope
 
 log = logging.getLogger(__name__)
 
@@ -95,6 +96,15 @@ def _checked(custom_id: str, template: str) -> str:
 # ---- handing clicks to the Review cog -------------------------------------------------------
 
 
+class TeamOnly:
+    """Mixed into every component and modal: interactions from another server or a DM are
+    refused before their callback runs (discord.py calls ``interaction_check`` first)."""
+
+    async def interaction_check(self, interaction: discord.Interaction, /) -> bool:
+        """Only the team's server (see bot/frontends/discord/bot.py)."""
+        return await team_only(interaction)
+
+
 @runtime_checkable
 class ReviewHandler(Protocol):
     """What the components expect of the Review cog (cogs/review.py)."""
@@ -129,7 +139,9 @@ async def _dispatch(
     await work(handler)
 
 
-class ReviewButton(discord.ui.DynamicItem[discord.ui.Button[Any]], template=BUTTON_TEMPLATE):
+class ReviewButton(
+    TeamOnly, discord.ui.DynamicItem[discord.ui.Button[Any]], template=BUTTON_TEMPLATE
+):
     """Draft, Approve, Edit, Reject, Ignore, Retry or Posted it, for one mention."""
 
     def __init__(
@@ -170,7 +182,9 @@ class ReviewButton(discord.ui.DynamicItem[discord.ui.Button[Any]], template=BUTT
         )
 
 
-class VariantSelect(discord.ui.DynamicItem[discord.ui.Select[Any]], template=VARIANT_TEMPLATE):
+class VariantSelect(
+    TeamOnly, discord.ui.DynamicItem[discord.ui.Select[Any]], template=VARIANT_TEMPLATE
+):
     """Choose which draft variant Approve will post."""
 
     def __init__(self, mention_id: int, options: list[discord.SelectOption]) -> None:
@@ -206,7 +220,9 @@ class VariantSelect(discord.ui.DynamicItem[discord.ui.Select[Any]], template=VAR
         )
 
 
-class TweakSelect(discord.ui.DynamicItem[discord.ui.Select[Any]], template=TWEAK_TEMPLATE):
+class TweakSelect(
+    TeamOnly, discord.ui.DynamicItem[discord.ui.Select[Any]], template=TWEAK_TEMPLATE
+):
     """Redraft every variant: shorter, warmer, more formal, in the brand's language, or as told."""
 
     def __init__(self, mention_id: int) -> None:
@@ -241,7 +257,9 @@ class TweakSelect(discord.ui.DynamicItem[discord.ui.Select[Any]], template=TWEAK
         await _dispatch(interaction, lambda h: h.on_tweak(interaction, self.mention_id, value))
 
 
-class StaleComponent(discord.ui.DynamicItem[discord.ui.Item[Any]], template=STALE_TEMPLATE):
+class StaleComponent(
+    TeamOnly, discord.ui.DynamicItem[discord.ui.Item[Any]], template=STALE_TEMPLATE
+):
     """Any Parley component id this version does not produce: answered, never acted on."""
 
     def __init__(self, item: discord.ui.Item[Any]) -> None:
@@ -410,14 +428,29 @@ async def guarded(
 
 
 def reader(interaction: discord.Interaction) -> Actor:
-    """The actor, if they may read team data: in the team's server, or an approver anywhere."""
+    """The actor, if they may read here (the team's server only)."""
+    return seen(interaction)[0]
+
+
+def seen(interaction: discord.Interaction) -> tuple[Actor, Scope]:
+    """The actor and the brands this channel shows (bot/services/tenancy.py): a brand's
+    channel sees its brands, any other channel of the team's server every brand."""
     bot = parley_bot(interaction.client)
     actor = bot.actor(interaction.user)
-    if bot.core.review.policy.is_approver(actor):
-        return actor
-    guild = bot.config.guild_id
-    if interaction.guild_id is None or (guild is not None and interaction.guild_id != guild):
+    if refusal(interaction):
         raise PermissionDenied("Parley answers in its team's server only")
+    return actor, bot.core.tenancy.scope(place(interaction), actor)
+
+
+async def decider(
+    interaction: discord.Interaction, mention_id: int, action: str = "decide"
+) -> Actor:
+    """The actor, if this channel sees the mention and they approve its brand."""
+    bot = parley_bot(interaction.client)
+    actor = bot.actor(interaction.user)
+    if refusal(interaction):
+        raise PermissionDenied("Parley answers in its team's server only")
+    await bot.core.tenancy.decider(place(interaction), actor, mention_id, action)
     return actor
 
 
@@ -425,7 +458,11 @@ async def brand_choices(
     interaction: discord.Interaction, current: str
 ) -> list[app_commands.Choice[str]]:
     """Autocomplete for a ``brand`` option: the brands in parley.toml matching what is typed."""
-    brands = parley_bot(interaction.client).core.config.brands
+    try:
+        _, scope = seen(interaction)
+    except PermissionDenied:
+        return []
+    brands = parley_bot(interaction.client).core.tenancy.brands(scope)
     typed = current.casefold()
     return [
         app_commands.Choice(name=plain(b.label, 100), value=b.name)

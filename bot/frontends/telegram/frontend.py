@@ -378,7 +378,9 @@ class TelegramFrontend:
         return Actor(platform=FRONTEND, user_id=str(user.id), display_name=name, roles=roles)
 
     async def admin_ids(self) -> frozenset[int]:
-        """Administrators of the alert chat (cached; getChatAdministrators)."""
+        """Administrators of the alert chat (cached; getChatAdministrators). Fails closed: while
+        the list cannot be fetched, nobody is an administrator (a demoted one must not keep
+        approving on an expired list); the next check asks Telegram again."""
         chat = self.config.alert_chat
         if chat is None:
             return frozenset()
@@ -386,24 +388,19 @@ class TelegramFrontend:
             expires, ids = self._admins
             if time.monotonic() < expires:
                 return ids
+            self._admins = (0.0, frozenset())
             try:
                 members = await self._call(lambda: self.bot.get_chat_administrators(chat))
             except TelegramError as exc:
-                log.warning("could not list the alert chat's administrators: %s", exc)
-                return ids
+                log.warning(
+                    "could not list the alert chat's administrators, so nobody counts as one "
+                    "until Telegram answers: %s",
+                    exc,
+                )
+                return frozenset()
             ids = frozenset(m.user.id for m in members if not m.user.is_bot)
             self._admins = (time.monotonic() + _ADMIN_CACHE_SECONDS, ids)
             return ids
-
-    def team_chats(self) -> set[int | str]:
-        """Chats where alerts go: everyone there may read (commands, /mention)."""
-        chats: set[int | str] = set()
-        if self.config.alert_chat is not None:
-            chats.add(self.config.alert_chat)
-        for brand in self.core.config.brands:
-            if brand.route.telegram_chat_id is not None:
-                chats.add(brand.route.telegram_chat_id)
-        return chats
 
     def route(self, brand_name: str) -> Dest | None:
         """Where a brand's alerts go (its route, else the default alert chat)."""

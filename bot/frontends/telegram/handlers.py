@@ -12,7 +12,7 @@ from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from telegram import ForceReply, LinkPreviewOptions, Message, Update, User
+from telegram import Chat, ForceReply, LinkPreviewOptions, Message, Update, User
 from telegram.constants import ParseMode
 from telegram.error import TelegramError
 from telegram.ext import (
@@ -40,6 +40,7 @@ from bot.services.charts import chart_png
 from bot.services.health import health_lines
 from bot.services.review import NeedsConfirmation
 from bot.services.stats import compute_stats, parse_period, stats_lines
+from bot.services.tenancy import SOURCES, Place, Scope
 
 if TYPE_CHECKING:
     from bot.frontends.telegram.frontend import TelegramFrontend
@@ -132,19 +133,15 @@ class Handlers:
         return handle
 
     async def _reader(self, update: Update) -> Actor:
-        """The actor, if they may read team data: in a team chat, or an approver anywhere."""
+        """The actor, if they may read here (see bot/services/tenancy.py)."""
+        return (await self._seen(update))[0]
+
+    async def _seen(self, update: Update) -> tuple[Actor, Scope]:
+        """The actor and the brands this chat shows them: a brand's chat sees its brands, the
+        default chat every brand, any other chat only what the actor approves."""
         assert update.effective_user is not None and update.effective_chat is not None
         actor = await self.frontend.actor(update.effective_user)
-        chat = update.effective_chat
-        in_team_chat = chat.id in self.frontend.team_chats() or (
-            chat.username is not None and f"@{chat.username}" in self.frontend.team_chats()
-        )
-        if not in_team_chat and not self.core.review.policy.is_approver(actor):
-            raise PermissionDenied(
-                "this bot works for a team; ask them to add your user id "
-                f"({update.effective_user.id}) to TELEGRAM_APPROVER_IDS"
-            )
-        return actor
+        return actor, self.core.tenancy.scope(place_of(update.effective_chat), actor)
 
     async def _start(self, update: Update, args: list[str], rest: str) -> str:
         assert update.effective_user is not None and update.effective_chat is not None
@@ -161,12 +158,12 @@ class Handlers:
         return HELP
 
     async def _pending(self, update: Update, args: list[str], rest: str) -> str:
-        await self._reader(update)
-        brand = args[0] if args else None
-        mentions = await self.core.alerts.pending(brand=brand, limit=30)
+        _, scope = await self._seen(update)
+        brand = self.core.tenancy.brand(scope, args[0] if args else None)
+        mentions = await self.core.alerts.pending(brand=brand, limit=30, brands=scope)
         if not mentions:
             return "Nothing is waiting for a decision. 🎉"
-        total = await self.core.alerts.pending_count(brand=brand)
+        total = await self.core.alerts.pending_count(brand=brand, brands=scope)
         lines = [f"<b>{total} waiting for a decision</b> (open one with /mention ID):"]
         for m in mentions:
             who = m.author.handle or m.author.display_name or "?"
@@ -177,13 +174,14 @@ class Handlers:
         return fit_lines(lines)
 
     async def _sources(self, update: Update, args: list[str], rest: str) -> str:
-        await self._reader(update)
+        _, scope = await self._seen(update)
+        self.core.tenancy.require_team(scope, SOURCES)
         names = [r.source.name for r in self.core.runners]
         lines = await health_lines(self.core.store, names)
         return fit_lines([safe(line, 600) for line in lines] or ["No sources configured."])
 
     async def _queue(self, update: Update, args: list[str], rest: str) -> str:
-        await self._reader(update)
+        _, scope = await self._seen(update)
         states = [
             ReplyState.QUEUED,
             ReplyState.SENDING,
@@ -191,7 +189,7 @@ class Handlers:
             ReplyState.AWAITING_MANUAL,
             ReplyState.DEAD,
         ]
-        replies = await self.core.store.replies(states, limit=50)
+        replies = await self.core.store.replies(states, limit=50, brands=scope)
         if not replies:
             return "The outbox is empty."
         return fit_lines(
@@ -203,11 +201,15 @@ class Handlers:
         )
 
     async def _mention(self, update: Update, args: list[str], rest: str) -> str:
-        await self._reader(update)
+        actor = await self._reader(update)
         if not args or not args[0].lstrip("#").isdigit():
             raise UserFacingError("give the mention's number, e.g. /mention 12")
         store = self.core.store
-        mention = await store.get_mention(int(args[0].lstrip("#")))
+        assert update.effective_chat is not None
+        # Moving the live alert here: an approver of its brand, in a chat that may see it.
+        mention = await self.core.tenancy.decider(
+            place_of(update.effective_chat), actor, int(args[0].lstrip("#")), "bring an alert here"
+        )
         drafts = await store.current_drafts(mention.id)
         reply = await store.reply_for_mention(mention.id)
         html, keyboard = await self.frontend.render(mention, drafts, reply)
@@ -226,11 +228,9 @@ class Handlers:
         return ""
 
     async def _stats(self, update: Update, args: list[str], rest: str) -> str:
-        await self._reader(update)
+        _, scope = await self._seen(update)
         period = parse_period(args[0] if args else None)
-        brand = args[1] if len(args) > 1 else None
-        if brand and self.core.config.brand(brand) is None:
-            raise UserFacingError(f"unknown brand {brand!r}")
+        brand = self.core.tenancy.only_brand(scope, args[1] if len(args) > 1 else None)
         stats = await compute_stats(self.core.store, period, brand)
         lines = stats_lines(stats)
         plain = "\n".join(lines)
@@ -256,11 +256,13 @@ class Handlers:
         return "" if fits else text
 
     async def _watch(self, update: Update, args: list[str], rest: str) -> str:
-        actor = await self._reader(update)
+        actor, scope = await self._seen(update)
         sub = args[0].lower() if args else "list"
         watch = self.core.watch
+        tenancy = self.core.tenancy
         if sub == "list":
-            rules = await watch.rules(args[1] if len(args) > 1 else None)
+            brand = tenancy.brand(scope, args[1] if len(args) > 1 else None)
+            rules = [r for r in await watch.rules(brand) if tenancy.sees(scope, r.brand)]
             if not rules:
                 return "No watch rules."
             return fit_lines(
@@ -280,6 +282,7 @@ class Handlers:
                     "use /watch add [--urgent] <brand> <name> <query>, "
                     "e.g. /watch add acme pricing acme (price OR pricing)"
                 )
+            tenancy.brand(scope, parts[0])
             rule = await watch.add(parts[0], parts[1], parts[2], actor, urgent=urgent)
             return (
                 f"Added {'urgent ' if rule.urgent else ''}rule <b>{safe(rule.brand, 64)}/"
@@ -288,18 +291,21 @@ class Handlers:
         if sub == "remove":
             if len(args) != 3:
                 raise UserFacingError("use /watch remove <brand> <name>")
+            tenancy.brand(scope, args[1])
             rule = await watch.remove(args[1], args[2], actor)
             return f"Removed rule <b>{safe(rule.brand, 64)}/{safe(rule.name, 64)}</b>."
         raise UserFacingError("use /watch list, /watch add … or /watch remove …")
 
     async def _redraft(self, update: Update, args: list[str], rest: str) -> str:
         actor = await self._reader(update)
-        if not self.core.review.policy.is_approver(actor):
-            raise PermissionDenied("only approvers can redraft; ask a team lead to add you")
         if len(args) < 2 or not args[0].lstrip("#").isdigit():
             raise UserFacingError(
                 "write /redraft ID and how, e.g. /redraft 12 mention the status page"
             )
+        assert update.effective_chat is not None
+        await self.core.tenancy.decider(
+            place_of(update.effective_chat), actor, int(args[0].lstrip("#")), "redraft"
+        )
         instruction = rest.partition(" ")[2].strip()[:MAX_INSTRUCTION_CHARS]
         drafts = await self.core.review.draft(
             int(args[0].lstrip("#")), actor, instruction=instruction
@@ -353,8 +359,11 @@ class Handlers:
             return
         try:
             actor = await self.frontend.actor(query.from_user)
-            if not self.core.review.policy.is_approver(actor):
-                raise PermissionDenied("only approvers can decide; ask a team lead to add you")
+            if query.message is None:
+                raise PermissionDenied("use the buttons under Parley's alerts in the team's chat")
+            await self.core.tenancy.decider(
+                place_of(query.message.chat), actor, callback.mention_id
+            )
             answered = await self._act(callback, actor, query.answer)
         except UserFacingError as exc:
             await query.answer(toast(f"Sorry: {exc}."))
@@ -523,3 +532,9 @@ def _held_text(held: NeedsConfirmation) -> str:
         "Press <b>Post anyway</b> to keep it as written (the team log records it), "
         "or press Edit on the alert to write it again."
     )
+
+
+def place_of(chat: Chat) -> Place:
+    """Where an update came from, for the tenancy rules: the chat's id and its @username."""
+    names: tuple[int | str, ...] = (f"@{chat.username}",) if chat.username else ()
+    return Place("telegram", (chat.id, *names))
