@@ -123,11 +123,14 @@ def _channel(channel_id: int, name: str, guild_id: int = GUILD_ID) -> dict[str, 
 
 
 def guild_payload(
-    members: list[dict[str, Any]], channels: dict[int, str] | None = None
+    members: list[dict[str, Any]],
+    channels: dict[int, str] | None = None,
+    roles: dict[int, str] | None = None,
 ) -> dict[str, Any]:
     """The GUILD_CREATE payload: one guild with its text channels (by default the one alert
-    channel), three roles, its members."""
+    channel), three roles and any ``roles`` more, its members."""
     channels = channels or {CHANNEL_ID: "mentions"}
+    more = [_role(i, name, 3 + n) for n, (i, name) in enumerate((roles or {}).items())]
     return {
         "id": str(GUILD_ID),
         "name": "Community team",
@@ -142,6 +145,7 @@ def guild_payload(
             _role(GUILD_ID, "@everyone", 0),
             _role(MEMBER_ROLE_ID, "team", 1),
             _role(APPROVER_ROLE_ID, "approvers", 2),
+            *more,
         ],
         "emojis": [],
         "stickers": [],
@@ -227,6 +231,8 @@ class FakeDiscord:
         ]
         self.channels: dict[int, str] = {CHANNEL_ID: "mentions"}
         """The guild's text channels (id → name); add one before the client connects."""
+        self.roles: dict[int, str] = {}
+        """The guild's roles beyond the three standard ones (id → name), likewise."""
         self.bot_roles = [MEMBER_ROLE_ID]
         """The bot's roles in the guild (REST ``GET /guilds/{id}/members/{bot}``)."""
         self.overwrites: list[dict[str, Any]] = []
@@ -428,7 +434,7 @@ class FakeDiscord:
             "private_channels": [],
             "relationships": [],
         }
-        guild = guild_payload(self.members, self.channels)
+        guild = guild_payload(self.members, self.channels, self.roles)
         for event, data in (("READY", ready), ("GUILD_CREATE", guild)):
             await ws.send_str(json.dumps({"op": 0, "t": event, "s": next(self._seq), "d": data}))
         self.identified.set()
