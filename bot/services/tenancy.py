@@ -16,7 +16,7 @@ cannot even learn another client's brand names or mention numbers.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from bot.config import BrandConfig, ParleyConfig
@@ -148,11 +148,6 @@ class Tenancy:
         that sees only some brands."""
         if scope is not None:
             raise PermissionDenied(f"{what} is shown in the team's own chat only")
-
-    @staticmethod
-    def keep(scope: Scope, items: Iterable[Mention]) -> list[Mention]:
-        """The mentions within ``scope``."""
-        return [m for m in items if scope is None or m.brand in scope]
 
     async def mention(self, scope: Scope, mention_id: int) -> Mention:
         """The mention if ``scope`` sees its brand; else NotFound, as for an unknown number."""
