@@ -470,7 +470,7 @@ async def test_outbox_crash_mid_post_then_restart_posts_once(
         )
         post_through(core, "bluesky", BlueskyPublisher(src.client))
         # The offline draft names @alice.bsky.social, which the link check takes for a domain.
-        reply = await approve_first_find(core, src, "Sorry! Status: https://status.acme.com")
+        reply = await approve_first_find(core, src, "Sorry! We are looking into it now.")
         # The worker dies after the PDS stored the post, before "sent" is committed.
         await killed_once_stored(core.outbox.send_due(), fake.created_event)
         await src.aclose()

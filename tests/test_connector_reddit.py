@@ -546,7 +546,7 @@ async def test_outbox_crash_mid_post_then_restart_posts_once(
     async with build_core(settings, config) as core:
         src = source(url, search_queries=[], mentions=False)
         post_through(core, "reddit", RedditPublisher(src.client))
-        reply = await approve_first_find(core, src, "Sorry! Status: https://status.acme.com")
+        reply = await approve_first_find(core, src, "Sorry! We are looking into it now.")
         # The worker dies after Reddit stored the comment, before "sent" is committed.
         await killed_once_stored(core.outbox.send_due(), server.comment_stored)
         await src.aclose()
