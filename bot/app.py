@@ -6,6 +6,7 @@ Everything is started here and shut down in reverse order; SIGINT/SIGTERM set ``
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
@@ -103,17 +104,23 @@ class Core:
         triage calls, and mentions are stored and alerted in source order."""
         await poll_together(self.runners)
 
-    async def settle(self, limit: float = 15.0) -> None:
-        """Wait until the outbox has nothing due and every event was delivered."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + limit
-        while loop.time() < deadline:
-            self.outbox.wake()
-            await asyncio.sleep(0.05)
-            due = await self.store.due_replies(utcnow())
-            sending = await self.store.replies([ReplyState.SENDING], limit=1)
-            if not due and not sending and self.bus.pending() == 0:
-                return
+    async def settle(self, limit: float = 30.0) -> None:
+        """Wait (at most ``limit`` seconds) until the outbox has nothing due or in flight, every
+        event was delivered and the running chat frontends posted every queued alert."""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(limit):
+                while True:
+                    if self.outbox.running:
+                        await self.outbox.quiesce()
+                    else:
+                        await asyncio.sleep(0.05)
+                    await self.bus.drain()  # changes reach the frontends' delivery…
+                    await self.deliveries.drain()  # …queued alerts are posted…
+                    await self.bus.drain()  # …and changes meanwhile edit them
+                    due = await self.store.due_replies(utcnow())
+                    sending = await self.store.replies([ReplyState.SENDING], limit=1)
+                    if not due and not sending and self.bus.pending() == 0:
+                        return
 
 
 def approver_policy(settings: Settings, config: ParleyConfig | None = None) -> ApproverPolicy:

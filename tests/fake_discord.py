@@ -288,7 +288,7 @@ class FakeDiscord:
         return [c for c in self.calls if c.method == method and rx.fullmatch(c.path)]
 
     async def wait_for(
-        self, method: str, pattern: str, count: int = 1, within: float = 5.0
+        self, method: str, pattern: str, count: int = 1, within: float = 30.0
     ) -> list[Call]:
         """Wait until ``method pattern`` was called at least ``count`` times."""
         deadline = time.monotonic() + within

@@ -141,7 +141,7 @@ class FakeTelegram:
         """Recorded calls of one method, in order."""
         return [c for c in self.calls if c.method == method]
 
-    async def wait_for(self, method: str, count: int = 1, within: float = 5.0) -> list[Call]:
+    async def wait_for(self, method: str, count: int = 1, within: float = 30.0) -> list[Call]:
         """Wait until ``method`` was called at least ``count`` times."""
         deadline = time.monotonic() + within
         while len(self.of(method)) < count:

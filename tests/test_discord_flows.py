@@ -319,7 +319,7 @@ async def test_slash_stats_pending_and_watch_add(
 
         stats = await fake.slash(BOB, "stats", _options(period="7d"))
         assert await callback(fake, stats.id) == {"type": DEFERRED_MESSAGE}
-        (figures,) = await fake.wait_for("POST", rf"/webhooks/{APP_ID}/{stats.token}", within=10)
+        (figures,) = await fake.wait_for("POST", rf"/webhooks/{APP_ID}/{stats.token}")
         expected = stats_lines(await compute_stats(core.store, "7d", None))
         assert expected[0] == "Last 7d: 2 mentions"
         assert figures.body["content"] == plain("```\n" + "\n".join(expected) + "\n```")

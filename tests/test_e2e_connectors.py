@@ -338,7 +338,7 @@ async def test_x_complaint_approved_in_telegram_is_replied_once_and_its_cost_is_
         assert buttons(fake.messages[(CHAT, alert["message_id"])]) == []
 
         await fake.say(ANN, CHAT, "/stats")
-        (stats,) = await fake.wait_for("sendPhoto", within=15)
+        (stats,) = await fake.wait_for("sendPhoto")
         assert "Posting cost: $0.01 (x:xsrc 1 replies $0.01)" in stats.params["caption"]
 
         # The next poll changes nothing: the brand's own reply is not a mention.

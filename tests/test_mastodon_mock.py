@@ -31,7 +31,12 @@ mastodon = mastodon_mock_server.mastodon
 
 
 def settings(server: MastodonMock, **overrides: Any) -> MastodonSourceConfig:
-    values: dict[str, Any] = {"type": "mastodon", "name": "masto", "base_url": server.base_url}
+    values: dict[str, Any] = {
+        "type": "mastodon",
+        "name": "masto",
+        "base_url": server.base_url,
+        "allow_private": True,  # the mock server listens on loopback
+    }
     return MastodonSourceConfig.model_validate(values | overrides)
 
 
@@ -51,7 +56,9 @@ async def answering(
 ) -> AsyncIterator[MastodonPublisher]:
     """Parley's publisher for the brand account."""
     config = settings(server, timeout=5.0, **overrides)
-    client = MastodonClient(config.base_url, BRAND_TOKEN, timeout=config.timeout, client=http)
+    client = MastodonClient(
+        config.base_url, BRAND_TOKEN, timeout=config.timeout, client=http, allow_private=True
+    )
     try:
         yield MastodonPublisher(config, client)
     finally:

@@ -58,7 +58,7 @@ def config(base_url: str, **overrides: Any) -> MastodonSourceConfig:
     return MastodonSourceConfig.model_validate(values | overrides)
 
 
-async def eventually(check: Callable[[], bool], within: float = 3.0) -> None:
+async def eventually(check: Callable[[], bool], within: float = 30.0) -> None:
     deadline = time.monotonic() + within
     while not check():
         assert time.monotonic() < deadline, "condition not met in time"
@@ -79,7 +79,7 @@ async def stream_a_mention(
 
 
 async def handed_over(
-    source: MastodonSource, cursor: dict[str, str], within: float = 3.0
+    source: MastodonSource, cursor: dict[str, str], within: float = 30.0
 ) -> FetchResult:
     """The first fetch (with ``cursor``) that returns items."""
     deadline = time.monotonic() + within

@@ -229,7 +229,7 @@ async def test_429_retry_after_is_honoured(
     )
     async with running(tg_settings, config, fake) as (core, frontend):
         await alert(core, "acme cloud is down")
-        calls = await fake.wait_for("sendMessage", 2, within=5)
+        calls = await fake.wait_for("sendMessage", 2)
         assert calls[1].at - calls[0].at >= 1.0
         await settle(core, frontend)
         assert len(fake.messages) == 1

@@ -37,7 +37,7 @@ async def test_stats_sends_the_chart_with_the_figures_as_caption(
         alerts = len(fake.of("sendMessage"))
 
         await fake.say(ANN, CHAT, "/stats 7d acme")
-        (photo,) = await fake.wait_for("sendPhoto", within=15)
+        (photo,) = await fake.wait_for("sendPhoto")
         assert photo.params["chat_id"] == str(CHAT)
         assert photo.params["parse_mode"] == "HTML"
         assert photo.params["caption"].startswith("<pre>Last 7d for acme: 2 mentions\n")
@@ -58,7 +58,7 @@ async def test_stats_too_long_for_a_caption_goes_as_its_own_message(
     monkeypatch.setattr("bot.frontends.telegram.handlers.stats_lines", lambda stats: lines)
     async with running(tg_settings, config, fake):
         await fake.say(ANN, CHAT, "/stats")
-        (photo,) = await fake.wait_for("sendPhoto", within=15)
+        (photo,) = await fake.wait_for("sendPhoto")
         (text,) = await fake.wait_for("sendMessage")
         assert photo.params["caption"] == "Last 24h: 0 mentions"
         assert text.params["text"].startswith("<pre>Last 24h: 0 mentions\nfiller line 000")
@@ -91,6 +91,6 @@ async def test_stats_falls_back_to_text_when_telegram_refuses_the_photo(
     fake.fail_next("sendPhoto", 400, "Bad Request: PHOTO_INVALID_DIMENSIONS")
     async with running(tg_settings, config, fake):
         await fake.say(ANN, CHAT, "/stats")
-        (text,) = await fake.wait_for("sendMessage", within=15)
+        (text,) = await fake.wait_for("sendMessage")
         assert text.params["text"].startswith("<pre>Last 24h: 0 mentions")
     assert len(fake.of("sendPhoto")) == 1

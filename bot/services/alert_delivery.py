@@ -265,3 +265,9 @@ class AlertDeliveries:
         )
         for service in self._services.values():
             service.wake()
+
+    async def drain(self) -> None:
+        """Wait until every running service has posted what waits in its queue."""
+        for service in self._services.values():
+            if service.throttle.running:
+                await service.drain()

@@ -61,10 +61,27 @@ class Outbox:
         self._wake = asyncio.Event()
         self._unsettled: dict[int, _Unsettled] | None = None  # None until recover() listed them
         self._in_flight: set[int] = set()
+        self._running = False
+        self._passes_started = 0
+        self._passes_done = 0
+        self._pass_done = asyncio.Condition()
 
     def wake(self) -> None:
         """Look for due replies now."""
         self._wake.set()
+
+    @property
+    def running(self) -> bool:
+        """Whether :meth:`run` is sending."""
+        return self._running
+
+    async def quiesce(self) -> None:
+        """Wait until a pass over due replies that started after this call has finished, its
+        changes published on the bus (``run`` must be running)."""
+        target = self._passes_started + 1
+        self.wake()
+        async with self._pass_done:
+            await self._pass_done.wait_for(lambda: self._passes_done >= target)
 
     async def recover(self) -> None:
         """Settle the replies a previous run left in ``sending``: reconcile, then sent or
@@ -117,16 +134,25 @@ class Outbox:
 
     async def run(self, stop: asyncio.Event) -> None:
         """Send due replies until ``stop`` is set (first settling what a previous run left)."""
-        while not stop.is_set():
-            try:
-                if self._unsettled is None:
-                    await self.recover()
-                else:
-                    await self._reconcile_unsettled(due_only=True)
-                await self.send_due()
-            except Exception:
-                log.exception("outbox iteration failed; retrying shortly")
-            await self._sleep_until_due(stop)
+        self._running = True
+        try:
+            while not stop.is_set():
+                self._wake.clear()  # a wake() during the pass below runs another pass at once
+                self._passes_started += 1
+                try:
+                    if self._unsettled is None:
+                        await self.recover()
+                    else:
+                        await self._reconcile_unsettled(due_only=True)
+                    await self.send_due()
+                except Exception:
+                    log.exception("outbox iteration failed; retrying shortly")
+                async with self._pass_done:
+                    self._passes_done = self._passes_started
+                    self._pass_done.notify_all()
+                await self._sleep_until_due(stop)
+        finally:
+            self._running = False
 
     async def _sleep_until_due(self, stop: asyncio.Event) -> None:
         due = [u.next_at for u in (self._unsettled or {}).values() if u.next_at is not None]
@@ -135,7 +161,6 @@ class Outbox:
         timeout = 60.0
         if due:
             timeout = min(timeout, max(0.0, (min(due) - utcnow()).total_seconds()))
-        self._wake.clear()
         waiters = {asyncio.create_task(self._wake.wait()), asyncio.create_task(stop.wait())}
         _, pending = await asyncio.wait(
             waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED

@@ -249,7 +249,8 @@ class Throttle:
         self._global = _Windows(limits.global_limits)
         self._global_paused_until = 0.0
         self._wake = asyncio.Event()
-        self._generation = 0
+        self._scanned = 0  # scans of the backlog completed (destinations and their brands)
+        self._scan_done = asyncio.Condition()
         self._scanning = False
         self._idle = asyncio.Event()
         self._busy = 0
@@ -264,7 +265,6 @@ class Throttle:
 
     def wake(self) -> None:
         """Alerts were added to the backlog: look for them; never blocks."""
-        self._generation += 1
         self._wake.set()
         self._idle.clear()
         self._settled.clear()
@@ -311,6 +311,9 @@ class Throttle:
                         self._spawn(dest)
                 finally:
                     self._scanning = False
+                    async with self._scan_done:
+                        self._scanned += 1
+                        self._scan_done.notify_all()
                     self._check_idle()
         finally:
             stopping.cancel()
@@ -322,6 +325,11 @@ class Throttle:
         if self._tasks is not None and state.worker is None:
             self._busy += 1
             state.worker = self._tasks.create_task(self._work(dest, state))
+
+    @property
+    def running(self) -> bool:
+        """Whether :meth:`run` is sending."""
+        return self._tasks is not None
 
     async def drain(self) -> None:
         """Wait until every waiting alert has been posted (``run`` must be running)."""
@@ -374,15 +382,25 @@ class Throttle:
         count = 1 if waiting <= capacity else min(self.limits.digest_size, waiting)
         return await self.backlog.oldest(dest, urgent=urgent > 0, count=count)
 
+    async def _scan_after(self, scanned: int) -> None:
+        """Wait until a scan after the ``scanned``-th has completed."""
+        async with self._scan_done:
+            await self._scan_done.wait_for(lambda: self._scanned > scanned)
+
     async def _work(self, dest: Hashable, state: _Destination) -> None:
         try:
             while True:
-                generation = self._generation
+                scanned = self._scanned
                 urgent, normal = await self.backlog.waiting(dest, at_most=self._count_limit)
                 if not urgent and not normal:
-                    if generation == self._generation:
+                    if self._wake.is_set() or self._scanning:
+                        # New alerts may be on their way to this destination (its brands are
+                        # known only after the scan): wait for the scan, then look again.
+                        await self._scan_after(scanned)
+                        continue
+                    if scanned == self._scanned:
                         return
-                    continue  # woken meanwhile: look again before leaving
+                    continue  # a scan finished meanwhile: look again before leaving
                 now = self.clock.now()
                 ready = self._ready_at(state, now)
                 if ready > now:
