@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Coroutine
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -190,3 +190,25 @@ class ScriptedSource:
 
     async def aclose(self) -> None:
         return None
+
+
+async def eventually(
+    condition: Callable[[], Awaitable[bool]], what: str, within: float = 30.0
+) -> None:
+    """Poll ``condition`` until it holds, failing after a generous deadline (for effects that
+    no event announces, such as a chat frontend acting on a button after deferring it)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within
+    while not await condition():
+        if loop.time() > deadline:
+            pytest.fail(f"timed out waiting for {what}")
+        await asyncio.sleep(0.02)
+
+
+async def mention_reaches(core: Core, mention_id: int, *states: MentionState) -> None:
+    """Wait until a mention is in one of ``states`` (then ``core.settle()`` finishes the rest)."""
+
+    async def reached() -> bool:
+        return (await core.store.get_mention(mention_id)).state in states
+
+    await eventually(reached, f"mention #{mention_id} to be {'/'.join(s.value for s in states)}")

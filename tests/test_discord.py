@@ -32,7 +32,7 @@ from tests.fake_discord import (
     GUILD_ID,
     FakeDiscord,
 )
-from tests.helpers import raw
+from tests.helpers import mention_reaches, raw
 
 TOKEN = "MTAwMDAwMDAwMDAwMDAwMDAx.Gx-fake.secret-discord-token_0123456789"
 
@@ -206,6 +206,7 @@ async def test_alert_embed_defused_then_approve_edits_and_posts(
 
         click = await fake.click(ANN, message_id, f"p1:ap:{mid}")
         await fake.wait_for("POST", rf"/interactions/{click.id}/[^/]+/callback")
+        await mention_reaches(core, mid, MentionState.APPROVED, MentionState.POSTED)
         await settle(core)
         reply = await core.store.reply_for_mention(mid)
         assert reply is not None and reply.state is ReplyState.SENT
@@ -247,6 +248,7 @@ async def test_non_approver_forged_id_and_double_click_queue_one_reply(
         )
         for interaction in (first, second):
             await fake.wait_for("POST", rf"/interactions/{interaction.id}/[^/]+/callback")
+        await mention_reaches(core, mid, MentionState.APPROVED, MentionState.POSTED)
         await settle(core)
         replies = await core.store.replies(list(ReplyState))
         assert len([r for r in replies if r.mention_id == mid]) == 1

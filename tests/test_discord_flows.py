@@ -23,7 +23,7 @@ from bot.services.stats import compute_stats, stats_lines
 from bot.settings import Settings
 from tests import test_discord
 from tests.fake_discord import ANN, APP_ID, BOB, CHANNEL_ID, FakeDiscord
-from tests.helpers import raw
+from tests.helpers import mention_reaches, raw
 from tests.test_discord import alert, custom_ids, running, settle
 
 # The fixtures of tests/test_discord.py (pytest finds fixtures by module attribute).
@@ -143,6 +143,7 @@ async def test_edit_modal_prefilled_saves_audited_text_that_approve_posts(
 
         approve = await fake.click(ANN, message_id, f"p1:ap:{mention.id}")
         assert (await callback(fake, approve.id))["type"] == DEFERRED_UPDATE
+        await mention_reaches(core, mention.id, MentionState.APPROVED, MentionState.POSTED)
         await settle(core)
         reply = await core.store.reply_for_mention(mention.id)
         assert reply is not None and reply.state is ReplyState.SENT
@@ -172,6 +173,8 @@ async def test_restart_old_alert_buttons_still_work_and_edit_that_message(
         ]
         for click in clicks:
             assert (await callback(fake, click.id))["type"] == DEFERRED_UPDATE
+        await mention_reaches(core, approved, MentionState.APPROVED, MentionState.POSTED)
+        await mention_reaches(core, rejected, MentionState.REJECTED)
         await settle(core)
 
         assert (await core.store.get_mention(approved)).state is MentionState.POSTED
