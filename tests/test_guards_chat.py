@@ -5,41 +5,19 @@ Bot API (real PTB Application, real SQLite)."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
-
-import pytest
 
 from bot.config import ParleyConfig
 from bot.frontends.telegram.keyboards import MAX_CALLBACK_BYTES, Action, encode
 from bot.services.review import POSTED_ANYWAY
 from bot.settings import Settings
-from tests.conftest import ROOT
+from tests import test_telegram
 from tests.fake_telegram import FakeTelegram
-from tests.test_telegram import ANN, BOB, CHAT, TOKEN, alert, running, settle
+from tests.test_telegram import ANN, BOB, CHAT, alert, running, settle
 
-
-@pytest.fixture
-async def fake() -> AsyncIterator[FakeTelegram]:
-    server = FakeTelegram(TOKEN)
-    await server.start()
-    yield server
-    await server.stop()
-
-
-@pytest.fixture
-def tg_settings(tmp_path: Path, fake: FakeTelegram) -> Settings:
-    return Settings(
-        _env_file=None,  # type: ignore[call-arg]
-        parley_db_path=tmp_path / "parley.db",
-        parley_prompts_dir=ROOT / "prompts",
-        parley_default_publisher="log",
-        telegram_bot_token=TOKEN,  # type: ignore[arg-type]
-        telegram_api_base_url=fake.base_url,
-        telegram_alert_chat_id=str(CHAT),
-        telegram_approver_ids="111",
-    )
+# The fixtures of tests/test_telegram.py (pytest finds fixtures by module attribute).
+fake = test_telegram.fake
+tg_settings = test_telegram.tg_settings
 
 
 HELD_TEXT = "Call us at +1 415 555 2671 or see evil.top"

@@ -38,7 +38,7 @@ from bot.storage.db import Database
 from bot.storage.instance_lock import hold_instance_lock, lock_path
 from bot.storage.repo import Store
 from tests.fake_mastodon import FakeMastodon
-from tests.helpers import raw
+from tests.helpers import eventually, raw
 from tests.recording_publisher import RecordingPublisher
 from tests.test_crash_worker import (
     TIMEOUT,
@@ -61,16 +61,6 @@ def lock_record(db: Path) -> dict[str, object] | None:
     """What the lock file says about its holder (None when empty)."""
     text = lock_path(db).read_text(encoding="utf-8")
     return json.loads(text) if text else None
-
-
-async def eventually(condition: Callable[[], Awaitable[bool]], what: str) -> None:
-    """Poll ``condition`` until it holds, failing after a generous deadline."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + TIMEOUT
-    while not await condition():
-        if loop.time() > deadline:
-            pytest.fail(f"timed out waiting for {what}")
-        await asyncio.sleep(0.02)
 
 
 # ---- two real processes ----------------------------------------------------------------
