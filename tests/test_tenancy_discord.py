@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from bot.app import Core
+from bot.domain.states import MentionState
 from bot.preflight import OWN_PREFIXES
 from bot.settings import Settings
 from tests import test_check, test_discord
@@ -23,7 +24,7 @@ from tests.fake_discord import (
     member,
     user,
 )
-from tests.helpers import raw
+from tests.helpers import mention_reaches, raw
 from tests.test_discord import running, settle
 from tests.test_discord_flows import callback
 from tests.test_tenancy import ACME_ROLE, CHANNEL_A, CHANNEL_B, SECRET_A, SECRET_B, agency
@@ -124,6 +125,7 @@ async def test_brand_approver_role_other_servers_and_dms(
 
         hers = await fake.click(CARA, alert_a, f"p1:ap:{acme}", channel_id=CHANNEL_A)
         assert (await callback(fake, hers.id))["type"] == 6  # deferred, then approved
+        await mention_reaches(core, acme, MentionState.APPROVED, MentionState.POSTED)
         await settle(core)
         reply = await core.store.reply_for_mention(acme)
         assert reply is not None and reply.approved_by == "discord:Cara"
