@@ -158,8 +158,7 @@ async def alert(core: Core, *texts: str) -> list[int]:
 
 
 async def settle(core: Core) -> None:
-    await core.settle()
-    await core.bus.drain()
+    await core.settle()  # outbox, events and the Discord alert delivery
 
 
 def custom_ids(message: dict[str, Any]) -> list[str]:

@@ -94,7 +94,7 @@ async def telegram_alert(
     core: Core, fake: FakeTelegram, frontend: TelegramFrontend
 ) -> tuple[int, dict[str, Any]]:
     """The only mention's id and its alert message, once the alert is out."""
-    await test_telegram.settle(core, frontend)
+    await core.settle()
     mid = await only_mention(core)
     return mid, message_of(fake, (await core.store.get_mention(mid)).alert_refs["telegram"])
 
@@ -111,7 +111,7 @@ async def approve_twice_in_telegram(
     first = await fake.press(ANN, alert, encode(Action.APPROVE, mid))
     second = await fake.press(ANN, alert, encode(Action.APPROVE, mid))
     await fake.wait_for("answerCallbackQuery", 2)
-    await test_telegram.settle(core, frontend)
+    await core.settle()
     return sorted(fake.answers()[q] or "" for q in (first, second))
 
 
@@ -197,7 +197,7 @@ async def test_mastodon_mention_approved_in_telegram_is_replied_once_with_its_li
         late = await fake.press(ANN, alert, encode(Action.APPROVE, mid))
         await fake.wait_for("answerCallbackQuery", 3)
         await core.poll_all_once()
-        await test_telegram.settle(core, frontend)
+        await core.settle()
         assert fake.answers()[late] == f"Sorry: mention #{mid} is posted."
         assert len(await mastodon.replies_to(status["id"])) == 1
         alerts = [c for c in fake.of("sendMessage") if "Mention #" in c.params["text"]]
@@ -343,7 +343,7 @@ async def test_x_complaint_approved_in_telegram_is_replied_once_and_its_cost_is_
 
         # The next poll changes nothing: the brand's own reply is not a mention.
         await core.poll_all_once()
-        await test_telegram.settle(core, frontend)
+        await core.settle()
         assert len(x.post_bodies) == 1 and len(await core.store.list_mentions()) == 1
 
 
@@ -364,7 +364,7 @@ async def test_x_search_hit_that_does_not_name_the_brand_is_answered_by_hand(
 
         approved = await fake.press(ANN, alert, encode(Action.APPROVE, mid))
         await fake.wait_for("answerCallbackQuery")
-        await test_telegram.settle(core, frontend)
+        await core.settle()
         assert fake.answers()[approved] == "Approved: the reply is queued for posting."
         assert x.post_bodies == []
         assert not [r for r in x.requests if r.startswith("POST ")]
@@ -379,7 +379,7 @@ async def test_x_search_hit_that_does_not_name_the_brand_is_answered_by_hand(
 
         done = await fake.press(ANN, alert, encode(Action.CONFIRM, mid))
         await fake.wait_for("answerCallbackQuery", 2)
-        await test_telegram.settle(core, frontend)
+        await core.settle()
         assert fake.answers()[done] == "Marked as posted. Thanks!"
         reply = await core.store.reply_for_mention(mid)
         assert reply is not None and reply.state is ReplyState.SENT
@@ -505,7 +505,7 @@ async def test_instagram_comment_found_by_polling_approved_in_telegram_is_answer
 
         # The account's own reply, read on the next poll, is not a new mention.
         await core.poll_all_once()
-        await test_telegram.settle(core, frontend)
+        await core.settle()
         assert len(graph.by(IG_USER_ID)) == 1 and len(await core.store.list_mentions()) == 1
 
 
@@ -539,7 +539,7 @@ async def test_x_reply_whose_answer_was_lost_in_a_crash_is_reconciled_after_rest
         while (reply := await core.store.get_reply(reply.id)).state is not ReplyState.SENT:
             assert loop.time() < deadline, reply
             await asyncio.sleep(0.02)
-        await test_telegram.settle(core, frontend)
+        await core.settle()
         assert (reply.posted_id, reply.posted_url, reply.cost_usd) == (posted["id"], url, 0.01)
         assert (await core.store.get_mention(mid)).state is MentionState.POSTED
         shown = shown_text(fake, alert)

@@ -13,7 +13,7 @@ from bot.services.review import POSTED_ANYWAY
 from bot.settings import Settings
 from tests import test_telegram
 from tests.fake_telegram import FakeTelegram
-from tests.test_telegram import ANN, BOB, CHAT, alert, running, settle
+from tests.test_telegram import ANN, BOB, CHAT, alert, running
 
 # The fixtures of tests/test_telegram.py (pytest finds fixtures by module attribute).
 fake = test_telegram.fake
@@ -41,10 +41,10 @@ async def edited(fake: FakeTelegram, message_id: int) -> dict[str, Any]:
 async def test_a_held_edit_is_posted_anyway_only_by_an_approver_once(
     fake: FakeTelegram, tg_settings: Settings, config: ParleyConfig
 ) -> None:
-    async with running(tg_settings, config, fake) as (core, frontend):
+    async with running(tg_settings, config, fake) as (core, _frontend):
         (mid,) = await alert(core, "Is acme cloud able to export PDFs?")
         await fake.wait_for("sendMessage")
-        await settle(core, frontend)
+        await core.settle()
         alert_message = latest(fake)
         await fake.press(ANN, alert_message, encode(Action.EDIT, mid))
         await fake.wait_for("sendMessage", 2)

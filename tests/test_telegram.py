@@ -86,13 +86,6 @@ async def alert(core: Core, *texts: str, handle: str = "bob") -> list[int]:
     return [m.id for m in await core.alerter.alert(batch, first_poll=False)]
 
 
-async def settle(core: Core, frontend: TelegramFrontend) -> None:
-    await core.settle()
-    await core.bus.drain()  # changes reach the delivery service…
-    await frontend.delivery.drain()  # …the queued alerts are posted…
-    await core.bus.drain()  # …and changes meanwhile edit them
-
-
 def message_of(fake: FakeTelegram, core_ref: str) -> dict[str, Any]:
     chat, _, message_id = core_ref.rpartition(":")
     return fake.messages[(int(chat), int(message_id))]
@@ -101,7 +94,7 @@ def message_of(fake: FakeTelegram, core_ref: str) -> dict[str, Any]:
 async def test_alert_approve_posted_edits_the_alert_twice(
     fake: FakeTelegram, tg_settings: Settings, config: ParleyConfig
 ) -> None:
-    async with running(tg_settings, config, fake) as (core, frontend):
+    async with running(tg_settings, config, fake) as (core, _frontend):
         # setMyCommands: the full list, as sent
         (commands,) = fake.of("setMyCommands")
         names = [c["command"] for c in commands.json("commands")]
@@ -118,14 +111,14 @@ async def test_alert_approve_posted_edits_the_alert_twice(
         assert "rule <i>product</i>" in sent.params["text"]
         assert all(len(d.encode()) <= 64 for d in sent.callback_data)
         assert encode(Action.APPROVE, mid) in sent.callback_data
-        await settle(core, frontend)
+        await core.settle()
         mention = await core.store.get_mention(mid)
         ref = mention.alert_refs["telegram"]
         alert_message = message_of(fake, ref)
 
         query = await fake.press(ANN, alert_message, encode(Action.APPROVE, mid))
         await fake.wait_for("answerCallbackQuery")
-        await settle(core, frontend)
+        await core.settle()
         assert fake.answers()[query] == "Approved: the reply is queued for posting."
         # the answer is the press's first request
         first = next(
@@ -149,10 +142,10 @@ async def test_alert_approve_posted_edits_the_alert_twice(
 async def test_edit_flow_force_reply_preview_and_approve(
     fake: FakeTelegram, tg_settings: Settings, config: ParleyConfig
 ) -> None:
-    async with running(tg_settings, config, fake) as (core, frontend):
+    async with running(tg_settings, config, fake) as (core, _frontend):
         (mid,) = await alert(core, "Is acme cloud able to export PDFs?")
         await fake.wait_for("sendMessage")
-        await settle(core, frontend)
+        await core.settle()
         alert_message = message_of(fake, (await core.store.get_mention(mid)).alert_refs["telegram"])
 
         await fake.press(ANN, alert_message, encode(Action.EDIT, mid))
@@ -177,7 +170,7 @@ async def test_edit_flow_force_reply_preview_and_approve(
         preview = fake.messages[(CHAT, max(k[1] for k in fake.messages if k[0] == CHAT))]
         await fake.press(ANN, preview, encode(Action.APPROVE, mid, draft.variant))
         await fake.wait_for("answerCallbackQuery", 2)  # the Edit press was answered first
-        await settle(core, frontend)
+        await core.settle()
         reply = await core.store.reply_for_mention(mid)
         assert reply is not None and reply.text == draft.text and reply.state is ReplyState.SENT
         assert "queued" in fake.messages[(CHAT, preview["message_id"])]["text"]
@@ -186,10 +179,10 @@ async def test_edit_flow_force_reply_preview_and_approve(
 async def test_non_approver_forged_and_double_tap_get_toasts_and_queue_one_reply(
     fake: FakeTelegram, tg_settings: Settings, config: ParleyConfig
 ) -> None:
-    async with running(tg_settings, config, fake) as (core, frontend):
+    async with running(tg_settings, config, fake) as (core, _frontend):
         (mid,) = await alert(core, "acme cloud question")
         await fake.wait_for("sendMessage")
-        await settle(core, frontend)
+        await core.settle()
         alert_message = message_of(fake, (await core.store.get_mention(mid)).alert_refs["telegram"])
 
         bob = await fake.press(BOB, alert_message, encode(Action.APPROVE, mid))
@@ -208,7 +201,7 @@ async def test_non_approver_forged_and_double_tap_get_toasts_and_queue_one_reply
         first = await fake.press(ANN, alert_message, encode(Action.APPROVE, mid))
         second = await fake.press(ANN, alert_message, encode(Action.APPROVE, mid))
         await fake.wait_for("answerCallbackQuery", 6)
-        await settle(core, frontend)
+        await core.settle()
         answers = fake.answers()
         toasts = sorted([answers[first] or "", answers[second] or ""])
         assert toasts[0].startswith("Approved")
@@ -227,11 +220,11 @@ async def test_429_retry_after_is_honoured(
         "Too Many Requests: retry after 1",
         retry_after=1,
     )
-    async with running(tg_settings, config, fake) as (core, frontend):
+    async with running(tg_settings, config, fake) as (core, _frontend):
         await alert(core, "acme cloud is down")
         calls = await fake.wait_for("sendMessage", 2)
         assert calls[1].at - calls[0].at >= 1.0
-        await settle(core, frontend)
+        await core.settle()
         assert len(fake.messages) == 1
 
 
@@ -277,17 +270,17 @@ async def test_burst_of_200_alerts_none_lost_limits_kept(
 async def test_restart_old_buttons_still_work(
     fake: FakeTelegram, tg_settings: Settings, config: ParleyConfig
 ) -> None:
-    async with running(tg_settings, config, fake) as (core, frontend):
+    async with running(tg_settings, config, fake) as (core, _frontend):
         ids = await alert(core, "acme cloud first", "acme cloud second")
         await fake.wait_for("sendMessage", 2)
-        await settle(core, frontend)
+        await core.settle()
         refs = {i: (await core.store.get_mention(i)).alert_refs["telegram"] for i in ids}
     # a new Application on the same database
-    async with running(tg_settings, config, fake) as (core, frontend):
+    async with running(tg_settings, config, fake) as (core, _frontend):
         message = message_of(fake, refs[ids[1]])
         query = await fake.press(ANN, message, encode(Action.REJECT, ids[1]))
         await fake.wait_for("answerCallbackQuery")
-        await settle(core, frontend)
+        await core.settle()
         assert fake.answers()[query] == "Rejected."
         assert (await core.store.get_mention(ids[1])).state is MentionState.REJECTED
         edit = fake.of("editMessageText")[-1]
@@ -302,7 +295,7 @@ async def test_hostile_mention_is_escaped_and_defused(
         'acme cloud <b>bold</b> & <a href="https://evil.example">Approve</a> '
         "@everyone /pause@parley_test_bot " + "x" * 5000 + " <<<&&&>>>" * 300
     )
-    async with running(tg_settings, config, fake) as (core, frontend):
+    async with running(tg_settings, config, fake) as (core, _frontend):
         (mid,) = await alert(core, hostile, handle="<i>mallory</i>")
         (sent,) = await fake.wait_for("sendMessage")
         text = sent.params["text"]
@@ -318,7 +311,7 @@ async def test_hostile_mention_is_escaped_and_defused(
         assert "…</blockquote>" in text
         entities = {e for e in __import__("re").findall(r"&([a-z#0-9]+);", text)}
         assert entities <= {"lt", "gt", "amp", "quot"}
-        await settle(core, frontend)
+        await core.settle()
         assert (await core.store.get_mention(mid)).alert_refs["telegram"]
 
 
@@ -332,7 +325,7 @@ async def test_commands_and_token_never_logged(
     async with running(tg_settings, config, fake) as (core, frontend):
         ids = await alert(core, "acme cloud one", "globex two")
         await fake.wait_for("sendMessage", 2)
-        await settle(core, frontend)
+        await core.settle()
 
         async def ask(who: dict[str, Any], chat_id: int, text: str) -> str:
             count = len(fake.of("sendMessage"))
@@ -418,17 +411,17 @@ async def test_tweak_buttons_redraft_and_reload(
     prompts = tmp_path / "prompts"
     shutil.copytree(ROOT / "prompts", prompts)
     settings = tg_settings.model_copy(update={"parley_prompts_dir": prompts})
-    async with running(settings, config, fake) as (core, frontend):
+    async with running(settings, config, fake) as (core, _frontend):
         (mid,) = await alert(core, "How do I export from acme cloud?")
         (sent,) = await fake.wait_for("sendMessage")
         tweaks = [encode(Action.TWEAK, mid, n) for n in range(1, len(TWEAKS) + 1)]
         assert all(t in sent.callback_data for t in tweaks)
-        await settle(core, frontend)
+        await core.settle()
         alert_message = message_of(fake, (await core.store.get_mention(mid)).alert_refs["telegram"])
 
         query = await fake.press(ANN, alert_message, tweaks[0])
         await fake.wait_for("answerCallbackQuery")
-        await settle(core, frontend)
+        await core.settle()
         assert fake.answers()[query] == "Redrafting: shorter…"
         trail = await core.store.audit_trail("mention", mid)
         assert trail[-1].action == "redraft" and trail[-1].actor == "telegram:@ann"

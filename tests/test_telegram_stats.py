@@ -11,7 +11,7 @@ from bot.config import ParleyConfig
 from bot.settings import Settings
 from tests import test_telegram
 from tests.fake_telegram import FakeTelegram
-from tests.test_telegram import ANN, CHAT, alert, running, settle
+from tests.test_telegram import ANN, CHAT, alert, running
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -30,10 +30,10 @@ def png_size(png: bytes) -> tuple[int, int]:
 async def test_stats_sends_the_chart_with_the_figures_as_caption(
     fake: FakeTelegram, tg_settings: Settings, config: ParleyConfig
 ) -> None:
-    async with running(tg_settings, config, fake) as (core, frontend):
+    async with running(tg_settings, config, fake) as (core, _frontend):
         await alert(core, "acme cloud one", "acme cloud two", "globex three")
         await fake.wait_for("sendMessage", 3)
-        await settle(core, frontend)
+        await core.settle()
         alerts = len(fake.of("sendMessage"))
 
         await fake.say(ANN, CHAT, "/stats 7d acme")

@@ -23,7 +23,7 @@ from bot.settings import Settings
 from tests import test_telegram
 from tests.fake_telegram import Call, FakeTelegram, user
 from tests.helpers import raw
-from tests.test_telegram import TOKEN, running, settle
+from tests.test_telegram import TOKEN, running
 
 fake = test_telegram.fake  # the fixture (pytest finds fixtures by module attribute)
 
@@ -166,7 +166,7 @@ def agency_settings(tmp_path: Path, fake: FakeTelegram) -> Settings:
 async def two_alerts(core: Core, frontend: TelegramFrontend) -> tuple[int, int]:
     batch = await core.ingestor.store_batch([raw("a-1", SECRET_A), raw("b-1", SECRET_B)])
     acme, globex = [m.id for m in await core.alerter.alert(batch, first_poll=False)]
-    await settle(core, frontend)
+    await core.settle()
     return acme, globex
 
 
@@ -253,7 +253,7 @@ async def test_a_brand_approver_decides_on_that_brand_only(
         ann = await fake.press(ANN, alert_b, encode(Action.APPROVE, globex))
         await fake.wait_for("answerCallbackQuery", 4, within=30)
         assert fake.answers()[ann] == "Approved: the reply is queued for posting."
-        await settle(core, frontend)
+        await core.settle()
         assert (await core.store.reply_for_mention(acme)) is not None
         assert (await core.store.reply_for_mention(globex)) is not None
         trail = await core.store.audit_trail("mention", acme)
@@ -266,12 +266,12 @@ async def test_admins_fail_closed_while_telegram_cannot_list_them(
     monkeypatch.setattr(telegram_frontend, "_ADMIN_CACHE_SECONDS", 0.0)  # always ask
     fake.admins[TEAM] = [ANN]
     settings = agency_settings.model_copy(update={"telegram_approver_ids": "admins"})
-    async with running(settings, agency(), fake) as (core, frontend):
+    async with running(settings, agency(), fake) as (core, _frontend):
         batch = await core.ingestor.store_batch(
             [raw("t-1", "acme one"), raw("t-2", "acme two"), raw("t-3", "acme three")]
         )
         ids = [m.id for m in await core.alerter.alert(batch, first_poll=False)]
-        await settle(core, frontend)
+        await core.settle()
         alerts = [
             fake.messages[(CHAT_A, int(ref.rpartition(":")[2]))]
             for ref in [(await core.store.get_mention(i)).alert_refs["telegram"] for i in ids]
