@@ -45,6 +45,9 @@ class Settings(BaseSettings):
     parley_llm_triage_batch: int = Field(default=20, ge=1, le=100)
     parley_triage_window_seconds: float = Field(default=1.0, ge=0.0, le=60.0)
     parley_llm_json_schema: Literal["auto", "on", "off"] = "auto"
+    parley_llm_breaker_failures: int = Field(default=3, ge=1, le=100)
+    parley_llm_cooldown_seconds: float = Field(default=60.0, ge=1.0, le=3600.0)
+    parley_llm_max_cooldown_seconds: float = Field(default=600.0, ge=1.0, le=86_400.0)
     # Telegram frontend (bot/frontends/telegram/; docs/telegram.md). No token: Telegram off.
     telegram_bot_token: SecretStr | None = None
     telegram_api_base_url: str = Field(

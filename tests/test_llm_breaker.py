@@ -329,3 +329,15 @@ async def test_status_and_sources_show_the_model(
     offline = llm_settings(tmp_path, fake, openai_base_url=None, openai_api_key=None)
     async with build_core(offline, config) as core:
         assert await ConsoleFrontend(core).handle_line("sources") == ["No sources configured."]
+
+
+def test_the_breaker_thresholds_come_from_the_settings() -> None:
+    settings = Settings(  # type: ignore[call-arg]
+        _env_file=None,
+        parley_llm_breaker_failures=5,
+        parley_llm_cooldown_seconds=120,
+        parley_llm_max_cooldown_seconds=30,
+    )
+    policy = llm_config(settings).breaker
+    assert (policy.threshold, policy.cooldown, policy.max_cooldown) == (5, 120.0, 120.0)
+    assert llm_config(Settings(_env_file=None)).breaker == BreakerPolicy()  # type: ignore[call-arg]

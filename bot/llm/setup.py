@@ -15,6 +15,7 @@ from bot.config import ParleyConfig
 from bot.drafting.base import Drafter
 from bot.drafting.offline import OfflineDrafter
 from bot.events import EventBus
+from bot.llm.breaker import BreakerPolicy
 from bot.llm.client import LlmClient, LlmConfig
 from bot.llm.drafter import LlmDrafter
 from bot.llm.guards import DraftGuard
@@ -67,6 +68,17 @@ def llm_config(settings: Settings) -> LlmConfig:
         concurrency=settings.parley_llm_concurrency,
         daily_tokens=settings.parley_llm_daily_tokens,
         json_schema=settings.parley_llm_json_schema,
+        breaker=breaker_policy(settings),
+    )
+
+
+def breaker_policy(settings: Settings) -> BreakerPolicy:
+    """The circuit breaker's thresholds; the cap never undercuts the first cool-down."""
+    cooldown = settings.parley_llm_cooldown_seconds
+    return BreakerPolicy(
+        threshold=settings.parley_llm_breaker_failures,
+        cooldown=cooldown,
+        max_cooldown=max(cooldown, settings.parley_llm_max_cooldown_seconds),
     )
 
 
