@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Protocol, TypeVar
@@ -190,6 +190,39 @@ class ScriptedSource:
 
     async def aclose(self) -> None:
         return None
+
+
+class SteppedClock:
+    """A wall clock for the outbox that runs with real time and jumps forward when the test
+    calls :meth:`advance`, so a backoff of minutes passes at once (times stamped by the real
+    clock are never ahead of it). A sleep ends when either gets to its end."""
+
+    def __init__(self) -> None:
+        self.offset = timedelta(0)
+        self._sleepers: set[asyncio.Event] = set()
+
+    def now(self) -> datetime:
+        """Real UTC time plus every advance so far."""
+        return utcnow() + self.offset
+
+    async def sleep(self, seconds: float) -> None:
+        """Wait until this clock has moved ``seconds`` on."""
+        end = self.now() + timedelta(seconds=seconds)
+        moved = asyncio.Event()
+        self._sleepers.add(moved)
+        try:
+            while (left := (end - self.now()).total_seconds()) > 0:
+                moved.clear()
+                with suppress(TimeoutError):
+                    await asyncio.wait_for(moved.wait(), left)
+        finally:
+            self._sleepers.discard(moved)
+
+    def advance(self, seconds: float) -> None:
+        """Move the clock ``seconds`` on at once, ending the sleeps that this reaches."""
+        self.offset += timedelta(seconds=seconds)
+        for moved in self._sleepers:
+            moved.set()
 
 
 async def eventually(

@@ -21,6 +21,8 @@ class RecordingPublisher:
         self.ledger = ledger
         self.failures: list[PublishError] = []
         self.hang_after_post = False
+        self.hanging = asyncio.Event()
+        """Set once a post was made and the publisher hangs (``hang_after_post``)."""
         self.cost_usd: float | None = None
         """What each post "costs" on this platform (None: free)."""
 
@@ -38,6 +40,7 @@ class RecordingPublisher:
         posts.append({"key": reply.idempotency_key, "text": reply.text})
         self.ledger.write_text(json.dumps(posts))
         if self.hang_after_post:
+            self.hanging.set()
             await asyncio.Event().wait()  # the process "dies" here, before recording success
         return PublishResult(
             posted_id=str(len(posts)),

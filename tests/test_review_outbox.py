@@ -19,7 +19,7 @@ from bot.presentation import alert_view
 from bot.publishers.registry import Publishers
 from bot.services.stats import compute_stats, stats_lines
 from bot.settings import Settings
-from tests.helpers import raw
+from tests.helpers import SteppedClock, raw
 from tests.recording_publisher import RecordingPublisher
 
 CM = Actor(platform="console", user_id="cm", display_name="Ana")
@@ -113,17 +113,19 @@ async def test_retryable_errors_back_off_then_die_and_can_be_retried(
     settings: Settings, config: ParleyConfig, tmp_path: Path
 ) -> None:
     async with wired(settings, config, tmp_path / "ledger.json") as (core, publisher):
+        clock = SteppedClock()
+        core.outbox.clock = clock
         core.outbox.max_attempts = 2
-        # long enough that a slow machine's send_due() does not reach the retry itself
-        core.outbox.base_delay = 0.5
+        core.outbox.base_delay = 30.0
         mention_id = await _alerted_mention(core)
         reply = await core.review.approve(mention_id, CM)
         publisher.failures = [PublishError("503 from platform"), PublishError("503 again")]
         await core.outbox.send_due()
         queued = await core.store.get_reply(reply.id)
         assert queued.state is ReplyState.QUEUED and queued.next_attempt_at is not None
-        await asyncio.sleep(0.55)
-        await core.outbox.send_due()
+        assert await core.outbox.send_due() == 0  # backing off
+        clock.advance(30)
+        assert await core.outbox.send_due() == 1
         dead = await core.store.get_reply(reply.id)
         assert dead.state is ReplyState.DEAD and "gave up after 2 tries" in (dead.error or "")
         assert publisher.posts() == []
@@ -154,19 +156,22 @@ async def test_crash_mid_send_never_posts_twice_nor_loses_the_reply(
     async with wired(settings, config, ledger) as (core, publisher):
         mention_id = await _alerted_mention(core)
         reply = await core.review.approve(mention_id, CM)
+        inside = asyncio.Event()  # set once the publisher is stuck mid-send
         if posted_before_crash:
             publisher.hang_after_post = True
+            inside = publisher.hanging
         else:
             publisher.failures = []  # the crash comes before the request leaves
             original = publisher.publish
 
             async def die_before_posting(*args: object) -> object:
+                inside.set()
                 await asyncio.Event().wait()
                 return await original(*args)  # type: ignore[arg-type]  # pragma: no cover
 
             publisher.publish = die_before_posting  # type: ignore[method-assign]
         task = asyncio.create_task(core.outbox.send_due())
-        await asyncio.sleep(0.2)
+        await asyncio.wait_for(inside.wait(), 30)
         task.cancel()  # the process dies mid-send: the database keeps what was committed
         with pytest.raises(asyncio.CancelledError):
             await task

@@ -38,7 +38,7 @@ from bot.storage.db import Database
 from bot.storage.instance_lock import hold_instance_lock, lock_path
 from bot.storage.repo import Store
 from tests.fake_mastodon import FakeMastodon
-from tests.helpers import eventually, raw
+from tests.helpers import SteppedClock, eventually, raw
 from tests.recording_publisher import RecordingPublisher
 from tests.test_crash_worker import (
     TIMEOUT,
@@ -338,8 +338,19 @@ async def test_an_unsettled_reply_from_the_last_run_is_asked_about_again_until_s
         )
     publisher = GatedPublisher(ledger, reconcile_failures=2)
     async with outbox_core(settings, config, publisher) as core:
+        clock = SteppedClock()
+        core.outbox.clock, core.outbox.base_delay = clock, 30.0
         stop = asyncio.Event()
         running = asyncio.create_task(core.outbox.run(stop))
+        for tries, backoff in ((1, 30), (2, 60)):
+
+            async def asked(tries: int = tries) -> bool:
+                return len(publisher.reconciled) == tries
+
+            await eventually(asked, f"reconcile attempt {tries}")
+            await core.outbox.quiesce()
+            assert len(publisher.reconciled) == tries  # not asked again before its backoff
+            clock.advance(backoff)
         await eventually(state_is(core, reply, ReplyState.SENT), "the reply reconciled")
         stop.set()
         await asyncio.wait_for(running, TIMEOUT)

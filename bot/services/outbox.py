@@ -8,7 +8,8 @@ taken once, at start, by the process holding the database's instance lock (see
 ``bot.storage.instance_lock``), so no other sender can be in flight; a reply the platform cannot
 settle yet stays ``sending`` and is asked about again with backoff. Replies this outbox sends
 itself are never reconciled while in flight. Retryable errors back off exponentially (or as long
-as the platform's Retry-After says); permanent ones end ``dead``.
+as the platform's Retry-After says); permanent ones end ``dead``. Every time the outbox reads
+or waits on goes through its :class:`WallClock`, so tests can move time instead of waiting.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import asyncio
 import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Protocol
 
 from bot.domain.models import SYSTEM, Reply, utcnow
 from bot.domain.states import MentionState, ReplyState
@@ -29,6 +31,31 @@ log = logging.getLogger(__name__)
 
 _RECOVER_LIMIT = 100_000
 """Replies listed at start: far more than a team ever has in flight."""
+
+
+_IDLE_WAIT = 60.0
+"""Seconds between passes when nothing is due and nothing wakes the outbox."""
+
+
+class WallClock(Protocol):
+    """UTC wall time (due times are stored in the database) and a way to wait on it; tests
+    inject one they move forward."""
+
+    def now(self) -> datetime: ...
+
+    async def sleep(self, seconds: float) -> None: ...
+
+
+class SystemClock:
+    """The real clock."""
+
+    def now(self) -> datetime:
+        """The current UTC time."""
+        return utcnow()
+
+    async def sleep(self, seconds: float) -> None:
+        """Wait ``seconds`` of real time."""
+        await asyncio.sleep(seconds)
 
 
 @dataclass
@@ -51,6 +78,7 @@ class Outbox:
         max_attempts: int = 5,
         base_delay: float = 30.0,
         max_delay: float = 3600.0,
+        clock: WallClock | None = None,
     ) -> None:
         self.store = store
         self.publishers = publishers
@@ -58,6 +86,7 @@ class Outbox:
         self.max_attempts = max_attempts
         self.base_delay = base_delay
         self.max_delay = max_delay
+        self.clock: WallClock = clock or SystemClock()
         self._wake = asyncio.Event()
         self._unsettled: dict[int, _Unsettled] | None = None  # None until recover() listed them
         self._in_flight: set[int] = set()
@@ -101,7 +130,7 @@ class Outbox:
         """Ask each platform about the unsettled replies (only those due, with ``due_only``)."""
         unsettled = self._unsettled or {}
         for reply_id, retry in sorted(unsettled.items()):
-            now = utcnow()
+            now = self.clock.now()
             if due_only and retry.next_at is not None and retry.next_at > now:
                 continue
             reply = await self.store.get_reply(reply_id)
@@ -158,20 +187,24 @@ class Outbox:
         due = [u.next_at for u in (self._unsettled or {}).values() if u.next_at is not None]
         if (queued := await self.store.next_due_at()) is not None:
             due.append(queued)
-        timeout = 60.0
+        timeout = _IDLE_WAIT
         if due:
-            timeout = min(timeout, max(0.0, (min(due) - utcnow()).total_seconds()))
-        waiters = {asyncio.create_task(self._wake.wait()), asyncio.create_task(stop.wait())}
-        _, pending = await asyncio.wait(
-            waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED
-        )
-        for task in pending:
-            task.cancel()
+            timeout = min(timeout, max(0.0, (min(due) - self.clock.now()).total_seconds()))
+        waiters = {
+            asyncio.ensure_future(self._wake.wait()),
+            asyncio.ensure_future(stop.wait()),
+            asyncio.ensure_future(self.clock.sleep(timeout)),
+        }
+        try:
+            await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in waiters:
+                task.cancel()
 
     async def send_due(self) -> int:
         """Send every reply that is due now; returns how many were attempted."""
         count = 0
-        while batch := await self.store.due_replies(utcnow()):
+        while batch := await self.store.due_replies(self.clock.now()):
             for reply in batch:
                 await self.send(reply)
                 count += 1
@@ -254,7 +287,7 @@ class Outbox:
             SYSTEM,
             "retry_scheduled",
             error=message,
-            next_attempt_at=utcnow() + timedelta(seconds=delay),
+            next_attempt_at=self.clock.now() + timedelta(seconds=delay),
         )
         log.info("reply #%d failed (%s); retrying in %.0fs", reply.id, message, delay)
         await self._notify(reply, "retry_scheduled")
