@@ -20,13 +20,17 @@ ROOT = Path(__file__).resolve().parent.parent
 
 _real_connect = socket.socket.connect
 _real_connect_ex = socket.socket.connect_ex
+_real_sendto = socket.socket.sendto
 _real_getaddrinfo = socket.getaddrinfo
+_real_gethostbyname = socket.gethostbyname
 
 
 def _is_local(address: Any) -> bool:
     if isinstance(address, (str, bytes)):  # AF_UNIX path
         return True
     host = address[0]
+    if isinstance(host, bytes):
+        host = host.decode()
     if host in ("localhost", ""):
         return True
     try:
@@ -35,30 +39,48 @@ def _is_local(address: Any) -> bool:
         return False
 
 
-@pytest.fixture(autouse=True)
-def loopback_only(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """Fail any test that reaches for an address beyond loopback."""
+def _refuse(address: Any) -> None:
+    if not _is_local(address):
+        raise AssertionError(f"test tried to reach {address!r} beyond loopback")
 
-    def connect(self: socket.socket, address: Any) -> Any:
-        if not _is_local(address):
-            raise AssertionError(f"test tried to reach {address!r} beyond loopback")
-        return _real_connect(self, address)
 
-    def connect_ex(self: socket.socket, address: Any) -> Any:
-        if not _is_local(address):
-            raise AssertionError(f"test tried to reach {address!r} beyond loopback")
-        return _real_connect_ex(self, address)
+def _connect(self: socket.socket, address: Any) -> Any:
+    _refuse(address)
+    return _real_connect(self, address)
 
-    def getaddrinfo(host: Any, *args: Any, **kwargs: Any) -> Any:
-        name = host.decode() if isinstance(host, bytes) else host
-        if name is not None and not _is_local((name, 0)):
-            raise AssertionError(f"test tried to resolve {name!r}")
-        return _real_getaddrinfo(host, *args, **kwargs)
 
-    monkeypatch.setattr(socket.socket, "connect", connect)
-    monkeypatch.setattr(socket.socket, "connect_ex", connect_ex)
-    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
-    yield
+def _connect_ex(self: socket.socket, address: Any) -> Any:
+    _refuse(address)
+    return _real_connect_ex(self, address)
+
+
+def _sendto(self: socket.socket, data: Any, *args: Any) -> Any:
+    _refuse(args[-1])  # sendto(data, address) or sendto(data, flags, address)
+    return _real_sendto(self, data, *args)
+
+
+def _getaddrinfo(host: Any, *args: Any, **kwargs: Any) -> Any:
+    if host is not None:
+        _refuse((host, 0))
+    return _real_getaddrinfo(host, *args, **kwargs)
+
+
+def _gethostbyname(host: str) -> str:
+    _refuse((host, 0))
+    return _real_gethostbyname(host)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def loopback_only() -> Iterator[None]:
+    """Fail any test, or fixture of any scope, that reaches for an address beyond loopback
+    (connecting, sending a datagram or resolving a name), for the whole session."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(socket.socket, "connect", _connect)
+        patch.setattr(socket.socket, "connect_ex", _connect_ex)
+        patch.setattr(socket.socket, "sendto", _sendto)
+        patch.setattr(socket, "getaddrinfo", _getaddrinfo)
+        patch.setattr(socket, "gethostbyname", _gethostbyname)
+        yield
 
 
 BASIC_CONFIG: dict[str, Any] = {
