@@ -19,6 +19,7 @@ from bot.config import ParleyConfig
 from bot.domain.states import ReplyState
 from bot.errors import ConfigError, ParleyError, StorageError
 from bot.frontends.console import ConsoleFrontend
+from bot.localtime import set_zone
 from bot.preflight import validate
 from bot.services.health import health_lines
 from bot.services.online_check import check_online
@@ -108,6 +109,7 @@ async def status(settings: Settings) -> list[str]:
     path = settings.parley_db_path
     if not path.exists():
         raise StorageError(f"no database at {path} yet; start Parley with 'parley run' first")
+    set_zone(settings.display_zone())
     async with Database.open(path) as db:
         store = Store(db)
         lines = ["Sources:", *(f"  {line}" for line in await health_lines(store))]

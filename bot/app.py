@@ -23,6 +23,7 @@ from bot.drafting.offline import OfflineDrafter
 from bot.errors import PermissionDenied
 from bot.events import EventBus
 from bot.llm.setup import LlmServices, build_llm
+from bot.localtime import set_zone
 from bot.matching.matcher import Matcher, RuleSpec
 from bot.pipeline.ingest import Alerter, Ingestor
 from bot.pipeline.runner import SourceRunner, poll_together
@@ -157,6 +158,7 @@ async def build_core(
     this core is its only writer and its outbox may settle what a previous run left sending.
     """
     base_dir = base_dir or settings.parley_config.resolve().parent
+    set_zone(settings.display_zone())
     async with AsyncExitStack() as stack:
         stack.enter_context(hold_instance_lock(settings.parley_db_path))
         db = await stack.enter_async_context(Database.open(settings.parley_db_path))

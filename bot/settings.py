@@ -6,13 +6,15 @@ live in ``parley.toml`` instead (see bot/config.py).
 
 from __future__ import annotations
 
+from datetime import tzinfo
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, ValidationError
+from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from bot.errors import ConfigError
+from bot.localtime import machine_zone, parse_zone
 
 
 class Settings(BaseSettings):
@@ -33,6 +35,7 @@ class Settings(BaseSettings):
     parley_outbox_max_attempts: int = Field(default=5, ge=1, le=50)
     parley_reply_limit: int = Field(default=5_000, ge=100, le=100_000)
     parley_urgent_reach: int = Field(default=10_000, ge=0)
+    parley_timezone: str | None = None
     # LLM drafting and triage (bot/llm/; docs/llm.md). No key and no base URL: offline.
     openai_api_key: SecretStr | None = None
     openai_base_url: str | None = Field(default=None, pattern=r"^https?://\S+$")
@@ -77,6 +80,18 @@ class Settings(BaseSettings):
     discord_gateway_url: str = Field(
         default="wss://gateway.discord.gg/", pattern=r"^wss?://[^\s/]+(/[^\s]*)?$"
     )
+
+    @field_validator("parley_timezone")
+    @classmethod
+    def _known_zone(cls, value: str | None) -> str | None:
+        if value is not None and value.strip():
+            parse_zone(value)
+        return value
+
+    def display_zone(self) -> tzinfo:
+        """The zone times are shown in: PARLEY_TIMEZONE, else the machine's."""
+        name = (self.parley_timezone or "").strip()
+        return parse_zone(name) if name else machine_zone()
 
     def telegram_configured(self) -> bool:
         """Whether the Telegram frontend should run (a bot token is set)."""
@@ -161,6 +176,8 @@ _FORMATS = {
 
 def _plain(name: str, kind: str, message: str) -> str:
     """A validation message in words: never the regular expression a pattern check quotes."""
+    if kind == "value_error":
+        return message.removeprefix("Value error, ")
     if kind != "string_pattern_mismatch":
         return message
     if name.endswith("_BASE_URL"):

@@ -168,3 +168,10 @@ def test_the_real_run_exits_78_with_one_line_per_problem(tmp_path: Path) -> None
     assert result.returncode == 78
     assert "Traceback" not in result.stderr
     assert len(result.stderr.strip().splitlines()) == 2, result.stderr
+
+
+def test_a_time_zone_that_does_not_exist(capsys: pytest.CaptureFixture[str]) -> None:
+    assert refused(capsys, dotenv="PARLEY_TIMEZONE=Europe/Pariss\n") == [
+        "environment/.env: PARLEY_TIMEZONE: not a time zone name: use an IANA name such as "
+        "Europe/Paris or America/New_York"
+    ]

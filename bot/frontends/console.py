@@ -21,6 +21,7 @@ from bot.domain.models import Actor, Mention
 from bot.domain.states import MentionState, ReplyState
 from bot.errors import ConfigError, UserFacingError
 from bot.events import Event, MentionAlert, MentionChanged, Notice
+from bot.localtime import stamp
 from bot.presentation import AlertView, alert_view, truncate
 from bot.services.charts import chart_png
 from bot.services.health import health_lines
@@ -241,7 +242,7 @@ class ConsoleFrontend:
         for entry in await store.audit_trail("mention", mention_id):
             change = f"{entry.from_state} → {entry.to_state}" if entry.to_state else ""
             lines.append(
-                f"     {entry.at:%Y-%m-%d %H:%M} {entry.actor}: {entry.action} {change}"
+                f"     {stamp(entry.at)} {entry.actor}: {entry.action} {change}"
                 + (f" ({entry.detail})" if entry.detail else "")
             )
         return lines

@@ -8,13 +8,15 @@ serving). Only the object-oriented API is used, never pyplot's global figures.
 from __future__ import annotations
 
 import asyncio
+import bisect
 import io
 import math
 import threading
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, time, timedelta, tzinfo
 from typing import TYPE_CHECKING, Literal
 
+from bot import localtime
 from bot.domain.models import utcnow
 from bot.services.stats import PERIODS, Stats, human_duration, parse_period
 from bot.storage.repo import Store
@@ -55,7 +57,7 @@ class VolumeSeries:
 
     bucket: Bucket
     starts: tuple[datetime, ...]
-    """Start of every bucket (UTC), empty ones included, oldest first."""
+    """Start of every bucket in the display zone, empty ones included, oldest first."""
     counts: dict[str, tuple[int, ...]]
     """Non-empty series only, in stacking order (negative, neutral, positive, not triaged):
     name → count per bucket, aligned with ``starts``."""
@@ -78,9 +80,19 @@ def bucket_for(period: str) -> Bucket:
     return "hour" if PERIODS[parse_period(period)] <= timedelta(days=1) else "day"
 
 
-def _floor(moment: datetime, bucket: Bucket) -> datetime:
-    moment = moment.replace(minute=0, second=0, microsecond=0)
-    return moment.replace(hour=0) if bucket == "day" else moment
+def bucket_starts(since: datetime, end: datetime, bucket: Bucket, zone: tzinfo) -> list[datetime]:
+    """Starts of the local hours or days from the one holding ``since`` to the one holding
+    ``end``, in ``zone`` (a day is 23 or 25 hours long when the clocks change)."""
+    first = since.astimezone(zone).replace(minute=0, second=0, microsecond=0)
+    if bucket == "hour":
+        first = first.astimezone(UTC)
+        count = int((end - first) // timedelta(hours=1)) + 1
+        return [(first + timedelta(hours=i)).astimezone(zone) for i in range(count)]
+    day, last = first.date(), end.astimezone(zone).date()
+    return [
+        datetime.combine(day + timedelta(days=i), time(), zone)
+        for i in range((last - day).days + 1)
+    ]
 
 
 async def volume_series(
@@ -90,30 +102,27 @@ async def volume_series(
     *,
     since: datetime | None = None,
     now: datetime | None = None,
+    zone: tzinfo | None = None,
 ) -> VolumeSeries:
-    """Mentions fetched in the period per bucket and sentiment, counted by SQLite.
+    """Mentions fetched in the period per local hour or day and sentiment.
 
     ``since`` defaults to ``now`` minus the period (pass :attr:`Stats.since` to count over
     exactly the window of the text figures); the first and last buckets may be partial.
+    Buckets follow ``zone`` (default: PARLEY_TIMEZONE), so a day starts at local midnight.
     """
     period = parse_period(period)
     now = now or utcnow()
     since = since or now - PERIODS[period]
     bucket = bucket_for(period)
-    rows = await store.volume_series(since, bucket, brand)
-    step = timedelta(hours=1) if bucket == "hour" else timedelta(days=1)
+    rows = await store.volume_slots(since, brand)
     # A mention stored after `now` (during the query) still gets its bucket.
-    end = max([_floor(now, bucket), *(start for start, _, _ in rows)])
-    starts: list[datetime] = []
-    moment = _floor(since, bucket)
-    while moment <= end:
-        starts.append(moment)
-        moment += step
-    index = {start: i for i, start in enumerate(starts)}
+    end = max([now, *(slot for slot, _, _ in rows)])
+    starts = bucket_starts(since, end, bucket, zone or localtime.zone())
     counts: dict[str, list[int]] = {}
-    for start, sentiment, count in rows:
+    for slot, sentiment, count in rows:
         name = sentiment if sentiment in SENTIMENTS else UNTRIAGED
-        counts.setdefault(name, [0] * len(starts))[index[start]] += count
+        index = max(0, bisect.bisect_right(starts, slot) - 1)
+        counts.setdefault(name, [0] * len(starts))[index] += count
     order = (*SENTIMENTS, UNTRIAGED)
     return VolumeSeries(
         bucket=bucket,
@@ -160,13 +169,19 @@ def _volume_panel(ax: Axes, series: VolumeSeries) -> None:
     ax.set_xticks(shown, labels)
     ax.set_xlim(-0.6, len(positions) - 0.4)
     ax.set_ylabel(f"mentions per {series.bucket}", fontsize=_LABEL)
-    ax.set_xlabel("UTC", fontsize=_TICK, color="#555555", loc="right")
+    ax.set_xlabel(_zone_label(series), fontsize=_TICK, color="#555555", loc="right")
     _tidy(ax)
     if not top:
         ax.text(
             0.5, 0.5, "no mentions", transform=ax.transAxes, ha="center", va="center",
             fontsize=_LABEL, color="#777777",
         )  # fmt: skip
+
+
+def _zone_label(series: VolumeSeries) -> str:
+    """The zone the axis is in: its IANA name when it has one, else its abbreviation."""
+    zone = series.starts[0].tzinfo if series.starts else None
+    return str(getattr(zone, "key", None) or (series.starts[0].tzname() if zone else "") or "")
 
 
 def _response_panel(ax: Axes, stats: Stats) -> None:

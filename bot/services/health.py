@@ -1,12 +1,14 @@
 """Source health as people read it: one line per source, the same in every frontend and in
 ``parley status`` (last success, last error, items fetched, rate-limit budget left, and a plain
 word when a credential was refused), then one line on the language model when one was used
-(answering or not, since when, last error, calls and failures)."""
+(answering or not, since when, last error, calls and failures). Times are in
+``PARLEY_TIMEZONE`` (bot/localtime.py)."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 
+from bot.localtime import clock, stamp
 from bot.storage.llm_health import LlmHealth, LlmHealthRepo
 from bot.storage.repo import SourceStatus, Store
 
@@ -17,9 +19,9 @@ def describe(status: SourceStatus) -> str:
     if status.rate_limit_remaining is not None:
         facts.append(f"rate-limit budget left: {status.rate_limit_remaining}")
     if status.last_ok_at is not None:
-        facts.append(f"last success {status.last_ok_at:%Y-%m-%d %H:%M} UTC")
+        facts.append(f"last success {stamp(status.last_ok_at)}")
     if status.consecutive_failures:
-        since = f" since {status.last_error_at:%H:%M} UTC" if status.last_error_at else ""
+        since = f" since {clock(status.last_error_at)}" if status.last_error_at else ""
         what = "credentials rejected" if status.credentials_rejected else "failing"
         return (
             f"✘ {status.source}: {what} ({status.consecutive_failures} in a row{since}): "
@@ -36,14 +38,14 @@ def describe_llm(health: LlmHealth) -> str:
     if health.state == "closed":
         line = f"✔ LLM at {health.endpoint}: answering; {counts}"
         if health.last_error and health.last_error_at:
-            line += f"; last error {health.last_error_at:%Y-%m-%d %H:%M} UTC: {health.last_error}"
+            line += f"; last error {stamp(health.last_error_at)}: {health.last_error}"
         return line
     down = (
-        f"LLM at {health.endpoint}: not answering since {health.since:%Y-%m-%d %H:%M} UTC "
+        f"LLM at {health.endpoint}: not answering since {stamp(health.since)} "
         f"({health.last_error}); drafts from templates, triage by rules"
     )
     if health.state == "open" and health.retry_at is not None:
-        return f"✘ {down}; next try {health.retry_at:%H:%M} UTC; {counts}"
+        return f"✘ {down}; next try {clock(health.retry_at)}; {counts}"
     return f"… {down}; trying it again now; {counts}"
 
 

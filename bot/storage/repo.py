@@ -935,20 +935,18 @@ class Store:
         rows = await self.db.fetchall(sql + " GROUP BY r.publisher", params)
         return {str(r[0]): (int(r[1]), float(r[2])) for r in rows}
 
-    async def volume_series(
-        self, since: datetime, bucket: str, brand: str | None = None
+    async def volume_slots(
+        self, since: datetime, brand: str | None = None
     ) -> list[tuple[datetime, str | None, int]]:
-        """Mentions fetched since ``since`` per UTC hour or day and triage sentiment
-        (None: not triaged): (bucket start, sentiment, count), oldest bucket first."""
-        # fetched_at is a UTC ISO string, so a prefix is its hour ('…T14') or day.
-        width = {"hour": 13, "day": 10}.get(bucket)
-        if width is None:
-            raise ValueError(bucket)
+        """Mentions fetched since ``since`` per 15-minute UTC slot and triage sentiment
+        (None: not triaged): (slot start, sentiment, count), oldest slot first. Every time
+        zone's offset is a multiple of 15 minutes, so charts regroup slots by local hour or day."""
+        # fetched_at is a UTC ISO string: '…T14:' is its hour, the next two digits its minute.
         sql = (
-            f"SELECT substr(fetched_at, 1, {width}) AS b, sentiment, COUNT(*) FROM mentions"
-            " WHERE fetched_at >= ?"
+            "SELECT substr(fetched_at, 1, 14)"
+            " || printf('%02d', CAST(substr(fetched_at, 15, 2) AS INTEGER) / 15 * 15) AS b,"
+            " sentiment, COUNT(*) FROM mentions WHERE fetched_at >= ?"
         )
         sql, params = _brand_filter(sql, since, brand)
         rows = await self.db.fetchall(sql + " GROUP BY b, sentiment ORDER BY b", params)
-        suffix = ":00+00:00" if bucket == "hour" else "T00:00+00:00"
-        return [(datetime.fromisoformat(str(r[0]) + suffix), r[1], int(r[2])) for r in rows]
+        return [(datetime.fromisoformat(f"{r[0]}+00:00"), r[1], int(r[2])) for r in rows]

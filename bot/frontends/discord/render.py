@@ -136,7 +136,8 @@ def platform_colour(platform: str) -> discord.Colour:
 
 
 def timestamp(at: datetime) -> str:
-    """A Discord timestamp: every reader sees it in their own time zone."""
+    """A Discord timestamp: every reader sees it in their own time zone (so PARLEY_TIMEZONE,
+    which a team spread over zones would read wrong, is not used here)."""
     return f"<t:{int(at.timestamp())}:f>"
 
 

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 
 from bot.domain.models import Reply
 from bot.domain.states import ReplyState
+from bot.localtime import stamp
 from bot.presentation import AlertView, Decision, longest_fitting, truncate
 
 MESSAGE_LIMIT = 4096
@@ -156,8 +157,8 @@ def render_alert(
 
 
 def decision_line(decision: Decision) -> str:
-    """'approved by telegram:Ann at 2026-11-25 14:02 UTC' (with the reason, if given)."""
-    line = f"{decision.action} by {decision.actor} at {decision.at:%Y-%m-%d %H:%M} UTC"
+    """'approved by telegram:Ann at 2026-11-25 15:02 CET' (PARLEY_TIMEZONE; with the reason)."""
+    line = f"{decision.action} by {decision.actor} at {stamp(decision.at)}"
     return line + (f" ({decision.detail})" if decision.detail else "")
 
 
