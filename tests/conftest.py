@@ -7,9 +7,12 @@ import socket
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
+import tzlocal
 
+from bot import localtime
 from bot.app import Core, build_core
 from bot.config import ParleyConfig, parse_config
 from bot.settings import Settings
@@ -81,6 +84,13 @@ def loopback_only() -> Iterator[None]:
         patch.setattr(socket, "getaddrinfo", _getaddrinfo)
         patch.setattr(socket, "gethostbyname", _gethostbyname)
         yield
+
+
+@pytest.fixture(autouse=True)
+def utc_display(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Times are shown in UTC whatever the machine's zone (a test may set PARLEY_TIMEZONE)."""
+    monkeypatch.setattr(tzlocal, "get_localzone", lambda: ZoneInfo("UTC"))
+    localtime.set_zone(ZoneInfo("UTC"))
 
 
 BASIC_CONFIG: dict[str, Any] = {

@@ -4,13 +4,9 @@ and a zone name that does not exist is refused by `check` and `run` in one plain
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
-import pytest
-
-from bot import localtime
 from bot.app import build_core
 from bot.config import ParleyConfig
 from bot.domain.models import Actor
@@ -25,14 +21,6 @@ from tests.test_charts import put
 
 PARIS = ZoneInfo("Europe/Paris")
 CM = Actor(platform="console", user_id="cm", display_name="Ann")
-
-
-@pytest.fixture(autouse=True)
-def restore_zone() -> Iterator[None]:
-    """Each test starts and ends with times shown in UTC."""
-    localtime.set_zone(UTC)
-    yield
-    localtime.set_zone(UTC)
 
 
 async def test_a_mention_at_23_30_utc_counts_on_the_next_day_in_paris(store: Store) -> None:
