@@ -13,6 +13,9 @@ comes from :func:`guarded_client`, which adds two limits under httpx.
   checked, so a second DNS answer cannot slip in (DNS rebinding). Redirects are followed by
   httpx hop by hop, and every hop to a new host goes through the same check. A source with
   ``allow_private = true`` (a feed on the local network, a test server) skips the address check.
+* **Proxies.** ``HTTP_PROXY``/``HTTPS_PROXY``/``NO_PROXY`` are honoured; through a proxy the
+  target's name is checked as resolved here, and the proxy resolves it again (see
+  :class:`_ProxiedTarget`).
 
 Refusals are :class:`FetchRefused` errors: ``httpx.HTTPError`` subclasses, so every connector's
 existing error handling catches them, with a message that is one plain line (:func:`failure`).
@@ -29,6 +32,7 @@ from typing import Any
 
 import httpcore
 import httpx
+from httpx._utils import get_environment_proxies  # httpx's own reading of *_PROXY variables
 
 MAX_BODY_BYTES = 16 * 1024 * 1024
 """The most a response body may hold once decompressed."""
@@ -116,12 +120,27 @@ def guarded_client(
 ) -> httpx.AsyncClient:
     """An httpx client whose bodies are capped once decompressed and whose connections go
     only to public addresses (unless ``allow_private``). ``what`` names the body in errors;
-    ``max_bytes`` caps it (a request may override it with :data:`MAX_BODY_EXTENSION`)."""
+    ``max_bytes`` caps it (a request may override it with :data:`MAX_BODY_EXTENSION`).
+
+    The standard ``HTTP_PROXY``, ``HTTPS_PROXY``, ``ALL_PROXY`` and ``NO_PROXY`` variables are
+    honoured as httpx itself reads them (see :class:`_ProxiedTarget` for the address check)."""
     inner = httpx.AsyncHTTPTransport()
     pool: Any = inner._pool  # httpx offers no public hook for httpcore's network backend
     pool._network_backend = _GuardedBackend(pool._network_backend, allow_private=allow_private)
+    # A client given its own transport ignores the environment's proxies: mount them back.
+    mounts: dict[str, httpx.AsyncBaseTransport | None] = {
+        pattern: None
+        if proxy is None
+        else _BoundedTransport(
+            _ProxiedTarget(httpx.AsyncHTTPTransport(proxy=proxy), allow_private=allow_private),
+            what=what,
+            max_bytes=max_bytes,
+        )
+        for pattern, proxy in get_environment_proxies().items()
+    }
     return httpx.AsyncClient(
         transport=_BoundedTransport(inner, what=what, max_bytes=max_bytes),
+        mounts=mounts,
         timeout=timeout,
         follow_redirects=follow_redirects,
         max_redirects=MAX_REDIRECTS,
@@ -162,6 +181,34 @@ class _GuardedBackend(httpcore.AsyncNetworkBackend):
     async def sleep(self, seconds: float) -> None:
         """The inner backend's sleep (used between retries)."""
         await self._inner.sleep(seconds)
+
+
+class _ProxiedTarget(httpx.AsyncBaseTransport):
+    """Requests through a proxy, which resolves the target's name itself: the name is resolved
+    and checked here first, as far as this machine can.
+
+    The trade-off of a proxy: it may get another DNS answer than ours (rebinding), and a name
+    only the proxy can resolve is passed on unchecked; an address written in the URL is
+    checked exactly. The proxy's own address is configuration, never checked."""
+
+    def __init__(self, inner: httpx.AsyncBaseTransport, *, allow_private: bool) -> None:
+        self._inner = inner
+        self._allow_private = allow_private
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        """Check the target's addresses, then send through the proxy."""
+        if not self._allow_private:
+            host = request.url.host
+            try:
+                addresses = await _resolve(host, request.url.port or 0)
+            except httpcore.ConnectError:
+                addresses = []  # only the proxy can resolve it
+            _check(host, addresses)
+        return await self._inner.handle_async_request(request)
+
+    async def aclose(self) -> None:
+        """Close the proxy transport and its connections."""
+        await self._inner.aclose()
 
 
 async def _resolve(host: str, port: int) -> list[IPAddress]:
