@@ -20,7 +20,7 @@ from bot.domain.models import SYSTEM, Actor, Draft, utcnow
 from bot.domain.states import ReplyState
 from bot.drafting.base import Drafter
 from bot.drafting.offline import OfflineDrafter
-from bot.errors import PermissionDenied
+from bot.errors import ConfigError, PermissionDenied
 from bot.events import EventBus
 from bot.llm.setup import LlmServices, build_llm
 from bot.localtime import set_zone
@@ -262,6 +262,11 @@ def _publishers(settings: Settings, config: ParleyConfig, built: Sequence[Built]
     )
 
 
+SHUTDOWN_BUDGET = 4.5
+"""Seconds after the stop request by which every task has finished or is cancelled: a chat or a
+model that does not answer must not hold the process (pending alerts and edits are stored)."""
+
+
 async def run_core(
     core: Core,
     frontends: Sequence[Frontend],
@@ -269,22 +274,55 @@ async def run_core(
     *,
     polled_once: bool = False,
 ) -> None:
-    """Run sources, the outbox, event delivery and the frontends until ``stop`` is set."""
+    """Run sources, the outbox, event delivery and the frontends until ``stop`` is set.
+
+    A frontend whose platform refuses its token (ConfigError) stops everything; the error is
+    raised once all has stopped."""
+    refused: list[ConfigError] = []
     async with asyncio.TaskGroup() as tg:
-        tg.create_task(core.bus.run(stop))
-        tg.create_task(core.outbox.run(stop))
+        tasks = [
+            tg.create_task(core.bus.run(stop), name="events"),
+            tg.create_task(core.outbox.run(stop), name="outbox"),
+        ]
         for runner in core.runners:
-            tg.create_task(runner.run(stop, skip_first=polled_once))
+            run = runner.run(stop, skip_first=polled_once)
+            tasks.append(tg.create_task(run, name=f"source {runner.source.name}"))
         for frontend in frontends:
-            tg.create_task(_supervised(frontend.name, frontend.run, stop))
+            supervised = _supervised(frontend.name, frontend.run, stop, refused)
+            tasks.append(tg.create_task(supervised, name=f"frontend {frontend.name}"))
+        watchdog = tg.create_task(_cancel_late(stop, tasks))
+        await asyncio.wait(tasks)
+        watchdog.cancel()
+    if refused:
+        raise refused[0]
+
+
+async def _cancel_late(stop: asyncio.Event, tasks: Sequence[asyncio.Task[None]]) -> None:
+    """Cancel what still runs ``SHUTDOWN_BUDGET`` seconds after ``stop`` (an LLM call, a chat
+    request that hangs)."""
+    await stop.wait()
+    log.info("stopping: finishing work in progress (at most %.1f s)", SHUTDOWN_BUDGET)
+    _, late = await asyncio.wait(tasks, timeout=SHUTDOWN_BUDGET)
+    if late:
+        names = ", ".join(sorted(task.get_name() for task in late))
+        log.warning("stopping: still busy after %.1f s, cancelled: %s", SHUTDOWN_BUDGET, names)
+        for task in late:
+            task.cancel()
 
 
 async def _supervised(
-    name: str, run: Callable[[asyncio.Event], Awaitable[None]], stop: asyncio.Event
+    name: str,
+    run: Callable[[asyncio.Event], Awaitable[None]],
+    stop: asyncio.Event,
+    refused: list[ConfigError],
 ) -> None:
-    """A frontend that crashes is logged and stops the process cleanly instead of hanging."""
+    """A frontend that crashes is logged and stops the process cleanly instead of hanging; one
+    whose token is refused stops it too, and the refusal is kept for the exit status."""
     try:
         await run(stop)
+    except ConfigError as exc:
+        refused.append(exc)
+        stop.set()
     except Exception:
         log.exception("frontend %s crashed; shutting down", name)
         stop.set()

@@ -147,6 +147,8 @@ class EventBus:
         self.limits = limits or InboxLimits()
         self._inboxes: dict[str, _Inbox] = {}
         self._seq = 0
+        self._ended = asyncio.Event()
+        """Set once ``run`` has returned: nothing handles events any more."""
 
     def subscribe(
         self, name: str, handler: Handler, *, coalesce: bool = True, alerts: bool = True
@@ -175,9 +177,13 @@ class EventBus:
 
     async def run(self, stop: asyncio.Event) -> None:
         """Deliver events until ``stop`` is set and the inboxes are drained."""
-        async with asyncio.TaskGroup() as tg:
-            for name, inbox in self._inboxes.items():
-                tg.create_task(self._deliver(name, inbox, stop))
+        self._ended.clear()
+        try:
+            async with asyncio.TaskGroup() as tg:
+                for name, inbox in self._inboxes.items():
+                    tg.create_task(self._deliver(name, inbox, stop))
+        finally:
+            self._ended.set()
 
     @staticmethod
     async def _deliver(name: str, inbox: _Inbox, stop: asyncio.Event) -> None:
@@ -202,7 +208,12 @@ class EventBus:
             stopping.cancel()
 
     async def drain(self, name: str | None = None) -> None:
-        """Wait until every waiting event (of one subscriber, if named) has been handled."""
+        """Wait until every waiting event (of one subscriber, if named) has been handled, or
+        until ``run`` has ended (an event published while stopping is never handled)."""
         for subscriber, inbox in self._inboxes.items():
             if name is None or name == subscriber:
-                await inbox.idle.wait()
+                idle = asyncio.ensure_future(inbox.idle.wait())
+                ended = asyncio.ensure_future(self._ended.wait())
+                await asyncio.wait({idle, ended}, return_when=asyncio.FIRST_COMPLETED)
+                idle.cancel()
+                ended.cancel()

@@ -81,10 +81,27 @@ class Tenancy:
                 route = _route(brand, platform)
                 if route is not None:
                     self._routes.setdefault((platform, _key(route)), set()).add(brand.name)
+        self._aliases: dict[tuple[str, str], str] = {}
+
+    def alias(self, platform: str, old: int | str, new: int | str) -> None:
+        """The chat ``old`` is now ``new`` (a Telegram group upgraded to a supergroup): ``new``
+        is seen as ``old`` was, routed brands and default chat included."""
+        self._aliases[(platform, _key(new))] = _key(old)
+
+    def _keys(self, place: Place) -> set[str]:
+        """The place's ids, and the ids it had before it moved."""
+        keys = {_key(i) for i in place.ids}
+        todo = list(keys)
+        while todo:
+            before = self._aliases.get((place.platform, todo.pop()))
+            if before is not None and before not in keys:
+                keys.add(before)
+                todo.append(before)
+        return keys
 
     def routed(self, place: Place) -> frozenset[str]:
         """The brands whose alerts are routed to this place."""
-        keys = {_key(i) for i in place.ids}
+        keys = self._keys(place)
         found: set[str] = set()
         for key in keys:
             found |= self._routes.get((place.platform, key), set())
@@ -95,7 +112,7 @@ class Tenancy:
         that is nobody's for someone who approves nothing."""
         if place.platform == CONSOLE:
             return None
-        if self._defaults.get(place.platform) in {_key(i) for i in place.ids}:
+        if self._defaults.get(place.platform) in self._keys(place):
             return None
         routed = self.routed(place)
         if routed:

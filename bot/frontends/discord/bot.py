@@ -32,6 +32,7 @@ from pydantic import SecretStr
 from bot.app import Core
 from bot.domain.models import Actor
 from bot.events import Event, MentionChanged, Notice
+from bot.frontends.discord.link import NETWORK_ERRORS, DiscordLink, refused
 from bot.services.alert_delivery import AlertDelivery
 from bot.services.tenancy import Place
 from bot.services.throttle import DISCORD_LIMITS, ThrottleLimits
@@ -43,8 +44,6 @@ log = logging.getLogger(__name__)
 FRONTEND = "discord"
 DEFAULT_API = "https://discord.com/api/v10"
 DEFAULT_GATEWAY = "wss://gateway.discord.gg/"
-_READY_WAIT = 60.0
-"""Seconds an event waits for the bot to be connected before it is skipped."""
 _MAX_RATELIMIT_WAIT = 30.0
 """A 429 asking to wait longer raises discord.RateLimited instead of stalling the request, so
 the throttle can pause that channel (discord.py's minimum for this option)."""
@@ -209,18 +208,24 @@ class DiscordFrontend:
         self.delivery = AlertDelivery(core.store, FRONTEND, DiscordAlerts(self.bot), limits)
         core.deliveries.register(self.delivery)
         self._ready = asyncio.Event()
+        self.link = DiscordLink(self)
         core.bus.subscribe(self.name, self.on_event, alerts=False)  # the delivery reads them
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Log in, connect and serve until ``stop``; then send what the throttle may and close."""
+        """Log in (retried with back-off until Discord answers; a refused token raises
+        ConfigError), connect and serve until ``stop``; then send what the throttle may and
+        close."""
         point_at(self.config.api_base_url, self.config.gateway_url)
         async with self.bot:
-            client = asyncio.create_task(self.bot.start(self.config.token.get_secret_value()))
+            if not await self.link.login(stop, self.config.token.get_secret_value()):
+                return
+            client = asyncio.create_task(self.bot.connect(reconnect=True))
             try:
                 if await _first(self.bot.wait_until_ready(), stop.wait(), client) != 0:
-                    return  # stopped, or the login failed (raised below)
+                    return  # stopped, or the connection failed (raised below)
                 self._ready.set()
                 log.info("Discord bot %s is running", self.bot.user)
+                await self.link.ready()
                 async with asyncio.TaskGroup() as tg:
                     tg.create_task(self.delivery.run(stop))
                     if await _first(stop.wait(), client) == 1:
@@ -229,22 +234,42 @@ class DiscordFrontend:
             finally:
                 self._ready.clear()
                 await self.bot.close()
-                if client.done():
-                    client.result()
-                else:
+                if not client.done():
                     await client
+                _raise_refusal(client)
 
     async def on_event(self, event: Event) -> None:
-        """Hand a change or a notice to the alert delivery once the bot is connected (alerts
-        need nothing here: the delivery service reads them from the store)."""
-        if not isinstance(event, MentionChanged | Notice):
+        """Hand a change or a notice to the alert delivery (alerts need nothing here: the
+        delivery service reads them from the store). Nothing waits for Discord: a change it
+        cannot take now (not connected, stopping) is stored and shown once connected; such a
+        notice is logged only."""
+        if isinstance(event, Notice) and not self._ready.is_set():
+            log.warning("not shown in Discord (not connected): %s", event.text)
+        elif isinstance(event, Notice):
+            await self.delivery.on_event(event)
+        elif isinstance(event, MentionChanged):
+            await self._on_change(event)
+
+    async def _on_change(self, event: MentionChanged) -> None:
+        if not self._ready.is_set():
+            await self.link.owe(event.mention.id)
             return
         try:
-            await asyncio.wait_for(self._ready.wait(), _READY_WAIT)
-        except TimeoutError:
-            log.warning("Discord is not connected; %s was not shown", type(event).__name__)
-            return
-        await self.delivery.on_event(event)
+            await self.delivery.on_event(event)
+        except NETWORK_ERRORS:
+            await self.link.owe(event.mention.id)
+        except asyncio.CancelledError:  # stopping with the edit in flight
+            await self.link.owe(event.mention.id)
+            raise
+
+
+def _raise_refusal(client: asyncio.Task[None]) -> None:
+    """The client's failure, as ConfigError when Discord refused the bot (an intent)."""
+    if client.cancelled() or client.exception() is None:
+        return
+    exc = client.exception()
+    assert exc is not None
+    raise refused(exc) or exc
 
 
 async def _first(*aws: Awaitable[object]) -> int:

@@ -11,6 +11,7 @@ SQLite, so this also works after a restart.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hmac
 import logging
 import secrets
@@ -32,8 +33,16 @@ from telegram import (
     User,
 )
 from telegram.constants import ParseMode
-from telegram.error import BadRequest, NetworkError, RetryAfter, TelegramError
-from telegram.ext import AIORateLimiter, Application, ApplicationBuilder, BaseRateLimiter
+from telegram.error import BadRequest, ChatMigrated, NetworkError, RetryAfter, TelegramError
+from telegram.ext import (
+    AIORateLimiter,
+    Application,
+    ApplicationBuilder,
+    BaseRateLimiter,
+    ContextTypes,
+    MessageHandler,
+    filters,
+)
 from telegram.warnings import PTBDeprecationWarning
 
 from bot.app import Core
@@ -42,6 +51,8 @@ from bot.domain.models import Actor, Draft, Mention, Reply
 from bot.events import Event, MentionChanged, Notice
 from bot.frontends.telegram.handlers import Handlers
 from bot.frontends.telegram.keyboards import alert_keyboard
+from bot.frontends.telegram.link import TelegramLink
+from bot.frontends.telegram.migration import ChatMoves, moved_text, settings_to_update
 from bot.frontends.telegram.render import decision_line, esc, render_alert, render_digest
 from bot.presentation import alert_view
 from bot.services.alert_delivery import AlertDelivery
@@ -74,8 +85,8 @@ TgApp = Application[Any, Any, Any, Any, Any, Any]
 _NO_PREVIEW = LinkPreviewOptions(is_disabled=True)
 _ADMIN_CACHE_SECONDS = 300.0
 _EDIT_TRIES = 3
-_READY_WAIT = 30.0
-"""Seconds an event waits for the bot to be connected before its update is skipped."""
+_OFFLINE_STOP = 0.5
+"""Seconds the poller may take to stop while Telegram is unreachable."""
 
 
 @dataclass(frozen=True)
@@ -232,9 +243,16 @@ class TelegramAlerts:
 
     async def notice(self, text: str) -> None:
         """Send a notice to the default alert chat, if there is one."""
-        chat = self.frontend.config.alert_chat
+        chat = self.frontend.alert_chat
         if chat is None:
             return
+        try:
+            await self._notice(chat, text)
+        except ChatMigrated as exc:
+            await self.frontend.migrated(chat, exc.new_chat_id)
+            await self._notice(exc.new_chat_id, text)
+
+    async def _notice(self, chat: int | str, text: str) -> None:
         bot = self.frontend.bot
         await self.frontend._call(
             lambda: bot.send_message(chat, f"⚠️ {esc(text)}", parse_mode=ParseMode.HTML)
@@ -244,10 +262,10 @@ class TelegramAlerts:
         self, dest: Dest, html: str, keyboard: InlineKeyboardMarkup | None
     ) -> Message | None:
         """sendMessage: a 429 becomes RateLimited, as does a network failure; a refused
-        message is logged, not retried forever."""
+        message is logged, not retried forever; a group that became a supergroup is followed."""
         chat, topic = dest
         try:
-            return await self.frontend.bot.send_message(
+            message = await self.frontend.bot.send_message(
                 chat,
                 html,
                 parse_mode=ParseMode.HTML,
@@ -257,12 +275,19 @@ class TelegramAlerts:
             )
         except RetryAfter as exc:
             raise RateLimited(retry_seconds(exc)) from None
+        except ChatMigrated as exc:
+            await self.frontend.migrated(chat, exc.new_chat_id)
+            return await self._send((exc.new_chat_id, None), html, keyboard)
         except BadRequest as exc:
             log.error("Telegram refused an alert for chat %s: %s", chat, exc.message)
         except NetworkError as exc:
+            self.frontend.link.lost(exc)
             raise RateLimited(5.0) from exc
         except TelegramError as exc:  # Forbidden: the bot was removed from the chat
             log.error("cannot post to Telegram chat %s: %s", chat, exc.message)
+        else:
+            self.frontend.link.heard()
+            return message
         return None
 
 
@@ -287,6 +312,11 @@ class TelegramFrontend:
         self.application = build_application(config, rate_limiter or AIORateLimiter())
         self.handlers = Handlers(self)
         self.handlers.register(self.application)
+        self.application.add_handler(
+            MessageHandler(filters.StatusUpdate.MIGRATE, self._on_migrate), group=-1
+        )
+        self.link = TelegramLink(self, [BotCommand(c, d) for c, d in COMMANDS])
+        self.moves = ChatMoves(core.store.db, core.tenancy)
         self.alerts = TelegramAlerts(self)
         self.delivery = AlertDelivery(core.store, FRONTEND, self.alerts, limits)
         core.deliveries.register(self.delivery)
@@ -304,10 +334,14 @@ class TelegramFrontend:
     # ---- lifecycle ----------------------------------------------------------------------
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Start the Application (polling or webhook), serve until ``stop``, stop in reverse."""
+        """Connect (retried with back-off until Telegram answers; a refused token raises
+        ConfigError), start the Application (polling or webhook), serve until ``stop``, stop in
+        reverse. At stop, alerts the chat cannot take now stay queued for the next start."""
         app = self.application
-        async with app:  # initialize() (getMe) … shutdown()
-            await self.bot.set_my_commands([BotCommand(c, d) for c, d in COMMANDS])
+        await self.moves.load()
+        try:
+            if not await self.link.connect(stop):
+                return
             await app.start()
             webhook: web.AppRunner | None = None
             if self.config.webhook_url:
@@ -315,21 +349,36 @@ class TelegramFrontend:
             else:
                 assert app.updater is not None
                 await app.updater.start_polling(
-                    allowed_updates=ALLOWED_UPDATES, drop_pending_updates=False
+                    allowed_updates=ALLOWED_UPDATES,
+                    drop_pending_updates=False,
+                    error_callback=self.link.polling_failed,
                 )
             self._ready.set()
             log.info("Telegram bot @%s is running", self.bot.username)
             try:
                 async with asyncio.TaskGroup() as tg:
-                    tg.create_task(self.delivery.run(stop))
+                    delivery = tg.create_task(self.delivery.run(stop))
+                    tg.create_task(self.link.watch(stop))
                     await stop.wait()
+                    if self.link.outage.down:  # nothing can be posted: no grace period
+                        delivery.cancel()
             finally:
                 self._ready.clear()
                 if webhook is not None:
                     await webhook.cleanup()
                 elif app.updater is not None and app.updater.running:
-                    await app.updater.stop()
+                    await self._stop_polling()
                 await app.stop()
+        finally:
+            await app.shutdown()
+
+    async def _stop_polling(self) -> None:
+        """Stop getUpdates. Offline, PTB would finish its back-off sleep (up to 30 s) and try to
+        confirm the last updates: cut short instead (they are fetched again next start)."""
+        assert self.application.updater is not None
+        limit = _OFFLINE_STOP if self.link.outage.down else None
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.application.updater.stop(), limit)
 
     async def _start_webhook(self) -> web.AppRunner:
         """Receive updates over HTTPS from Telegram (behind your reverse proxy), checked by the
@@ -381,7 +430,7 @@ class TelegramFrontend:
         """Administrators of the alert chat (cached; getChatAdministrators). Fails closed: while
         the list cannot be fetched, nobody is an administrator (a demoted one must not keep
         approving on an expired list); the next check asks Telegram again."""
-        chat = self.config.alert_chat
+        chat = self.alert_chat
         if chat is None:
             return frozenset()
         async with self._admins_lock:
@@ -409,23 +458,72 @@ class TelegramFrontend:
         chat = chat if chat is not None else self.config.alert_chat
         if chat is None:
             return None
-        return chat, brand.route.telegram_topic_id if brand else None
+        return self.moves.resolve(chat), brand.route.telegram_topic_id if brand else None
+
+    @property
+    def alert_chat(self) -> int | str | None:
+        """The default alert chat, where it is now (it may have become a supergroup)."""
+        chat = self.config.alert_chat
+        return None if chat is None else self.moves.resolve(chat)
+
+    async def migrated(self, old: int | str, new: int) -> None:
+        """The chat ``old`` became the supergroup ``new``: stored, alerts and routing follow,
+        and the log and the new chat say which setting to update."""
+        if not await self.moves.record(old, new):
+            return
+        text = moved_text(
+            old, new, settings_to_update(self.core.config, self.config.alert_chat, old)
+        )
+        log.warning("%s", text)
+        try:
+            await self._call(lambda: self.bot.send_message(new, f"⚠️ {esc(text)}"))
+        except TelegramError as exc:
+            log.warning("could not tell Telegram chat %s about its new id: %s", new, exc)
+
+    async def _on_migrate(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        """The service message of a group's upgrade (in the old group or in the new one)."""
+        message = update.effective_message
+        if message is None:
+            return
+        if message.migrate_to_chat_id is not None:
+            await self.migrated(message.chat_id, message.migrate_to_chat_id)
+        elif message.migrate_from_chat_id is not None:
+            await self.migrated(message.migrate_from_chat_id, message.chat_id)
 
     # ---- core events --------------------------------------------------------------------
 
     async def on_event(self, event: Event) -> None:
         """Changes edit the alert in place and notices are sent, through the delivery service;
-        alerts need nothing here (the service reads them from the store)."""
-        if isinstance(event, MentionChanged | Notice) and await self._wait_ready():
-            await self.delivery.on_event(event)
+        alerts need nothing here (the service reads them from the store). Nothing waits for
+        Telegram: a change it cannot take now (not connected, unreachable, stopping) is stored
+        and shown at the next connection; such a notice is logged only."""
+        if isinstance(event, MentionChanged):
+            await self._on_change(event)
+        elif isinstance(event, Notice):
+            if not self._ready.is_set() or self.link.outage.down:
+                log.warning("not shown in Telegram (not connected): %s", event.text)
+                return
+            try:
+                await self.delivery.on_event(event)
+            except NetworkError as exc:
+                self.link.lost(exc)
+                log.warning("not shown in Telegram (%s): %s", exc, event.text)
 
-    async def _wait_ready(self) -> bool:
+    async def _on_change(self, event: MentionChanged) -> None:
+        mention_id = event.mention.id
+        if not self._ready.is_set() or self.link.outage.down:
+            await self.link.owe(mention_id)
+            return
         try:
-            await asyncio.wait_for(self._ready.wait(), _READY_WAIT)
-        except TimeoutError:
-            log.warning("Telegram is not connected; an update of an alert was not shown")
-            return False
-        return True
+            await self.delivery.on_event(event)
+        except NetworkError as exc:
+            self.link.lost(exc)
+            await self.link.owe(mention_id)
+        except asyncio.CancelledError:  # stopping with the edit in flight
+            await self.link.owe(mention_id)
+            raise
+        else:
+            self.link.heard()
 
     async def render(
         self, mention: Mention, drafts: list[Draft], reply: Reply | None
@@ -456,6 +554,8 @@ class TelegramFrontend:
                     reply_markup=keyboard,
                 )
             )
+        except ChatMigrated as exc:  # an alert posted before the group became a supergroup
+            await self.migrated(chat, exc.new_chat_id)
         except BadRequest as exc:
             if "not modified" not in exc.message:
                 log.warning(
@@ -471,6 +571,6 @@ class TelegramFrontend:
                 if attempt == _EDIT_TRIES - 1:
                     raise
                 delay = retry_seconds(exc)
-                log.info("Telegram asked to wait %.0fs", delay)
+                log.warning("Telegram: rate limited, retrying in %.0f s", delay)
                 await asyncio.sleep(delay)
         raise AssertionError("unreachable")  # pragma: no cover
