@@ -449,3 +449,22 @@ async def test_tweak_buttons_redraft_and_reload(
         assert "only approvers can reload" in await ask(BOB, "/reload")
         reloads = await core.store.audit_trail("prompts", 0)
         assert [e.actor for e in reloads] == ["telegram:@ann"]
+
+
+async def test_a_429_logs_one_warning_line_and_no_traceback(
+    fake: FakeTelegram,
+    tg_settings: Settings,
+    config: ParleyConfig,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    fake.fail_next("sendMessage", 429, "Too Many Requests: retry after 1", retry_after=1)
+    with caplog.at_level(logging.INFO):
+        async with running(tg_settings, config, fake) as (core, _frontend):
+            await alert(core, "acme cloud is down")
+            await fake.wait_for("sendMessage", 2)
+            await core.settle()
+    loud = [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert all(r.exc_info is None and r.exc_text is None for r in loud), loud
+    [line] = [r.getMessage() for r in loud if "rate limited" in r.getMessage().lower()]
+    assert "rate limited for 1 s" in line
+    assert not [r for r in loud if r.name.startswith("telegram")]

@@ -259,9 +259,12 @@ class LlmClient:
                     raise self.breaker.paused() from None
                 wait = self._wait(exc, attempt)
                 attempt += 1
-                log.info(
-                    "LLM call failed (%s); attempt %d in %.2fs", _status(exc), attempt + 1, wait
-                )
+                if isinstance(exc, openai.RateLimitError):  # handled: one line, no traceback
+                    log.warning("LLM: rate limited (%s), retrying in %.0f s", _status(exc), wait)
+                else:
+                    log.info(
+                        "LLM call failed (%s); attempt %d in %.2fs", _status(exc), attempt + 1, wait
+                    )
                 await asyncio.sleep(wait)
             except openai.APIStatusError as exc:
                 raise LlmUnavailable(

@@ -64,7 +64,7 @@ class SourceRunner:
         try:
             return Fetched(status, await self.source.fetch(status.cursor))
         except SourceRateLimited as exc:
-            return await self._failed(str(exc), exc.retry_after)
+            return await self._failed(str(exc), exc.retry_after, rate_limited=True)
         except CredentialsRejected as exc:
             return await self._failed(str(exc), None, credentials=True)
         except SourceError as exc:
@@ -94,7 +94,12 @@ class SourceRunner:
         return PollOutcome(len(result.items), len(batch.new), len(batch.copies), len(alerted))
 
     async def _failed(
-        self, message: str, retry_after: float | None, *, credentials: bool = False
+        self,
+        message: str,
+        retry_after: float | None,
+        *,
+        credentials: bool = False,
+        rate_limited: bool = False,
     ) -> PollOutcome:
         name = self.source.name
         failures = await self.store.source_failed(
@@ -103,7 +108,12 @@ class SourceRunner:
             credentials_rejected=credentials,
             rate_limit_remaining=self._budget_left(),
         )
-        log.warning("source %s failed (%d in a row): %s", name, failures, message)
+        outcome = PollOutcome(error=message, retry_after=retry_after)
+        if rate_limited:  # handled: one line with the wait, never a traceback
+            wait = self.delay_after(outcome, failures)
+            log.warning("source %s: rate limited, retrying in %.0f s (%s)", name, wait, message)
+        else:
+            log.warning("source %s failed (%d in a row): %s", name, failures, message)
         if failures == 1:  # told once; `sources` and `parley status` show the rest
             self.bus.publish(
                 Notice(
@@ -113,7 +123,7 @@ class SourceRunner:
                     else f"Source {name} failed: {message}. Retrying with backoff."
                 )
             )
-        return PollOutcome(error=message, retry_after=retry_after)
+        return outcome
 
     def _budget_left(self) -> int | None:
         return self.source.rate_limit_remaining if isinstance(self.source, Budgeted) else None
@@ -128,7 +138,8 @@ class SourceRunner:
     async def run(self, stop: asyncio.Event, *, skip_first: bool = False) -> None:
         """Poll until ``stop`` is set; ``skip_first`` waits one interval before polling."""
         delay = self.source.interval if skip_first else 0.0
-        failures = 0
+        # The backoff goes on from the stored count, as the rate-limit log line computed it.
+        failures = (await self.store.source_status(self.source.name)).consecutive_failures
         while not stop.is_set():
             if delay:
                 try:

@@ -289,7 +289,12 @@ class Outbox:
             error=message,
             next_attempt_at=self.clock.now() + timedelta(seconds=delay),
         )
-        log.info("reply #%d failed (%s); retrying in %.0fs", reply.id, message, delay)
+        if exc.retry_after is not None:  # the platform asked to wait (429): one warning line
+            log.warning(
+                "reply #%d: rate limited, retrying in %.0f s (%s)", reply.id, delay, message
+            )
+        else:
+            log.info("reply #%d failed (%s); retrying in %.0fs", reply.id, message, delay)
         await self._notify(reply, "retry_scheduled")
 
     async def _notify(self, reply: Reply, action: str) -> None:
