@@ -262,7 +262,7 @@ def _publishers(settings: Settings, config: ParleyConfig, built: Sequence[Built]
     )
 
 
-SHUTDOWN_BUDGET = 4.5
+SHUTDOWN_BUDGET = 4.0
 """Seconds after the stop request by which every task has finished or is cancelled: a chat or a
 model that does not answer must not hold the process (pending alerts and edits are stored)."""
 

@@ -28,6 +28,9 @@ class _Batch(Generic[T, R]):
     done: asyncio.Future[dict[int, R]] = field(
         default_factory=lambda: asyncio.get_running_loop().create_future()
     )
+    task: asyncio.Task[None] | None = None
+    waiting: int = 0
+    """Callers waiting for this batch: when the last one gives up, the call is cancelled."""
 
 
 class Coalescer(Generic[T, R]):
@@ -65,6 +68,7 @@ class Coalescer(Generic[T, R]):
             if batch is None:
                 batch = self._open[key] = _Batch(key)
                 task = asyncio.create_task(self._run(batch), name=f"batch-{key}")
+                batch.task = task
                 self._tasks.add(task)
                 task.add_done_callback(self._tasks.discard)
             batch.items.append(item)
@@ -78,10 +82,24 @@ class Coalescer(Generic[T, R]):
         wanted = {self.ident(item) for item in items}
         results: dict[int, R] = {}
         for batch in touched:
-            # Shielded: a caller that gives up must not cancel the call others wait for.
-            answer = await asyncio.shield(batch.done)
-            results.update((k, v) for k, v in answer.items() if k in wanted)
+            batch.waiting += 1
+        try:
+            for batch in touched:
+                # Shielded: a caller that gives up must not cancel the call others wait for.
+                answer = await asyncio.shield(batch.done)
+                results.update((k, v) for k, v in answer.items() if k in wanted)
+        finally:
+            for batch in touched:
+                self._leave(batch)
         return results
+
+    def _leave(self, batch: _Batch[T, R]) -> None:
+        """A caller is done with ``batch``; if nobody waits for its call any more (the last
+        caller gave up, e.g. at shutdown), the call is cancelled rather than left running."""
+        batch.waiting -= 1
+        if batch.waiting == 0 and not batch.done.done() and batch.task is not None:
+            self._close(batch)
+            batch.task.cancel()
 
     def _close(self, batch: _Batch[T, R]) -> None:
         """No more items for this batch: later ones open a new batch, and it is sent now."""

@@ -209,6 +209,9 @@ class DiscordFrontend:
         core.deliveries.register(self.delivery)
         self._ready = asyncio.Event()
         self.link = DiscordLink(self)
+        self.bot.add_listener(self._on_disconnect, "on_disconnect")
+        self.bot.add_listener(self._on_reconnect, "on_resumed")
+        self.bot.add_listener(self._on_reconnect, "on_ready")
         core.bus.subscribe(self.name, self.on_event, alerts=False)  # the delivery reads them
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -237,6 +240,16 @@ class DiscordFrontend:
                 if not client.done():
                     await client
                 _raise_refusal(client)
+
+    async def _on_disconnect(self) -> None:
+        """The gateway connection dropped (discord.py reconnects by itself)."""
+        if self._ready.is_set() and self.link.outage.lost():
+            log.warning("lost the connection to Discord; discord.py reconnects by itself")
+
+    async def _on_reconnect(self) -> None:
+        """Connected again after a drop: say so once, make the edits owed meanwhile."""
+        if self._ready.is_set():
+            await self.link.ready()
 
     async def on_event(self, event: Event) -> None:
         """Hand a change or a notice to the alert delivery (alerts need nothing here: the
