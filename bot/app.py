@@ -25,6 +25,7 @@ from bot.events import EventBus
 from bot.llm.setup import LlmServices, build_llm
 from bot.localtime import set_zone
 from bot.matching.matcher import Matcher, RuleSpec
+from bot.pipeline.credentials import RefusedCredentials
 from bot.pipeline.ingest import Alerter, Ingestor
 from bot.pipeline.runner import SourceRunner, poll_together
 from bot.publishers.log import LogPublisher
@@ -236,8 +237,10 @@ async def build_core(
             ),
         )
         core.llm = llm
+        refused = RefusedCredentials()  # one message per refused token, however many sources
         for one in built:
-            core.runners.append(SourceRunner(one.source, store, ingestor, alerter, bus))
+            runner = SourceRunner(one.source, store, ingestor, alerter, bus, refused=refused)
+            core.runners.append(runner)
         yield core
 
 

@@ -70,7 +70,15 @@ class SourceRateLimited(SourceError):
 
 
 class CredentialsRejected(SourceError):
-    """The platform refused the source's credentials; the message says what to renew."""
+    """The platform refused the source's credentials; the message says what to renew.
+
+    ``credential`` names the refused secret (its variable and a fingerprint of its value) when
+    several sources may share it, so the team hears once per credential, not once per source.
+    """
+
+    def __init__(self, message: str, *, credential: str | None = None) -> None:
+        super().__init__(message)
+        self.credential = credential
 
 
 class PublishError(ParleyError):

@@ -205,7 +205,9 @@ async def test_expired_token_is_rejected_credentials_with_a_plain_message(
 async def test_recorded_expiry_answer_names_the_variable(graph: tuple[FakeGraph, str]) -> None:
     fake, url = graph
     fake.fail("GET", "/tagged", 400, fixture("graph_error_token_expired.json")["error"])
-    with pytest.raises(CredentialsRejected, match="META_PAGE_ACCESS_TOKEN was refused"):
+    with pytest.raises(
+        CredentialsRejected, match="refused the access token in META_PAGE_ACCESS_TOKEN"
+    ):
         await poll(url, token_env="META_PAGE_ACCESS_TOKEN")
 
 

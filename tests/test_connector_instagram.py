@@ -156,7 +156,9 @@ async def test_permission_and_token_errors_name_what_to_fix(graph: tuple[FakeGra
     with pytest.raises(CredentialsRejected, match="lacks the instagram_basic permission"):
         await poll(url)
     fake.actors[IG_TOKEN].expired = True
-    with pytest.raises(CredentialsRejected, match="META_IG_ACCESS_TOKEN was refused") as info:
+    with pytest.raises(
+        CredentialsRejected, match="token in META_IG_ACCESS_TOKEN \\(expired"
+    ) as info:
         await poll(url)
     assert IG_TOKEN not in str(info.value)
 

@@ -19,6 +19,7 @@ permission to grant); the token never appears in them (:func:`scrub`).
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import json
 import logging
@@ -72,11 +73,11 @@ KNOWN_PERMISSIONS = (
 )
 _TOKEN_REASONS = {
     458: "the app was removed from the account",
-    459: "the account needs to log in to Facebook to clear a security checkpoint",
+    459: "the account must log in to Facebook to clear a security checkpoint",
     460: "the account's password changed",
-    463: "it has expired",
+    463: "expired",
     464: "the account is not confirmed",
-    467: "it is no longer valid",
+    467: "no longer valid",
     492: "the account lost its role on the Page",
 }
 _GRAPH_ID = re.compile(r"^[0-9][0-9_]{0,80}$")
@@ -243,6 +244,11 @@ class GraphClient(ApiClient):
             else {}
         )
 
+    def credential(self, token_env: str) -> str:
+        """Names this client's token without revealing it (sources sharing a token in the same
+        variable share it): the variable and a fingerprint of the value."""
+        return f"{token_env}:{hashlib.sha256(self._token.encode()).hexdigest()[:16]}"
+
     async def get(self, path: str, params: dict[str, str] | None = None) -> dict[str, Any]:
         """``GET /{version}{path}``; the JSON object, or GraphApiError."""
         return await self.request("GET", path, params=params)
@@ -328,13 +334,24 @@ def scrub(text: str, token: str) -> str:
 
 
 def source_error(
-    exc: GraphApiError, where: str, *, token_env: str, permission: str, usage: GraphUsage
+    exc: GraphApiError,
+    where: str,
+    *,
+    token_env: str,
+    permission: str,
+    usage: GraphUsage,
+    credential: str | None = None,
 ) -> SourceError:
-    """The SourceError a poll raises for ``exc`` (``where`` starts the message)."""
+    """The SourceError a poll raises for ``exc`` (``where`` starts the message); a refused
+    token names ``credential`` (see :meth:`GraphClient.credential`)."""
     if exc.kind == "token":
-        return CredentialsRejected(f"{where}: {token_message(exc, token_env)}")
+        return CredentialsRejected(
+            f"{where}: {token_message(exc, token_env)}", credential=credential
+        )
     if exc.kind == "permission":
-        return CredentialsRejected(f"{where}: {permission_message(exc, token_env, permission)}")
+        return CredentialsRejected(
+            f"{where}: {permission_message(exc, token_env, permission)}", credential=credential
+        )
     if exc.kind == "rate":
         wait = usage.wait_seconds()
         return SourceRateLimited(
@@ -373,11 +390,11 @@ def publish_error(
 
 def token_message(exc: GraphApiError, token_env: str) -> str:
     """What to do about a refused token (Graph error 190)."""
-    reason = _TOKEN_REASONS.get(exc.subcode or 0, "it was revoked or is invalid")
+    reason = _TOKEN_REASONS.get(exc.subcode or 0, "revoked or invalid")
     return (
-        f"the access token in {token_env} was refused because {reason} ({exc.label}); "
-        f"create a new long-lived token as docs/meta.md explains, put it in .env as "
-        f"{token_env}=… and restart Parley"
+        f"Meta refused the access token in {token_env} ({reason}; {exc.label}): create a new "
+        f"long-lived Page token as docs/meta.md explains, set {token_env}=… in .env and "
+        "restart Parley"
     )
 
 

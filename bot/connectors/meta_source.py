@@ -340,6 +340,7 @@ class MetaSource(ClientSource[ConfigT, GraphClient]):
             token_env=self.config.token_env,
             permission=permission,
             usage=self.client.usage,
+            credential=self.client.credential(self.config.token_env),
         )
 
     async def object_text(self, object_id: str, field: str, permission: str) -> str | None:

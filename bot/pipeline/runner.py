@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 from bot.errors import CredentialsRejected, SourceError, SourceRateLimited
 from bot.events import EventBus, Notice
+from bot.pipeline.credentials import RefusedCredentials
 from bot.pipeline.ingest import Alerter, Ingestor, StoredBatch
 from bot.sources.base import Budgeted, FetchResult, Source
 from bot.storage.repo import SourceStatus, Store
@@ -44,13 +45,22 @@ class SourceRunner:
     """Polls one source forever (until stopped)."""
 
     def __init__(
-        self, source: Source, store: Store, ingestor: Ingestor, alerter: Alerter, bus: EventBus
+        self,
+        source: Source,
+        store: Store,
+        ingestor: Ingestor,
+        alerter: Alerter,
+        bus: EventBus,
+        *,
+        refused: RefusedCredentials | None = None,
     ) -> None:
         self.source = source
         self.store = store
         self.ingestor = ingestor
         self.alerter = alerter
         self.bus = bus
+        self.refused = refused or RefusedCredentials()
+        """Shared by every runner, so a credential several sources use is told about once."""
 
     async def poll_once(self) -> PollOutcome:
         """Fetch, ingest and alert once; errors are recorded, not raised."""
@@ -66,7 +76,7 @@ class SourceRunner:
         except SourceRateLimited as exc:
             return await self._failed(str(exc), exc.retry_after, rate_limited=True)
         except CredentialsRejected as exc:
-            return await self._failed(str(exc), None, credentials=True)
+            return await self._refused(exc)
         except SourceError as exc:
             return await self._failed(str(exc), None)
         except Exception as exc:
@@ -80,6 +90,7 @@ class SourceRunner:
         await self.store.source_ok(
             name, result.cursor, len(result.items), rate_limit_remaining=self._budget_left()
         )
+        self.refused.accepted(name)
         if fetched.status.consecutive_failures:
             self.bus.publish(Notice(f"Source {name} is working again."))
         log.info(
@@ -93,6 +104,13 @@ class SourceRunner:
         )
         return PollOutcome(len(result.items), len(batch.new), len(batch.copies), len(alerted))
 
+    async def _refused(self, exc: CredentialsRejected) -> PollOutcome:
+        """A refused credential: told once per credential, whichever sources share it."""
+        if exc.credential is None:
+            return await self._failed(str(exc), None, credentials=True)
+        news = self.refused.refused(exc.credential, self.source.name)
+        return await self._failed(str(exc), None, credentials=True, quiet=not news)
+
     async def _failed(
         self,
         message: str,
@@ -100,6 +118,7 @@ class SourceRunner:
         *,
         credentials: bool = False,
         rate_limited: bool = False,
+        quiet: bool = False,
     ) -> PollOutcome:
         name = self.source.name
         failures = await self.store.source_failed(
@@ -109,6 +128,9 @@ class SourceRunner:
             rate_limit_remaining=self._budget_left(),
         )
         outcome = PollOutcome(error=message, retry_after=retry_after)
+        if quiet:  # a credential another source (or an earlier poll) already reported
+            log.debug("source %s failed (%d in a row): %s", name, failures, message)
+            return outcome
         if rate_limited:  # handled: one line with the wait, never a traceback
             wait = self.delay_after(outcome, failures)
             log.warning("source %s: rate limited, retrying in %.0f s (%s)", name, wait, message)
