@@ -250,14 +250,15 @@ class FakeDiscord:
 
     # ---- lifecycle ----------------------------------------------------------------------
 
-    async def start(self) -> None:
-        """Listen on 127.0.0.1 on a free port."""
+    async def start(self, port: int = 0) -> None:
+        """Listen on 127.0.0.1 on ``port`` (a free one by default; a given one lets a test make
+        Discord unreachable, then reachable at the same address)."""
         app = web.Application()
         app.router.add_get("/gateway/", self._gateway)
         app.router.add_route("*", API_PREFIX + "/{path:.*}", self._rest)
         self._runner = web.AppRunner(app, handle_signals=False)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        site = web.TCPSite(self._runner, "127.0.0.1", port)
         await site.start()
         server = site._server
         assert server is not None

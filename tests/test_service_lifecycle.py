@@ -27,7 +27,7 @@ import pytest
 from bot.domain.models import utcnow
 from bot.frontends.discord.link import REFUSED as DISCORD_REFUSED
 from bot.frontends.telegram.link import REFUSED as TELEGRAM_REFUSED
-from tests.fake_discord import FakeDiscord
+from tests.fake_discord import APPROVER_ROLE_ID, CHANNEL_ID, GUILD_ID, FakeDiscord
 from tests.fake_telegram import FakeTelegram
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -308,3 +308,62 @@ async def test_stopping_while_a_model_call_hangs_cancels_it_within_the_budget(
     assert took < 10.0, f"stopping took {took:.1f} s:\n{run.stderr}"  # budget 4 s + exit
     assert "still busy after 4.0 s, cancelled: source feed" in run.stderr, run.stderr
     print(f"shutdown with the model hanging took {took:.2f} s")
+
+
+async def test_telegram_lost_later_is_retried_and_owed_edits_are_made_when_it_is_back(
+    tmp_path: Path,
+) -> None:
+    port = free_port()
+    fake = FakeTelegram(TOKEN)
+    await fake.start(port)
+    async with worker(tmp_path, "run", telegram_env(tmp_path, port)) as run:
+        try:
+            await run.until(lambda: bool(fake.of("sendMessage")), "the alert")
+        finally:
+            await fake.stop()
+        await run.until(lambda: "lost contact with Telegram" in run.stderr, "the outage")
+        await run.type("ignore 1")
+        owed = "SELECT mention_id FROM alert_refresh WHERE frontend = 'telegram'"
+        await run.until(lambda: rows(tmp_path, owed) == [(1,)], "the owed edit to be stored")
+        fake = FakeTelegram(TOKEN)
+        await fake.start(port)
+        try:
+            await run.until(lambda: bool(fake.of("editMessageText")), "the owed edit")
+            await run.until(lambda: rows(tmp_path, owed) == [], "the mark to be cleared")
+            back = [t for t in sent_texts(fake) if "back in touch" in t]
+            assert len(back) == 1 and "without Telegram." in back[0], sent_texts(fake)
+            await stop(run)
+        finally:
+            await fake.stop()
+
+
+async def test_discord_unreachable_at_start_is_retried_and_the_channel_hears_it_is_back(
+    tmp_path: Path,
+) -> None:
+    port = free_port()
+    fake = FakeDiscord("the-real-token")
+    env = {
+        **prepare(tmp_path),
+        "DISCORD_BOT_TOKEN": "the-real-token",
+        "DISCORD_API_BASE_URL": f"http://127.0.0.1:{port}/api/v10",
+        "DISCORD_GATEWAY_URL": f"ws://127.0.0.1:{port}/gateway/",
+        "DISCORD_GUILD_ID": str(GUILD_ID),
+        "DISCORD_ALERT_CHANNEL_ID": str(CHANNEL_ID),
+        "DISCORD_APPROVER_ROLE_IDS": str(APPROVER_ROLE_ID),
+    }
+    async with worker(tmp_path, "run", env) as run:
+        await run.until(lambda: "cannot reach Discord" in run.stderr, "a retry")
+        await run.until(lambda: rows(tmp_path, "SELECT COUNT(*) FROM mentions") == [(1,)], "poll")
+        await fake.start(port)
+        try:
+            assert fake.api_url == env["DISCORD_API_BASE_URL"]
+
+            def contents() -> list[str]:
+                return [str(m.get("content", "")) for m in fake.channel_messages()]
+
+            await run.until(lambda: any("back in touch" in c for c in contents()), "the notice")
+            await run.until(lambda: len(fake.channel_messages()) >= 2, "the alert")
+            assert sum("back in touch" in c for c in contents()) == 1, contents()
+            await stop(run)
+        finally:
+            await fake.stop()

@@ -86,7 +86,9 @@ def back_notice(platform: str, seconds: float, queued: int) -> str:
     """What the chat is told when it can be reached again."""
     text = f"Parley is back in touch after {duration(seconds)} without {platform}"
     if queued:
-        text += f"; {queued} alert{'s' if queued != 1 else ''} queued meanwhile are being sent"
+        many = queued != 1
+        text += f"; {queued} alert{'s' if many else ''} queued meanwhile {'are' if many else 'is'}"
+        text += " being sent"
     return text + "."
 
 

@@ -67,9 +67,11 @@ class DiscordLink:
                 raise ConfigError([REFUSED]) from None
             except (*NETWORK_ERRORS, discord.DiscordServerError) as exc:
                 self.outage.lost()
-                await bot.http.close()  # the next attempt opens a new session
+                await bot.http.close()  # the next attempt opens a new session…
+                bot.http.connector = discord.utils.MISSING  # …with a new connector
                 delay = backoff.next()
-                log.warning("cannot reach Discord (%r); trying again in %.0f s", exc, delay)
+                why = str(exc) or type(exc).__name__
+                log.warning("cannot reach Discord (%s); trying again in %.0f s", why, delay)
                 if await pause(stop, delay):
                     return False
 
