@@ -75,7 +75,8 @@ def reply_status(reply: Reply | None, post_link: str | None = None) -> str | Non
     match reply.state:
         case ReplyState.SENT:
             where = f": {reply.posted_url}" if reply.posted_url else ""
-            return f"posted{where}"
+            by = f" by hand by {reply.posted_by_hand}" if reply.posted_by_hand else ""
+            return f"posted{by}{where}"
         case ReplyState.AWAITING_MANUAL:
             where = f" at {post_link}" if post_link else ""
             return f"ready to copy — post it by hand{where}, then confirm"

@@ -154,6 +154,8 @@ class Reply(BaseModel):
     approved_by: str
     created_at: datetime
     updated_at: datetime
+    posted_by_hand: str | None = None
+    """Who confirmed posting it by hand (the manual publisher's "Posted it"), from the audit."""
 
 
 class AuditEntry(BaseModel):

@@ -152,7 +152,8 @@ class ConsoleFrontend:
                 return [f"   #{m.id} seen again elsewhere ({copies(m.duplicates)})"]
             case "sent" | "reconciled" | "confirm":
                 where = event.reply.posted_url if event.reply else None
-                return [f"✔ #{m.id} posted" + (f": {where}" if where else "")]
+                by = f" by hand by {who}" if event.action == "confirm" else ""
+                return [f"✔ #{m.id} posted{by}" + (f": {where}" if where else "")]
             case "ready_to_copy":
                 text = event.reply.text if event.reply else ""
                 return [

@@ -170,6 +170,13 @@ def _draft(row: sqlite3.Row) -> Draft:
     )
 
 
+_SELECT_REPLIES = (
+    "SELECT replies.*, (SELECT actor FROM audit_log WHERE entity = 'reply' AND entity_id ="
+    " replies.id AND action = 'confirm' ORDER BY id DESC LIMIT 1) AS posted_by_hand FROM replies"
+)
+"""Replies with who confirmed a manual post: the audit log records it, so no column repeats it."""
+
+
 def _reply(row: sqlite3.Row) -> Reply:
     return Reply(
         id=row["id"],
@@ -187,6 +194,7 @@ def _reply(row: sqlite3.Row) -> Reply:
         approved_by=row["approved_by"],
         created_at=datetime.fromisoformat(row["created_at"]),
         updated_at=datetime.fromisoformat(row["updated_at"]),
+        posted_by_hand=row["posted_by_hand"],
     )
 
 
@@ -592,7 +600,7 @@ class Store:
 
     async def get_reply(self, reply_id: int) -> Reply:
         """The reply with this id, or NotFound."""
-        row = await self.db.fetchone("SELECT * FROM replies WHERE id = ?", (reply_id,))
+        row = await self.db.fetchone(f"{_SELECT_REPLIES} WHERE id = ?", (reply_id,))
         if row is None:
             raise NotFound(f"no reply #{reply_id}")
         return _reply(row)
@@ -600,7 +608,7 @@ class Store:
     async def reply_for_mention(self, mention_id: int) -> Reply | None:
         """The newest reply of a mention."""
         row = await self.db.fetchone(
-            "SELECT * FROM replies WHERE mention_id = ? ORDER BY id DESC LIMIT 1", (mention_id,)
+            f"{_SELECT_REPLIES} WHERE mention_id = ? ORDER BY id DESC LIMIT 1", (mention_id,)
         )
         return _reply(row) if row else None
 
@@ -613,7 +621,7 @@ class Store:
     ) -> list[Reply]:
         """Replies in the given states (to mentions of ``brands``, if given), oldest first."""
         values: list[object] = [s.value for s in states]
-        sql = f"SELECT * FROM replies WHERE state IN ({','.join('?' * len(values))})"
+        sql = f"{_SELECT_REPLIES} WHERE state IN ({','.join('?' * len(values))})"
         if brands is not None:
             marks = ",".join("?" * len(brands))
             sql += f" AND mention_id IN (SELECT id FROM mentions WHERE brand IN ({marks}))"
@@ -624,7 +632,7 @@ class Store:
     async def due_replies(self, now: datetime, limit: int = 20) -> list[Reply]:
         """Queued replies whose next attempt time has come."""
         rows = await self.db.fetchall(
-            "SELECT * FROM replies WHERE state = 'queued' AND "
+            f"{_SELECT_REPLIES} WHERE state = 'queued' AND "
             "(next_attempt_at IS NULL OR next_attempt_at <= ?) ORDER BY id LIMIT ?",
             (_iso(now), limit),
         )

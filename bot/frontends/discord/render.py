@@ -155,7 +155,8 @@ def reply_line(reply: Reply | None, post_link: str | None) -> str | None:
     match reply.state:
         case ReplyState.SENT:
             url = http_url(reply.posted_url, LINK_URL_LIMIT)
-            return "✅ **Posted**" + (f" · [see the reply]({url})" if url else "")
+            by = f" by hand by {plain(reply.posted_by_hand, 100)}" if reply.posted_by_hand else ""
+            return f"✅ **Posted**{by}" + (f" · [see the reply]({url})" if url else "")
         case ReplyState.AWAITING_MANUAL:
             url = http_url(post_link, LINK_URL_LIMIT)
             where = f" under [the post]({url})" if url else ""

@@ -64,7 +64,8 @@ def _reply_lines(reply: Reply | None, draft_limit: int, post_link: str | None) -
     match reply.state:
         case ReplyState.SENT:
             link = http_link(reply.posted_url, "see the reply")
-            return ["✅ <b>Posted</b>" + (f" · {link}" if link else "")]
+            by = f" by hand by {safe(reply.posted_by_hand, 100)}" if reply.posted_by_hand else ""
+            return [f"✅ <b>Posted</b>{by}" + (f" · {link}" if link else "")]
         case ReplyState.AWAITING_MANUAL:
             where = http_link(post_link, "the post")
             return [
