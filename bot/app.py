@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Protocol
 
 from bot.config import ParleyConfig
-from bot.domain.models import SYSTEM, Actor, Draft, utcnow
+from bot.domain.models import Actor, utcnow
 from bot.domain.states import ReplyState
 from bot.drafting.base import Drafter
 from bot.drafting.offline import OfflineDrafter
@@ -32,6 +32,7 @@ from bot.publishers.log import LogPublisher
 from bot.publishers.registry import MANUAL, Publishers
 from bot.services.alert_control import AlertControl
 from bot.services.alert_delivery import AlertDeliveries
+from bot.services.auto_draft import AutoDrafts
 from bot.services.outbox import Outbox
 from bot.services.permissions import ApproverPolicy, brand_approvers
 from bot.services.review import ReviewService
@@ -83,6 +84,8 @@ class Core:
     """Every chat frontend's alert delivery; the alerter queues alerts for each."""
     tenancy: Tenancy
     """Which brands each chat may see (bot/services/tenancy.py)."""
+    auto_drafts: AutoDrafts
+    """Writes drafts after the alerts; ``shown`` when a frontend opens a mention."""
     runners: list[SourceRunner] = field(default_factory=list)
     llm: LlmServices | None = None
     """Triage, draft checks and, when configured, the LLM client and prompt files."""
@@ -108,7 +111,8 @@ class Core:
 
     async def settle(self, limit: float = 30.0) -> None:
         """Wait (at most ``limit`` seconds) until the outbox has nothing due or in flight, every
-        event was delivered and the running chat frontends posted every queued alert."""
+        event was delivered, the running chat frontends posted every queued alert and every
+        automatic draft owed to a shown alert was written (and its alert edited)."""
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(limit):
                 while True:
@@ -118,10 +122,12 @@ class Core:
                         await asyncio.sleep(0.05)
                     await self.bus.drain()  # changes reach the frontends' delivery…
                     await self.deliveries.drain()  # …queued alerts are posted…
+                    await self.auto_drafts.drain()  # …their drafts are written…
                     await self.bus.drain()  # …and changes meanwhile edit them
                     due = await self.store.due_replies(utcnow())
                     sending = await self.store.replies([ReplyState.SENDING], limit=1)
-                    if not due and not sending and self.bus.pending() == 0:
+                    idle = self.bus.pending() == 0 and self.auto_drafts.busy == 0
+                    if not due and not sending and idle:
                         return
 
 
@@ -198,15 +204,18 @@ async def build_core(
             deliveries.enqueue,
             lookback=lookback or timedelta(hours=settings.parley_lookback_hours),
         )
-        if settings.parley_auto_draft:
-
-            async def auto_draft(mention_id: int) -> list[Draft]:
-                mention = await store.get_mention(mention_id)
-                if mention.triage and (not mention.triage.relevant or mention.intent == "spam"):
-                    return []  # no spend on noise; `draft ID` still writes drafts
-                return await review.draft(mention_id, SYSTEM, notify=False)
-
-            alerter.drafter_hook = auto_draft
+        auto_drafts = AutoDrafts(
+            store,
+            review,
+            bus,
+            # One LLM slot stays free for triage, which alerts wait for.
+            concurrency=max(1, settings.parley_llm_concurrency - 1),
+            enabled=settings.parley_auto_draft,
+            chat_frontends=deliveries.any,
+        )
+        stack.push_async_callback(auto_drafts.close)  # owed drafts stay owed in the store
+        alerter.drafts = auto_drafts
+        deliveries.on_posted = auto_drafts.shown
         alerter.triage_hook = llm.triager.triage_new
         # Chat-added rules and the alert pause are restored before any source polls.
         watch = WatchService(store, config, ingestor, review.policy)
@@ -235,6 +244,7 @@ async def build_core(
                     "discord": settings.discord_alert_channel_id,
                 },
             ),
+            auto_drafts,
         )
         core.llm = llm
         refused = RefusedCredentials()  # one message per refused token, however many sources
@@ -287,6 +297,7 @@ async def run_core(
             tg.create_task(core.bus.run(stop), name="events"),
             tg.create_task(core.outbox.run(stop), name="outbox"),
         ]
+        tasks.append(tg.create_task(core.auto_drafts.run(stop)))
         for runner in core.runners:
             run = runner.run(stop, skip_first=polled_once)
             tasks.append(tg.create_task(run, name=f"source {runner.source.name}"))

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from bot.domain.models import Draft, Mention, Reply
-from bot.domain.states import ReplyState
+from bot.domain.states import MentionState, ReplyState
 
 
 def truncate(text: str, limit: int) -> str:
@@ -127,6 +127,8 @@ class AlertView:
     relevant: bool | None = None
     warnings: tuple[str, ...] = ()
     """What a CM must know before approving (crisis/legal, off-topic, draft checks)."""
+    draft_note: str | None = None
+    """Instead of drafts: 'drafting a reply…' while one is owed, or why none was offered."""
 
 
 def alert_view(
@@ -158,7 +160,21 @@ def alert_view(
         needs_reply=mention.triage.needs_reply if mention.triage else None,
         relevant=mention.triage.relevant if mention.triage else None,
         warnings=alert_warnings(mention, drafts, brand_label),
+        draft_note=draft_note(mention, drafts),
     )
+
+
+DRAFTING_NOTE = "✍️ drafting a reply…"
+
+
+def draft_note(mention: Mention, drafts: list[Draft]) -> str | None:
+    """What an undrafted alert says about its drafts: one is being written, or every one was
+    refused (and why); None once there are drafts or when none is expected."""
+    if drafts or mention.state is not MentionState.ALERTED:
+        return None
+    if mention.draft_refused:
+        return f"🚫 {mention.draft_refused}"
+    return DRAFTING_NOTE if mention.drafting else None
 
 
 def intent_label(intent: str) -> str:

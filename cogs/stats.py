@@ -149,6 +149,7 @@ class Stats(commands.Cog):
             message_id = sent.message_id or (await interaction.original_response()).id
             ref = f"{interaction.channel_id}:{message_id}"
             await self.core.store.set_alert_ref(id, FRONTEND, ref)
+            await self.core.auto_drafts.shown(id)  # opened: write its owed draft
 
         await guarded(interaction, "/mention", work)
 

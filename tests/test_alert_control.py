@@ -8,9 +8,10 @@ from datetime import timedelta
 import pytest
 
 from bot.app import Core, build_core
-from bot.config import ParleyConfig
-from bot.domain.models import Actor, Draft, utcnow
+from bot.config import BrandConfig, ParleyConfig
+from bot.domain.models import Actor, Mention, utcnow
 from bot.domain.states import MentionState
+from bot.drafting.base import DraftText
 from bot.errors import PermissionDenied
 from bot.events import Event, MentionAlert, MentionChanged
 from bot.settings import Settings
@@ -64,10 +65,13 @@ async def test_paused_mentions_are_stored_but_held_until_resume(core: Core) -> N
 
     assert await core.alerts.resume(LEAD) == 2
     assert not core.alerts.paused
+    await core.auto_drafts.drain()  # alerts go out first; their drafts follow
     await _deliver(core)
     alerts = [e for e in events if isinstance(e, MentionAlert)]
     assert [a.mention.id for a in alerts] == [urgent, question]  # urgent first
-    assert all(a.drafts and a.mention.state is MentionState.DRAFTED for a in alerts)  # auto-draft
+    drafted = [e for e in events if isinstance(e, MentionChanged) and e.action == "drafted"]
+    assert {d.mention.id for d in drafted} == {urgent, question}
+    assert all(d.drafts and d.mention.state is MentionState.DRAFTED for d in drafted)  # auto-draft
     assert await core.alerts.held() == 0
     trail = await core.store.audit_trail("control", 0)
     assert [(e.action, e.actor) for e in trail] == [
@@ -134,6 +138,7 @@ async def test_a_held_mention_decided_before_resume_is_not_alerted(core: Core) -
     first, second = await _poll(core, ("a", "acme cloud one"), ("b", "acme cloud two"))
     await core.review.ignore(first, LEAD, "spam")
     assert await core.alerts.resume(LEAD) == 1
+    await core.auto_drafts.drain()  # its draft follows the alert
     assert (await core.store.get_mention(first)).state is MentionState.IGNORED
     assert (await core.store.get_mention(second)).state is MentionState.DRAFTED
 
@@ -163,14 +168,27 @@ async def test_copies_of_a_held_mention_are_counted_silently(core: Core) -> None
     assert (alert.mention.id, alert.mention.duplicates) == (original, 1)
 
 
-async def test_an_alert_is_shown_even_when_auto_draft_fails(core: Core) -> None:
-    events = _events(core)
+class BrokenDrafter:
+    """A drafter whose every call fails."""
 
-    async def broken(mention_id: int) -> list[Draft]:
+    name = "broken"
+
+    async def draft(
+        self,
+        mention: Mention,
+        brand: BrandConfig,
+        *,
+        variants: int = 3,
+        instruction: str | None = None,
+    ) -> list[DraftText]:
         raise RuntimeError("LLM down")
 
-    core.alerter.drafter_hook = broken
+
+async def test_an_alert_is_shown_even_when_auto_draft_fails(core: Core) -> None:
+    events = _events(core)
+    core.review.drafter = BrokenDrafter()
     (mention_id,) = await _poll(core, ("a", "acme cloud question"))
+    await core.auto_drafts.drain()
     await _deliver(core)
     (alert,) = [e for e in events if isinstance(e, MentionAlert)]
     assert (alert.mention.id, alert.drafts, alert.mention.state) == (
@@ -178,6 +196,7 @@ async def test_an_alert_is_shown_even_when_auto_draft_fails(core: Core) -> None:
         [],
         MentionState.ALERTED,
     )
+    assert not (await core.store.get_mention(mention_id)).drafting  # no "drafting…" left
 
 
 async def test_pending_lists_undecided_mentions_urgent_then_oldest(core: Core) -> None:

@@ -26,6 +26,7 @@ async def _with_mentions(core: Core) -> tuple[ConsoleFrontend, list[int]]:
         ]
     )
     alerted = await core.alerter.alert(batch, first_poll=False)
+    await core.auto_drafts.drain()  # alerts go out first; their drafts follow
     return console, [m.id for m in alerted]
 
 
@@ -213,6 +214,7 @@ async def test_reload_prompts_keeps_the_old_ones_on_a_bad_file(
         assert await console.handle_line("reload") == ["Prompts and templates reloaded."]
         batch = await core.ingestor.store_batch([raw("q", "How do I use acme cloud?")])
         (mention,) = await core.alerter.alert(batch, first_poll=False)
+        await core.auto_drafts.drain()  # its draft follows the alert
         drafts = await core.store.current_drafts(mention.id)
         assert drafts[0].text.startswith("Hello ")
         template.write_text("Hi {unknown_placeholder}", encoding="utf-8")

@@ -82,7 +82,9 @@ async def alert(core: Core, *texts: str, platform: str = "rss", reach: int = 120
         for i, t in enumerate(texts)
     ]
     batch = await core.ingestor.store_batch(items)
-    return await core.alerter.alert(batch, first_poll=False)
+    alerted = await core.alerter.alert(batch, first_poll=False)
+    await core.auto_drafts.drain()  # alerts go out first; their drafts follow
+    return alerted
 
 
 def purposes(fake: FakeOpenAI) -> list[str]:

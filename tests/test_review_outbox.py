@@ -45,6 +45,7 @@ async def _alerted_mention(
 ) -> int:
     batch = await core.ingestor.store_batch([raw(external_id, text, handle="bob")])
     alerted = await core.alerter.alert(batch, first_poll=False)
+    await core.auto_drafts.drain()  # alerts go out first; their drafts follow
     return alerted[0].id
 
 
@@ -271,6 +272,7 @@ async def test_a_mention_answerable_only_by_hand_gets_the_manual_publisher(
         )
         batch = await core.ingestor.store_batch([item])
         (mention,) = await core.alerter.alert(batch, first_poll=False)
+        await core.auto_drafts.drain()  # its draft follows the alert
         stored = await core.store.get_mention(mention.id)
         assert stored.answerable is False
         view = alert_view(stored, await core.store.current_drafts(mention.id), None, "Acme")

@@ -105,6 +105,10 @@ class Mention(BaseModel):
     answerable: bool = True
     """False: the platform lets Parley answer only by hand (the manual publisher)."""
     alert_refs: dict[str, str] = Field(default_factory=dict)
+    drafting: bool = False
+    """An automatic draft is owed: the alert went out first (bot/services/auto_draft.py)."""
+    draft_refused: str | None = None
+    """Why every automatic draft was refused by the guards (shown until drafts are saved)."""
 
     @property
     def relayed(self) -> bool:

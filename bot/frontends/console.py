@@ -22,7 +22,7 @@ from bot.domain.states import MentionState, ReplyState
 from bot.errors import ConfigError, UserFacingError
 from bot.events import Event, MentionAlert, MentionChanged, Notice
 from bot.localtime import stamp
-from bot.presentation import AlertView, alert_view, truncate
+from bot.presentation import AlertView, alert_view, draft_note, truncate
 from bot.services.charts import chart_png
 from bot.services.health import health_lines
 from bot.services.review import NeedsConfirmation
@@ -93,6 +93,8 @@ def render_alert(view: AlertView, *, heading: str = "New mention") -> list[str]:
     for variant, text in view.variants:
         marker = "*" if text == view.draft else " "
         lines.append(f"  {marker}Draft {variant}: {text}")
+    if view.draft_note:
+        lines.append(f"   {view.draft_note}")
     if view.reply:
         lines.append(f"   Reply: {view.reply}")
     return lines
@@ -166,7 +168,10 @@ class ConsoleFrontend:
                 return [f"✘ #{m.id} could not be posted: {error}. Type: retry {m.id}"]
             case "retry_scheduled":
                 return [f"… #{m.id} failed, retrying later"]
-            case "draft" | "edit" | "select":
+            case "drafted" if not event.drafts:
+                note = draft_note(m, event.drafts)
+                return [f"#{m.id}: {note or 'no draft was written'}"]
+            case "draft" | "edit" | "select" | "drafted":
                 drafts = [
                     f"  {'*' if d.selected else ' '}Draft {d.variant}: {d.text}"
                     for d in event.drafts
@@ -231,6 +236,7 @@ class ConsoleFrontend:
     async def _show(self, arg: str) -> list[str]:
         mention_id, _ = self._id(arg)
         store = self.core.store
+        await self.core.auto_drafts.shown(mention_id)  # opened: write its owed draft
         mention = await store.get_mention(mention_id)
         drafts = await store.current_drafts(mention_id)
         reply = await store.reply_for_mention(mention_id)

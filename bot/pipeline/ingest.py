@@ -12,8 +12,9 @@ import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import Protocol
 
-from bot.domain.models import SYSTEM, Draft, Mention, RawMention, utcnow
+from bot.domain.models import SYSTEM, Mention, RawMention, utcnow
 from bot.domain.states import MentionState
 from bot.drafting.intent import classify_intent
 from bot.errors import InvalidTransition
@@ -26,7 +27,18 @@ from bot.storage.repo import Copy, NewMention, Store
 
 log = logging.getLogger(__name__)
 
-DraftHook = Callable[[int], Awaitable[list[Draft]]]
+
+class DraftScheduler(Protocol):
+    """Writes drafts after the alerts (bot/services/auto_draft.py)."""
+
+    async def expect(self, mentions: Sequence[Mention]) -> list[Mention]:
+        """Mark the mentions about to be alerted that deserve a draft as owing one; returns
+        them as they are now."""
+
+    def alerted(self, mentions: Sequence[Mention]) -> None:
+        """Their alerts were queued."""
+
+
 TriageHook = Callable[[list[NewMention]], Awaitable[None]]
 Enqueue = Callable[[Sequence[Mention]], Awaitable[None]]
 """Queues alerts in the store for the chat frontends' delivery services."""
@@ -152,8 +164,8 @@ class Alerter:
         self.bus = bus
         self.enqueue = enqueue
         self.lookback = lookback
-        self.drafter_hook: DraftHook | None = None
-        """Drafts a just-alerted mention so its alert shows a reply (auto-draft)."""
+        self.drafts: DraftScheduler | None = None
+        """Drafts alerted mentions in the background (auto-draft); alerts never wait."""
         self.triage_hook: TriageHook | None = None
         """Triages a poll's fresh mentions in one go before they are alerted; may set urgent."""
         self.paused = False
@@ -204,20 +216,19 @@ class Alerter:
     async def alert_stored(self, mention_ids: Sequence[int]) -> list[Mention]:
         """Alert stored mentions that are still ``new``, in the order given (urgent first is
         the caller's order). Marking is per mention and conditional, so a mention two paths
-        race for (a resume and a poll) is alerted once; one no longer new is skipped."""
-        alerted = []
-        for mention_id in await self._claim(mention_ids):
-            drafts: list[Draft] = []
-            if self.drafter_hook is not None:
-                try:
-                    drafts = await self.drafter_hook(mention_id)
-                except Exception:
-                    # The alert matters more than its draft: show it, the CM can redraft.
-                    log.exception("auto-draft of mention #%d failed", mention_id)
-            mention = await self.store.get_mention(mention_id)
-            await self.enqueue([mention])
-            self.bus.publish(MentionAlert(mention, drafts))
-            alerted.append(mention)
+        race for (a resume and a poll) is alerted once; one no longer new is skipped. Alerts
+        are queued at once, before any draft: drafts follow and edit them."""
+        claimed = await self._claim(mention_ids)
+        if not claimed:
+            return []
+        alerted = [await self.store.get_mention(i) for i in claimed]
+        if self.drafts is not None:
+            alerted = await self.drafts.expect(alerted)
+        await self.enqueue(alerted)
+        for mention in alerted:
+            self.bus.publish(MentionAlert(mention, []))
+        if self.drafts is not None:
+            self.drafts.alerted(alerted)
         return alerted
 
     async def _claim(self, mention_ids: Sequence[int]) -> list[int]:

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Collection, Hashable, Sequence
+from collections.abc import Awaitable, Callable, Collection, Hashable, Sequence
 from typing import Protocol
 
 from bot.domain.models import Draft, Mention, Reply
@@ -171,6 +171,9 @@ class AlertDelivery:
         self._sending: set[int] = set()
         self._changed: set[int] = set()
         """Mentions that changed while their alert was being sent (edited once it is)."""
+        self.on_posted: Callable[[int], Awaitable[None]] = _nothing
+        """Called with a mention's id once its alert was posted on its own (not in a digest);
+        the registry sets it (automatic drafts start then)."""
 
     @property
     def held(self) -> int:
@@ -234,6 +237,8 @@ class AlertDelivery:
             self._changed.discard(mention_id)
         if changed and ref is not None:
             await self.refresh(mention_id)
+        if ref is not None:
+            await self.on_posted(mention_id)
 
     async def _send_digest(self, dest: Destination, alerts: list[OutgoingAlert]) -> None:
         ids = {a.mention.id for a in alerts}
@@ -245,16 +250,30 @@ class AlertDelivery:
             self._changed -= ids  # a digest is not edited: its buttons are in /pending
 
 
+async def _nothing(mention_id: int) -> None:
+    return None
+
+
 class AlertDeliveries:
     """The running frontends' delivery services: the alerter queues each alert for all."""
 
     def __init__(self, store: Store) -> None:
         self.queue = AlertQueueStore(store.db)
         self._services: dict[str, AlertDelivery] = {}
+        self.on_posted: Callable[[int], Awaitable[None]] = _nothing
+        """Given to every service: an alert was posted on its own (build_core sets it)."""
 
     def register(self, service: AlertDelivery) -> None:
         """Queue later alerts for ``service`` too (a frontend registers when it is built)."""
         self._services[service.name] = service
+        service.on_posted = self._posted
+
+    def any(self) -> bool:
+        """Whether any chat frontend delivers alerts."""
+        return bool(self._services)
+
+    async def _posted(self, mention_id: int) -> None:
+        await self.on_posted(mention_id)
 
     async def enqueue(self, mentions: Sequence[Mention]) -> None:
         """Queue alerts for every registered frontend and wake their services."""

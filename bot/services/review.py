@@ -52,6 +52,15 @@ class NeedsConfirmation(UserFacingError):
         )
 
 
+class DraftsRefused(UserFacingError):
+    """Every draft written for a mention was refused by the guards (``reasons`` says why)."""
+
+    def __init__(self, mention_id: int, reasons: tuple[str, ...]) -> None:
+        self.mention_id = mention_id
+        self.reasons = reasons
+        super().__init__(f"no draft passed the checks ({'; '.join(reasons)}); try again or edit")
+
+
 class ReviewService:
     """What a community manager can do to a mention, whatever chat they use."""
 
@@ -98,9 +107,16 @@ class ReviewService:
         return mention
 
     async def draft(
-        self, mention_id: int, actor: Actor, *, instruction: str | None = None, notify: bool = True
+        self,
+        mention_id: int,
+        actor: Actor,
+        *,
+        instruction: str | None = None,
+        notify: bool = True,
+        owed_only: bool = False,
     ) -> list[Draft]:
-        """Write (or rewrite) reply variants for a mention."""
+        """Write (or rewrite) reply variants for a mention. With ``owed_only`` (automatic
+        drafts) they are saved only if the mention still owes a draft, else [] is returned."""
         mention = await self.store.get_mention(mention_id)
         if mention.state not in _DRAFTABLE:
             raise InvalidTransition(
@@ -114,9 +130,7 @@ class ReviewService:
         fitting = [(t, c.text, c.flags) for t, c in checked if c.text is not None]
         if not fitting:
             reasons = sorted({p for _, c in checked for p in c.problems}) or ["no text"]
-            raise UserFacingError(
-                f"no draft passed the checks ({'; '.join(reasons)}); try again or edit"
-            )
+            raise DraftsRefused(mention_id, tuple(reasons))
         drafts = await self.store.save_drafts(
             mention_id,
             [
@@ -126,6 +140,7 @@ class ReviewService:
             actor,
             "redraft" if instruction else "draft",
             flags=[flags for _, _, flags in fitting],
+            owed_only=owed_only,
         )
         if notify:
             await self._changed(mention_id, actor, "draft")

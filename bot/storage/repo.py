@@ -94,7 +94,8 @@ _MENTION_COLUMNS = (
     "answerable"
 )
 _TRIAGE_COLUMNS = "relevant, sentiment, urgency, needs_reply, triage_reason, triage_by"
-_SELECT_COLUMNS = f"{_MENTION_COLUMNS}, {_TRIAGE_COLUMNS}"
+_DRAFTING_COLUMNS = "drafting, draft_refused"
+_SELECT_COLUMNS = f"{_MENTION_COLUMNS}, {_TRIAGE_COLUMNS}, {_DRAFTING_COLUMNS}"
 
 
 def _brand_filter(
@@ -136,6 +137,8 @@ def _mention(row: sqlite3.Row, alert_refs: dict[str, str] | None = None) -> Ment
         duplicates=row["duplicates"],
         answerable=bool(row["answerable"]),
         alert_refs=alert_refs or {},
+        drafting=bool(row["drafting"]),
+        draft_refused=row["draft_refused"],
     )
 
 
@@ -442,6 +445,31 @@ class Store:
             for mention_id in mention_ids:
                 await self._transition_mention(conn, mention_id, target, actor, action)
 
+    async def set_drafting(self, mention_ids: Sequence[int], drafting: bool) -> None:
+        """Mark mentions as owing an automatic draft (or no longer); a new mark clears the
+        last refusal."""
+        await self.db.executemany(
+            "UPDATE mentions SET drafting = ?, draft_refused = CASE WHEN ? THEN NULL "
+            "ELSE draft_refused END WHERE id = ?",
+            [(int(drafting), int(drafting), mention_id) for mention_id in mention_ids],
+        )
+
+    async def set_draft_refused(self, mention_id: int, why: str) -> None:
+        """Every automatic draft was refused: the alert says ``why`` until drafts are saved."""
+        await self.db.execute(
+            "UPDATE mentions SET drafting = 0, draft_refused = ? WHERE id = ?", (why, mention_id)
+        )
+
+    async def owed_drafts(self) -> list[tuple[int, bool]]:
+        """Alerted mentions still owing an automatic draft, oldest first, each with whether
+        its alert was posted on its own somewhere (a digest line leaves no reference)."""
+        rows = await self.db.fetchall(
+            "SELECT m.id, EXISTS (SELECT 1 FROM alert_messages a WHERE a.mention_id = m.id) "
+            "FROM mentions m WHERE m.drafting = 1 AND m.state = ? ORDER BY m.id",
+            (MentionState.ALERTED.value,),
+        )
+        return [(int(r[0]), bool(r[1])) for r in rows]
+
     async def set_alert_ref(self, mention_id: int, frontend: str, ref: str) -> None:
         """Remember where a frontend posted the alert for a mention."""
         await self.db.execute(
@@ -460,11 +488,21 @@ class Store:
         action: str,
         *,
         flags: Sequence[Sequence[str]] | None = None,
+        owed_only: bool = False,
     ) -> list[Draft]:
         """Replace the mention's drafts by new variants (text, origin, model, hash, tokens) and
-        move it to drafted; the first variant is selected. ``flags[i]`` are variant i's checks."""
+        move it to drafted; the first variant is selected. ``flags[i]`` are variant i's checks.
+        With ``owed_only`` (automatic drafts), nothing is saved, and [] returned, unless the
+        mention still owes a draft (a person may have drafted or edited it meanwhile)."""
         now = _iso(utcnow())
         async with self.db.transaction() as conn:
+            if owed_only:
+                async with conn.execute(
+                    "SELECT drafting FROM mentions WHERE id = ?", (mention_id,)
+                ) as cur:
+                    owed = await cur.fetchone()
+                if not owed or not owed[0]:
+                    return []
             previous = await self._selected_text(conn, mention_id)
             await self._transition_mention(
                 conn,
@@ -476,6 +514,9 @@ class Store:
                 after_text=texts[0][0] if texts else None,
             )
             await conn.execute("UPDATE drafts SET selected = 0 WHERE mention_id = ?", (mention_id,))
+            await conn.execute(
+                "UPDATE mentions SET drafting = 0, draft_refused = NULL WHERE id = ?", (mention_id,)
+            )
             async with conn.execute(
                 "SELECT COALESCE(MAX(variant), 0) FROM drafts WHERE mention_id = ?", (mention_id,)
             ) as cur:

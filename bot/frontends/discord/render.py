@@ -219,6 +219,8 @@ def render_alert(
         embed.add_field(name="Link", value=fit(view.link, _LINK), inline=False)
     status = f"**{view.state}**" + (f" · {decision}" if decision else "")
     extra = reply_line(reply, view.link)
+    if view.draft_note:
+        status += f"\n*{fit(view.draft_note, _WARNINGS)}*"
     status = plain(status + (f"\n{extra}" if extra else ""), _STATUS)
 
     # The text and the drafts share what the other parts leave, the selected draft first

@@ -225,6 +225,7 @@ class Handlers:
         )
         # This copy is now the one kept up to date (the original may be in a digest, or old).
         await store.set_alert_ref(mention.id, "telegram", f"{sent.chat_id}:{sent.message_id}")
+        await self.core.auto_drafts.shown(mention.id)  # opened: write its owed draft
         return ""
 
     async def _stats(self, update: Update, args: list[str], rest: str) -> str:

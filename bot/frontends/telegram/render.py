@@ -119,6 +119,8 @@ def _alert_html(
         for variant, text in view.variants:
             mark = "✓" if text == view.draft else "·"
             lines.append(f"{mark} <b>{variant}.</b> {safe(text, draft_limit)}")
+    if view.draft_note:
+        lines.extend(["", f"<i>{safe(view.draft_note, FIELD_LIMIT * 4)}</i>"])
     lines.append("")
     status = f"<b>Status:</b> {esc(view.state)}"
     if decision:
