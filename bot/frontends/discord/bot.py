@@ -33,6 +33,7 @@ from bot.app import Core
 from bot.domain.models import Actor
 from bot.events import Event, MentionChanged, Notice
 from bot.frontends.discord.link import NETWORK_ERRORS, DiscordLink, refused
+from bot.frontends.ratelimit_logs import quiet_handled_rate_limits
 from bot.services.alert_delivery import AlertDelivery
 from bot.services.tenancy import Place
 from bot.services.throttle import DISCORD_LIMITS, ThrottleLimits
@@ -136,6 +137,7 @@ class ParleyBot(commands.Bot):
     """The discord.py bot: the core's services for the cogs, the cogs and the slash commands."""
 
     def __init__(self, core: Core, config: DiscordConfig, *, guild_ready_timeout: float = 2.0):
+        quiet_handled_rate_limits()
         intents = discord.Intents.none()
         intents.guilds = True
         super().__init__(

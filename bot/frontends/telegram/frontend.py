@@ -49,6 +49,7 @@ from bot.app import Core
 from bot.connectors.inbound_limits import hardened_app, hardened_runner, parse_json
 from bot.domain.models import Actor, Draft, Mention, Reply
 from bot.events import Event, MentionChanged, Notice
+from bot.frontends.ratelimit_logs import quiet_handled_rate_limits
 from bot.frontends.telegram.handlers import Handlers
 from bot.frontends.telegram.keyboards import alert_keyboard
 from bot.frontends.telegram.link import TelegramLink
@@ -307,6 +308,7 @@ class TelegramFrontend:
         self.core = core
         self.config = config
         install_token_redactor(config.token.get_secret_value())
+        quiet_handled_rate_limits()
         # AIORateLimiter keeps every request (edits, answers) within Telegram's limits; with
         # max_retries=0 a 429 surfaces, so the delivery service or _call pauses and resends.
         self.application = build_application(config, rate_limiter or AIORateLimiter())
