@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from bot.services.reconnect import Backoff, Outage, back_notice, duration
+from bot.services.reconnect import (
+    HELD_NOTICES,
+    Backoff,
+    HeldNotices,
+    Outage,
+    back_notice,
+    duration,
+)
 
 
 def test_backoff_doubles_from_2_s_to_5_min_with_jitter_and_restarts_after_a_success() -> None:
@@ -35,3 +42,22 @@ def test_the_notice_reads_well() -> None:
     )
     assert back_notice("Discord", 40, 1).endswith("; 1 alert queued meanwhile is being sent.")
     assert back_notice("Discord", 40, 0) == "Parley is back in touch after 40 s without Discord."
+
+
+async def test_held_notices_are_shown_oldest_first_and_one_that_fails_stays() -> None:
+    held = HeldNotices("Telegram")
+    for i in range(HELD_NOTICES + 2):
+        held.hold(f"notice {i}")
+    shown: list[str] = []
+
+    async def flaky(text: str) -> None:
+        if len(shown) == 3:
+            raise OSError("network down")
+        shown.append(text)
+
+    with pytest.raises(OSError):
+        await held.show(flaky)
+    assert shown == ["notice 2", "notice 3", "notice 4"]  # the two oldest were dropped
+    shown.append("(the network is back)")
+    await held.show(flaky)
+    assert shown[4] == "notice 5" and shown[-1] == f"notice {HELD_NOTICES + 1}"

@@ -12,7 +12,8 @@ import asyncio
 import logging
 import random
 import time
-from collections.abc import Callable
+from collections import deque
+from collections.abc import Awaitable, Callable
 
 
 def _one_line(record: logging.LogRecord) -> bool:
@@ -121,3 +122,27 @@ class Outage:
         self.since = None
         self.changed.set()
         return lasted
+
+
+HELD_NOTICES = 20
+"""Notices kept for a chat that cannot be reached; beyond, the oldest are dropped."""
+
+
+class HeldNotices:
+    """Notices (a failing source…) that came while the chat could not be reached, shown once it
+    can (only the latest :data:`HELD_NOTICES`; a stop loses them, and the log has each)."""
+
+    def __init__(self, platform: str) -> None:
+        self.platform = platform
+        self._texts: deque[str] = deque(maxlen=HELD_NOTICES)
+
+    def hold(self, text: str) -> None:
+        """Keep ``text`` for the next connection."""
+        logging.getLogger(__name__).info("held until %s is reachable: %s", self.platform, text)
+        self._texts.append(text)
+
+    async def show(self, send: Callable[[str], Awaitable[None]]) -> None:
+        """Send the held notices, oldest first; one that fails stays (``send`` raises)."""
+        while self._texts:
+            await send(self._texts[0])
+            self._texts.popleft()

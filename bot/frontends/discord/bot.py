@@ -256,10 +256,10 @@ class DiscordFrontend:
     async def on_event(self, event: Event) -> None:
         """Hand a change or a notice to the alert delivery (alerts need nothing here: the
         delivery service reads them from the store). Nothing waits for Discord: a change it
-        cannot take now (not connected, stopping) is stored and shown once connected; such a
-        notice is logged only."""
+        cannot take now (not connected, stopping) is stored and shown once connected, a notice
+        is held until then."""
         if isinstance(event, Notice) and not self._ready.is_set():
-            log.warning("not shown in Discord (not connected): %s", event.text)
+            self.link.notices.hold(event.text)
         elif isinstance(event, Notice):
             await self.delivery.on_event(event)
         elif isinstance(event, MentionChanged):

@@ -18,7 +18,14 @@ import aiohttp
 import discord
 
 from bot.errors import ConfigError
-from bot.services.reconnect import Backoff, Outage, back_notice, one_line_errors, pause
+from bot.services.reconnect import (
+    Backoff,
+    HeldNotices,
+    Outage,
+    back_notice,
+    one_line_errors,
+    pause,
+)
 from bot.storage.chat_service import AlertRefreshStore
 
 if TYPE_CHECKING:
@@ -53,6 +60,7 @@ class DiscordLink:
         self.frontend = frontend
         self.outage = Outage()
         self.owed = AlertRefreshStore(frontend.core.store.db, frontend.name)
+        self.notices = HeldNotices("Discord")
         one_line_errors("discord.client")  # a traceback per reconnect attempt
 
     async def login(self, stop: asyncio.Event, token: str) -> bool:
@@ -76,13 +84,20 @@ class DiscordLink:
                     return False
 
     async def ready(self) -> None:
-        """The bot is connected: say so if Discord was unreachable, make the owed edits."""
+        """The bot is connected: say so if Discord was unreachable, show the held notices,
+        make the owed edits."""
+        notice = self.frontend.delivery.adapter.notice
         lasted = self.outage.regained()
-        if lasted is not None:
-            queued = await self.frontend.delivery.throttle.backlog.total()
-            text = back_notice("Discord", lasted, queued)
-            log.info("%s", text)
-            await self.frontend.delivery.adapter.notice(text)
+        try:
+            if lasted is not None:
+                queued = await self.frontend.delivery.throttle.backlog.total()
+                text = back_notice("Discord", lasted, queued)
+                log.info("%s", text)
+                await notice(text)
+            await self.notices.show(notice)
+        except NETWORK_ERRORS as exc:
+            log.warning("could not show the held notices in Discord (%s)", exc)
+            return
         for mention_id in await self.owed.owed():
             try:
                 await self.frontend.delivery.refresh(mention_id)

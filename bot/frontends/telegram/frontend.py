@@ -498,18 +498,18 @@ class TelegramFrontend:
         """Changes edit the alert in place and notices are sent, through the delivery service;
         alerts need nothing here (the service reads them from the store). Nothing waits for
         Telegram: a change it cannot take now (not connected, unreachable, stopping) is stored
-        and shown at the next connection; such a notice is logged only."""
+        and shown at the next connection, a notice is held until then."""
         if isinstance(event, MentionChanged):
             await self._on_change(event)
         elif isinstance(event, Notice):
             if not self._ready.is_set() or self.link.outage.down:
-                log.warning("not shown in Telegram (not connected): %s", event.text)
+                self.link.notices.hold(event.text)
                 return
             try:
                 await self.delivery.on_event(event)
             except NetworkError as exc:
                 self.link.lost(exc)
-                log.warning("not shown in Telegram (%s): %s", exc, event.text)
+                self.link.notices.hold(event.text)
 
     async def _on_change(self, event: MentionChanged) -> None:
         mention_id = event.mention.id

@@ -19,7 +19,14 @@ from telegram import BotCommand
 from telegram.error import InvalidToken, NetworkError, TelegramError
 
 from bot.errors import ConfigError
-from bot.services.reconnect import Backoff, Outage, back_notice, one_line_errors, pause
+from bot.services.reconnect import (
+    Backoff,
+    HeldNotices,
+    Outage,
+    back_notice,
+    one_line_errors,
+    pause,
+)
 from bot.storage.chat_service import AlertRefreshStore
 
 if TYPE_CHECKING:
@@ -42,6 +49,7 @@ class TelegramLink:
         self.outage = Outage()
         self.owed = AlertRefreshStore(frontend.core.store.db, frontend.name)
         self._heard = asyncio.Event()
+        self.notices = HeldNotices("Telegram")
         one_line_errors("telegram.ext.Updater")  # its last getUpdates at stop, when offline
 
     async def connect(self, stop: asyncio.Event) -> bool:
@@ -138,7 +146,13 @@ class TelegramLink:
         await self.owed.mark(mention_id)
 
     async def catch_up(self) -> None:
-        """Make the owed alert edits, then wake the delivery for the queued alerts."""
+        """Show the held notices, make the owed alert edits, then wake the delivery for the
+        queued alerts."""
+        try:
+            await self.notices.show(self.frontend.alerts.notice)
+        except NetworkError as exc:
+            self.lost(exc)
+            return
         for mention_id in await self.owed.owed():
             try:
                 await self.frontend.delivery.refresh(mention_id)
