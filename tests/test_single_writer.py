@@ -259,6 +259,7 @@ async def approved(core: Core, external_id: str) -> Reply:
     """A mention found, alerted, drafted and approved."""
     batch = await core.ingestor.store_batch([raw(external_id, f"Is Acme down? {external_id}")])
     [mention] = await core.alerter.alert(batch, first_poll=False)
+    await core.auto_drafts.drain()  # alerts go out first; their drafts follow
     return await core.review.approve(mention.id, CM)
 
 
