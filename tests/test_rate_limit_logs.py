@@ -16,8 +16,11 @@ from bot.frontends.ratelimit_logs import quiet_handled_rate_limits
 from bot.pipeline.runner import SourceRunner
 from bot.sources.rss import RssSource
 from bot.storage.repo import Store
+from tests.fake_mastodon import FakeMastodon
 from tests.fake_openai import FakeOpenAI, Step
-from tests.helpers import serve_app
+from tests.helpers import approve_first_find, post_through, serve_app
+from tests.test_connector_mastodon import publisher as mastodon_publisher
+from tests.test_connector_mastodon import source as mastodon_source
 from tests.test_llm_client import client, draft_call
 
 
@@ -67,6 +70,30 @@ async def test_an_llm_told_to_wait_logs_one_line(
         await fake.stop()
     [line] = warnings_only(caplog)
     assert line.getMessage() == "LLM: rate limited (HTTP 429), retrying in 0 s"
+
+
+async def test_a_reply_told_to_wait_logs_one_line(
+    core: Core, caplog: pytest.LogCaptureFixture
+) -> None:
+    server = FakeMastodon()
+    status = server.add_status("@parley is acme down?", mention=True)
+    async with serve_app(server.app) as url:
+        src = mastodon_source(url)
+        poster = mastodon_publisher(url)
+        post_through(core, "mastodon", poster)
+        try:
+            reply = await approve_first_find(core, src, "Sorry! We are looking into it now.")
+        finally:
+            await src.aclose()
+        server.fail_next("/api/v1/statuses", 429, {"Retry-After": "42"})
+        with caplog.at_level(logging.INFO):
+            await core.outbox.send_due()
+        await poster.client.aclose()
+    [line] = warnings_only(caplog)
+    assert line.getMessage() == (
+        f"reply #{reply.id}: rate limited, retrying in 42 s (mastodon: rate limited (HTTP 429))"
+    )
+    assert status["id"] and server.posts == []
 
 
 def test_the_chat_libraries_repeat_of_a_handled_429_is_dropped(
