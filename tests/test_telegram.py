@@ -109,24 +109,28 @@ async def test_alert_approve_posted_edits_the_alert_twice(
         assert sent.json("link_preview_options") == {"is_disabled": True}
         assert f"<b>Mention #{mid}</b>" in sent.params["text"]
         assert "rule <i>product</i>" in sent.params["text"]
+        await core.settle()  # the draft follows the alert and edits it in place
+        (sent,) = fake.of("editMessageText")
         assert all(len(d.encode()) <= 64 for d in sent.callback_data)
         assert encode(Action.APPROVE, mid) in sent.callback_data
-        await core.settle()
         mention = await core.store.get_mention(mid)
         ref = mention.alert_refs["telegram"]
         alert_message = message_of(fake, ref)
 
+        pressed = len(fake.calls)
         query = await fake.press(ANN, alert_message, encode(Action.APPROVE, mid))
         await fake.wait_for("answerCallbackQuery")
         await core.settle()
         assert fake.answers()[query] == "Approved: the reply is queued for posting."
         # the answer is the press's first request
         first = next(
-            c for c in fake.calls if c.method in ("answerCallbackQuery", "editMessageText")
+            c
+            for c in fake.calls[pressed:]
+            if c.method in ("answerCallbackQuery", "editMessageText")
         )
         assert first.method == "answerCallbackQuery"
 
-        edits = fake.of("editMessageText")
+        edits = fake.of("editMessageText")[1:]  # after the draft's
         assert len(edits) == 2
         assert "approved by telegram:@ann" in edits[0].params["text"]
         assert "Posted" in edits[1].params["text"]
@@ -413,10 +417,11 @@ async def test_tweak_buttons_redraft_and_reload(
     settings = tg_settings.model_copy(update={"parley_prompts_dir": prompts})
     async with running(settings, config, fake) as (core, _frontend):
         (mid,) = await alert(core, "How do I export from acme cloud?")
-        (sent,) = await fake.wait_for("sendMessage")
+        await fake.wait_for("sendMessage")
+        await core.settle()  # the draft follows the alert and edits it in place
+        (sent,) = fake.of("editMessageText")
         tweaks = [encode(Action.TWEAK, mid, n) for n in range(1, len(TWEAKS) + 1)]
         assert all(t in sent.callback_data for t in tweaks)
-        await core.settle()
         alert_message = message_of(fake, (await core.store.get_mention(mid)).alert_refs["telegram"])
 
         query = await fake.press(ANN, alert_message, tweaks[0])
