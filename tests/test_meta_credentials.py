@@ -17,6 +17,7 @@ from bot.connectors.instagram import InstagramSource
 from bot.events import Event, Notice
 from bot.pipeline.credentials import RefusedCredentials
 from bot.pipeline.runner import SourceRunner
+from bot.sources.base import Source
 from tests import fake_graph
 from tests.fake_graph import IG_PERMISSIONS, IG_TOKEN, PAGE_PERMISSIONS, PAGE_TOKEN, FakeGraph
 from tests.test_connector_facebook import config as facebook_config
@@ -54,7 +55,7 @@ async def test_a_shared_expired_token_is_told_once(
     page.expired = True
     refused = RefusedCredentials()
     async with AsyncExitStack() as stack:
-        sources = [
+        sources: list[Source] = [
             FacebookSource.create(facebook_config(url, name="acme-fb"), PAGE_TOKEN),
             InstagramSource.create(
                 instagram_config(url, name="acme-ig", token_env=TOKEN_ENV), PAGE_TOKEN
