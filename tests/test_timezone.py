@@ -7,17 +7,23 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
+import pytest
+
+from bot import localtime
 from bot.app import build_core
 from bot.config import ParleyConfig
 from bot.domain.models import Actor
 from bot.frontends.telegram.render import decision_line, render_alert
+from bot.llm.client import BudgetExhausted
 from bot.presentation import alert_view
 from bot.services.charts import volume_series
 from bot.services.health import describe
 from bot.settings import Settings
 from bot.storage.repo import SourceStatus, Store
+from tests.fake_openai import FakeOpenAI
 from tests.helpers import raw
 from tests.test_charts import put
+from tests.test_llm_client import client, draft_call
 
 PARIS = ZoneInfo("Europe/Paris")
 CM = Actor(platform="console", user_id="cm", display_name="Ann")
@@ -59,3 +65,16 @@ async def test_an_alert_and_the_health_lines_show_paris_time(
     ok_at = datetime(2024, 7, 1, 22, 5, tzinfo=UTC)
     status = SourceStatus("rss:news", {}, True, ok_at, None, None, 0, 3)
     assert "last success 2024-07-02 00:05 CEST" in describe(status)
+
+
+async def test_the_llm_budget_says_when_it_resumes_in_local_time(store: Store) -> None:
+    localtime.set_zone(ZoneInfo("Asia/Tokyo"))  # UTC midnight is 09:00 there, all year
+    fake = await FakeOpenAI().start()
+    llm = client(fake, store, daily_tokens=20)
+    try:
+        await draft_call(llm)  # the first call spends more than the budget
+        with pytest.raises(BudgetExhausted, match="paused until 09:00 JST and triage"):
+            await draft_call(llm)
+    finally:
+        await llm.aclose()
+        await fake.stop()

@@ -23,6 +23,7 @@ import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from typing import Any, Literal, TypeVar
 from urllib.parse import urlsplit
 
@@ -34,6 +35,7 @@ from bot.domain.models import utcnow
 from bot.errors import LLMError, UserFacingError
 from bot.events import EventBus, Notice
 from bot.llm.breaker import Breaker, BreakerPolicy, Transition
+from bot.localtime import clock
 from bot.retry_after import parse_retry_after
 from bot.storage.llm_health import LlmHealthRepo
 from bot.storage.repo import Store
@@ -58,7 +60,7 @@ class LlmBadOutput(LLMError):
 
 
 class BudgetExhausted(LLMError, UserFacingError):
-    """Today's token budget is used up; LLM calls resume at 00:00 UTC."""
+    """Today's token budget is used up; LLM calls resume at 00:00 UTC (shown in local time)."""
 
 
 @dataclass(frozen=True)
@@ -169,10 +171,12 @@ class LlmClient:
         spent = await self.store.llm_tokens_on(day)
         if spent < self.config.daily_tokens:
             return
+        # The budget's day is UTC's; its end is shown in the team's zone (PARLEY_TIMEZONE).
+        resume = datetime.combine(utcnow().date() + timedelta(days=1), datetime.min.time(), UTC)
         message = (
             f"today's LLM token budget ({self.config.daily_tokens:,} tokens) is used up: LLM "
-            "drafting is paused until 00:00 UTC and triage uses the rules meanwhile. Raise "
-            "PARLEY_LLM_DAILY_TOKENS to resume now; you can still write replies with edit"
+            f"drafting is paused until {clock(resume)} and triage uses the rules meanwhile. "
+            "Raise PARLEY_LLM_DAILY_TOKENS to resume now; you can still write replies with edit"
         )
         if self._budget_noticed != day:
             self._budget_noticed = day

@@ -26,6 +26,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from bot.errors import DatabaseInUse, StorageError
+from bot.localtime import stamp
 
 log = logging.getLogger(__name__)
 
@@ -39,9 +40,9 @@ class Holder:
     since: datetime
 
     def describe(self) -> str:
-        """In plain words: ``Parley pid 4242 on host web1 since 2026-12-04 13:50 UTC``."""
-        since = self.since.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
-        return f"Parley pid {self.pid} on host {self.host} since {since}"
+        """In plain words: ``Parley pid 4242 on host web1 since 2026-12-04 13:50 UTC`` (the
+        time in PARLEY_TIMEZONE)."""
+        return f"Parley pid {self.pid} on host {self.host} since {stamp(self.since)}"
 
     def to_json(self) -> str:
         """The record written into the lock file."""
