@@ -176,7 +176,8 @@ class ConsoleFrontend:
                     f"  {'*' if d.selected else ' '}Draft {d.variant}: {d.text}"
                     for d in event.drafts
                 ]
-                return [f"#{m.id} {event.action} by {who}:", *drafts]
+                done = "drafts ready" if event.action == "drafted" else f"{event.action} by {who}"
+                return [f"#{m.id} {done}:", *drafts]
             case _:
                 return [f"#{m.id} is now {m.state.value} ({event.action} by {who})"]
 
