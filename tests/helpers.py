@@ -136,14 +136,14 @@ class SlowToAnswer(Protocol):
 async def publish_answer_lost(
     fake: SlowToAnswer, publisher: ClientPublisher, reply: Reply, mention: Mention
 ) -> PublishError:
-    """Publish through ``publisher`` (made with a timeout under 1 s) while ``fake`` answers 1 s
-    late: the post lands, the answer never arrives. Returns the error raised; afterwards the
-    fake has finished and answers at once again, and the publisher's client is closed."""
-    fake.post_delay = 1.0
+    """Publish through ``publisher`` (made with a timeout under 1 s) while ``fake`` holds its
+    answer for a minute: the post lands, the answer never arrives. Returns the error raised;
+    afterwards the fake answers at once again (the held answer's handler ends with its
+    connection), and the publisher's client is closed."""
+    fake.post_delay = 60.0
     async with opened(publisher):
         with pytest.raises(PublishError) as info:
             await publisher.publish(reply, mention)
-    await asyncio.sleep(0.8)
     fake.post_delay = 0.0
     return info.value
 
@@ -152,7 +152,7 @@ async def killed_once_stored(work: Coroutine[Any, Any, object], stored: asyncio.
     """Run ``work`` and kill it once the platform has ``stored`` the post, before its answer
     comes back: a worker dying mid-post."""
     task = asyncio.create_task(work)
-    await asyncio.wait_for(stored.wait(), 5)
+    await asyncio.wait_for(stored.wait(), 30)
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task

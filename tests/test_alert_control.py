@@ -33,7 +33,6 @@ def _events(core: Core) -> list[Event]:
 async def _deliver(core: Core) -> None:
     stop = asyncio.Event()
     task = asyncio.create_task(core.bus.run(stop))
-    await asyncio.sleep(0)
     await core.bus.drain()
     stop.set()
     await task

@@ -32,7 +32,7 @@ from tests.fake_discord import (
     GUILD_ID,
     FakeDiscord,
 )
-from tests.helpers import mention_reaches, raw
+from tests.helpers import eventually, mention_reaches, raw
 
 TOKEN = "MTAwMDAwMDAwMDAwMDAwMDAx.Gx-fake.secret-discord-token_0123456789"
 
@@ -138,11 +138,13 @@ async def running(
         )
         stop = asyncio.Event()
         task = asyncio.create_task(run_core(core, [frontend], stop))
-        for _ in range(500):  # the bot exists at once, its client session only once run
-            if frontend.bot.is_ready():
-                break
-            await asyncio.sleep(0.01)
-        assert frontend.bot.is_ready()
+
+        async def ready() -> bool:
+            # The bot exists at once, its client session only once run; on a loaded machine
+            # the guild can arrive after the short guild_ready_timeout has made it "ready".
+            return frontend.bot.is_ready() and frontend.bot.get_guild(GUILD_ID) is not None
+
+        await eventually(ready, "the Discord bot to be ready with its guild")
         try:
             yield core, frontend
         finally:

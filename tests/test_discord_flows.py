@@ -234,15 +234,14 @@ async def test_slow_draft_is_deferred_then_the_alert_shows_the_new_drafts(
         core.review.drafter = slow
 
         click = await fake.click(ANN, message_id, f"p1:dr:{mid}")
-        # Answered within Discord's 3 s deadline while the draft is still being written.
-        (answer,) = await fake.wait_for(
-            "POST", rf"/interactions/{click.id}/[^/]+/callback", within=3.0
-        )
+        # Answered (Discord allows 3 s) while the draft is still being written: the drafter
+        # is held at its gate until after the answer, whatever the machine's load.
+        (answer,) = await fake.wait_for("POST", rf"/interactions/{click.id}/[^/]+/callback")
         assert answer.body == {"type": DEFERRED_UPDATE}
         (note,) = await fake.wait_for("POST", rf"/webhooks/{APP_ID}/{click.token}")
         assert note.body["flags"] == EPHEMERAL
         assert note.body["content"] == f"📝 Drafting #{mid}…"
-        await asyncio.wait_for(slow.started.wait(), 3)
+        await asyncio.wait_for(slow.started.wait(), 30)
         assert len(fake.of("PATCH", rf"{POSTS}/{message_id}")) == edits  # not edited yet
 
         slow.gate.set()

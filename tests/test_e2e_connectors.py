@@ -45,6 +45,7 @@ from tests.fake_telegram import FakeTelegram
 from tests.fake_x import BRAND as X_BRAND
 from tests.fake_x import BRAND_ID as X_BRAND_ID
 from tests.fake_x import FakeX, serve_fake_x, set_keys
+from tests.helpers import eventually
 from tests.mastodon_mock_server import BRAND, BRAND_TOKEN, CUSTOMER, MastodonMock
 from tests.test_telegram import ANN, CHAT, message_of
 
@@ -77,12 +78,13 @@ def parley_toml(folder: Path, source: str) -> ParleyConfig:
 
 async def started(core: Core, source: str) -> None:
     """Wait for the runner's own first poll (run_core starts every source at once)."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + 10
-    while (status := await core.store.source_status(source)).last_ok_at is None:
+
+    async def polled() -> bool:
+        status = await core.store.source_status(source)
         assert status.last_error is None, status.last_error
-        assert loop.time() < deadline, f"source {source} never polled"
-        await asyncio.sleep(0.02)
+        return status.last_ok_at is not None
+
+    await eventually(polled, f"source {source} to poll")
 
 
 async def only_mention(core: Core) -> int:
@@ -523,7 +525,7 @@ async def test_x_reply_whose_answer_was_lost_in_a_crash_is_reconciled_after_rest
         mid, alert, draft = await drafted_alert(core, fake, frontend)
         x.post_delay = 30.0  # X stores the post; its answer never comes back
         await fake.press(ANN, alert, encode(Action.APPROVE, mid))
-        await asyncio.wait_for(x.post_stored.wait(), 5)
+        await asyncio.wait_for(x.post_stored.wait(), 30)
         process.cancel()  # the process dies before it learns the post's id
         with pytest.raises(asyncio.CancelledError):
             await process
@@ -533,12 +535,14 @@ async def test_x_reply_whose_answer_was_lost_in_a_crash_is_reconciled_after_rest
     (posted,) = x.own_posts()
     url = f"https://x.com/{X_BRAND}/status/{posted['id']}"
 
+    reply_id = reply.id
     async with test_telegram.running(tg_settings, config, fake) as (core, frontend):
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + 5
-        while (reply := await core.store.get_reply(reply.id)).state is not ReplyState.SENT:
-            assert loop.time() < deadline, reply
-            await asyncio.sleep(0.02)
+
+        async def sent() -> bool:
+            return (await core.store.get_reply(reply_id)).state is ReplyState.SENT
+
+        await eventually(sent, f"reply #{reply_id} to be sent")
+        reply = await core.store.get_reply(reply_id)
         await core.settle()
         assert (reply.posted_id, reply.posted_url, reply.cost_usd) == (posted["id"], url, 0.01)
         assert (await core.store.get_mention(mid)).state is MentionState.POSTED

@@ -57,7 +57,7 @@ def llm_settings(tmp_path: Path, fake: FakeOpenAI, **kw: Any) -> Settings:
         openai_api_key="test-key",  # type: ignore[arg-type]
         openai_model="fake-draft",
         openai_triage_model="fake-triage",
-        parley_llm_timeout=0.5,
+        parley_llm_timeout=30.0,  # never reached: no test here waits for a timeout
         parley_llm_max_retries=1,
         **{"parley_triage_window_seconds": 0.0, **kw},  # one poll at a time: no waiting
     )

@@ -76,7 +76,7 @@ async def llm_core(tmp_path: Path, fake: FakeOpenAI) -> AsyncIterator[Core]:
         parley_prompts_dir=ROOT / "prompts",
         openai_base_url=fake.base_url,
         openai_api_key="test-key",  # type: ignore[arg-type]
-        parley_llm_timeout=0.5,
+        parley_llm_timeout=30.0,  # never reached: no test here waits for a timeout
         parley_llm_max_retries=0,
         parley_triage_window_seconds=0,  # one poll at a time: nothing to wait for
     )

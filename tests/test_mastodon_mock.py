@@ -55,7 +55,7 @@ async def answering(
     server: MastodonMock, *, http: httpx.AsyncClient | None = None, **overrides: Any
 ) -> AsyncIterator[MastodonPublisher]:
     """Parley's publisher for the brand account."""
-    config = settings(server, timeout=5.0, **overrides)
+    config = settings(server, timeout=30.0, **overrides)
     client = MastodonClient(
         config.base_url, BRAND_TOKEN, timeout=config.timeout, client=http, allow_private=True
     )

@@ -92,8 +92,8 @@ async def handed_over(
 class Streaming:
     """A MastodonStream on the fake with a quick backoff, collecting what it delivers."""
 
-    def __init__(self, base_url: str, *, read_timeout: float = 5.0) -> None:
-        self.client = MastodonClient(base_url, TOKEN, timeout=5.0, allow_private=True)
+    def __init__(self, base_url: str, *, read_timeout: float = 30.0) -> None:
+        self.client = MastodonClient(base_url, TOKEN, timeout=30.0, allow_private=True)
         self.mentions: list[RawMention] = []
         self.stream = MastodonStream(
             self.client,
@@ -213,7 +213,7 @@ async def test_reconnects_after_the_server_drops_the_stream(
 async def test_silent_stream_is_opened_again(fake: tuple[FakeMastodon, str]) -> None:
     server, base_url = fake
     async with Streaming(base_url, read_timeout=0.2) as streaming:
-        await eventually(lambda: server.stream_connections == 2)
+        await eventually(lambda: server.stream_connections >= 2)
         server.send_raw(b":thump\n\n")  # a heartbeat keeps the new one alive
         assert streaming.stream.running and streaming.stream.ended is None
 
@@ -241,7 +241,7 @@ async def test_unexpected_error_is_logged_and_the_stream_restarts(
             raise RuntimeError("a bug downstream")
         delivered.append(mention.external_id)
 
-    client = MastodonClient(base_url, TOKEN, timeout=5.0, allow_private=True)
+    client = MastodonClient(base_url, TOKEN, timeout=30.0, allow_private=True)
     stream = MastodonStream(client, config(base_url), deliver, backoff=FAST)
     stream.start()
     try:
@@ -368,9 +368,9 @@ async def test_mastodon_mock_streams_a_mention(mastodon: MastodonMock) -> None:
         await source.fetch({})
         stream = source.stream
         assert stream is not None
-        await eventually(lambda: stream.connections == 1, within=5.0)
+        await eventually(lambda: stream.connections == 1)
         status = await mastodon.post(f"@{BRAND} is the API down for anyone else?")
-        got = (await handed_over(source, {}, within=5.0)).items
+        got = (await handed_over(source, {})).items
         assert [m.external_id for m in got] == [status["id"]]
         assert got[0].author.handle == "dana"
         assert "is the API down for anyone else?" in got[0].text

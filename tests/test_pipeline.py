@@ -12,7 +12,7 @@ from bot.errors import SourceError
 from bot.events import MentionAlert, MentionChanged, Notice
 from bot.pipeline.runner import PollOutcome, SourceRunner
 from bot.sources.base import FetchResult
-from tests.helpers import ScriptedSource, raw
+from tests.helpers import ScriptedSource, eventually, raw
 
 COMPLAINT = "Acme cloud has been down all morning and support is not answering my tickets at all"
 
@@ -30,7 +30,6 @@ def _events(core: Core) -> list[object]:
 async def _deliver(core: Core) -> None:
     stop = asyncio.Event()
     task = asyncio.create_task(core.bus.run(stop))
-    await asyncio.sleep(0)
     await core.bus.drain()
     stop.set()
     await task
@@ -179,11 +178,11 @@ async def test_supervised_loop_keeps_polling_until_stopped(core: Core) -> None:
     runner = SourceRunner(source, core.store, core.ingestor, core.alerter, core.bus)
     stop = asyncio.Event()
     task = asyncio.create_task(runner.run(stop))
-    for _ in range(100):
-        await asyncio.sleep(0.02)
-        if len(source.cursors) >= 3:
-            break
+
+    async def polled_thrice() -> bool:
+        return len(source.cursors) >= 3
+
+    await eventually(polled_thrice, "three polls")
     stop.set()
-    await asyncio.wait_for(task, 2)
-    assert len(source.cursors) >= 3
+    await asyncio.wait_for(task, 30)
     assert len(await core.store.list_mentions(None)) == 1
