@@ -46,7 +46,9 @@ ROOT = Path(__file__).resolve().parent.parent
 DRAFT_SECONDS = 3.0
 POLLS, PER_POLL, POLL_GAP = 5, 5, 0.5
 TARGET_P95_MS = 200.0
-CONFIG: dict[str, object] = {"brands": [{"name": "acme", "rules": [{"name": "any", "query": "acme"}]}]}
+CONFIG: dict[str, object] = {
+    "brands": [{"name": "acme", "rules": [{"name": "any", "query": "acme"}]}]
+}
 
 
 class SlowModel:
