@@ -8,6 +8,7 @@ import asyncio
 import gc
 import heapq
 import itertools
+import logging
 from collections.abc import Awaitable, Callable, Hashable, Iterable
 from dataclasses import dataclass, field
 
@@ -18,6 +19,7 @@ from bot.pipeline.fingerprint import NO_FINGERPRINT
 from bot.services.alert_delivery import AlertDelivery
 from bot.services.throttle import (
     TELEGRAM_LIMITS,
+    ChatUnreachable,
     GiveUp,
     OutgoingAlert,
     Rate,
@@ -244,6 +246,22 @@ async def test_a_429_pauses_the_chat_and_resends_the_same_alert(store: Store) ->
         (30.0, "a", 2),
     ]
     assert sorted(chat.delivered()) == [1, 2, 3]
+
+
+async def test_an_unreachable_chat_is_retried_without_a_warning_per_attempt(
+    store: Store, caplog: pytest.LogCaptureFixture
+) -> None:
+    clock = FakeClock()
+    chat = Chat(clock, failures=[ChatUnreachable(5.0)] * 3)
+    delivery = _delivery(store, chat, TELEGRAM_LIMITS, clock)
+    await Queue(store).add([(1, "a", False)])
+    with caplog.at_level(logging.DEBUG, logger="bot.services.throttle"):
+        await _run(delivery, clock, lambda: delivery.throttle.alerts_sent == 1)
+    # The frontend said once that the chat is gone; the throttle's retries stay at debug level.
+    assert [(t, int(a[0].mention.external_id)) for t, _, a, _ in chat.sent] == [(15.0, 1)]
+    retries = [r for r in caplog.records if "will be re-sent" in r.getMessage()]
+    assert len(retries) == 3
+    assert all(r.levelno == logging.DEBUG for r in retries)
 
 
 async def test_a_global_429_pauses_every_chat(store: Store) -> None:

@@ -56,6 +56,11 @@ class RateLimited(Exception):
         self.is_global = is_global
 
 
+class ChatUnreachable(RateLimited):
+    """The chat could not be reached and the frontend has said so once: the destination pauses
+    and its alerts are sent again, without a warning per attempt."""
+
+
 @dataclass(frozen=True)
 class Rate:
     """At most ``count`` messages in any ``per`` seconds."""
@@ -431,7 +436,8 @@ class Throttle:
                 self._global_paused_until = max(self._global_paused_until, until)
             else:
                 state.paused_until = max(state.paused_until, until)
-            log.warning("posting to %r: %s; %d alerts will be re-sent", dest, exc, len(alerts))
+            level = logging.DEBUG if isinstance(exc, ChatUnreachable) else logging.WARNING
+            log.log(level, "posting to %r: %s; %d alerts will be re-sent", dest, exc, len(alerts))
         except Exception as exc:
             log.warning("posting %d alerts to %r failed: %s", len(alerts), dest, exc)
             await self._failed(dest, state, alerts, exc)

@@ -57,7 +57,13 @@ from bot.frontends.telegram.migration import ChatMoves, moved_text, settings_to_
 from bot.frontends.telegram.render import decision_line, esc, render_alert, render_digest
 from bot.presentation import alert_view
 from bot.services.alert_delivery import AlertDelivery
-from bot.services.throttle import TELEGRAM_LIMITS, OutgoingAlert, RateLimited, ThrottleLimits
+from bot.services.throttle import (
+    TELEGRAM_LIMITS,
+    ChatUnreachable,
+    OutgoingAlert,
+    RateLimited,
+    ThrottleLimits,
+)
 from bot.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -282,8 +288,8 @@ class TelegramAlerts:
         except BadRequest as exc:
             log.error("Telegram refused an alert for chat %s: %s", chat, exc.message)
         except NetworkError as exc:
-            self.frontend.link.lost(exc)
-            raise RateLimited(5.0) from exc
+            self.frontend.link.lost(exc)  # says so once; the retries are quiet
+            raise ChatUnreachable(5.0) from exc
         except TelegramError as exc:  # Forbidden: the bot was removed from the chat
             log.error("cannot post to Telegram chat %s: %s", chat, exc.message)
         else:
