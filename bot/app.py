@@ -110,9 +110,10 @@ class Core:
         await poll_together(self.runners)
 
     async def settle(self, limit: float = 30.0) -> None:
-        """Wait (at most ``limit`` seconds) until the outbox has nothing due or in flight, every
-        event was delivered, the running chat frontends posted every queued alert and every
-        automatic draft owed to a shown alert was written (and its alert edited)."""
+        """Wait (at most ``limit`` seconds) until the outbox has nothing due or in flight, the
+        model's background triage was stored, every event was delivered, the running chat
+        frontends posted every queued alert and every automatic draft owed to a shown alert was
+        written (and its alert edited)."""
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(limit):
                 while True:
@@ -120,14 +121,17 @@ class Core:
                         await self.outbox.quiesce()
                     else:
                         await asyncio.sleep(0.05)
+                    if self.llm is not None:
+                        await self.llm.triager.drain()  # the model's triage is stored…
                     await self.bus.drain()  # changes reach the frontends' delivery…
                     await self.deliveries.drain()  # …queued alerts are posted…
                     await self.auto_drafts.drain()  # …their drafts are written…
                     await self.bus.drain()  # …and changes meanwhile edit them
                     due = await self.store.due_replies(utcnow())
                     sending = await self.store.replies([ReplyState.SENDING], limit=1)
-                    idle = self.bus.pending() == 0 and self.auto_drafts.busy == 0
-                    if not due and not sending and idle:
+                    triaging = self.llm.triager.busy if self.llm is not None else 0
+                    busy = self.bus.pending() + self.auto_drafts.busy + triaging
+                    if not due and not sending and busy == 0:
                         return
 
 
@@ -175,6 +179,7 @@ async def build_core(
         await llm.start(store)
         if llm.client is not None:
             stack.push_async_callback(llm.client.aclose)
+        stack.push_async_callback(llm.triager.close)  # pending LLM triage: the rules' stays
         drafter = llm.drafter
         built = []
         for source_config in config.sources:
@@ -208,10 +213,11 @@ async def build_core(
             store,
             review,
             bus,
-            # One LLM slot stays free for triage, which alerts wait for.
+            # One LLM slot stays free for the background triage.
             concurrency=max(1, settings.parley_llm_concurrency - 1),
             enabled=settings.parley_auto_draft,
             chat_frontends=deliveries.any,
+            triaged=llm.triager.settled,  # noise costs no draft
         )
         stack.push_async_callback(auto_drafts.close)  # owed drafts stay owed in the store
         alerter.drafts = auto_drafts
@@ -298,6 +304,8 @@ async def run_core(
             tg.create_task(core.outbox.run(stop), name="outbox"),
         ]
         tasks.append(tg.create_task(core.auto_drafts.run(stop)))
+        if core.llm is not None:
+            tasks.append(tg.create_task(core.llm.triager.run(stop), name="triage"))
         for runner in core.runners:
             run = runner.run(stop, skip_first=polled_once)
             tasks.append(tg.create_task(run, name=f"source {runner.source.name}"))

@@ -83,8 +83,10 @@ async def alert(core: Core, *texts: str, platform: str = "rss", reach: int = 120
     ]
     batch = await core.ingestor.store_batch(items)
     alerted = await core.alerter.alert(batch, first_poll=False)
-    await core.auto_drafts.drain()  # alerts go out first; their drafts follow
-    return alerted
+    assert core.llm is not None
+    await core.llm.triager.drain()  # alerts go out first; the model's triage follows…
+    await core.auto_drafts.drain()  # …then their drafts
+    return [await core.store.get_mention(m.id) for m in alerted]
 
 
 def purposes(fake: FakeOpenAI) -> list[str]:

@@ -306,7 +306,8 @@ async def test_stopping_while_a_model_call_hangs_cancels_it_within_the_budget(
             await run.until(asked.is_set, "a request to the model")
             took = await stop(run)
     assert took < 10.0, f"stopping took {took:.1f} s:\n{run.stderr}"  # budget 4 s + exit
-    assert "still busy after 4.0 s, cancelled: source feed" in run.stderr, run.stderr
+    # The hung call is the background triage (alerts do not wait for it): dropped at the stop.
+    assert "still busy after" not in run.stderr, run.stderr
     print(f"shutdown with the model hanging took {took:.2f} s")
 
 

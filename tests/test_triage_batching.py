@@ -188,6 +188,7 @@ async def test_the_demo_poll_shares_calls_and_keeps_source_order(
     s = settings(tmp_path, fake, parley_triage_window_seconds=0.3)
     async with build_core(s, config, base_dir=demo_dir(), lookback=demo_lookback()) as core:
         await core.poll_all_once()
+        await core.settle()  # the model's triage follows the alerts
         rows = await core.store.db.fetchall("SELECT id, source, triage_by FROM mentions")
     assert len(rows) == 29 and {r[2] for r in rows} == {"fake-triage"}
     assert len(triage_calls(fake)) == 2  # 20 + 9 mentions, from three feeds

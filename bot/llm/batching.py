@@ -93,6 +93,13 @@ class Coalescer(Generic[T, R]):
                 self._leave(batch)
         return results
 
+    async def close(self) -> None:
+        """Cancel every batch still gathering or being sent, and wait until they stopped."""
+        tasks = list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
     def _leave(self, batch: _Batch[T, R]) -> None:
         """A caller is done with ``batch``; if nobody waits for its call any more (the last
         caller gave up, e.g. at shutdown), the call is cancelled rather than left running."""

@@ -120,6 +120,7 @@ def build_llm(
         triager=Triager(
             store,
             config,
+            bus=bus,
             client=client,
             library=library,
             batch_size=settings.parley_llm_triage_batch,

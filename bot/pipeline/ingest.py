@@ -167,7 +167,8 @@ class Alerter:
         self.drafts: DraftScheduler | None = None
         """Drafts alerted mentions in the background (auto-draft); alerts never wait."""
         self.triage_hook: TriageHook | None = None
-        """Triages a poll's fresh mentions in one go before they are alerted; may set urgent."""
+        """Triages a poll's fresh mentions by the rules before they are alerted (no model
+        call: the LLM's triage follows in the background); may set urgent."""
         self.paused = False
         """Set by AlertControl: fresh mentions stay ``new`` (held) until alert_stored."""
 

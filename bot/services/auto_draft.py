@@ -6,7 +6,7 @@ starts when the alert is shown on its own: posted alone by a chat frontend's del
 or opened with ``/mention ID`` or ``show ID``; with no chat frontend (the console alone) at
 once. A mention folded into a digest is therefore drafted only when someone opens it. Drafts
 are written by at most ``PARLEY_LLM_CONCURRENCY`` - 1 workers at a time (one LLM request slot
-stays free for triage, which alerts wait for); when they are saved the
+stays free for the background triage); when they are saved the
 alert is edited in place (``MentionChanged(…, "drafted")``). When the guards refused every
 draft, the alert says why instead.
 
@@ -16,7 +16,9 @@ drafts it at the next start (if its alert was posted on its own; a digest line w
 opened).
 
 Noise is not drafted: a mention the triage found irrelevant, or spam, owes no draft (``draft
-ID`` still writes some).
+ID`` still writes some). A worker first waits for the mention's background LLM triage, if any
+(``triaged``), so a mention the model finds to be noise costs no draft: its alert drops
+"drafting a reply…".
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 
 from bot.domain.models import SYSTEM, Mention
 from bot.domain.states import MentionState
@@ -65,6 +67,7 @@ class AutoDrafts:
         concurrency: int = 4,
         enabled: bool = True,
         chat_frontends: Callable[[], bool] = lambda: False,
+        triaged: Callable[[int], Awaitable[None]] | None = None,
     ) -> None:
         self.store = store
         self.review = review
@@ -73,6 +76,8 @@ class AutoDrafts:
         self.enabled = enabled
         self.chat_frontends = chat_frontends
         """Whether chat frontends deliver alerts (then drafting waits for an alert alone)."""
+        self.triaged = triaged
+        """Waits for a mention's background LLM triage (bot/llm/triage.py), if any."""
         self._queue: deque[int] = deque()
         self._owed: set[int] = set()
         """Queued or being drafted (a mention is drafted once at a time)."""
@@ -175,9 +180,15 @@ class AutoDrafts:
             self._idle.set()
 
     async def _draft(self, mention_id: int) -> None:
+        if self.triaged is not None:
+            await self.triaged(mention_id)
         mention = await self.store.get_mention(mention_id)
         if not mention.drafting or mention.state is not MentionState.ALERTED:
             return  # drafted by hand or decided meanwhile
+        if not deserves_draft(mention):
+            await self._give_up(mention_id)  # the model found it to be noise
+            await self._announce(mention_id)
+            return
         try:
             if not await self.review.draft(mention_id, SYSTEM, notify=False, owed_only=True):
                 return  # drafted or edited by a person meanwhile: theirs stands
