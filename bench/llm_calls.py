@@ -46,6 +46,7 @@ async def main() -> int:
                 settings, config, base_dir=demo_dir(), lookback=demo_lookback()
             ) as core:
                 await core.poll_all_once()
+                await core.settle()  # the model's triage and the drafts follow the alerts
                 rows = await core.store.db.fetchall(
                     "SELECT COUNT(*) FROM mentions WHERE triage_by IS NOT NULL"
                 )

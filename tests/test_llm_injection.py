@@ -110,6 +110,7 @@ async def alert_one(core: Core, text: str, thread: str | None = None, handle: st
     )
     batch = await core.ingestor.store_batch([item])
     (mention,) = await core.alerter.alert(batch, first_poll=False)
+    await core.settle()  # the model's triage and the automatic draft follow the alert
     return mention.id
 
 
