@@ -7,6 +7,7 @@ are held until the test releases them."""
 from __future__ import annotations
 
 import asyncio
+import io
 import json
 import logging
 from collections.abc import AsyncIterator
@@ -18,8 +19,11 @@ from aiohttp import web
 
 from bot.app import Core, build_core, run_core
 from bot.config import ParleyConfig
+from bot.domain.models import SYSTEM
+from bot.events import MentionChanged
+from bot.frontends.console import ConsoleFrontend
 from bot.frontends.telegram import TelegramConfig, TelegramFrontend
-from bot.llm.triage import RULES
+from bot.llm.triage import RULES, TRIAGED
 from bot.settings import Settings
 from fakes.openai import FakeOpenAI, Step
 from tests.conftest import ROOT
@@ -194,3 +198,7 @@ async def test_a_mention_the_model_finds_off_topic_costs_no_draft(
         mention = await core.store.get_mention(mid)
         assert mention.triage is not None and not mention.triage.relevant
         assert not mention.drafting and model.drafts_asked == 0  # …until the model said noise
+        console = ConsoleFrontend(core, out=io.StringIO())
+        change = MentionChanged(mention, [], None, SYSTEM, TRIAGED)
+        (line,) = console.render_event(change)  # how the console shows the model's verdict
+        assert line.startswith(f"#{mid} triaged again: other")

@@ -22,7 +22,7 @@ from bot.domain.states import MentionState, ReplyState
 from bot.errors import ConfigError, UserFacingError
 from bot.events import Event, MentionAlert, MentionChanged, Notice
 from bot.localtime import stamp
-from bot.presentation import AlertView, alert_view, draft_note, truncate
+from bot.presentation import AlertView, alert_view, draft_note, triage_line, truncate
 from bot.services.charts import chart_png
 from bot.services.health import health_lines
 from bot.services.review import NeedsConfirmation
@@ -168,6 +168,9 @@ class ConsoleFrontend:
                 return [f"✘ #{m.id} could not be posted: {error}. Type: retry {m.id}"]
             case "retry_scheduled":
                 return [f"… #{m.id} failed, retrying later"]
+            case "triaged":
+                flag = "🚨 URGENT · " if m.urgent else ""
+                return [f"{flag}#{m.id} triaged again: {triage_line(m)}"]
             case "drafted" if not event.drafts:
                 note = draft_note(m, event.drafts)
                 return [f"#{m.id}: {note or 'no draft was written'}"]
