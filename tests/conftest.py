@@ -121,7 +121,7 @@ def config() -> ParleyConfig:
 def settings(tmp_path: Path) -> Settings:
     """Settings on a temporary database, with the repository's prompts."""
     return Settings(
-        _env_file=None,  # type: ignore[call-arg]
+        _env_file=None,
         parley_db_path=tmp_path / "parley.db",
         parley_prompts_dir=ROOT / "prompts",
         parley_default_publisher="log",

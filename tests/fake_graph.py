@@ -27,6 +27,7 @@ from typing import Any
 
 import pytest
 from aiohttp import web
+from aiohttp.typedefs import Handler
 
 from bot.connectors.graph import DEFAULT_API_VERSION
 from tests.helpers import serve_app
@@ -272,7 +273,7 @@ class FakeGraph:
         return headers
 
     @web.middleware
-    async def _middleware(self, request: web.Request, handler: Any) -> web.StreamResponse:
+    async def _middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         self.requests.append(f"{request.method} {request.path_qs}")
         usage = self._usage_headers()
         if "access_token" in request.query:

@@ -13,11 +13,13 @@ from __future__ import annotations
 import asyncio
 import copy
 import json
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal
 
 from aiohttp import web
+from aiohttp.typedefs import Handler
 
 TOKEN = "secret-token-123"
 OWN_ID = "999"
@@ -75,7 +77,7 @@ class FakeMastodon:
         mention: bool = False,
         created_at: datetime | None = None,
     ) -> dict[str, Any]:
-        status = copy.deepcopy(TEMPLATE)
+        status: dict[str, Any] = copy.deepcopy(TEMPLATE)
         sid = self.new_id()
         when = (created_at or datetime.now(UTC)).isoformat().replace("+00:00", "Z")
         status.update(
@@ -119,7 +121,7 @@ class FakeMastodon:
         self.faults.append((path, status, headers or {}))
 
     @web.middleware
-    async def _middleware(self, request: web.Request, handler: Any) -> web.StreamResponse:
+    async def _middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         self.requests.append(f"{request.method} {request.path_qs}")
         reset = (datetime.now(UTC) + timedelta(seconds=120)).isoformat()
         limits = {"X-RateLimit-Limit": "300", "X-RateLimit-Reset": reset}
@@ -144,11 +146,12 @@ class FakeMastodon:
             return int(item["id"])
 
         limit = int(query.get("limit", 20))
-        for name, keep in (
+        filters: tuple[tuple[str, Callable[[dict[str, Any], int], bool]], ...] = (
             ("since_id", lambda i, v: key(i) > v),
             ("min_id", lambda i, v: key(i) > v),
             ("max_id", lambda i, v: key(i) < v),
-        ):
+        )
+        for name, keep in filters:
             if name in query:
                 items = [i for i in items if keep(i, int(query[name]))]
         ordered = sorted(items, key=key)

@@ -31,6 +31,7 @@ from urllib.parse import quote, unquote
 
 import pytest
 from aiohttp import web
+from aiohttp.typedefs import Handler
 
 from tests.helpers import serve_app
 
@@ -168,7 +169,7 @@ class FakeX:
     ) -> dict[str, Any]:
         """A post as X stores it; ``entities.mentions`` name every known @user in the text."""
         user = self.add_user(author)
-        post = copy.deepcopy(PAGE["data"][0])
+        post: dict[str, Any] = copy.deepcopy(PAGE["data"][0])
         post_id = self.new_id()
         mentions = []
         for match in _MENTION.finditer(text):
@@ -241,7 +242,7 @@ class FakeX:
         }
 
     @web.middleware
-    async def _middleware(self, request: web.Request, handler: Any) -> web.StreamResponse:
+    async def _middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         self.requests.append(f"{request.method} {request.path_qs}")
         family = self._family(request)
         authorization = request.headers.get("Authorization", "")

@@ -10,7 +10,7 @@ CHAT_LIBRARIES = {"discord", "telegram"}
 
 
 def _imported_roots(source: str) -> set[str]:
-    roots = set()
+    roots: set[str] = set()
     for node in ast.walk(ast.parse(source)):
         if isinstance(node, ast.Import):
             roots.update(alias.name.split(".")[0] for alias in node.names)

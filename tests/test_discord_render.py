@@ -85,7 +85,7 @@ def reply(state: ReplyState, **changes: object) -> Reply:
         approved_by="discord:ann",
         created_at=now - timedelta(minutes=2),
         updated_at=now,
-        **changes,  # type: ignore[arg-type]
+        **changes,
     )
 
 

@@ -415,6 +415,8 @@ async def test_facebook_comment_pushed_by_webhook_approved_in_discord_is_answere
         await started(core, "fb")
         source = core.runners[0].source
         assert isinstance(source, FacebookSource) and source.webhook is not None
+        port = source.webhook.port
+        assert port is not None
         polled = len(graph.requests)
         comment = graph.add_comment(page_post, "My invoice is wrong again, Acme! Fix it.")
         payload = copy.deepcopy(fixture("graph_webhook_page_feed.json"))
@@ -423,7 +425,7 @@ async def test_facebook_comment_pushed_by_webhook_approved_in_discord_is_answere
             message=comment["message"],
         )  # fmt: skip
         body = json.dumps(payload).encode()
-        delivered = await deliver_to_facebook(source.webhook.port, body)
+        delivered = await deliver_to_facebook(port, body)
         assert delivered.json() == {"accepted": 1, "duplicates": 0, "ignored": 0}
         await core.poll_all_once()
         channel_posts = rf"/channels/{CHANNEL_ID}/messages"
@@ -457,7 +459,7 @@ async def test_facebook_comment_pushed_by_webhook_approved_in_discord_is_answere
         assert f"p1:ap:{mid}" not in test_discord.custom_ids(discord_fake.message(message_id))
 
         # Meta delivers the same event again: nothing new.
-        again = await deliver_to_facebook(source.webhook.port, body)
+        again = await deliver_to_facebook(port, body)
         assert again.status_code == 200
         await core.poll_all_once()
         await test_discord.settle(core)

@@ -118,8 +118,8 @@ def test_guard_allows_promises_the_voice_file_allows(prompts: Path) -> None:
 def test_guard_shortens_at_sentence_ends_keeping_the_signature() -> None:
     text = "First sentence here. " + "Second one is long. " * 20 + "— Sam"
     checked = DraftGuard().check(text, mention("acme", platform="x"), BRAND)
-    assert checked.text == "First sentence here. Second one is long. " * 0 + checked.text
     assert checked.text is not None and checked.text.endswith("— Sam")
+    assert checked.text == "First sentence here. Second one is long. " * 0 + checked.text
     assert reply_length(checked.text, "x") <= 280
     one_long = "x" * 400 + " — Sam"
     assert DraftGuard().check(one_long, mention("acme", platform="x"), BRAND).text is None

@@ -23,7 +23,7 @@ def _events(core: Core) -> list[object]:
     async def record(event: object) -> None:
         seen.append(event)
 
-    core.bus.subscribe("test", record)  # type: ignore[arg-type]
+    core.bus.subscribe("test", record)
     return seen
 
 

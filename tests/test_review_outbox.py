@@ -12,10 +12,11 @@ import pytest
 
 from bot.app import Core, build_core
 from bot.config import ParleyConfig
-from bot.domain.models import SYSTEM, Actor
+from bot.domain.models import SYSTEM, Actor, Mention, Reply
 from bot.domain.states import MentionState, ReplyState
 from bot.errors import InvalidTransition, PermissionDenied, PublishError, UserFacingError
 from bot.presentation import alert_view
+from bot.publishers.base import PublishResult
 from bot.publishers.registry import Publishers
 from bot.services.stats import compute_stats, stats_lines
 from bot.settings import Settings
@@ -165,10 +166,10 @@ async def test_crash_mid_send_never_posts_twice_nor_loses_the_reply(
             publisher.failures = []  # the crash comes before the request leaves
             original = publisher.publish
 
-            async def die_before_posting(*args: object) -> object:
+            async def die_before_posting(reply: Reply, mention: Mention) -> PublishResult:
                 inside.set()
                 await asyncio.Event().wait()
-                return await original(*args)  # type: ignore[arg-type]  # pragma: no cover
+                return await original(reply, mention)  # pragma: no cover
 
             publisher.publish = die_before_posting  # type: ignore[method-assign]
         task = asyncio.create_task(core.outbox.send_due())
@@ -227,7 +228,7 @@ async def test_a_failing_reconcile_leaves_the_reply_unsent_until_the_platform_an
         await core.store.transition_reply(reply.id, ReplyState.SENDING, SYSTEM, "send")
         original = publisher.reconcile
 
-        async def platform_down(*args: object) -> object:
+        async def platform_down(reply: Reply, mention: Mention) -> PublishResult | None:
             raise PublishError("503 from platform")
 
         publisher.reconcile = platform_down  # type: ignore[method-assign]
@@ -255,7 +256,9 @@ async def test_posting_cost_is_kept_per_reply_and_shown_in_stats(
         reply = await core.store.reply_for_mention(first)
         assert reply is not None and reply.state is ReplyState.SENT and reply.cost_usd == 0.01
         stats = await compute_stats(core.store, "24h")
-        assert stats.posting_costs == {"recording": (2, pytest.approx(0.02))}
+        assert list(stats.posting_costs) == ["recording"]
+        count, cost = stats.posting_costs["recording"]
+        assert count == 2 and cost == pytest.approx(0.02)
         assert "Posting cost: $0.02 (recording 2 replies $0.02)" in stats_lines(stats)
         assert not any(
             "Posting cost" in line
@@ -280,8 +283,8 @@ async def test_a_mention_answerable_only_by_hand_gets_the_manual_publisher(
         reply = await core.review.approve(mention.id, CM)
         assert reply.publisher == "manual"
         await core.outbox.send_due()
-        reply = await core.store.reply_for_mention(mention.id)
-        assert reply is not None and reply.state is ReplyState.AWAITING_MANUAL
+        stored_reply = await core.store.reply_for_mention(mention.id)
+        assert stored_reply is not None and stored_reply.state is ReplyState.AWAITING_MANUAL
         assert publisher.posts() == []  # nothing went out automatically
 
 
