@@ -7,7 +7,8 @@ drafts are still being written.
 
 Method: a real core (``build_core``: SQLite store, matcher, LLM triage and drafting, alert queue,
 throttle) on a temporary database. The model is a loopback HTTP server speaking the OpenAI
-chat-completions wire format (below): triage answers at once, every draft request takes 3 s.
+chat-completions wire format (``fakes.openai``): triage answers at once, every draft request
+takes 3 s.
 The chat is a loopback adapter registered as a chat frontend's alert delivery, which records
 when each alert is sent; its limits are generous, so no platform rate wait is included. For
 each mention, latency = time its alert was sent - time its poll's items were handed to the
@@ -21,8 +22,6 @@ status is 1 if the target is missed or a draft was not written.
 from __future__ import annotations
 
 import asyncio
-import json
-import re
 import statistics
 import sys
 import tempfile
@@ -30,8 +29,6 @@ import time
 from collections.abc import Hashable
 from datetime import timedelta
 from pathlib import Path
-
-from aiohttp import web
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -41,6 +38,7 @@ from bot.domain.models import Author, Draft, Mention, RawMention, Reply, utcnow
 from bot.services.alert_delivery import AlertDelivery
 from bot.services.throttle import OutgoingAlert, Rate, ThrottleLimits
 from bot.settings import Settings
+from fakes.openai import FakeOpenAI
 
 ROOT = Path(__file__).resolve().parent.parent
 DRAFT_SECONDS = 3.0
@@ -49,68 +47,6 @@ TARGET_P95_MS = 200.0
 CONFIG: dict[str, object] = {
     "brands": [{"name": "acme", "rules": [{"name": "any", "query": "acme"}]}]
 }
-
-
-class SlowModel:
-    """A loopback OpenAI-compatible server: triage at once, each draft after DRAFT_SECONDS."""
-
-    def __init__(self) -> None:
-        self.runner: web.AppRunner | None = None
-        self.base_url = ""
-
-    async def start(self) -> None:
-        """Listen on a free loopback port."""
-        app = web.Application()
-        app.router.add_post("/v1/chat/completions", self.completions)
-        self.runner = web.AppRunner(app)
-        await self.runner.setup()
-        site = web.TCPSite(self.runner, "127.0.0.1", 0)
-        await site.start()
-        port = self.runner.addresses[0][1]
-        self.base_url = f"http://127.0.0.1:{port}/v1"
-
-    async def stop(self) -> None:
-        """Stop listening."""
-        if self.runner is not None:
-            await self.runner.cleanup()
-
-    async def completions(self, request: web.Request) -> web.Response:
-        """``POST /v1/chat/completions``, answered in the real response shape."""
-        body = await request.json()
-        user = next(m["content"] for m in body["messages"] if m["role"] == "user")
-        if "# Task: triage" in body["messages"][0]["content"]:
-            items = [
-                {
-                    "id": int(i),
-                    "relevant": True,
-                    "sentiment": "neutral",
-                    "intent": "question",
-                    "urgency": "normal",
-                    "needs_reply": True,
-                    "reason": "bench",
-                }
-                for i in re.findall(r"mention id=(\d+)", user)
-            ]
-            content = json.dumps({"items": items})
-        else:
-            await asyncio.sleep(DRAFT_SECONDS)
-            content = json.dumps({"variants": ["Thanks, we're on it! Settings → Export does it."]})
-        return web.json_response(
-            {
-                "id": "chatcmpl-bench",
-                "object": "chat.completion",
-                "created": int(time.time()),
-                "model": body["model"],
-                "choices": [
-                    {
-                        "index": 0,
-                        "message": {"role": "assistant", "content": content},
-                        "finish_reason": "stop",
-                    }
-                ],
-                "usage": {"prompt_tokens": 100, "completion_tokens": 20, "total_tokens": 120},
-            }
-        )
 
 
 class LoopbackChat:
@@ -164,8 +100,8 @@ def items(poll: int) -> list[RawMention]:
 
 async def measure() -> tuple[list[float], int, int]:
     """Latencies in ms, drafts written, and alert edits."""
-    model = SlowModel()
-    await model.start()
+    model = await FakeOpenAI().start()
+    model.draft_delay = DRAFT_SECONDS
     chat = LoopbackChat()
     try:
         with tempfile.TemporaryDirectory(prefix="parley-bench-") as tmp:

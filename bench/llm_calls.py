@@ -1,5 +1,5 @@
 """LLM cost benchmark: the demo sample through the real pipeline, with triage and drafting
-against the local fake OpenAI-compatible server (tests/fake_openai.py).
+against the local fake OpenAI-compatible server (fakes/openai.py).
 
 Run: ``python bench/llm_calls.py``. It prints the mentions alerted, the LLM calls per 100
 mentions for triage, the calls per drafted mention and the tokens per drafted mention, and
@@ -23,7 +23,7 @@ from bot.app import build_core
 from bot.config import load_config
 from bot.demo.runner import demo_dir, demo_lookback
 from bot.settings import Settings
-from tests.fake_openai import FakeOpenAI
+from fakes.openai import FakeOpenAI
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -34,12 +34,12 @@ async def main() -> int:
     try:
         with tempfile.TemporaryDirectory(prefix="parley-bench-") as tmp:
             settings = Settings(
-                _env_file=None,  # type: ignore[call-arg]
+                _env_file=None,
                 parley_db_path=Path(tmp) / "bench.db",
                 parley_prompts_dir=ROOT / "prompts",
                 parley_default_publisher="log",
                 openai_base_url=fake.base_url,
-                openai_api_key="bench",  # type: ignore[arg-type]
+                openai_api_key="bench",
             )
             config = load_config(demo_dir() / "parley.demo.toml")
             async with build_core(

@@ -22,8 +22,8 @@ from bot.domain.states import MentionState
 from bot.frontends.telegram import TelegramConfig, TelegramFrontend
 from bot.services.throttle import Rate, ThrottleLimits
 from bot.settings import Settings
+from fakes.openai import FakeOpenAI, Step
 from tests.conftest import ROOT
-from tests.fake_openai import FakeOpenAI, Step
 from tests.fake_telegram import FakeTelegram, user
 from tests.helpers import eventually, raw
 

@@ -26,6 +26,7 @@ from bot.services.online_check import check_online
 from bot.services.online_discord import NEEDED
 from bot.services.online_runner import Outcome, Verdict, exit_status
 from bot.settings import Settings
+from fakes.openai import FakeOpenAI
 from tests.fake_bluesky import BOT_HANDLE, serve_fake_bluesky
 from tests.fake_bluesky import PASSWORD as BLUESKY_PASSWORD
 from tests.fake_discord import (
@@ -38,7 +39,6 @@ from tests.fake_discord import (
 )
 from tests.fake_mastodon import TOKEN as MASTODON_TOKEN
 from tests.fake_mastodon import FakeMastodon
-from tests.fake_openai import FakeOpenAI
 from tests.fake_telegram import BOT_USER, FakeTelegram
 from tests.fake_x import BRAND as X_BRAND
 from tests.fake_x import KEYS_ENV, serve_fake_x
@@ -115,7 +115,8 @@ def env(fakes: Fakes, **overrides: str) -> dict[str, str]:
 
 
 def settings_of(values: dict[str, str]) -> Settings:
-    return Settings(_env_file=None, **{k.lower(): v for k, v in values.items()})  # type: ignore[call-arg]
+    fields: dict[str, Any] = {k.lower(): v for k, v in values.items()}  # pydantic parses the text
+    return Settings(_env_file=None, **fields)
 
 
 def toml(fakes: Fakes, brand_chat: int | None = None) -> str:

@@ -29,8 +29,8 @@ from bot.llm.setup import LlmServices, build_llm, llm_config
 from bot.services.health import health_lines
 from bot.settings import Settings
 from bot.storage.repo import Store
+from fakes.openai import FakeOpenAI, Step
 from tests.conftest import ROOT
-from tests.fake_openai import FakeOpenAI, Step
 from tests.helpers import raw
 
 DOWN = Step("status", status=503)

@@ -24,7 +24,7 @@ from bot.llm.client import (
 )
 from bot.llm.drafter import DRAFT_SCHEMA, parse_variants
 from bot.storage.repo import Store
-from tests.fake_openai import FakeOpenAI, Step
+from fakes.openai import FakeOpenAI, Step
 
 MESSAGES: list[Any] = [
     {"role": "system", "content": "# Task: draft replies"},

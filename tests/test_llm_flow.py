@@ -21,8 +21,8 @@ from bot.llm.tweaks import TWEAKS
 from bot.presentation import alert_view
 from bot.services.stats import compute_stats, stats_lines
 from bot.settings import Settings
+from fakes.openai import FakeOpenAI, Step
 from tests.conftest import ROOT
-from tests.fake_openai import FakeOpenAI, Step
 from tests.helpers import raw
 
 CM = Actor(platform="console", user_id="cm", display_name="cm")

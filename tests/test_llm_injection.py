@@ -18,8 +18,8 @@ from bot.errors import UserFacingError
 from bot.llm.client import JsonTask, LlmClient, LlmConfig
 from bot.llm.drafter import DRAFT_SCHEMA, parse_variants
 from bot.settings import Settings
+from fakes.openai import OBEYED, FakeOpenAI, Step, fenced_blocks, injected_lines
 from tests.conftest import ROOT
-from tests.fake_openai import OBEYED, FakeOpenAI, Step, fenced_blocks, injected_lines
 from tests.test_llm_client import RecordingBus
 
 CM = Actor(platform="console", user_id="cm", display_name="cm")
@@ -71,11 +71,11 @@ async def fake() -> AsyncIterator[FakeOpenAI]:
 @pytest.fixture
 async def llm_core(tmp_path: Path, fake: FakeOpenAI) -> AsyncIterator[Core]:
     settings = Settings(
-        _env_file=None,  # type: ignore[call-arg]
+        _env_file=None,
         parley_db_path=tmp_path / "parley.db",
         parley_prompts_dir=ROOT / "prompts",
         openai_base_url=fake.base_url,
-        openai_api_key="test-key",  # type: ignore[arg-type]
+        openai_api_key="test-key",
         parley_llm_timeout=30.0,  # never reached: no test here waits for a timeout
         parley_llm_max_retries=0,
         parley_triage_window_seconds=0,  # one poll at a time: nothing to wait for

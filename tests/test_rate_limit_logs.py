@@ -16,8 +16,8 @@ from bot.frontends.ratelimit_logs import quiet_handled_rate_limits
 from bot.pipeline.runner import SourceRunner
 from bot.sources.rss import RssSource
 from bot.storage.repo import Store
+from fakes.openai import FakeOpenAI, Step
 from tests.fake_mastodon import FakeMastodon
-from tests.fake_openai import FakeOpenAI, Step
 from tests.helpers import approve_first_find, post_through, serve_app
 from tests.test_connector_mastodon import publisher as mastodon_publisher
 from tests.test_connector_mastodon import source as mastodon_source

@@ -20,7 +20,7 @@ from bot.services.charts import volume_series
 from bot.services.health import describe
 from bot.settings import Settings
 from bot.storage.repo import SourceStatus, Store
-from tests.fake_openai import FakeOpenAI
+from fakes.openai import FakeOpenAI
 from tests.helpers import raw
 from tests.test_charts import put
 from tests.test_llm_client import client, draft_call

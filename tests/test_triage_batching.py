@@ -19,8 +19,8 @@ from bot.llm.batching import Coalescer
 from bot.llm.guards import link_allowed
 from bot.llm.triage import Triager
 from bot.settings import Settings
+from fakes.openai import FakeOpenAI, Step
 from tests.conftest import ROOT
-from tests.fake_openai import FakeOpenAI, Step
 from tests.helpers import raw
 
 CONFIG = parse_config(

@@ -83,6 +83,8 @@ class FakeOpenAI:
         self.script: list[Step] = []
         self.models: set[str] | None = None
         """When set, the models served: any other is answered 404 as Ollama does."""
+        self.draft_delay = 0.0
+        """Seconds every draft request (not triage) waits before its answer: a slow model."""
         self.base_url = ""
         self._runner: web.AppRunner | None = None
         self._previous_system = ""
@@ -96,9 +98,7 @@ class FakeOpenAI:
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", port)
         await site.start()
-        server = site._server
-        assert server is not None
-        port = server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        port = self._runner.addresses[0][1]
         self.base_url = f"http://127.0.0.1:{port}/v1"
         return self
 
@@ -128,6 +128,8 @@ class FakeOpenAI:
         step = self.script.pop(0) if self.script else Step("ok")
         if step.kind == "sleep":
             await asyncio.sleep(step.delay)
+        if self.draft_delay and "# Task: triage" not in body["messages"][0]["content"]:
+            await asyncio.sleep(self.draft_delay)
         if step.kind == "status":
             error = {"error": {"message": f"fake error {step.status}", "type": "fake"}}
             return web.json_response(error, status=step.status, headers=step.headers)
@@ -175,7 +177,9 @@ class FakeOpenAI:
 
     @staticmethod
     def _triage(label: str, text: str, obey: str) -> dict[str, Any]:
-        mention_id = int(re.search(r"id=(\d+)", label).group(1))  # type: ignore[union-attr]
+        found = re.search(r"id=(\d+)", label)
+        assert found is not None, label
+        mention_id = int(found.group(1))
         lowered = text.lower()
         intent = (
             "crisis_legal"
