@@ -90,7 +90,7 @@ def llm_settings(tmp_path: Path, fake: FakeOpenAI, **kw: Any) -> Settings:
         "parley_llm_max_retries": 3,  # four attempts, as by default
         "parley_triage_window_seconds": 0.0,
     }
-    return Settings(_env_file=None, **(values | kw))  # type: ignore[call-arg]
+    return Settings(_env_file=None, **(values | kw))
 
 
 @asynccontextmanager
@@ -332,7 +332,7 @@ async def test_status_and_sources_show_the_model(
 
 
 def test_the_breaker_thresholds_come_from_the_settings() -> None:
-    settings = Settings(  # type: ignore[call-arg]
+    settings = Settings(
         _env_file=None,
         parley_llm_breaker_failures=5,
         parley_llm_cooldown_seconds=120,
@@ -340,4 +340,4 @@ def test_the_breaker_thresholds_come_from_the_settings() -> None:
     )
     policy = llm_config(settings).breaker
     assert (policy.threshold, policy.cooldown, policy.max_cooldown) == (5, 120.0, 120.0)
-    assert llm_config(Settings(_env_file=None)).breaker == BreakerPolicy()  # type: ignore[call-arg]
+    assert llm_config(Settings(_env_file=None)).breaker == BreakerPolicy()

@@ -49,12 +49,12 @@ async def fake() -> AsyncIterator[FakeOpenAI]:
 
 def llm_settings(tmp_path: Path, fake: FakeOpenAI, **kw: Any) -> Settings:
     return Settings(
-        _env_file=None,  # type: ignore[call-arg]
+        _env_file=None,
         parley_db_path=tmp_path / "parley.db",
         parley_prompts_dir=ROOT / "prompts",
         parley_default_publisher="log",
         openai_base_url=fake.base_url,
-        openai_api_key="test-key",  # type: ignore[arg-type]
+        openai_api_key="test-key",
         openai_model="fake-draft",
         openai_triage_model="fake-triage",
         parley_llm_timeout=30.0,  # never reached: no test here waits for a timeout
@@ -207,7 +207,7 @@ async def test_budget_exhaustion_pauses_drafting_with_a_notice(
     settings = llm_settings(tmp_path, fake, parley_llm_daily_tokens=50)
     async with build_core(settings, llm_config) as core:
         events: list[Event] = []
-        core.bus.publish = events.append  # type: ignore[method-assign]
+        core.bus.publish = events.append  # type: ignore[method-assign,assignment]
         (first,) = await alert(core, "acme question?")  # triage spends the budget
         assert first.triage is not None and first.triage.by == "fake-triage"
         assert await core.store.current_drafts(first.id) == []

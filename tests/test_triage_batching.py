@@ -43,12 +43,12 @@ async def fake() -> AsyncIterator[FakeOpenAI]:
 
 def settings(tmp_path: Path, fake: FakeOpenAI, **kw: Any) -> Settings:
     return Settings(
-        _env_file=None,  # type: ignore[call-arg]
+        _env_file=None,
         parley_db_path=tmp_path / "parley.db",
         parley_prompts_dir=ROOT / "prompts",
         parley_default_publisher="log",
         openai_base_url=fake.base_url,
-        openai_api_key="test-key",  # type: ignore[arg-type]
+        openai_api_key="test-key",
         openai_triage_model="fake-triage",
         parley_llm_timeout=0.5,
         parley_llm_max_retries=1,
