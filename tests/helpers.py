@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
 import pytest
@@ -20,7 +21,11 @@ from bot.domain.states import MentionState, ReplyState
 from bot.errors import PublishError
 from bot.publishers.base import Publisher, PublishResult
 from bot.publishers.registry import Publishers
+from bot.settings import Settings
 from bot.sources.base import Cursor, FetchResult, Source
+from fakes.openai import FakeOpenAI
+from tests.conftest import ROOT
+from tests.fake_telegram import FakeTelegram
 
 CM = Actor(platform="console", user_id="cm", display_name="Ana")
 """The community manager, approving from the console."""
@@ -245,3 +250,37 @@ async def mention_reaches(core: Core, mention_id: int, *states: MentionState) ->
         return (await core.store.get_mention(mention_id)).state in states
 
     await eventually(reached, f"mention #{mention_id} to be {'/'.join(s.value for s in states)}")
+
+
+MODEL_CHAT_TOKEN = "7000000001:AAH-secret-test-token_0123456789abcdef"
+MODEL_CHAT_ID = -1001234567890
+
+
+def model_settings(
+    tmp_path: Path, model: FakeOpenAI, telegram: FakeTelegram | None = None, **more: Any
+) -> Settings:
+    """Settings for a core drafting and triaging with the fake model, with the fake Telegram as
+    its chat when given (alert chat MODEL_CHAT_ID, approver 111). The model's timeout is long:
+    a request a test holds must not time out before the test releases it."""
+    chat: dict[str, Any] = {}
+    if telegram is not None:
+        chat = {
+            "telegram_bot_token": MODEL_CHAT_TOKEN,
+            "telegram_api_base_url": telegram.base_url,
+            "telegram_alert_chat_id": str(MODEL_CHAT_ID),
+            "telegram_approver_ids": "111",
+        }
+    return Settings(
+        _env_file=None,
+        parley_db_path=tmp_path / "parley.db",
+        parley_prompts_dir=ROOT / "prompts",
+        parley_default_publisher="log",
+        openai_base_url=model.base_url,
+        openai_api_key="test-key",
+        openai_model="fake-draft",
+        parley_llm_timeout=60.0,
+        parley_llm_max_retries=0,
+        parley_triage_window_seconds=0.0,
+        **chat,
+        **more,
+    )

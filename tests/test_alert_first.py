@@ -23,12 +23,10 @@ from bot.frontends.telegram import TelegramConfig, TelegramFrontend
 from bot.services.throttle import Rate, ThrottleLimits
 from bot.settings import Settings
 from fakes.openai import FakeOpenAI, Step
-from tests.conftest import ROOT
 from tests.fake_telegram import FakeTelegram, user
-from tests.helpers import eventually, raw
+from tests.helpers import MODEL_CHAT_ID, MODEL_CHAT_TOKEN, eventually, model_settings, raw
 
-TOKEN = "7000000001:AAH-secret-test-token_0123456789abcdef"
-CHAT = -1001234567890
+TOKEN, CHAT = MODEL_CHAT_TOKEN, MODEL_CHAT_ID
 ANN = user(111, "Ann", "ann")
 DRAFTING = "drafting a reply…"
 FAKE_DRAFT = "we're on it (option 1)"
@@ -77,33 +75,6 @@ async def telegram() -> AsyncIterator[FakeTelegram]:
     await server.stop()
 
 
-def settings_for(
-    tmp_path: Path, model: FakeOpenAI, telegram: FakeTelegram | None = None, **more: Any
-) -> Settings:
-    chat: dict[str, Any] = {}
-    if telegram is not None:
-        chat = {
-            "telegram_bot_token": TOKEN,
-            "telegram_api_base_url": telegram.base_url,
-            "telegram_alert_chat_id": str(CHAT),
-            "telegram_approver_ids": "111",
-        }
-    return Settings(
-        _env_file=None,
-        parley_db_path=tmp_path / "parley.db",
-        parley_prompts_dir=ROOT / "prompts",
-        parley_default_publisher="log",
-        openai_base_url=model.base_url,
-        openai_api_key="test-key",
-        openai_model="fake-draft",
-        parley_llm_timeout=60.0,  # a held draft must not time out before it is released
-        parley_llm_max_retries=0,
-        parley_triage_window_seconds=0.0,
-        **chat,
-        **more,
-    )
-
-
 @asynccontextmanager
 async def running(
     settings: Settings, config: ParleyConfig, telegram: FakeTelegram, **options: Any
@@ -136,7 +107,7 @@ def text_of(telegram: FakeTelegram, ref: str) -> str:
 async def test_the_alert_goes_out_before_its_draft_and_is_edited_when_it_is_ready(
     tmp_path: Path, model: HeldDrafts, telegram: FakeTelegram, config: ParleyConfig
 ) -> None:
-    settings = settings_for(tmp_path, model, telegram)
+    settings = model_settings(tmp_path, model, telegram)
     async with running(settings, config, telegram) as core:
         (mid,) = await alert(core, "How do I export from acme cloud?")
         (sent,) = await telegram.wait_for("sendMessage")
@@ -161,7 +132,7 @@ async def test_the_alert_goes_out_before_its_draft_and_is_edited_when_it_is_read
 async def test_drafts_run_concurrently_up_to_the_limit(
     tmp_path: Path, model: HeldDrafts, config: ParleyConfig
 ) -> None:
-    settings = settings_for(tmp_path, model, parley_llm_concurrency=4)  # 3 drafts + triage
+    settings = model_settings(tmp_path, model, parley_llm_concurrency=4)  # 3 drafts + triage
     async with build_core(settings, config) as core:
         ids = await alert(core, *(f"acme cloud question number {i}?" for i in range(5)))
         assert [(await core.store.get_mention(i)).state for i in ids] == [
@@ -184,7 +155,7 @@ async def test_mentions_folded_into_a_digest_are_drafted_when_opened(
     tmp_path: Path, model: HeldDrafts, telegram: FakeTelegram, config: ParleyConfig
 ) -> None:
     model.release.set()
-    settings = settings_for(tmp_path, model, telegram)
+    settings = model_settings(tmp_path, model, telegram)
     one_a_minute = ThrottleLimits(per_destination=(Rate(1, 60.0),), digest_horizon=1.0)
     async with running(settings, config, telegram, limits=one_a_minute) as core:
         ids = await alert(core, *(f"acme cloud question number {i}?" for i in range(3)))
@@ -216,7 +187,7 @@ async def test_an_alert_says_why_when_every_draft_was_refused(
     model.release.set()
     bad = "Call us at +1 212 736 5000 or see https://evil.example/x — Sam"
     model.then(Step("ok"), Step("content", content=json.dumps({"variants": [bad, bad, bad]})))
-    settings = settings_for(tmp_path, model, telegram)
+    settings = model_settings(tmp_path, model, telegram)
     async with running(settings, config, telegram) as core:
         (mid,) = await alert(core, "How do I export from acme cloud?")
         await telegram.wait_for("sendMessage")
@@ -232,7 +203,7 @@ async def test_an_alert_says_why_when_every_draft_was_refused(
 async def test_a_draft_owed_when_parley_stops_is_written_at_the_next_start(
     tmp_path: Path, model: HeldDrafts, config: ParleyConfig
 ) -> None:
-    settings = settings_for(tmp_path, model)
+    settings = model_settings(tmp_path, model)
     async with build_core(settings, config) as core:
         (mid,) = await alert(core, "How do I export from acme cloud?")
 

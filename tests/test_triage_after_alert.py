@@ -12,7 +12,6 @@ import json
 import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 from aiohttp import web
@@ -24,14 +23,11 @@ from bot.events import MentionChanged
 from bot.frontends.console import ConsoleFrontend
 from bot.frontends.telegram import TelegramConfig, TelegramFrontend
 from bot.llm.triage import RULES, TRIAGED
-from bot.settings import Settings
 from fakes.openai import FakeOpenAI, Step
-from tests.conftest import ROOT
 from tests.fake_telegram import FakeTelegram
-from tests.helpers import eventually, raw
+from tests.helpers import MODEL_CHAT_ID, MODEL_CHAT_TOKEN, eventually, model_settings, raw
 
-TOKEN = "7000000001:AAH-secret-test-token_0123456789abcdef"
-CHAT = -1001234567890
+TOKEN, CHAT = MODEL_CHAT_TOKEN, MODEL_CHAT_ID
 URGENT = "🚨 <b>URGENT</b>"
 
 
@@ -72,30 +68,6 @@ async def telegram() -> AsyncIterator[FakeTelegram]:
     await server.stop()
 
 
-def settings_for(tmp_path: Path, model: FakeOpenAI, telegram: FakeTelegram | None) -> Settings:
-    chat: dict[str, Any] = {}
-    if telegram is not None:
-        chat = {
-            "telegram_bot_token": TOKEN,
-            "telegram_api_base_url": telegram.base_url,
-            "telegram_alert_chat_id": str(CHAT),
-            "telegram_approver_ids": "111",
-        }
-    return Settings(
-        _env_file=None,
-        parley_db_path=tmp_path / "parley.db",
-        parley_prompts_dir=ROOT / "prompts",
-        parley_default_publisher="log",
-        openai_base_url=model.base_url,
-        openai_api_key="test-key",
-        openai_model="fake-draft",
-        parley_llm_timeout=60.0,  # a held triage must not time out before it is released
-        parley_llm_max_retries=0,
-        parley_triage_window_seconds=0.0,
-        **chat,
-    )
-
-
 async def alert(core: Core, text: str) -> int:
     batch = await core.ingestor.store_batch([raw("m1", text, handle="user1")])
     (mention,) = await core.alerter.alert(batch, first_poll=False)
@@ -128,7 +100,7 @@ async def test_the_alert_goes_out_while_the_model_hangs_and_a_stop_drops_the_tri
     config: ParleyConfig,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    settings = settings_for(tmp_path, model, telegram)
+    settings = model_settings(tmp_path, model, telegram)
     async with build_core(settings, config) as core:
         frontend = TelegramFrontend(core, TelegramConfig.from_settings(settings))
         stop = asyncio.Event()
@@ -155,7 +127,7 @@ async def test_the_alert_goes_out_while_the_model_hangs_and_a_stop_drops_the_tri
 async def test_the_models_crisis_verdict_edits_the_alert_to_urgent(
     tmp_path: Path, model: HeldTriage, telegram: FakeTelegram, config: ParleyConfig
 ) -> None:
-    settings = settings_for(tmp_path, model, telegram)
+    settings = model_settings(tmp_path, model, telegram)
     async with build_core(settings, config) as core:
         frontend = TelegramFrontend(core, TelegramConfig.from_settings(settings))
         stop = asyncio.Event()
@@ -188,7 +160,7 @@ async def test_the_models_crisis_verdict_edits_the_alert_to_urgent(
 async def test_a_mention_the_model_finds_off_topic_costs_no_draft(
     tmp_path: Path, model: HeldTriage, config: ParleyConfig
 ) -> None:
-    async with build_core(settings_for(tmp_path, model, None), config) as core:
+    async with build_core(model_settings(tmp_path, model, None), config) as core:
         mid = await alert(core, "Riding my acme cloud broom to the quidditch match")
         mention = await core.store.get_mention(mid)
         assert mention.drafting  # the rules found it relevant: a draft is owed…
