@@ -302,8 +302,8 @@ async def run_core(
         tasks = [
             tg.create_task(core.bus.run(stop), name="events"),
             tg.create_task(core.outbox.run(stop), name="outbox"),
+            tg.create_task(core.auto_drafts.run(stop), name="auto-draft"),
         ]
-        tasks.append(tg.create_task(core.auto_drafts.run(stop)))
         if core.llm is not None:
             tasks.append(tg.create_task(core.llm.triager.run(stop), name="triage"))
         for runner in core.runners:
