@@ -35,7 +35,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bot.app import build_core
 from bot.config import parse_config
 from bot.domain.models import Author, Draft, Mention, RawMention, Reply, utcnow
-from bot.services.alert_delivery import AlertDelivery
 from bot.services.throttle import OutgoingAlert, Rate, ThrottleLimits
 from bot.settings import Settings
 from fakes.openai import FakeOpenAI
@@ -117,8 +116,7 @@ async def measure() -> tuple[list[float], int, int]:
             )
             async with build_core(settings, parse_config(CONFIG, "bench.toml")) as core:
                 limits = ThrottleLimits(per_destination=(Rate(1000, 1.0),), digest_horizon=1.0)
-                delivery = AlertDelivery(core.store, "bench", chat, limits)
-                core.deliveries.register(delivery)
+                delivery = core.deliveries.add("bench", chat, limits)
                 core.bus.subscribe("bench", delivery.on_event)
                 stop = asyncio.Event()
                 runners = [

@@ -35,7 +35,7 @@ from bot.app import Core, build_core
 from bot.config import parse_config
 from bot.domain.models import SYSTEM, Author, Draft, Mention, RawMention, Reply
 from bot.domain.states import MentionState
-from bot.services.alert_delivery import AlertDelivery, Destination
+from bot.services.alert_delivery import Destination
 from bot.services.throttle import TELEGRAM_LIMITS, OutgoingAlert, Rate, RateLimited
 from bot.settings import Settings
 
@@ -342,8 +342,7 @@ async def run(args: argparse.Namespace) -> None:
         )
         config = parse_config(config_data(), "flood.toml")
         async with build_core(settings, config) as core:
-            delivery = AlertDelivery(core.store, "telegram", chat, TELEGRAM_LIMITS, clock=clock)
-            core.deliveries.register(delivery)
+            delivery = core.deliveries.add("telegram", chat, TELEGRAM_LIMITS, clock=clock)
             stop = asyncio.Event()
             began = time.monotonic()
             async with asyncio.TaskGroup() as tg:

@@ -16,7 +16,7 @@ from dotenv import load_dotenv
 from bot import __version__
 from bot.app import Frontend, build_core, run_core
 from bot.config import ParleyConfig
-from bot.domain.states import ReplyState
+from bot.domain.states import UNPOSTED
 from bot.errors import ConfigError, ParleyError, StorageError
 from bot.frontends.console import ConsoleFrontend
 from bot.localtime import set_zone
@@ -117,9 +117,7 @@ async def status(settings: Settings) -> list[str]:
         lines.append(
             "Mentions: " + (", ".join(f"{k} {v}" for k, v in sorted(counts.items())) or "none")
         )
-        waiting = await store.replies(
-            [ReplyState.QUEUED, ReplyState.SENDING, ReplyState.AWAITING_MANUAL, ReplyState.DEAD]
-        )
+        waiting = await store.replies(UNPOSTED)
         lines.append(f"Outbox: {len(waiting)} replies not yet posted")
         return lines
 

@@ -10,18 +10,19 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 from typing import Protocol
 
+from bot.changes import Changes
 from bot.config import ParleyConfig
 from bot.domain.models import Actor, utcnow
 from bot.domain.states import ReplyState
 from bot.drafting.base import Drafter
 from bot.drafting.offline import OfflineDrafter
 from bot.errors import ConfigError, PermissionDenied
-from bot.events import EventBus
+from bot.events import EventBus, MentionSignal
 from bot.llm.setup import LlmServices, build_llm
 from bot.localtime import set_zone
 from bot.matching.matcher import Matcher, RuleSpec
@@ -36,6 +37,7 @@ from bot.services.auto_draft import AutoDrafts
 from bot.services.outbox import Outbox
 from bot.services.permissions import ApproverPolicy, brand_approvers
 from bot.services.review import ReviewService
+from bot.services.review_commands import ReviewCommands
 from bot.services.tenancy import Tenancy
 from bot.services.watch import WatchService
 from bot.settings import Settings
@@ -86,9 +88,11 @@ class Core:
     """Which brands each chat may see (bot/services/tenancy.py)."""
     auto_drafts: AutoDrafts
     """Writes drafts after the alerts; ``shown`` when a frontend opens a mention."""
-    runners: list[SourceRunner] = field(default_factory=list)
-    llm: LlmServices | None = None
+    llm: LlmServices
     """Triage, draft checks and, when configured, the LLM client and prompt files."""
+    runners: list[SourceRunner]
+    commands: ReviewCommands
+    """The review command table every frontend maps its buttons and commands onto."""
 
     def brand_label(self, name: str) -> str:
         """A brand's display name (its id if it left the config)."""
@@ -100,8 +104,7 @@ class Core:
         A bad file raises ConfigError naming it, and the previous files stay in use."""
         if not self.review.policy.is_approver(actor):
             raise PermissionDenied("only approvers can reload the prompts")
-        if self.llm is not None:
-            self.llm.reload_prompts()
+        self.llm.reload_prompts()
         await self.store.audit_note(actor, "prompts", 0, "reload")
 
     async def poll_all_once(self) -> None:
@@ -175,6 +178,7 @@ async def build_core(
         db = await stack.enter_async_context(Database.open(settings.parley_db_path))
         store = Store(db)
         bus = EventBus()
+        changes = Changes(store, bus)  # every MentionChanged is published through it
         llm = build_llm(settings, config, store, bus, OfflineDrafter(settings.prompts_dir()))
         await llm.start(store)
         if llm.client is not None:
@@ -187,47 +191,56 @@ async def build_core(
             stack.push_async_callback(one.source.aclose)  # closed after the outbox stops
             built.append(one)
         publishers = _publishers(settings, config, built)
+        outbox = Outbox(
+            store, publishers, changes, max_attempts=settings.parley_outbox_max_attempts
+        )
         review = ReviewService(
             store,
             config,
             drafter,
             approver_policy(settings, config),
             publishers,
-            bus,
+            changes,
             variants=settings.parley_draft_variants,
             default_limit=settings.parley_reply_limit,
+            guard=llm.guard,
+            on_queued=outbox.wake,
         )
-        review.guard = llm.guard
-        outbox = Outbox(store, publishers, bus, max_attempts=settings.parley_outbox_max_attempts)
-        review.on_queued = outbox.wake
         ingestor = Ingestor(store, Matcher(rule_specs(config)))
         await ingestor.load()
-        deliveries = AlertDeliveries(store)
-        alerter = Alerter(
-            store,
-            bus,
-            deliveries.enqueue,
-            lookback=lookback or timedelta(hours=settings.parley_lookback_hours),
-        )
+        shown = MentionSignal()  # a chat frontend posted an alert on its own: draft it now
+        deliveries = AlertDeliveries(store, shown)
         auto_drafts = AutoDrafts(
             store,
             review,
-            bus,
+            changes,
             # One LLM slot stays free for the background triage.
             concurrency=max(1, settings.parley_llm_concurrency - 1),
             enabled=settings.parley_auto_draft,
             chat_frontends=deliveries.any,
             triaged=llm.triager.settled,  # noise costs no draft
+            shown=shown,
         )
         stack.push_async_callback(auto_drafts.close)  # owed drafts stay owed in the store
-        alerter.drafts = auto_drafts
-        deliveries.on_posted = auto_drafts.shown
-        alerter.triage_hook = llm.triager.triage_new
+        alerter = Alerter(
+            store,
+            bus,
+            changes,
+            deliveries.enqueue,
+            lookback=lookback or timedelta(hours=settings.parley_lookback_hours),
+            drafts=auto_drafts,
+            triage=llm.triager.triage_new,
+        )
         # Chat-added rules and the alert pause are restored before any source polls.
         watch = WatchService(store, config, ingestor, review.policy)
         await watch.load()
         alerts = AlertControl(store, alerter, review.policy)
         await alerts.load()
+        refused = RefusedCredentials()  # one message per refused token, however many sources
+        runners = [
+            SourceRunner(one.source, store, ingestor, alerter, bus, refused=refused)
+            for one in built
+        ]
         core = Core(
             settings,
             config,
@@ -251,12 +264,10 @@ async def build_core(
                 },
             ),
             auto_drafts,
+            llm,
+            runners,
+            ReviewCommands(review),
         )
-        core.llm = llm
-        refused = RefusedCredentials()  # one message per refused token, however many sources
-        for one in built:
-            runner = SourceRunner(one.source, store, ingestor, alerter, bus, refused=refused)
-            core.runners.append(runner)
         yield core
 
 
@@ -304,8 +315,7 @@ async def run_core(
             tg.create_task(core.outbox.run(stop), name="outbox"),
             tg.create_task(core.auto_drafts.run(stop), name="auto-draft"),
         ]
-        if core.llm is not None:
-            tasks.append(tg.create_task(core.llm.triager.run(stop), name="triage"))
+        tasks.append(tg.create_task(core.llm.triager.run(stop), name="triage"))
         for runner in core.runners:
             run = runner.run(stop, skip_first=polled_once)
             tasks.append(tg.create_task(run, name=f"source {runner.source.name}"))

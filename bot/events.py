@@ -62,6 +62,24 @@ Event = MentionAlert | MentionChanged | Notice
 Handler = Callable[[Event], Awaitable[None]]
 
 
+class MentionSignal:
+    """An awaited notification about one mention that another service listens to, e.g. "its
+    alert was shown". build_core creates it and passes it to the constructors of the sender
+    (which calls ``emit``) and of the listener (which connects), so neither needs the other."""
+
+    def __init__(self) -> None:
+        self._handlers: list[Callable[[int], Awaitable[None]]] = []
+
+    def connect(self, handler: Callable[[int], Awaitable[None]]) -> None:
+        """Call ``handler`` with the mention id on every later ``emit``."""
+        self._handlers.append(handler)
+
+    async def emit(self, mention_id: int) -> None:
+        """Notify every listener, in the order they connected."""
+        for handler in self._handlers:
+            await handler(mention_id)
+
+
 @dataclass(frozen=True)
 class InboxLimits:
     """How many events of each kind may wait for one subscriber."""

@@ -14,7 +14,7 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from bot.domain.states import ReplyState
+from bot.domain.states import UNPOSTED
 from bot.frontends.discord.render import pending_text, plain, queue_text, sources_text
 from bot.frontends.discord.views import (
     FRONTEND,
@@ -34,13 +34,6 @@ from bot.services.tenancy import SOURCES
 
 log = logging.getLogger(__name__)
 
-_QUEUE_STATES = (
-    ReplyState.QUEUED,
-    ReplyState.SENDING,
-    ReplyState.FAILED,
-    ReplyState.AWAITING_MANUAL,
-    ReplyState.DEAD,
-)
 _PERIOD_CHOICES = [app_commands.Choice(name=p, value=p) for p in PERIODS]
 
 
@@ -108,7 +101,7 @@ class Stats(commands.Cog):
 
         async def work() -> None:
             _, scope = seen(interaction)
-            replies = await self.core.store.replies(_QUEUE_STATES, limit=50, brands=scope)
+            replies = await self.core.store.replies(UNPOSTED, limit=50, brands=scope)
             await tell(interaction, queue_text(replies))
 
         await guarded(interaction, "/queue", work)

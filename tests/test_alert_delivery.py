@@ -71,13 +71,12 @@ async def test_alerts_not_posted_before_a_restart_are_posted_after_it(
     texts = [f"acme cloud question number {i} about exporting {i * 31} notes" for i in range(30)]
     async with build_core(settings, config) as core:
         before = Chat()
-        core.deliveries.register(AlertDelivery(core.store, "chat", before, FAST))
+        core.deliveries.add("chat", before, FAST)
         ids = await _alert(core, *texts)  # the chat never got to post them: the process stops
         assert len(ids) == 30 and before.sent == []
     async with build_core(settings, config) as core:
         after = Chat()
-        delivery = AlertDelivery(core.store, "chat", after, FAST)
-        core.deliveries.register(delivery)
+        delivery = core.deliveries.add("chat", after, FAST)
         await _deliver(delivery)
         assert sorted(a.mention.id for a in after.sent) == ids  # each once, none lost
         for mention_id in ids:
@@ -90,8 +89,7 @@ async def test_alerts_not_posted_before_a_restart_are_posted_after_it(
 async def test_a_change_while_the_alert_is_sent_is_applied_right_after(core: Core) -> None:
     chat = Chat()
     chat.gate.clear()
-    delivery = AlertDelivery(core.store, "chat", chat, FAST)
-    core.deliveries.register(delivery)
+    delivery = core.deliveries.add("chat", chat, FAST)
     (mention_id,) = await _alert(core, "How do I export from acme cloud?")
     stop = asyncio.Event()
     task = asyncio.create_task(delivery.run(stop))
@@ -115,8 +113,7 @@ async def test_an_alert_waiting_in_the_queue_is_rendered_as_the_mention_is_then(
     core: Core,
 ) -> None:
     chat = Chat()
-    delivery = AlertDelivery(core.store, "chat", chat, FAST)
-    core.deliveries.register(delivery)
+    delivery = core.deliveries.add("chat", chat, FAST)
     (mention_id,) = await _alert(core, "Acme cloud is great, thanks for the sync fix")
     await core.store.transition_mention(mention_id, MentionState.IGNORED, SYSTEM, "ignore")
     mention = await core.store.get_mention(mention_id)

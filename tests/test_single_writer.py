@@ -24,6 +24,7 @@ import pytest
 
 from bot.__main__ import status
 from bot.app import Core, build_core
+from bot.changes import Changes
 from bot.config import ParleyConfig
 from bot.demo.runner import run_demo
 from bot.domain.models import SYSTEM, Actor, Mention, Reply
@@ -287,7 +288,9 @@ async def test_the_run_loop_never_reconciles_a_reply_another_sender_has_in_fligh
         slow = await approved(core, "m2")
         theirs.gate.clear()
         other = Outbox(
-            core.store, Publishers({"recording": theirs}, default="recording"), EventBus()
+            core.store,
+            Publishers({"recording": theirs}, default="recording"),
+            Changes(core.store, EventBus()),
         )
         in_flight = asyncio.create_task(other.send(slow))
         await asyncio.wait_for(theirs.entered.wait(), TIMEOUT)

@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 from importlib import resources
 from pathlib import Path
 
-from bot.app import build_core, run_core
+from bot.app import Core, build_core, run_core
 from bot.config import load_config
 from bot.domain.models import utcnow
 from bot.errors import DatabaseInUse
@@ -51,7 +51,9 @@ async def _run_demo(settings: Settings, db_path: Path | None) -> None:
         base = demo_dir()
         config = load_config(base / "parley.demo.toml")
         async with build_core(settings, config, base_dir=base, lookback=demo_lookback()) as core:
-            console = ConsoleFrontend(core, on_end_of_input=core.settle)
+            console = ConsoleFrontend(
+                core, on_end_of_input=core.settle, greeting=lambda: _greeting(core)
+            )
             console.write(
                 [
                     f"Parley demo · {len(config.sources)} sample feeds · database {path}"
@@ -65,10 +67,14 @@ async def _run_demo(settings: Settings, db_path: Path | None) -> None:
             loop = asyncio.get_running_loop()
             for sig in (signal.SIGINT, signal.SIGTERM):
                 loop.add_signal_handler(sig, stop.set)
-            counts = await core.store.count_by("state", datetime.min.replace(tzinfo=UTC))
-            quiet = counts.get("backlog", 0)
-            console.greeting = [
-                f"{sum(counts.values()) - quiet} mentions alerted; {quiet} older ones stored "
-                "quietly ('list backlog'). Type 'help' for commands, 'quit' to leave."
-            ]
             await run_core(core, [console], stop, polled_once=True)
+
+
+async def _greeting(core: Core) -> list[str]:
+    """The console's first line: how many sample mentions were alerted and kept quiet."""
+    counts = await core.store.count_by("state", datetime.min.replace(tzinfo=UTC))
+    quiet = counts.get("backlog", 0)
+    return [
+        f"{sum(counts.values()) - quiet} mentions alerted; {quiet} older ones stored "
+        "quietly ('list backlog'). Type 'help' for commands, 'quit' to leave."
+    ]

@@ -42,6 +42,15 @@ class ReplyState(StrEnum):
     DEAD = "dead"
 
 
+UNPOSTED: tuple[ReplyState, ...] = (
+    ReplyState.QUEUED,
+    ReplyState.SENDING,
+    ReplyState.FAILED,
+    ReplyState.AWAITING_MANUAL,
+    ReplyState.DEAD,
+)
+"""A reply's states before it is posted: the outbox's queue, as ``queue`` and stats list it."""
+
 _M = MentionState
 MENTION_TRANSITIONS: dict[MentionState, frozenset[MentionState]] = {
     _M.NEW: frozenset({_M.ALERTED, _M.BACKLOG, _M.DRAFTED, _M.REJECTED, _M.IGNORED}),

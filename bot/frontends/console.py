@@ -18,7 +18,7 @@ from typing import ClassVar, TextIO
 
 from bot.app import Core
 from bot.domain.models import Actor, Mention
-from bot.domain.states import MentionState, ReplyState
+from bot.domain.states import UNPOSTED, MentionState
 from bot.errors import ConfigError, UserFacingError
 from bot.events import Event, MentionAlert, MentionChanged, Notice
 from bot.localtime import stamp
@@ -26,6 +26,7 @@ from bot.presentation import AlertView, alert_view, draft_note, triage_line, tru
 from bot.services.charts import chart_png
 from bot.services.health import health_lines
 from bot.services.review import NeedsConfirmation
+from bot.services.review_commands import COMMANDS, Order, Outcome, Takes, Verb
 from bot.services.stats import compute_stats, parse_period, stats_lines
 
 log = logging.getLogger(__name__)
@@ -65,6 +66,25 @@ Commands (ID is the number after # in an alert):
   quit                  stop Parley"""
 
 _LIST_DEFAULT = (MentionState.ALERTED, MentionState.DRAFTED, MentionState.APPROVED)
+_VERBS = frozenset(Verb)
+
+
+def _silent(done: Outcome) -> list[str]:
+    return []  # the change's own line says what happened
+
+
+_DONE: dict[Verb, Callable[[Outcome], list[str]]] = {
+    Verb.APPROVE: lambda done: [
+        f"Queued reply for #{done.order.mention_id} via "
+        f"{done.reply.publisher if done.reply else '?'}."
+    ],
+    Verb.EDIT: lambda done: [f"Type 'approve {done.order.mention_id}' to post your text."],
+    Verb.POST_ANYWAY: lambda done: [
+        f"Kept as you wrote it (recorded). Type 'approve {done.order.mention_id}' to post it."
+    ],
+    Verb.RETRY: lambda done: [f"Reply for #{done.order.mention_id} queued again."],
+}
+"""What the console prints after a review command (the others print the change's line)."""
 
 
 def copies(count: int) -> str:
@@ -112,14 +132,15 @@ class ConsoleFrontend:
         out: TextIO | None = None,
         actor: Actor | None = None,
         on_end_of_input: Callable[[], Awaitable[None]] | None = None,
+        greeting: Callable[[], Awaitable[list[str]]] | None = None,
     ) -> None:
         self.core = core
         self.out = out or sys.stdout
         self.actor = actor or Actor(platform="console", user_id="console", display_name="you")
         self.on_end_of_input = on_end_of_input
         self.quitting = False
-        self.greeting: list[str] = []
-        """Printed once the start-up alerts are shown, before the first command."""
+        self.greeting = greeting
+        """Its lines are printed once the start-up alerts are shown, before the first command."""
         core.bus.subscribe(self.name, self.on_event, coalesce=False)  # a line per change
 
     def write(self, lines: list[str]) -> None:
@@ -190,10 +211,13 @@ class ConsoleFrontend:
         if not line or line.startswith("#"):
             return []
         command, _, rest = line.partition(" ")
-        handler = self._commands.get(command.lower())
-        if handler is None:
+        word = command.lower()
+        handler = self._commands.get(word)
+        if handler is None and word not in _VERBS:
             return [f"Unknown command {truncate(command, 40)!r}. Type 'help' for the list."]
         try:
+            if handler is None:
+                return await self._review(Verb(word), rest.strip())
             return await handler(self, rest.strip())
         except UserFacingError as exc:
             return [f"Sorry: {exc}."]
@@ -258,78 +282,31 @@ class ConsoleFrontend:
             )
         return lines
 
-    async def _draft(self, arg: str) -> list[str]:
-        mention_id, how = self._id(arg)
-        await self.core.review.draft(mention_id, self.actor, instruction=how or None)
-        return []
-
-    async def _use(self, arg: str) -> list[str]:
+    async def _review(self, verb: Verb, arg: str) -> list[str]:
+        """A review command of the core's table (bot/services/review_commands.py)."""
         mention_id, rest = self._id(arg)
-        if not rest.isdigit():
-            raise UserFacingError("say which variant, e.g. 'use 12 2'")
-        await self.core.review.select(mention_id, int(rest), self.actor)
-        return []
-
-    async def _approve(self, arg: str) -> list[str]:
-        mention_id, rest = self._id(arg)
-        if rest and not rest.isdigit():
-            raise UserFacingError("approve takes an optional variant number, e.g. 'approve 12 2'")
-        reply = await self.core.review.approve(
-            mention_id, self.actor, variant=int(rest) if rest else None
-        )
-        return [f"Queued reply for #{mention_id} via {reply.publisher}."]
-
-    async def _edit(self, arg: str) -> list[str]:
-        mention_id, text = self._id(arg)
+        takes = COMMANDS[verb].takes
+        variant: int | None = None
+        if takes in (Takes.VARIANT, Takes.MAYBE_VARIANT):
+            if takes is Takes.VARIANT and not rest.isdigit():
+                raise UserFacingError(f"say which variant, e.g. '{verb} 12 2'")
+            if rest and not rest.isdigit():
+                raise UserFacingError(
+                    f"{verb} takes an optional variant number, e.g. '{verb} 12 2'"
+                )
+            variant, rest = (int(rest) if rest else None), ""
+        order = Order(verb, mention_id, self.actor, variant=variant, text=rest or None)
         try:
-            await self.core.review.edit(mention_id, text, self.actor)
+            done = await self.core.commands.run(order)
         except NeedsConfirmation as held:
             return [
                 f"⚠ Your reply to #{mention_id} was held: {'; '.join(held.reasons)}.",
                 f"   To post it anyway, type: edit! {mention_id}   (or send a corrected text)",
             ]
-        return [f"Type 'approve {mention_id}' to post your text."]
-
-    async def _edit_anyway(self, arg: str) -> list[str]:
-        mention_id, text = self._id(arg)
-        review = self.core.review
-        if text:
-            await review.edit(mention_id, text, self.actor, confirm=True)
-        else:
-            await review.confirm_edit(mention_id, self.actor)
-        return [f"Kept as you wrote it (recorded). Type 'approve {mention_id}' to post it."]
-
-    async def _reject(self, arg: str) -> list[str]:
-        mention_id, reason = self._id(arg)
-        await self.core.review.reject(mention_id, self.actor, reason or None)
-        return []
-
-    async def _ignore(self, arg: str) -> list[str]:
-        mention_id, reason = self._id(arg)
-        await self.core.review.ignore(mention_id, self.actor, reason or None)
-        return []
-
-    async def _retry(self, arg: str) -> list[str]:
-        mention_id, _ = self._id(arg)
-        await self.core.review.retry(mention_id, self.actor)
-        return [f"Reply for #{mention_id} queued again."]
-
-    async def _confirm(self, arg: str) -> list[str]:
-        mention_id, url = self._id(arg)
-        await self.core.review.confirm_posted(mention_id, self.actor, url or None)
-        return []
+        return _DONE.get(verb, _silent)(done)
 
     async def _queue(self, arg: str) -> list[str]:
-        replies = await self.core.store.replies(
-            [
-                ReplyState.QUEUED,
-                ReplyState.SENDING,
-                ReplyState.FAILED,
-                ReplyState.AWAITING_MANUAL,
-                ReplyState.DEAD,
-            ],
-            limit=50,
-        )
+        replies = await self.core.store.replies(UNPOSTED, limit=50)
         if not replies:
             return ["The outbox is empty."]
         return [
@@ -454,15 +431,6 @@ class ConsoleFrontend:
         "list": _list,
         "ls": _list,
         "show": _show,
-        "draft": _draft,
-        "use": _use,
-        "approve": _approve,
-        "edit": _edit,
-        "edit!": _edit_anyway,
-        "reject": _reject,
-        "ignore": _ignore,
-        "retry": _retry,
-        "confirm": _confirm,
         "queue": _queue,
         "stats": _stats,
         "sources": _sources,
@@ -490,7 +458,8 @@ class ConsoleFrontend:
 
         threading.Thread(target=reader, name="console-stdin", daemon=True).start()
         await self.core.bus.drain(self.name)
-        self.write(self.greeting)
+        if self.greeting is not None:
+            self.write(await self.greeting())
         while not stop.is_set():
             get = asyncio.ensure_future(lines.get())
             stopped = asyncio.ensure_future(stop.wait())

@@ -11,6 +11,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from bot.changes import Changes
 from bot.config import ParleyConfig
 from bot.drafting.base import Drafter
 from bot.drafting.offline import OfflineDrafter
@@ -120,7 +121,7 @@ def build_llm(
         triager=Triager(
             store,
             config,
-            bus=bus,
+            changes=Changes(store, bus),
             client=client,
             library=library,
             batch_size=settings.parley_llm_triage_batch,

@@ -41,13 +41,13 @@ from typing import Any
 
 from openai.types.chat import ChatCompletionMessageParam
 
+from bot.changes import Changes
 from bot.config import ParleyConfig
 from bot.domain.models import SYSTEM, TRIAGE_INTENTS, Mention, Triage
 from bot.domain.states import MentionState
 from bot.drafting.intent import classify_intent
 from bot.drafting.offline import safe_author
 from bot.errors import LLMError
-from bot.events import EventBus, MentionChanged
 from bot.llm.batching import Coalescer
 from bot.llm.client import JsonTask, LlmClient
 from bot.llm.prompts import PromptLibrary, fence, new_fence_key
@@ -58,6 +58,8 @@ log = logging.getLogger(__name__)
 
 RULES = "rules"
 """``Triage.by`` for rule-based results."""
+
+_UNALERTED = (MentionState.NEW, MentionState.BACKLOG)
 
 TRIAGED = "triaged"
 """The action of the change that brings an alert the model's triage."""
@@ -237,7 +239,7 @@ class Triager:
         store: Store,
         config: ParleyConfig,
         *,
-        bus: EventBus | None = None,
+        changes: Changes | None = None,
         client: LlmClient | None = None,
         library: PromptLibrary | None = None,
         batch_size: int = 20,
@@ -246,7 +248,7 @@ class Triager:
     ) -> None:
         self.store = store
         self.config = config
-        self.bus = bus
+        self.changes = changes
         """Where an alert's edit is announced when the model changed what it shows."""
         self.client = client
         self.library = library
@@ -379,14 +381,8 @@ class Triager:
             await self._announce(mention_id)
 
     async def _announce(self, mention_id: int) -> None:
-        if self.bus is None:
-            return
-        mention = await self.store.get_mention(mention_id)
-        if mention.state in (MentionState.NEW, MentionState.BACKLOG):
-            return  # no alert to edit (held by a pause, or stored quietly)
-        drafts = await self.store.current_drafts(mention_id)
-        reply = await self.store.reply_for_mention(mention_id)
-        self.bus.publish(MentionChanged(mention, drafts, reply, SYSTEM, TRIAGED))
+        if self.changes is not None:  # no alert to edit while held by a pause or stored quietly
+            await self.changes.publish(mention_id, SYSTEM, TRIAGED, unless=_UNALERTED)
 
     async def _llm(self, mentions: list[Mention]) -> dict[int, TriageResult]:
         assert self.client is not None and self.library is not None

@@ -14,11 +14,12 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
+from bot.changes import Changes
 from bot.domain.models import SYSTEM, Mention, RawMention, utcnow
 from bot.domain.states import MentionState
 from bot.drafting.intent import classify_intent
 from bot.errors import InvalidTransition
-from bot.events import EventBus, MentionAlert, MentionChanged
+from bot.events import EventBus, MentionAlert
 from bot.matching.matcher import Matcher
 from bot.matching.normalize import tokenize
 from bot.pipeline.canonical import canonical_url
@@ -69,6 +70,10 @@ class Ingestor:
         self.store = store
         self.matcher = matcher
         self.near_dups = NearDupIndex()
+
+    def use(self, matcher: Matcher) -> None:
+        """Match later batches with ``matcher`` (WatchService, when the rules change)."""
+        self.matcher = matcher
 
     async def load(self) -> None:
         """(Re)build the near-duplicate index from the mentions of the window."""
@@ -158,19 +163,37 @@ class Alerter:
     the store for the chat frontends (``enqueue``) and announced on the bus."""
 
     def __init__(
-        self, store: Store, bus: EventBus, enqueue: Enqueue, *, lookback: timedelta
+        self,
+        store: Store,
+        bus: EventBus,
+        changes: Changes,
+        enqueue: Enqueue,
+        *,
+        lookback: timedelta,
+        drafts: DraftScheduler | None = None,
+        triage: TriageHook | None = None,
     ) -> None:
         self.store = store
         self.bus = bus
+        self.changes = changes
         self.enqueue = enqueue
         self.lookback = lookback
-        self.drafts: DraftScheduler | None = None
-        """Drafts alerted mentions in the background (auto-draft); alerts never wait."""
-        self.triage_hook: TriageHook | None = None
+        self.drafts = drafts
+        """Drafts alerted mentions in the background (bot/services/auto_draft.py); alerts
+        never wait."""
+        self.triage_hook = triage
         """Triages a poll's fresh mentions by the rules before they are alerted (no model
-        call: the LLM's triage follows in the background); may set urgent."""
-        self.paused = False
-        """Set by AlertControl: fresh mentions stay ``new`` (held) until alert_stored."""
+        call: the LLM's triage follows in the background, bot/llm/triage.py); may set urgent."""
+        self._paused = False
+
+    @property
+    def paused(self) -> bool:
+        """Whether fresh mentions stay ``new`` (held) until alert_stored (AlertControl)."""
+        return self._paused
+
+    def hold(self, paused: bool) -> None:
+        """Hold fresh mentions (``paused``) or alert them again (AlertControl's switch)."""
+        self._paused = paused
 
     async def alert(
         self, batch: StoredBatch, *, first_poll: bool, now: datetime | None = None
@@ -194,12 +217,8 @@ class Alerter:
         alerted = [] if self.paused else await self.alert_stored([n.id for n in fresh])
         new_ids = {n.id for n in batch.new}
         for mention_id in sorted({c.mention_id for c in batch.copies} - new_ids):
-            mention = await self.store.get_mention(mention_id)
-            if mention.state is MentionState.NEW:
-                continue  # held by a pause: its alert will count the copies
-            drafts = await self.store.current_drafts(mention_id)
-            reply = await self.store.reply_for_mention(mention_id)
-            self.bus.publish(MentionChanged(mention, drafts, reply, SYSTEM, "duplicate"))
+            # One held by a pause has no alert yet: its alert will count the copies.
+            await self.changes.publish(mention_id, SYSTEM, "duplicate", unless=[MentionState.NEW])
         return alerted
 
     async def triage(self, batch: StoredBatch) -> None:

@@ -39,7 +39,7 @@ class AlertControl:
 
     async def load(self) -> None:
         """Restore the persisted switch (call before sources start)."""
-        self.alerter.paused = await self.controls.flag(PAUSED_KEY)
+        self.alerter.hold(await self.controls.flag(PAUSED_KEY))
         if self.alerter.paused:
             log.warning("alerts are paused (type 'resume' in chat to show them again)")
 
@@ -59,7 +59,7 @@ class AlertControl:
             return
         # Persist first: if the write fails, alerts keep flowing rather than silently stopping.
         await self.controls.set_flag(PAUSED_KEY, True, actor, "pause")
-        self.alerter.paused = True
+        self.alerter.hold(True)
         log.info("alerts paused by %s", actor.label)
 
     async def resume(self, actor: Actor) -> int:
@@ -71,7 +71,7 @@ class AlertControl:
         """
         self._require_approver(actor, "resume")
         was_paused = self.alerter.paused
-        self.alerter.paused = False  # from here on, polls alert their own mentions
+        self.alerter.hold(False)  # from here on, polls alert their own mentions
         held = await self.controls.mention_ids(_HELD)
         alerted = await self.alerter.alert_stored(held)
         if was_paused or alerted:

@@ -26,7 +26,7 @@ from collections.abc import Awaitable, Callable, Collection, Hashable, Sequence
 from typing import Protocol
 
 from bot.domain.models import Draft, Mention, Reply
-from bot.events import Event, MentionAlert, MentionChanged
+from bot.events import Event, MentionAlert, MentionChanged, MentionSignal
 from bot.services.throttle import (
     Clock,
     GiveUp,
@@ -155,6 +155,7 @@ class AlertDelivery:
         *,
         clock: Clock | None = None,
         on_give_up: GiveUp = log_give_up,
+        on_posted: Callable[[int], Awaitable[None]] | None = None,
     ) -> None:
         self.store = store
         self.adapter = adapter
@@ -171,9 +172,9 @@ class AlertDelivery:
         self._sending: set[int] = set()
         self._changed: set[int] = set()
         """Mentions that changed while their alert was being sent (edited once it is)."""
-        self.on_posted: Callable[[int], Awaitable[None]] = _nothing
+        self.on_posted = on_posted or _nothing
         """Called with a mention's id once its alert was posted on its own (not in a digest);
-        the registry sets it (automatic drafts start then)."""
+        AlertDeliveries passes its ``posted`` signal (automatic drafts start then)."""
 
     @property
     def held(self) -> int:
@@ -257,23 +258,39 @@ async def _nothing(mention_id: int) -> None:
 class AlertDeliveries:
     """The running frontends' delivery services: the alerter queues each alert for all."""
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, posted: MentionSignal | None = None) -> None:
+        self.store = store
         self.queue = AlertQueueStore(store.db)
         self._services: dict[str, AlertDelivery] = {}
-        self.on_posted: Callable[[int], Awaitable[None]] = _nothing
-        """Given to every service: an alert was posted on its own (build_core sets it)."""
+        self.posted = posted or MentionSignal()
+        """Emitted by every service when an alert was posted on its own (auto-drafts listen)."""
 
-    def register(self, service: AlertDelivery) -> None:
-        """Queue later alerts for ``service`` too (a frontend registers when it is built)."""
-        self._services[service.name] = service
-        service.on_posted = self._posted
+    def add(
+        self,
+        name: str,
+        adapter: ChatAdapter,
+        limits: ThrottleLimits,
+        *,
+        clock: Clock | None = None,
+        on_give_up: GiveUp = log_give_up,
+    ) -> AlertDelivery:
+        """Build a frontend's delivery service and queue later alerts for it too (a frontend
+        adds its own when it is built)."""
+        service = AlertDelivery(
+            self.store,
+            name,
+            adapter,
+            limits,
+            clock=clock,
+            on_give_up=on_give_up,
+            on_posted=self.posted.emit,
+        )
+        self._services[name] = service
+        return service
 
     def any(self) -> bool:
         """Whether any chat frontend delivers alerts."""
         return bool(self._services)
-
-    async def _posted(self, mention_id: int) -> None:
-        await self.on_posted(mention_id)
 
     async def enqueue(self, mentions: Sequence[Mention]) -> None:
         """Queue alerts for every registered frontend and wake their services."""

@@ -28,10 +28,11 @@ import logging
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 
+from bot.changes import Changes
 from bot.domain.models import SYSTEM, Mention
 from bot.domain.states import MentionState
 from bot.errors import InvalidTransition, NotFound
-from bot.events import EventBus, MentionChanged
+from bot.events import MentionSignal
 from bot.services.review import DraftsRefused, ReviewService
 from bot.storage.repo import Store
 
@@ -62,16 +63,17 @@ class AutoDrafts:
         self,
         store: Store,
         review: ReviewService,
-        bus: EventBus,
+        changes: Changes,
         *,
         concurrency: int = 4,
         enabled: bool = True,
         chat_frontends: Callable[[], bool] = lambda: False,
         triaged: Callable[[int], Awaitable[None]] | None = None,
+        shown: MentionSignal | None = None,
     ) -> None:
         self.store = store
         self.review = review
-        self.bus = bus
+        self.changes = changes
         self.concurrency = concurrency
         self.enabled = enabled
         self.chat_frontends = chat_frontends
@@ -85,6 +87,8 @@ class AutoDrafts:
         self._idle = asyncio.Event()
         self._idle.set()
         self._closed = False
+        if shown is not None:
+            shown.connect(self.shown)  # an alert posted on its own is drafted then
 
     @property
     def busy(self) -> int:
@@ -210,7 +214,4 @@ class AutoDrafts:
         await self.store.set_drafting([mention_id], False)
 
     async def _announce(self, mention_id: int) -> None:
-        mention = await self.store.get_mention(mention_id)
-        drafts = await self.store.current_drafts(mention_id)
-        reply = await self.store.reply_for_mention(mention_id)
-        self.bus.publish(MentionChanged(mention, drafts, reply, SYSTEM, DRAFTED))
+        await self.changes.publish(mention_id, SYSTEM, DRAFTED)

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Literal
 
 from bot import localtime
 from bot.domain.models import utcnow
+from bot.domain.states import UNPOSTED, ReplyState
 from bot.services.stats import PERIODS, Stats, human_duration, parse_period
 from bot.storage.repo import Store
 
@@ -37,13 +38,10 @@ _COLOURS = {
     "positive": "#2ca02c",
     UNTRIAGED: "#5b8fd0",
 }
-_OUTBOX = {
-    "queued": "queued",
-    "sending": "sending",
-    "failed": "failed",
-    "awaiting_manual": "to post by hand",
-    "dead": "dead",
+_OUTBOX = {s.value: s.value for s in UNPOSTED} | {
+    ReplyState.AWAITING_MANUAL.value: "to post by hand"
 }
+"""The outbox chart's bars, in the states' order, and their labels."""
 _TITLE, _LABEL, _TICK = 22, 16, 14
 """Font sizes in points: read on a phone, the picture is shown about 1/3 of its size."""
 _MAX_TICKS = 8

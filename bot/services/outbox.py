@@ -20,10 +20,10 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Protocol
 
+from bot.changes import Changes
 from bot.domain.models import SYSTEM, Reply, utcnow
 from bot.domain.states import MentionState, ReplyState
 from bot.errors import PublishError
-from bot.events import EventBus, MentionChanged
 from bot.publishers.registry import Publishers
 from bot.storage.repo import Store
 
@@ -73,7 +73,7 @@ class Outbox:
         self,
         store: Store,
         publishers: Publishers,
-        bus: EventBus,
+        changes: Changes,
         *,
         max_attempts: int = 5,
         base_delay: float = 30.0,
@@ -82,7 +82,7 @@ class Outbox:
     ) -> None:
         self.store = store
         self.publishers = publishers
-        self.bus = bus
+        self.changes = changes
         self.max_attempts = max_attempts
         self.base_delay = base_delay
         self.max_delay = max_delay
@@ -298,6 +298,4 @@ class Outbox:
         await self._notify(reply, "retry_scheduled")
 
     async def _notify(self, reply: Reply, action: str) -> None:
-        mention = await self.store.get_mention(reply.mention_id)
-        drafts = await self.store.current_drafts(reply.mention_id)
-        self.bus.publish(MentionChanged(mention, drafts, reply, SYSTEM, action))
+        await self.changes.publish(reply.mention_id, SYSTEM, action)

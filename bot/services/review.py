@@ -16,13 +16,13 @@ import logging
 import uuid
 from collections.abc import Callable
 
+from bot.changes import Changes
 from bot.config import BrandConfig, ParleyConfig
 from bot.domain.limits import DEFAULT_REPLY_LIMIT, reply_length, reply_limit
 from bot.domain.models import Actor, Draft, Mention, Reply
 from bot.domain.states import MentionState, ReplyState
 from bot.drafting.base import Drafter
 from bot.errors import InvalidTransition, NotFound, PermissionDenied, UserFacingError
-from bot.events import EventBus, MentionChanged
 from bot.llm.guards import DraftGuard
 from bot.llm.textscan import clean
 from bot.presentation import Decision
@@ -71,25 +71,27 @@ class ReviewService:
         drafter: Drafter,
         policy: ApproverPolicy,
         publishers: Publishers,
-        bus: EventBus,
+        changes: Changes,
         *,
         variants: int = 3,
         default_limit: int = DEFAULT_REPLY_LIMIT,
+        guard: DraftGuard | None = None,
+        on_queued: Callable[[], None] = lambda: None,
     ) -> None:
         self.store = store
         self.config = config
         self.drafter = drafter
         self.policy = policy
         self.publishers = publishers
-        self.bus = bus
+        self.changes = changes
         self.variants = variants
         self.default_limit = default_limit
-        self.guard = DraftGuard(default_limit=default_limit)
+        self.guard = guard or DraftGuard(default_limit=default_limit)
         """Checks every draft before it is offered (build_core gives it the prompt files)."""
-        self.on_queued: Callable[[], None] = lambda: None
-        """Called after a reply is queued; the outbox sets it to wake its worker."""
+        self.on_queued = on_queued
+        """Called after a reply is queued (build_core passes the outbox's ``wake``)."""
 
-    async def _require_approver(self, actor: Actor, mention_id: int, action: str) -> None:
+    async def require_approver(self, actor: Actor, mention_id: int, action: str) -> None:
         """A global approver, or an approver of this mention's brand (parley.toml)."""
         if self.policy.is_approver(actor):
             return
@@ -98,13 +100,6 @@ class ReviewService:
             if self.policy.is_approver(actor, mention.brand):
                 return
         raise PermissionDenied(f"only approvers can {action}; ask a team lead to add you")
-
-    async def _changed(self, mention_id: int, actor: Actor, action: str) -> Mention:
-        mention = await self.store.get_mention(mention_id)
-        drafts = await self.store.current_drafts(mention_id)
-        reply = await self.store.reply_for_mention(mention_id)
-        self.bus.publish(MentionChanged(mention, drafts, reply, actor, action))
-        return mention
 
     async def draft(
         self,
@@ -117,11 +112,7 @@ class ReviewService:
     ) -> list[Draft]:
         """Write (or rewrite) reply variants for a mention. With ``owed_only`` (automatic
         drafts) they are saved only if the mention still owes a draft, else [] is returned."""
-        mention = await self.store.get_mention(mention_id)
-        if mention.state not in _DRAFTABLE:
-            raise InvalidTransition(
-                f"mention #{mention_id} is {mention.state}; it cannot be drafted"
-            )
+        mention = await self.check_draftable(mention_id)
         brand = self._brand(mention)
         texts = await self.drafter.draft(
             mention, brand, variants=self.variants, instruction=instruction
@@ -143,8 +134,17 @@ class ReviewService:
             owed_only=owed_only,
         )
         if notify:
-            await self._changed(mention_id, actor, "draft")
+            await self.changes.publish(mention_id, actor, "draft")
         return drafts
+
+    async def check_draftable(self, mention_id: int) -> Mention:
+        """The mention, if drafts may be written for it (InvalidTransition otherwise)."""
+        mention = await self.store.get_mention(mention_id)
+        if mention.state not in _DRAFTABLE:
+            raise InvalidTransition(
+                f"mention #{mention_id} is {mention.state}; it cannot be drafted"
+            )
+        return mention
 
     async def decision(self, mention: Mention, reply: Reply | None) -> Decision | None:
         """The decision an alert shows: the approval, or the rejection/ignore from the audit
@@ -160,12 +160,12 @@ class ReviewService:
 
     async def select(self, mention_id: int, variant: int, actor: Actor) -> Draft:
         """Choose which draft variant approval will post."""
-        await self._require_approver(actor, mention_id, "choose a variant")
+        await self.require_approver(actor, mention_id, "choose a variant")
         mention = await self.store.get_mention(mention_id)
         if mention.state is not MentionState.DRAFTED:
             raise InvalidTransition(f"mention #{mention_id} is {mention.state}; nothing to choose")
         draft = await self.store.select_draft(mention_id, variant, actor)
-        await self._changed(mention_id, actor, "select")
+        await self.changes.publish(mention_id, actor, "select")
         return draft
 
     def _brand(self, mention: Mention) -> BrandConfig:
@@ -183,7 +183,7 @@ class ReviewService:
         the selected draft. A text the guards find something in raises
         :class:`NeedsConfirmation` and is held, unless ``confirm`` ("post anyway"): then it is
         saved flagged with the reasons and the audit records it."""
-        await self._require_approver(actor, mention_id, "edit replies")
+        await self.require_approver(actor, mention_id, "edit replies")
         text = clean(text).strip()
         if not text:
             raise UserFacingError("the new text is empty; type the reply after the id")
@@ -206,7 +206,7 @@ class ReviewService:
             await self.store.audit_note(
                 actor, "mention", mention_id, POSTED_ANYWAY, "; ".join(reasons)
             )
-        await self._changed(mention_id, actor, "edit")
+        await self.changes.publish(mention_id, actor, "edit")
         return drafts[0]
 
     async def _check_editable(self, mention: Mention, text: str) -> None:
@@ -232,7 +232,7 @@ class ReviewService:
     async def confirm_edit(self, mention_id: int, actor: Actor) -> Draft:
         """ "Post anyway": save the text ``actor`` last had held for this mention, flagged and
         audited. Refused when nothing is held, or when the mention changed since."""
-        await self._require_approver(actor, mention_id, "confirm an edit")
+        await self.require_approver(actor, mention_id, "confirm an edit")
         trail = await self.store.audit_trail("mention", mention_id)
         mine = [i for i, e in enumerate(trail) if e.action == HELD_EDIT and e.actor == actor.label]
         if not mine or trail[mine[-1]].after_text is None:
@@ -245,7 +245,7 @@ class ReviewService:
 
     async def approve(self, mention_id: int, actor: Actor, *, variant: int | None = None) -> Reply:
         """Queue the selected draft (or ``variant``) for posting. Twice is refused, not doubled."""
-        await self._require_approver(actor, mention_id, "approve replies")
+        await self.require_approver(actor, mention_id, "approve replies")
         mention = await self.store.get_mention(mention_id)
         if mention.state is not MentionState.DRAFTED:
             hint = " (draft it first)" if mention.state in _DRAFTABLE else ""
@@ -275,7 +275,7 @@ class ReviewService:
         key = f"parley-{mention_id}-{uuid.uuid4().hex[:16]}"
         reply = await self.store.approve(mention_id, draft.text, publisher, key, actor)
         self.on_queued()
-        await self._changed(mention_id, actor, "approve")
+        await self.changes.publish(mention_id, actor, "approve")
         return reply
 
     async def reject(self, mention_id: int, actor: Actor, reason: str | None = None) -> Mention:
@@ -289,15 +289,15 @@ class ReviewService:
     async def _close(
         self, mention_id: int, actor: Actor, target: MentionState, action: str, reason: str | None
     ) -> Mention:
-        await self._require_approver(actor, mention_id, f"{action} mentions")
+        await self.require_approver(actor, mention_id, f"{action} mentions")
         await self.store.transition_mention(
             mention_id, target, actor, action, expect=_CLOSABLE, detail=reason or None
         )
-        return await self._changed(mention_id, actor, action)
+        return await self.changes.publish(mention_id, actor, action)
 
     async def retry(self, mention_id: int, actor: Actor) -> Reply:
         """Send a dead reply again (after the cause was fixed)."""
-        await self._require_approver(actor, mention_id, "retry replies")
+        await self.require_approver(actor, mention_id, "retry replies")
         reply = await self.store.reply_for_mention(mention_id)
         if reply is None:
             raise NotFound(f"mention #{mention_id} has no reply to retry")
@@ -305,12 +305,12 @@ class ReviewService:
             reply.id, ReplyState.QUEUED, actor, "retry", expect=[ReplyState.DEAD]
         )
         self.on_queued()
-        await self._changed(mention_id, actor, "retry")
+        await self.changes.publish(mention_id, actor, "retry")
         return reply
 
     async def confirm_posted(self, mention_id: int, actor: Actor, url: str | None = None) -> Reply:
         """A CM posted a manual reply by hand and confirms it."""
-        await self._require_approver(actor, mention_id, "confirm replies")
+        await self.require_approver(actor, mention_id, "confirm replies")
         reply = await self.store.reply_for_mention(mention_id)
         if reply is None:
             raise NotFound(f"mention #{mention_id} has no reply waiting")
@@ -323,5 +323,5 @@ class ReviewService:
             posted_url=url,
             mention_target=MentionState.POSTED,
         )
-        await self._changed(mention_id, actor, "confirm")
+        await self.changes.publish(mention_id, actor, "confirm")
         return reply

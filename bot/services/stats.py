@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from bot.domain.models import utcnow
-from bot.domain.states import ReplyState
+from bot.domain.states import UNPOSTED
 from bot.errors import UserFacingError
 from bot.storage.repo import Store
 
@@ -16,14 +16,6 @@ PERIODS: dict[str, timedelta] = {
     "7d": timedelta(days=7),
     "30d": timedelta(days=30),
 }
-
-_QUEUE_STATES = (
-    ReplyState.QUEUED,
-    ReplyState.SENDING,
-    ReplyState.FAILED,
-    ReplyState.AWAITING_MANUAL,
-    ReplyState.DEAD,
-)
 
 
 @dataclass(frozen=True)
@@ -63,7 +55,7 @@ async def compute_stats(store: Store, period: str = "24h", brand: str | None = N
     since = utcnow() - PERIODS[parse_period(period)]
     by_state = await store.count_by("state", since, brand)
     times = sorted(await store.response_seconds(since, brand))
-    replies = await store.replies(_QUEUE_STATES, limit=10_000, brands=[brand] if brand else None)
+    replies = await store.replies(UNPOSTED, limit=10_000, brands=[brand] if brand else None)
     queue: dict[str, int] = {}
     for reply in replies:
         queue[reply.state.value] = queue.get(reply.state.value, 0) + 1

@@ -95,7 +95,7 @@ class WatchService:
             RuleSpec(brand=r.brand, rule=r.name, query=r.query, urgent=r.urgent)
             for r in (*self._config_rules(), *self._chat_rules)
         ]
-        self.ingestor.matcher = Matcher(specs)
+        self.ingestor.use(Matcher(specs))
 
     async def rules(self, brand: str | None = None) -> list[WatchRule]:
         """Every rule in matching order (config order, then chat rules by creation)."""

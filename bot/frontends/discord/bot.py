@@ -34,7 +34,6 @@ from bot.domain.models import Actor
 from bot.events import Event, MentionChanged, Notice
 from bot.frontends.discord.link import NETWORK_ERRORS, DiscordLink, refused
 from bot.frontends.ratelimit_logs import quiet_handled_rate_limits
-from bot.services.alert_delivery import AlertDelivery
 from bot.services.tenancy import Place
 from bot.services.throttle import DISCORD_LIMITS, ThrottleLimits
 from bot.settings import Settings
@@ -207,8 +206,7 @@ class DiscordFrontend:
         self.core = core
         self.config = config
         self.bot = ParleyBot(core, config, guild_ready_timeout=guild_ready_timeout)
-        self.delivery = AlertDelivery(core.store, FRONTEND, DiscordAlerts(self.bot), limits)
-        core.deliveries.register(self.delivery)
+        self.delivery = core.deliveries.add(FRONTEND, DiscordAlerts(self.bot), limits)
         self._ready = asyncio.Event()
         self.link = DiscordLink(self)
         self.bot.add_listener(self._on_disconnect, "on_disconnect")

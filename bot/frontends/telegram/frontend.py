@@ -56,7 +56,6 @@ from bot.frontends.telegram.link import TelegramLink
 from bot.frontends.telegram.migration import ChatMoves, moved_text, settings_to_update
 from bot.frontends.telegram.render import decision_line, esc, render_alert, render_digest
 from bot.presentation import alert_view
-from bot.services.alert_delivery import AlertDelivery
 from bot.services.throttle import (
     TELEGRAM_LIMITS,
     ChatUnreachable,
@@ -326,8 +325,7 @@ class TelegramFrontend:
         self.link = TelegramLink(self, [BotCommand(c, d) for c, d in COMMANDS])
         self.moves = ChatMoves(core.store.db, core.tenancy)
         self.alerts = TelegramAlerts(self)
-        self.delivery = AlertDelivery(core.store, FRONTEND, self.alerts, limits)
-        core.deliveries.register(self.delivery)
+        self.delivery = core.deliveries.add(FRONTEND, self.alerts, limits)
         self._ready = asyncio.Event()
         self._admins: tuple[float, frozenset[int]] = (0.0, frozenset())
         self._admins_lock = asyncio.Lock()

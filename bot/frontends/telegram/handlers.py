@@ -25,7 +25,7 @@ from telegram.ext import (
 )
 
 from bot.domain.models import Actor
-from bot.domain.states import MentionState, ReplyState
+from bot.domain.states import UNPOSTED, MentionState
 from bot.errors import ConfigError, InvalidTransition, PermissionDenied, UserFacingError
 from bot.frontends.telegram.keyboards import (
     Action,
@@ -182,14 +182,7 @@ class Handlers:
 
     async def _queue(self, update: Update, args: list[str], rest: str) -> str:
         _, scope = await self._seen(update)
-        states = [
-            ReplyState.QUEUED,
-            ReplyState.SENDING,
-            ReplyState.FAILED,
-            ReplyState.AWAITING_MANUAL,
-            ReplyState.DEAD,
-        ]
-        replies = await self.core.store.replies(states, limit=50, brands=scope)
+        replies = await self.core.store.replies(UNPOSTED, limit=50, brands=scope)
         if not replies:
             return "The outbox is empty."
         return fit_lines(
