@@ -25,8 +25,8 @@ from telegram.ext import (
 )
 
 from bot.domain.models import Actor
-from bot.domain.states import UNPOSTED, MentionState
-from bot.errors import ConfigError, InvalidTransition, PermissionDenied, UserFacingError
+from bot.domain.states import UNPOSTED
+from bot.errors import ConfigError, PermissionDenied, UserFacingError
 from bot.frontends.telegram.keyboards import (
     Action,
     Callback,
@@ -39,6 +39,7 @@ from bot.llm.tweaks import MAX_INSTRUCTION_CHARS, TWEAKS
 from bot.services.charts import chart_png
 from bot.services.health import health_lines
 from bot.services.review import NeedsConfirmation
+from bot.services.review_commands import Order, Verb
 from bot.services.stats import compute_stats, parse_period, stats_lines
 from bot.services.tenancy import SOURCES, Place, Scope
 
@@ -71,13 +72,17 @@ _CAPTION_LIMIT = 1024
 """sendPhoto caption limit (text after entity parsing)."""
 _MAX_PENDING_EDITS = 500
 _NO_PREVIEW = LinkPreviewOptions(is_disabled=True)
-_TOASTS = {
-    Action.APPROVE: "Approved: the reply is queued for posting.",
-    Action.REJECT: "Rejected.",
-    Action.IGNORE: "Ignored.",
-    Action.RETRY: "Queued again.",
-    Action.CONFIRM: "Marked as posted. Thanks!",
+_VERBS = {
+    Action.DRAFT: Verb.DRAFT,
+    Action.SELECT: Verb.USE,
+    Action.APPROVE: Verb.APPROVE,
+    Action.POST_ANYWAY: Verb.POST_ANYWAY,
+    Action.REJECT: Verb.REJECT,
+    Action.IGNORE: Verb.IGNORE,
+    Action.RETRY: Verb.RETRY,
+    Action.CONFIRM: Verb.CONFIRM,
 }
+"""The buttons that run a command of the core's table (Edit and Cancel are the chat's own)."""
 
 
 @dataclass(frozen=True)
@@ -301,10 +306,8 @@ class Handlers:
             place_of(update.effective_chat), actor, int(args[0].lstrip("#")), "redraft"
         )
         instruction = rest.partition(" ")[2].strip()[:MAX_INSTRUCTION_CHARS]
-        drafts = await self.core.review.draft(
-            int(args[0].lstrip("#")), actor, instruction=instruction
-        )
-        return f"Redrafted #{drafts[0].mention_id}: the alert shows the new drafts."
+        order = Order(Verb.DRAFT, int(args[0].lstrip("#")), actor, text=instruction)
+        return (await self.core.commands.run(order)).answer
 
     async def _reload(self, update: Update, args: list[str], rest: str) -> str:
         actor = await self._reader(update)
@@ -376,54 +379,29 @@ class Handlers:
         self, cb: Callback, actor: Actor, answer: Callable[..., Awaitable[bool]]
     ) -> str | None:
         """Run the press; the toast to answer with (None: already answered)."""
-        review = self.core.review
         mid = cb.mention_id
         match cb.action:
-            case Action.APPROVE:
-                await review.approve(mid, actor, variant=cb.variant)
-            case Action.REJECT:
-                await review.reject(mid, actor)
-            case Action.IGNORE:
-                await review.ignore(mid, actor)
-            case Action.RETRY:
-                await review.retry(mid, actor)
-            case Action.CONFIRM:
-                await review.confirm_posted(mid, actor)
-            case Action.SELECT:
-                assert cb.variant is not None
-                await review.select(mid, cb.variant, actor)
-                return f"Draft {cb.variant} selected."
-            case Action.TWEAK:
-                assert cb.variant is not None
-                if cb.variant > len(TWEAKS):
-                    return "This button is out of date; use /mention ID for a new one."
-                await answer(toast(f"Redrafting: {TWEAKS[cb.variant - 1].label.lower()}…"))
-                await review.draft(mid, actor, instruction=TWEAKS[cb.variant - 1].key)
-                return None
-            case Action.DRAFT:
-                mention = await self.core.store.get_mention(mid)
-                if mention.state not in (
-                    MentionState.NEW,
-                    MentionState.BACKLOG,
-                    MentionState.ALERTED,
-                    MentionState.DRAFTED,
-                ):
-                    raise InvalidTransition(
-                        f"mention #{mid} is {mention.state}; it cannot be drafted"
-                    )
-                # Drafting can take a while (an LLM): answer first so the spinner stops.
-                await answer(toast("Drafting…"))
-                await review.draft(mid, actor)
-                return None
             case Action.EDIT:
                 await self.core.store.get_mention(mid)  # NotFound for a forged id
                 return "Reply to my message with your text."
             case Action.CANCEL_EDIT:
                 return "Not approved; your text stays as the draft."
-            case Action.POST_ANYWAY:
-                await review.confirm_edit(mid, actor)
-                return "Kept as you wrote it; the team log records it."
-        return _TOASTS[cb.action]
+            case Action.TWEAK:
+                assert cb.variant is not None
+                if cb.variant > len(TWEAKS):
+                    return "This button is out of date; use /mention ID for a new one."
+                order = Order(Verb.DRAFT, mid, actor, text=TWEAKS[cb.variant - 1].key)
+            case _:
+                order = Order(_VERBS[cb.action], mid, actor, variant=cb.variant)
+        answered = False
+
+        async def early(text: str) -> None:
+            nonlocal answered
+            await answer(toast(text))  # drafting takes a while: the spinner stops now
+            answered = True
+
+        done = await self.core.commands.run(order, working=early)
+        return None if answered else done.answer
 
     async def _after(self, cb: Callback, message: Message, user: User) -> None:
         """Follow-ups in the chat once the press was answered (the alert itself is updated
@@ -475,7 +453,9 @@ class Handlers:
         del self.pending_edits[key]
         try:
             actor = await self.frontend.actor(user)
-            draft = await self.core.review.edit(pending.mention_id, message.text or "", actor)
+            order = Order(Verb.EDIT, pending.mention_id, actor, text=message.text or "")
+            draft = (await self.core.commands.run(order)).draft
+            assert draft is not None
             answer = (
                 f"Preview of your reply to <b>#{pending.mention_id}</b>:\n"
                 f"<blockquote>{safe(draft.text)}</blockquote>"
