@@ -80,8 +80,10 @@ async def _run(settings: Settings, config: ParleyConfig) -> None:
             frontends.append(TelegramFrontend(core, TelegramConfig.from_settings(settings)))
         if settings.discord_configured():
             from bot.frontends.discord import DiscordConfig, DiscordFrontend
+            from cogs import EXTENSIONS
 
-            frontends.append(DiscordFrontend(core, DiscordConfig.from_settings(settings)))
+            discord = DiscordConfig.from_settings(settings)
+            frontends.append(DiscordFrontend(core, discord, extensions=EXTENSIONS))
         # auto: the console only while no other chat is configured.
         if settings.parley_console == "on" or (settings.parley_console == "auto" and not frontends):
             frontends.append(ConsoleFrontend(core))

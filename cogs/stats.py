@@ -15,18 +15,17 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.domain.states import UNPOSTED
-from bot.frontends.discord.render import pending_text, plain, queue_text, sources_text
-from bot.frontends.discord.views import (
-    FRONTEND,
+from bot.frontends.discord.interactions import (
     NO_PINGS,
     brand_choices,
-    current_alert,
     decider,
     guarded,
     parley_bot,
     seen,
     tell,
 )
+from bot.frontends.discord.render import pending_text, plain, queue_text, sources_text
+from bot.frontends.discord.views import FRONTEND, current_alert
 from bot.services.charts import chart_png
 from bot.services.health import health_lines
 from bot.services.stats import PERIODS, compute_stats, parse_period, stats_lines

@@ -12,8 +12,7 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.errors import PermissionDenied
-from bot.frontends.discord.render import fit, rule_line, watch_text
-from bot.frontends.discord.views import (
+from bot.frontends.discord.interactions import (
     NO_PINGS,
     brand_choices,
     guarded,
@@ -22,6 +21,7 @@ from bot.frontends.discord.views import (
     seen,
     tell,
 )
+from bot.frontends.discord.render import fit, rule_line, watch_text
 from bot.services.watch import MAX_NAME_CHARS, MAX_QUERY_CHARS
 
 

@@ -22,6 +22,7 @@ from bot.errors import ConfigError
 from bot.frontends.discord import DiscordConfig, DiscordFrontend
 from bot.frontends.discord.bot import point_at
 from bot.settings import Settings, load_settings
+from cogs import EXTENSIONS
 from tests.conftest import ROOT
 from tests.fake_discord import (
     ANN,
@@ -134,7 +135,10 @@ async def running(
     """Core + Discord frontend as `parley run` runs them, stopped cleanly at the end."""
     async with build_core(settings, config) as core:
         frontend = DiscordFrontend(
-            core, DiscordConfig.from_settings(settings), guild_ready_timeout=0.05
+            core,
+            DiscordConfig.from_settings(settings),
+            extensions=EXTENSIONS,
+            guild_ready_timeout=0.05,
         )
         stop = asyncio.Event()
         task = asyncio.create_task(run_core(core, [frontend], stop))

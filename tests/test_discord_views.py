@@ -15,6 +15,7 @@ from bot.app import Core
 from bot.domain.models import Reply, utcnow
 from bot.domain.states import MentionState, ReplyState
 from bot.frontends.discord.bot import DiscordConfig, ParleyBot
+from bot.frontends.discord.modals import modal_max_length
 from bot.frontends.discord.views import (
     BUTTON_TEMPLATE,
     DYNAMIC_ITEMS,
@@ -31,7 +32,7 @@ from bot.frontends.discord.views import (
     variant_select_id,
 )
 from cogs import EXTENSIONS
-from cogs.review import Review, modal_max_length
+from cogs.review import Review
 from cogs.stats import Stats
 from cogs.watch import Watch
 from tests.test_discord_render import drafts, mention
@@ -196,7 +197,7 @@ def test_the_edit_box_fits_discord_and_the_platform() -> None:
 @pytest.fixture
 async def bot(core: Core) -> AsyncIterator[ParleyBot]:
     """A real ParleyBot with every cog, never connected."""
-    client = ParleyBot(core, DiscordConfig(token=SecretStr("not-a-token")))
+    client = ParleyBot(core, DiscordConfig(token=SecretStr("not-a-token")), extensions=EXTENSIONS)
     for cog in (Review, Stats, Watch):
         await client.add_cog(cog(client))
     yield client
@@ -250,7 +251,7 @@ async def test_the_command_tree_keeps_discord_limits(bot: ParleyBot) -> None:
 
 
 async def test_the_extensions_load_on_a_parley_bot(core: Core) -> None:
-    client = ParleyBot(core, DiscordConfig(token=SecretStr("not-a-token")))
+    client = ParleyBot(core, DiscordConfig(token=SecretStr("not-a-token")), extensions=EXTENSIONS)
     for extension in EXTENSIONS:
         await client.load_extension(extension)
     assert set(client.cogs) == {"Review", "Stats", "Watch"}

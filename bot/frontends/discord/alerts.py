@@ -19,8 +19,9 @@ import discord
 
 from bot.domain.models import Draft, Mention, Reply
 from bot.frontends.discord.bot import ParleyBot
+from bot.frontends.discord.interactions import NO_PINGS
 from bot.frontends.discord.render import clean, defuse, plain, render_digest
-from bot.frontends.discord.views import NO_PINGS, alert_message, parse_ref
+from bot.frontends.discord.views import alert_message, parse_ref
 from bot.presentation import alert_view
 from bot.services.throttle import OutgoingAlert, RateLimited
 

@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import TYPE_CHECKING
 
 import aiohttp
 import discord
+from discord.ext import commands
 
 from bot.errors import ConfigError
+from bot.services.alert_delivery import AlertDelivery
 from bot.services.reconnect import (
     Backoff,
     HeldNotices,
@@ -27,9 +28,6 @@ from bot.services.reconnect import (
     pause,
 )
 from bot.storage.chat_service import AlertRefreshStore
-
-if TYPE_CHECKING:
-    from bot.frontends.discord.bot import DiscordFrontend
 
 log = logging.getLogger(__name__)
 
@@ -56,17 +54,18 @@ def refused(exc: BaseException) -> ConfigError | None:
 class DiscordLink:
     """Logging in, the outage at start, and edits owed to the channel."""
 
-    def __init__(self, frontend: DiscordFrontend) -> None:
-        self.frontend = frontend
+    def __init__(self, bot: commands.Bot, delivery: AlertDelivery) -> None:
+        self.bot = bot
+        self.delivery = delivery
         self.outage = Outage()
-        self.owed = AlertRefreshStore(frontend.core.store.db, frontend.name)
+        self.owed = AlertRefreshStore(delivery.store.db, delivery.name)
         self.notices = HeldNotices("Discord")
         one_line_errors("discord.client")  # a traceback per reconnect attempt
 
     async def login(self, stop: asyncio.Event, token: str) -> bool:
         """Log in, retried until Discord answers; False if ``stop`` came first."""
         backoff = Backoff()
-        bot = self.frontend.bot
+        bot = self.bot
         while True:
             try:
                 await bot.login(token)
@@ -86,11 +85,11 @@ class DiscordLink:
     async def ready(self) -> None:
         """The bot is connected: say so if Discord was unreachable, show the held notices,
         make the owed edits."""
-        notice = self.frontend.delivery.adapter.notice
+        notice = self.delivery.adapter.notice
         lasted = self.outage.regained()
         try:
             if lasted is not None:
-                queued = await self.frontend.delivery.throttle.backlog.total()
+                queued = await self.delivery.throttle.backlog.total()
                 text = back_notice("Discord", lasted, queued)
                 log.info("%s", text)
                 await notice(text)
@@ -100,7 +99,7 @@ class DiscordLink:
             return
         for mention_id in await self.owed.owed():
             try:
-                await self.frontend.delivery.refresh(mention_id)
+                await self.delivery.refresh(mention_id)
             except discord.HTTPException as exc:
                 log.warning("could not update the alert of mention #%d: %s", mention_id, exc)
             await self.owed.done(mention_id)

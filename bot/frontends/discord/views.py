@@ -16,22 +16,30 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from enum import StrEnum
-from typing import Any, Protocol, runtime_checkable
+from typing import Any
 
 import discord
-from discord import app_commands
 
 from bot.app import Core
-from bot.domain.models import Actor, Draft, Mention, Reply
+from bot.domain.models import Draft, Mention, Reply
 from bot.domain.states import MentionState, ReplyState
-from bot.errors import PermissionDenied, UserFacingError
-from bot.frontends.discord.bot import ParleyBot, place, refusal, team_only
-from bot.frontends.discord.render import decision_line, error_text, plain, render_alert
-from bot.llm.tweaks import TWEAKS
+from bot.frontends.discord.bot import team_only
+from bot.frontends.discord.interactions import (
+    NO_PINGS,
+    STALE,
+    decider,
+    guarded,
+    parley_bot,
+    tell,
+)
+from bot.frontends.discord.modals import EditModal, InstructionModal, modal_max_length
+from bot.frontends.discord.render import decision_line, plain, render_alert
+from bot.llm.tweaks import MAX_INSTRUCTION_CHARS, TWEAKS
 from bot.presentation import alert_view
-from bot.services.tenancy import Scope
+from bot.services.review import NeedsConfirmation
+from bot.services.review_commands import Order, Outcome, Verb
 
 log = logging.getLogger(__name__)
 
@@ -40,10 +48,6 @@ VERSION = "p1"
 CUSTOM_ID_LIMIT = 100
 LABEL_LIMIT = 80
 """A button's label, and a select option's label and description (100; kept shorter)."""
-REVIEW_COG = "Review"
-NO_PINGS = discord.AllowedMentions.none()
-APOLOGY = "Sorry, that failed unexpectedly; the log has the details."
-STALE = "This button is out of date; use /mention with the mention's number for a fresh one."
 OWN_INSTRUCTION = "own"
 """The tweak select's value for "write your own instruction" (opens a modal)."""
 
@@ -93,7 +97,149 @@ def _checked(custom_id: str, template: str) -> str:
     return custom_id
 
 
-# ---- handing clicks to the Review cog -------------------------------------------------------
+# ---- what a click does: the core's review commands ------------------------------------------
+
+
+_VERBS = {
+    Action.DRAFT: Verb.DRAFT,
+    Action.APPROVE: Verb.APPROVE,
+    Action.REJECT: Verb.REJECT,
+    Action.IGNORE: Verb.IGNORE,
+    Action.RETRY: Verb.RETRY,
+    Action.CONFIRM: Verb.CONFIRM,
+    Action.POST_ANYWAY: Verb.POST_ANYWAY,
+}
+"""The buttons that run a command of the core's table (Edit opens a form first)."""
+
+
+async def on_button(interaction: discord.Interaction, action: Action, mention_id: int) -> None:
+    """A review button: Edit opens the form; the others run their command (deferred within
+    Discord's 3 seconds) and show the new state."""
+    if action is Action.EDIT:
+
+        async def ask() -> None:
+            await decider(interaction, mention_id)
+            await interaction.response.send_modal(await _edit_modal(interaction, mention_id))
+
+        await guarded(interaction, "button edit", ask)
+        return
+    await _review(interaction, _VERBS[action], mention_id)
+
+
+async def redraft(interaction: discord.Interaction, mention_id: int, how: str) -> None:
+    """New drafts following a tweak key or an instruction."""
+    await _review(interaction, Verb.DRAFT, mention_id, text=how[:MAX_INSTRUCTION_CHARS])
+
+
+async def _review(
+    interaction: discord.Interaction,
+    verb: Verb,
+    mention_id: int,
+    *,
+    variant: int | None = None,
+    text: str | None = None,
+) -> None:
+    """Run one review command for the presser: checked, deferred, run, answered, shown."""
+
+    async def work() -> None:
+        bot = parley_bot(interaction.client)
+        actor = await decider(interaction, mention_id)
+        wanted = Order(verb, mention_id, actor, variant=variant, text=text)
+        await interaction.response.defer()
+        try:
+            done = await bot.core.commands.run(
+                wanted, working=lambda _: tell(interaction, _working(wanted))
+            )
+        except NeedsConfirmation as held:
+            await offer_anyway(interaction, held)
+            return
+        note = _NOTES.get(wanted.verb)
+        if note is not None:
+            await tell(interaction, note(done))
+        await show(interaction, mention_id)
+
+    await guarded(interaction, _WHAT.get(verb, f"button {verb}"), work)
+
+
+_WHAT = {Verb.USE: "variant select", Verb.EDIT: "edit"}
+"""How the log names a failed interaction (else after its button)."""
+
+
+def _working(order: Order) -> str:
+    if not order.text:
+        return f"📝 Drafting #{order.mention_id}…"
+    label = next((t.label.lower() for t in TWEAKS if t.key == order.text), "your instruction")
+    return f"📝 Redrafting #{order.mention_id}: {label}…"
+
+
+_NOTES: dict[Verb, Callable[[Outcome], str]] = {
+    Verb.EDIT: lambda done: f"{done.answer} Press Approve on the alert to queue it.",
+    Verb.POST_ANYWAY: lambda done: (
+        f"Kept as you wrote it (recorded). Approve #{done.order.mention_id} to queue it."
+    ),
+}
+"""What the presser alone is told after a command (the others show in the alert)."""
+
+
+async def _edit_modal(interaction: discord.Interaction, mention_id: int) -> EditModal:
+    """The edit form, prefilled with the selected draft (NotFound if the mention is unknown)."""
+    core = parley_bot(interaction.client).core
+    mention = await core.store.get_mention(mention_id)
+    draft = await core.store.selected_draft(mention_id)
+    size = modal_max_length(mention.platform, core.review.default_limit)
+    text = draft.text if draft else ""
+    return EditModal(mention_id, text, size, version=VERSION, on_submit=_edited)
+
+
+async def _edited(interaction: discord.Interaction, mention_id: int, text: str) -> None:
+    await _review(interaction, Verb.EDIT, mention_id, text=text)
+
+
+async def _open_instruction(interaction: discord.Interaction, mention_id: int) -> None:
+    async def ask() -> None:
+        await decider(interaction, mention_id)
+        modal = InstructionModal(mention_id, version=VERSION, on_submit=redraft)
+        await interaction.response.send_modal(modal)
+
+    await guarded(interaction, "redraft select", ask)
+
+
+async def offer_anyway(interaction: discord.Interaction, held: NeedsConfirmation) -> None:
+    """Tell the editor (only them) why their text was held, with a Post anyway button."""
+    reasons = "\n".join(f"• {reason}" for reason in held.reasons)
+    text = (
+        f"⚠️ Your reply to #{held.mention_id} was held:\n{reasons}\n"
+        "Press Post anyway to keep it as written (the team log records it), "
+        "or press Edit on the alert to write it again."
+    )
+    try:
+        await interaction.followup.send(
+            plain(text),
+            view=held_edit_view(held.mention_id),
+            ephemeral=True,
+            allowed_mentions=NO_PINGS,
+        )
+    except discord.HTTPException as exc:
+        log.warning("could not offer 'post anyway' for #%d: %s", held.mention_id, exc)
+
+
+async def show(interaction: discord.Interaction, mention_id: int) -> None:
+    """Edit the clicked message to the new state, unless it is the alert the alert delivery
+    keeps up to date (it edits that one on the core's MentionChanged event)."""
+    message = interaction.message
+    if message is None:
+        return
+    core = parley_bot(interaction.client).core
+    mention, embed, view = await current_alert(core, mention_id)
+    if parse_ref(mention.alert_refs.get(FRONTEND)) == (message.channel.id, message.id):
+        return
+    try:
+        await interaction.edit_original_response(embed=embed, view=view)
+    except discord.HTTPException as exc:
+        log.warning("could not update a copy of mention #%d: %s", mention_id, exc)
+
+
+# ---- the persistent components ------------------------------------------------------------
 
 
 class TeamOnly:
@@ -103,40 +249,6 @@ class TeamOnly:
     async def interaction_check(self, interaction: discord.Interaction, /) -> bool:
         """Only the team's server (see bot/frontends/discord/bot.py)."""
         return await team_only(interaction)
-
-
-@runtime_checkable
-class ReviewHandler(Protocol):
-    """What the components expect of the Review cog (cogs/review.py)."""
-
-    async def on_button(
-        self, interaction: discord.Interaction, action: Action, mention_id: int
-    ) -> None:
-        """A review button was pressed."""
-
-    async def on_variant(
-        self, interaction: discord.Interaction, mention_id: int, variant: int
-    ) -> None:
-        """A draft variant was chosen."""
-
-    async def on_tweak(self, interaction: discord.Interaction, mention_id: int, tweak: str) -> None:
-        """A redraft was asked for (a tweak key, or :data:`OWN_INSTRUCTION`)."""
-
-
-def review_handler(interaction: discord.Interaction) -> ReviewHandler | None:
-    """The loaded Review cog, if any."""
-    cog = parley_bot(interaction.client).get_cog(REVIEW_COG)
-    return cog if isinstance(cog, ReviewHandler) else None
-
-
-async def _dispatch(
-    interaction: discord.Interaction, work: Callable[[ReviewHandler], Awaitable[None]]
-) -> None:
-    handler = review_handler(interaction)
-    if handler is None:
-        await tell(interaction, "Reviewing is not available right now; try again in a moment.")
-        return
-    await work(handler)
 
 
 class ReviewButton(
@@ -176,10 +288,8 @@ class ReviewButton(
         return cls(Action(match["action"]), int(match["id"]))
 
     async def callback(self, interaction: discord.Interaction[discord.Client]) -> None:
-        """Hand the click to the Review cog."""
-        await _dispatch(
-            interaction, lambda h: h.on_button(interaction, self.action, self.mention_id)
-        )
+        """Run the button's review command (or open the edit form)."""
+        await on_button(interaction, self.action, self.mention_id)
 
 
 class VariantSelect(
@@ -210,14 +320,12 @@ class VariantSelect(
         return cls(int(match["id"]), list(options) or [discord.SelectOption(label="?")])
 
     async def callback(self, interaction: discord.Interaction[discord.Client]) -> None:
-        """Hand the chosen variant to the Review cog (a non-number is a forged value)."""
+        """Choose the variant (a non-number is a forged value)."""
         value = self.item.values[0] if self.item.values else ""
         if not value.isdigit() or not 0 < int(value) < 100:
             await tell(interaction, STALE)
             return
-        await _dispatch(
-            interaction, lambda h: h.on_variant(interaction, self.mention_id, int(value))
-        )
+        await _review(interaction, Verb.USE, self.mention_id, variant=int(value))
 
 
 class TweakSelect(
@@ -249,12 +357,16 @@ class TweakSelect(
         return cls(int(match["id"]))
 
     async def callback(self, interaction: discord.Interaction[discord.Client]) -> None:
-        """Hand the chosen tweak to the Review cog (an unknown key is stale or forged)."""
+        """Redraft with the tweak, or open the instruction form (an unknown key is stale or
+        forged)."""
         value = self.item.values[0] if self.item.values else ""
         if value != OWN_INSTRUCTION and value not in {t.key for t in TWEAKS}:
             await tell(interaction, STALE)
             return
-        await _dispatch(interaction, lambda h: h.on_tweak(interaction, self.mention_id, value))
+        if value == OWN_INSTRUCTION:
+            await _open_instruction(interaction, self.mention_id)
+        else:
+            await redraft(interaction, self.mention_id, value)
 
 
 class StaleComponent(
@@ -389,83 +501,3 @@ def parse_ref(ref: str | None) -> tuple[int, int] | None:
     if not channel.isdigit() or not message.isdigit():
         return None
     return int(channel), int(message)
-
-
-# ---- interaction helpers ------------------------------------------------------------------
-
-
-def parley_bot(client: discord.Client) -> ParleyBot:
-    """The running ParleyBot (its ``core`` holds every service)."""
-    if not isinstance(client, ParleyBot):
-        raise RuntimeError("Parley's Discord components need a ParleyBot client")
-    return client
-
-
-async def tell(interaction: discord.Interaction, text: str) -> None:
-    """Answer only the person who interacted (ephemeral), whether or not it was deferred."""
-    text = plain(text)
-    try:
-        if interaction.response.is_done():
-            await interaction.followup.send(text, ephemeral=True, allowed_mentions=NO_PINGS)
-        else:
-            await interaction.response.send_message(text, ephemeral=True, allowed_mentions=NO_PINGS)
-    except discord.HTTPException as exc:  # the token expired, or Discord refused
-        log.warning("could not answer a Discord interaction: %s", exc)
-
-
-async def guarded(
-    interaction: discord.Interaction, what: str, work: Callable[[], Awaitable[None]]
-) -> None:
-    """Run an interaction's work; a UserFacingError's text is shown to the user, anything else
-    is logged with its traceback and answered with a generic apology (never ``str(exc)``)."""
-    try:
-        await work()
-    except UserFacingError as exc:
-        await tell(interaction, error_text(str(exc)))
-    except Exception:
-        log.exception("Discord %s failed", what)
-        await tell(interaction, APOLOGY)
-
-
-def reader(interaction: discord.Interaction) -> Actor:
-    """The actor, if they may read here (the team's server only)."""
-    return seen(interaction)[0]
-
-
-def seen(interaction: discord.Interaction) -> tuple[Actor, Scope]:
-    """The actor and the brands this channel shows (bot/services/tenancy.py): a brand's
-    channel sees its brands, any other channel of the team's server every brand."""
-    bot = parley_bot(interaction.client)
-    actor = bot.actor(interaction.user)
-    if refusal(interaction):
-        raise PermissionDenied("Parley answers in its team's server only")
-    return actor, bot.core.tenancy.scope(place(interaction), actor)
-
-
-async def decider(
-    interaction: discord.Interaction, mention_id: int, action: str = "decide"
-) -> Actor:
-    """The actor, if this channel sees the mention and they approve its brand."""
-    bot = parley_bot(interaction.client)
-    actor = bot.actor(interaction.user)
-    if refusal(interaction):
-        raise PermissionDenied("Parley answers in its team's server only")
-    await bot.core.tenancy.decider(place(interaction), actor, mention_id, action)
-    return actor
-
-
-async def brand_choices(
-    interaction: discord.Interaction, current: str
-) -> list[app_commands.Choice[str]]:
-    """Autocomplete for a ``brand`` option: the brands in parley.toml matching what is typed."""
-    try:
-        _, scope = seen(interaction)
-    except PermissionDenied:
-        return []
-    brands = parley_bot(interaction.client).core.tenancy.brands(scope)
-    typed = current.casefold()
-    return [
-        app_commands.Choice(name=plain(b.label, 100), value=b.name)
-        for b in brands
-        if typed in b.name.casefold() or typed in b.label.casefold()
-    ][:25]
