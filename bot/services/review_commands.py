@@ -212,4 +212,3 @@ class ReviewCommands:
             draft=made if isinstance(made, Draft) else None,
             drafts=made if isinstance(made, list) else [],
         )
-
