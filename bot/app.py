@@ -17,8 +17,7 @@ from typing import Protocol
 
 from bot.changes import Changes
 from bot.config import ParleyConfig
-from bot.domain.models import Actor, utcnow
-from bot.domain.states import ReplyState
+from bot.domain.models import Actor
 from bot.drafting.base import Drafter
 from bot.drafting.offline import OfflineDrafter
 from bot.errors import ConfigError, PermissionDenied
@@ -116,26 +115,32 @@ class Core:
         """Wait (at most ``limit`` seconds) until the outbox has nothing due or in flight, the
         model's background triage was stored, every event was delivered, the running chat
         frontends posted every queued alert and every automatic draft owed to a shown alert was
-        written (and its alert edited)."""
+        written (and its alert edited).
+
+        Each service says when it is idle and has an event to wait on for it; this waits on
+        each in turn until all are idle at one moment (checked with no await in between, so
+        work one of them hands another is never missed). Nothing is polled."""
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(limit):
-                while True:
-                    if self.outbox.running:
-                        await self.outbox.quiesce()
-                    else:
-                        await asyncio.sleep(0.05)
-                    if self.llm is not None:
-                        await self.llm.triager.drain()  # the model's triage is stored…
+                self.outbox.wake()  # one pass sends whatever is due now
+                while not await self._idle():
+                    await self.outbox.wait_idle()
+                    await self.llm.triager.drain()  # the model's triage is stored…
                     await self.bus.drain()  # changes reach the frontends' delivery…
                     await self.deliveries.drain()  # …queued alerts are posted…
                     await self.auto_drafts.drain()  # …their drafts are written…
                     await self.bus.drain()  # …and changes meanwhile edit them
-                    due = await self.store.due_replies(utcnow())
-                    sending = await self.store.replies([ReplyState.SENDING], limit=1)
-                    triaging = self.llm.triager.busy if self.llm is not None else 0
-                    busy = self.bus.pending() + self.auto_drafts.busy + triaging
-                    if not due and not sending and busy == 0:
-                        return
+
+    async def _idle(self) -> bool:
+        """Whether every service is idle now (the outbox first: it may read the store)."""
+        if not await self.outbox.idle():
+            return False
+        return (
+            self.llm.triager.busy == 0
+            and self.bus.idle
+            and self.deliveries.idle
+            and self.auto_drafts.idle
+        )
 
 
 def approver_policy(settings: Settings, config: ParleyConfig | None = None) -> ApproverPolicy:

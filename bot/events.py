@@ -185,6 +185,11 @@ class EventBus:
         """Events not yet handled, summed over subscribers."""
         return sum(len(i) + (not i.idle.is_set()) for i in self._inboxes.values())
 
+    @property
+    def idle(self) -> bool:
+        """Whether every event was handled, or ``run`` has ended (what :meth:`drain` awaits)."""
+        return self._ended.is_set() or all(i.idle.is_set() for i in self._inboxes.values())
+
     def waiting(self, name: str) -> int:
         """Events waiting for one subscriber (never more than its limits allow)."""
         return len(self._inboxes[name])

@@ -302,6 +302,12 @@ class AlertDeliveries:
         for service in self._services.values():
             service.wake()
 
+    @property
+    def idle(self) -> bool:
+        """Whether every running service has posted what waits in its queue (what
+        :meth:`drain` awaits)."""
+        return all(s.throttle.idle for s in self._services.values() if s.throttle.running)
+
     async def drain(self) -> None:
         """Wait until every running service has posted what waits in its queue."""
         for service in self._services.values():

@@ -146,6 +146,11 @@ class AutoDrafts:
             self._workers.add(task)
             task.add_done_callback(self._worker_done)
 
+    @property
+    def idle(self) -> bool:
+        """Whether no drafting worker runs (what :meth:`drain` awaits)."""
+        return self._idle.is_set()
+
     async def drain(self) -> None:
         """Wait until nothing is queued or being drafted."""
         await self._idle.wait()

@@ -94,9 +94,12 @@ class Outbox:
         self._passes_started = 0
         self._passes_done = 0
         self._pass_done = asyncio.Condition()
+        self._quiet = asyncio.Event()
+        """Set while running after a clean pass left nothing due, unsettled or woken since."""
 
     def wake(self) -> None:
         """Look for due replies now."""
+        self._quiet.clear()
         self._wake.set()
 
     @property
@@ -168,20 +171,45 @@ class Outbox:
             while not stop.is_set():
                 self._wake.clear()  # a wake() during the pass below runs another pass at once
                 self._passes_started += 1
-                try:
-                    if self._unsettled is None:
-                        await self.recover()
-                    else:
-                        await self._reconcile_unsettled(due_only=True)
-                    await self.send_due()
-                except Exception:
-                    log.exception("outbox iteration failed; retrying shortly")
+                clean = await self._pass()
+                if clean and not self._wake.is_set() and not self._unsettled:
+                    self._quiet.set()
                 async with self._pass_done:
                     self._passes_done = self._passes_started
                     self._pass_done.notify_all()
                 await self._sleep_until_due(stop)
         finally:
             self._running = False
+            self._quiet.clear()
+
+    async def _pass(self) -> bool:
+        """Settle what is unsettled and due, send what is due; False if the pass failed."""
+        self._quiet.clear()
+        try:
+            if self._unsettled is None:
+                await self.recover()
+            else:
+                await self._reconcile_unsettled(due_only=True)
+            await self.send_due()
+        except Exception:
+            log.exception("outbox iteration failed; retrying shortly")
+            return False
+        return True
+
+    async def idle(self) -> bool:
+        """Whether nothing is due, unsettled or being sent: while running, a clean pass found
+        nothing more to send and nothing was queued since; while stopped, per the store."""
+        if self._running:
+            return self._quiet.is_set()
+        due = await self.store.due_replies(self.clock.now())
+        sending = await self.store.replies([ReplyState.SENDING], limit=1)
+        return not due and not sending
+
+    async def wait_idle(self) -> None:
+        """Wait until :meth:`idle` is true (while stopped with work left: until a run has
+        sent it)."""
+        if not await self.idle():
+            await self._quiet.wait()
 
     async def _sleep_until_due(self, stop: asyncio.Event) -> None:
         due = [u.next_at for u in (self._unsettled or {}).values() if u.next_at is not None]

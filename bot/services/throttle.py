@@ -336,6 +336,11 @@ class Throttle:
         """Whether :meth:`run` is sending."""
         return self._tasks is not None
 
+    @property
+    def idle(self) -> bool:
+        """Whether every waiting alert has been posted (what :meth:`drain` awaits)."""
+        return self._idle.is_set()
+
     async def drain(self) -> None:
         """Wait until every waiting alert has been posted (``run`` must be running)."""
         if not self._idle.is_set() and self._tasks is None:
