@@ -16,7 +16,7 @@ from bot.config import ParleyConfig, parse_config
 from bot.domain.models import Actor
 from bot.errors import ConfigError, NotFound, PermissionDenied
 from bot.frontends.telegram import TelegramFrontend
-from bot.frontends.telegram import frontend as telegram_frontend
+from bot.frontends.telegram import chat as telegram_chat
 from bot.frontends.telegram.keyboards import Action, encode
 from bot.services.tenancy import Place, Tenancy
 from bot.settings import Settings
@@ -263,7 +263,7 @@ async def test_a_brand_approver_decides_on_that_brand_only(
 async def test_admins_fail_closed_while_telegram_cannot_list_them(
     fake: FakeTelegram, agency_settings: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(telegram_frontend, "_ADMIN_CACHE_SECONDS", 0.0)  # always ask
+    monkeypatch.setattr(telegram_chat, "_ADMIN_CACHE_SECONDS", 0.0)  # always ask
     fake.admins[TEAM] = [ANN]
     settings = agency_settings.model_copy(update={"telegram_approver_ids": "admins"})
     async with running(settings, agency(), fake) as (core, _frontend):

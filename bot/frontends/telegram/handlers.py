@@ -10,7 +10,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar
 
 from telegram import Chat, ForceReply, LinkPreviewOptions, Message, Update, User
 from telegram.constants import ParseMode
@@ -24,9 +24,11 @@ from telegram.ext import (
     filters,
 )
 
+from bot.app import Core
 from bot.domain.models import Actor
 from bot.domain.states import UNPOSTED
 from bot.errors import ConfigError, PermissionDenied, UserFacingError
+from bot.frontends.telegram.chat import TelegramChat
 from bot.frontends.telegram.keyboards import (
     Action,
     Callback,
@@ -42,9 +44,6 @@ from bot.services.review import NeedsConfirmation
 from bot.services.review_commands import Order, Verb
 from bot.services.stats import compute_stats, parse_period, stats_lines
 from bot.services.tenancy import SOURCES, Place, Scope
-
-if TYPE_CHECKING:
-    from bot.frontends.telegram.frontend import TelegramFrontend
 
 log = logging.getLogger(__name__)
 
@@ -97,9 +96,9 @@ class PendingEdit:
 class Handlers:
     """Every update handler of the frontend."""
 
-    def __init__(self, frontend: TelegramFrontend) -> None:
-        self.frontend = frontend
-        self.core = frontend.core
+    def __init__(self, core: Core, chat: TelegramChat) -> None:
+        self.core = core
+        self.chat = chat
         self.pending_edits: dict[tuple[int, int], PendingEdit] = {}
         """(chat id, ForceReply prompt message id) → who may answer it, for which mention."""
 
@@ -129,7 +128,7 @@ class Handlers:
                 log.exception("Telegram command failed: %s", text.split(" ")[0][:40])
                 answer = "Sorry, that failed unexpectedly; the log has the details."
             if answer:
-                await self.frontend._call(
+                await self.chat.call(
                     lambda: message.reply_text(
                         answer, parse_mode=ParseMode.HTML, link_preview_options=_NO_PREVIEW
                     )
@@ -145,7 +144,7 @@ class Handlers:
         """The actor and the brands this chat shows them: a brand's chat sees its brands, the
         default chat every brand, any other chat only what the actor approves."""
         assert update.effective_user is not None and update.effective_chat is not None
-        actor = await self.frontend.actor(update.effective_user)
+        actor = await self.chat.actor(update.effective_user)
         return actor, self.core.tenancy.scope(place_of(update.effective_chat), actor)
 
     async def _start(self, update: Update, args: list[str], rest: str) -> str:
@@ -210,10 +209,10 @@ class Handlers:
         )
         drafts = await store.current_drafts(mention.id)
         reply = await store.reply_for_mention(mention.id)
-        html, keyboard = await self.frontend.render(mention, drafts, reply)
+        html, keyboard = await self.chat.render(mention, drafts, reply)
         message = update.effective_message
         assert message is not None
-        sent = await self.frontend._call(
+        sent = await self.chat.call(
             lambda: message.reply_text(
                 html,
                 parse_mode=ParseMode.HTML,
@@ -246,7 +245,7 @@ class Handlers:
         fits = tg_len(plain) <= _CAPTION_LIMIT
         caption = text if fits else esc(lines[0])
         try:
-            await self.frontend._call(
+            await self.chat.call(
                 lambda: message.reply_photo(png, caption=caption, parse_mode=ParseMode.HTML)
             )
         except TelegramError as exc:
@@ -355,7 +354,7 @@ class Handlers:
             await query.answer(toast("This button is out of date; use /mention ID for a new one."))
             return
         try:
-            actor = await self.frontend.actor(query.from_user)
+            actor = await self.chat.actor(query.from_user)
             if query.message is None:
                 raise PermissionDenied("use the buttons under Parley's alerts in the team's chat")
             await self.core.tenancy.decider(
@@ -418,12 +417,12 @@ class Handlers:
                 if cb.action is Action.APPROVE
                 else f"Not approved; your text stays as the draft of #{cb.mention_id}."
             )
-            await self.frontend.edit(message.chat_id, message.message_id, done, None)
+            await self.chat.edit(message.chat_id, message.message_id, done, None)
 
     async def _ask_for_text(self, mention_id: int, alert: Message, user: User) -> None:
         """Send a ForceReply prompt aimed at the editor (``selective`` + a mention of them)."""
         who = f'<a href="tg://user?id={user.id}">{safe(user.first_name, 64)}</a>'
-        prompt = await self.frontend._call(
+        prompt = await self.chat.call(
             lambda: alert.get_bot().send_message(
                 alert.chat_id,
                 f"✏️ {who}, reply to this message with the new text for <b>#{mention_id}</b>.",
@@ -452,7 +451,7 @@ class Handlers:
             return  # a reply to something else, or someone other than the editor
         del self.pending_edits[key]
         try:
-            actor = await self.frontend.actor(user)
+            actor = await self.chat.actor(user)
             order = Order(Verb.EDIT, pending.mention_id, actor, text=message.text or "")
             draft = (await self.core.commands.run(order)).draft
             assert draft is not None
@@ -468,7 +467,7 @@ class Handlers:
         except Exception:
             log.exception("Telegram edit of #%d failed", pending.mention_id)
             answer, markup = "Sorry, that failed unexpectedly; the log has the details.", None
-        await self.frontend._call(
+        await self.chat.call(
             lambda: message.reply_text(
                 answer,
                 parse_mode=ParseMode.HTML,
@@ -487,7 +486,7 @@ class Handlers:
             f"<blockquote>{safe(draft.text)}</blockquote>"
         )
         markup = preview_keyboard(mention_id, draft.variant)
-        await self.frontend.edit(message.chat_id, message.message_id, text, markup)
+        await self.chat.edit(message.chat_id, message.message_id, text, markup)
 
     def _remember(self, chat_id: int, prompt_id: int, edit: PendingEdit) -> None:
         now = time.monotonic()

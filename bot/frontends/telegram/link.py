@@ -13,12 +13,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import TYPE_CHECKING
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 from telegram import BotCommand
 from telegram.error import InvalidToken, NetworkError, TelegramError
+from telegram.ext import Application
 
 from bot.errors import ConfigError
+from bot.services.alert_delivery import AlertDelivery
 from bot.services.reconnect import (
     Backoff,
     HeldNotices,
@@ -29,9 +32,6 @@ from bot.services.reconnect import (
 )
 from bot.storage.chat_service import AlertRefreshStore
 
-if TYPE_CHECKING:
-    from bot.frontends.telegram.frontend import TelegramFrontend
-
 log = logging.getLogger(__name__)
 
 REFUSED = (
@@ -40,22 +40,52 @@ REFUSED = (
 )
 
 
-class TelegramLink:
-    """Connecting, outages and the catch-up after one, for a :class:`TelegramFrontend`."""
+class Contact:
+    """Whether Telegram answers: every request that fails for want of a network says so
+    (``lost``), every one that goes through too (``heard``)."""
 
-    def __init__(self, frontend: TelegramFrontend, commands: list[BotCommand]) -> None:
-        self.frontend = frontend
-        self.commands = commands
+    def __init__(self) -> None:
         self.outage = Outage()
-        self.owed = AlertRefreshStore(frontend.core.store.db, frontend.name)
-        self._heard = asyncio.Event()
+        self.answered = asyncio.Event()
+        """Set when a request went through during an outage (the link checks at once)."""
+
+    def lost(self, exc: Exception) -> None:
+        """A request failed for want of a network: the outage starts (logged once)."""
+        if self.outage.lost():
+            log.warning("lost contact with Telegram (%s); retrying in the background", exc)
+
+    def heard(self) -> None:
+        """A request went through: during an outage, check at once that Telegram is back."""
+        if self.outage.down:
+            self.answered.set()
+
+
+class TelegramLink:
+    """Connecting, outages and the catch-up after one, for the Telegram frontend."""
+
+    def __init__(
+        self,
+        application: Application[Any, Any, Any, Any, Any, Any],
+        commands: list[BotCommand],
+        contact: Contact,
+        delivery: AlertDelivery,
+        notice: Callable[[str], Awaitable[None]],
+    ) -> None:
+        self.application = application
+        self.commands = commands
+        self.contact = contact
+        self.outage = contact.outage
+        self.delivery = delivery
+        self.notice = notice
+        """Shows a notice in the alert chat (the alert adapter's)."""
+        self.owed = AlertRefreshStore(delivery.store.db, delivery.name)
         self.notices = HeldNotices("Telegram")
         one_line_errors("telegram.ext.Updater")  # its last getUpdates at stop, when offline
 
     async def connect(self, stop: asyncio.Event) -> bool:
         """``getMe`` and the command list, retried until Telegram answers; False if ``stop``
         came first. A refused token raises ConfigError."""
-        app = self.frontend.application
+        app = self.application
         backoff = Backoff()
         while True:
             try:
@@ -72,14 +102,12 @@ class TelegramLink:
                     return False
 
     def lost(self, exc: Exception) -> None:
-        """A request failed for want of a network: the outage starts (logged once)."""
-        if self.outage.lost():
-            log.warning("lost contact with Telegram (%s); retrying in the background", exc)
+        """A request failed for want of a network (see :class:`Contact`)."""
+        self.contact.lost(exc)
 
     def heard(self) -> None:
-        """A request went through: during an outage, check at once that Telegram is back."""
-        if self.outage.down:
-            self._heard.set()
+        """A request went through (see :class:`Contact`)."""
+        self.contact.heard()
 
     def polling_failed(self, exc: TelegramError) -> None:
         """PTB's polling error callback: one line per failed getUpdates (PTB retries it)."""
@@ -108,8 +136,8 @@ class TelegramLink:
         while self.outage.down:
             delay = backoff.next()
             log.info("Telegram still unreachable; asking again in %.0f s", delay)
-            self._heard.clear()
-            heard = asyncio.ensure_future(self._heard.wait())
+            self.contact.answered.clear()
+            heard = asyncio.ensure_future(self.contact.answered.wait())
             stopping = asyncio.ensure_future(stop.wait())
             await asyncio.wait(
                 {heard, stopping}, timeout=delay, return_when=asyncio.FIRST_COMPLETED
@@ -119,7 +147,7 @@ class TelegramLink:
             if stop.is_set():
                 return
             try:
-                await self.frontend.bot.get_me()
+                await self.application.bot.get_me()
             except NetworkError:
                 continue
             await self.back()
@@ -131,11 +159,11 @@ class TelegramLink:
         if lasted is None:
             await self.catch_up()
             return
-        queued = await self.frontend.delivery.throttle.backlog.total()
+        queued = await self.delivery.throttle.backlog.total()
         text = back_notice("Telegram", lasted, queued)
         log.info("%s", text)
         try:
-            await self.frontend.alerts.notice(text)
+            await self.notice(text)
         except NetworkError as exc:
             self.lost(exc)
             return
@@ -149,17 +177,17 @@ class TelegramLink:
         """Show the held notices, make the owed alert edits, then wake the delivery for the
         queued alerts."""
         try:
-            await self.notices.show(self.frontend.alerts.notice)
+            await self.notices.show(self.notice)
         except NetworkError as exc:
             self.lost(exc)
             return
         for mention_id in await self.owed.owed():
             try:
-                await self.frontend.delivery.refresh(mention_id)
+                await self.delivery.refresh(mention_id)
             except NetworkError as exc:
                 self.lost(exc)
                 return
             except TelegramError as exc:  # the bot left the chat, the message is gone…
                 log.warning("could not update the alert of mention #%d: %s", mention_id, exc)
             await self.owed.done(mention_id)
-        self.frontend.delivery.wake()
+        self.delivery.wake()
