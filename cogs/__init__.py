@@ -2,4 +2,5 @@
 extensions by the Discord bot's setup_hook (see bot/frontends/discord/bot.py)."""
 
 EXTENSIONS = ("cogs.review", "cogs.stats", "cogs.watch")
-"""The extensions, in load order (alerts are posted by the core's alert delivery, not a cog)."""
+"""The extensions, in load order (alerts are posted by the core's alert delivery, not a cog);
+whoever builds the Discord frontend passes them (``parley run``: bot/__main__.py)."""

@@ -4,12 +4,14 @@ A component's ``custom_id`` is ``p1:<action>:<mention_id>`` (version-tagged, ≤
 everything else lives in SQLite, so buttons on alerts posted before a restart keep working
 (the classes in :data:`DYNAMIC_ITEMS` are registered once with ``add_dynamic_items``). Ids are
 parsed strictly by the templates; ids of another version or shape reach :class:`StaleComponent`,
-which answers that the button is out of date. A click is handed to the Review cog, which checks
-the presser and the mention's state through the core on every click.
+which answers that the button is out of date. A click runs a command of the core's review table
+(bot/services/review_commands.py), reached through the bot (``ParleyBot.core.commands``): the
+presser and the mention's state are checked on every click; this module adds only Discord's
+plumbing (deferring within 3 seconds, the edit and instruction forms, ephemeral notes, the copy
+of an alert that was clicked).
 
 This module also builds an alert message (embed and components) for a mention's current state,
-the one path used for new alerts, edits after a decision and ``/mention``, and holds the small
-helpers every interaction uses (the bot, ephemeral answers, the error boundary).
+the one path used for new alerts, edits after a decision and ``/mention``.
 """
 
 from __future__ import annotations
@@ -399,7 +401,7 @@ DYNAMIC_ITEMS: tuple[type[discord.ui.DynamicItem[Any]], ...] = (
     TweakSelect,
     StaleComponent,
 )
-"""Registered by the bot's setup_hook (``bot.add_dynamic_items(*DYNAMIC_ITEMS)``)."""
+"""Registered by the Review cog when it loads (``bot.add_dynamic_items(*DYNAMIC_ITEMS)``)."""
 
 
 # ---- an alert message for a mention's current state -------------------------------------------
