@@ -113,9 +113,9 @@ class Core:
 
     async def settle(self, limit: float = 30.0) -> None:
         """Wait (at most ``limit`` seconds) until the outbox has nothing due or in flight, the
-        model's background triage was stored, every event was delivered, the running chat
-        frontends posted every queued alert and every automatic draft owed to a shown alert was
-        written (and its alert edited).
+        model's background triage was stored, every review command a chat started has run,
+        every event was delivered, the running chat frontends posted every queued alert and
+        every automatic draft owed to a shown alert was written (and its alert edited).
 
         Each service says when it is idle and has an event to wait on for it; this waits on
         each in turn until all are idle at one moment (checked with no await in between, so
@@ -128,8 +128,9 @@ class Core:
                     await self.llm.triager.drain()  # the model's triage is stored…
                     await self.bus.drain()  # changes reach the frontends' delivery…
                     await self.deliveries.drain()  # …queued alerts are posted…
-                    await self.auto_drafts.drain()  # …their drafts are written…
-                    await self.bus.drain()  # …and changes meanwhile edit them
+                    await self.commands.in_flight.drain()  # a chat's command has run…
+                    await self.auto_drafts.drain()  # …drafts are written…
+                    await self.bus.drain()  # …and changes meanwhile edit the alerts
 
     async def _idle(self) -> bool:
         """Whether every service is idle now (the outbox first: it may read the store)."""
@@ -137,6 +138,7 @@ class Core:
             return False
         return (
             self.llm.triager.busy == 0
+            and self.commands.in_flight.idle
             and self.bus.idle
             and self.deliveries.idle
             and self.auto_drafts.idle

@@ -17,6 +17,7 @@ from enum import Enum, StrEnum
 
 from bot.domain.models import Actor, Draft, Mention, Reply
 from bot.llm.tweaks import TWEAKS
+from bot.services.inflight import InFlight
 from bot.services.review import ReviewService
 
 
@@ -192,6 +193,8 @@ class ReviewCommands:
 
     def __init__(self, review: ReviewService) -> None:
         self.review = review
+        self.in_flight = InFlight()
+        """Commands being run now (``Core.settle`` waits for them)."""
 
     async def run(
         self, order: Order, *, working: Callable[[str], Awaitable[None]] | None = None
@@ -200,11 +203,12 @@ class ReviewCommands:
         ``working`` is awaited with the early answer, then it runs; errors are raised
         (UserFacingError and its kin carry their text)."""
         command = COMMANDS[order.verb]
-        await self.review.require_approver(order.actor, order.mention_id, command.may)
-        if command.slow and working is not None:
-            await self.review.check_draftable(order.mention_id)
-            await working(working_text(order))
-        made = await command.run(self.review, order)
+        async with self.in_flight:
+            await self.review.require_approver(order.actor, order.mention_id, command.may)
+            if command.slow and working is not None:
+                await self.review.check_draftable(order.mention_id)
+                await working(working_text(order))
+            made = await command.run(self.review, order)
         return Outcome(
             order,
             command.answer(order),
