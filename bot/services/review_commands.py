@@ -90,12 +90,14 @@ class ReviewCommand:
     """A model may take a while: a chat answers :func:`working_text` first."""
 
 
+def redraft_label(order: Order) -> str:
+    """How new drafts were asked for, in words: a tweak's label, or 'your instruction'."""
+    return next((t.label.lower() for t in TWEAKS if t.key == order.text), "your instruction")
+
+
 def working_text(order: Order) -> str:
     """What a chat answers at once to a slow command (drafting, redrafting)."""
-    if not order.text:
-        return "Drafting…"
-    how = next((t.label.lower() for t in TWEAKS if t.key == order.text), "your instruction")
-    return f"Redrafting: {how}…"
+    return f"Redrafting: {redraft_label(order)}…" if order.text else "Drafting…"
 
 
 def _redrafted(order: Order) -> str:

@@ -41,7 +41,7 @@ from bot.frontends.discord.render import decision_line, plain, render_alert
 from bot.llm.tweaks import MAX_INSTRUCTION_CHARS, TWEAKS
 from bot.presentation import alert_view
 from bot.services.review import NeedsConfirmation
-from bot.services.review_commands import Order, Outcome, Verb
+from bot.services.review_commands import Order, Outcome, Verb, redraft_label
 
 log = logging.getLogger(__name__)
 
@@ -170,8 +170,7 @@ _WHAT = {Verb.USE: "variant select", Verb.EDIT: "edit"}
 def _working(order: Order) -> str:
     if not order.text:
         return f"📝 Drafting #{order.mention_id}…"
-    label = next((t.label.lower() for t in TWEAKS if t.key == order.text), "your instruction")
-    return f"📝 Redrafting #{order.mention_id}: {label}…"
+    return f"📝 Redrafting #{order.mention_id}: {redraft_label(order)}…"
 
 
 _NOTES: dict[Verb, Callable[[Outcome], str]] = {
