@@ -186,7 +186,7 @@ async def build_core(
         store = Store(db)
         bus = EventBus()
         changes = Changes(store, bus)  # every MentionChanged is published through it
-        llm = build_llm(settings, config, store, bus, OfflineDrafter(settings.prompts_dir()))
+        llm = build_llm(settings, config, store, changes, OfflineDrafter(settings.prompts_dir()))
         await llm.start(store)
         if llm.client is not None:
             stack.push_async_callback(llm.client.aclose)

@@ -16,6 +16,7 @@ import pytest
 
 from bot.__main__ import status
 from bot.app import Core, build_core
+from bot.changes import Changes
 from bot.config import ParleyConfig
 from bot.domain.models import SYSTEM, Mention
 from bot.drafting.offline import OfflineDrafter
@@ -104,7 +105,7 @@ async def clocked_llm(
         settings,
         core.config,
         core.store,
-        bus,
+        Changes(core.store, bus),
         OfflineDrafter(settings.prompts_dir()),
         client_config=replace(llm_config(settings), backoff=0.001),
         clock=clock,

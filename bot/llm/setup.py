@@ -15,7 +15,6 @@ from bot.changes import Changes
 from bot.config import ParleyConfig
 from bot.drafting.base import Drafter
 from bot.drafting.offline import OfflineDrafter
-from bot.events import EventBus
 from bot.llm.breaker import BreakerPolicy
 from bot.llm.client import LlmClient, LlmConfig
 from bot.llm.drafter import LlmDrafter
@@ -87,7 +86,7 @@ def build_llm(
     settings: Settings,
     config: ParleyConfig,
     store: Store,
-    bus: EventBus,
+    changes: Changes,
     offline: OfflineDrafter,
     *,
     client_config: LlmConfig | None = None,
@@ -95,7 +94,8 @@ def build_llm(
 ) -> LlmServices:
     """The LLM services when one is configured, else the offline ones (``client_config``
     overrides the settings, e.g. a short backoff in tests; ``clock`` times the circuit
-    breaker's cool-down)."""
+    breaker's cool-down). The triage announces its alert edits through ``changes``, the
+    client its notices on ``changes.bus``."""
     limit = settings.parley_reply_limit
     if not settings.llm_configured():
         log.info(
@@ -109,7 +109,7 @@ def build_llm(
             offline=offline,
         )
     library = PromptLibrary(settings.prompts_dir(), config)
-    client = LlmClient(client_config or llm_config(settings), store, bus, clock=clock)
+    client = LlmClient(client_config or llm_config(settings), store, changes.bus, clock=clock)
     log.info(
         "drafting with %s and triaging with %s via %s",
         client.config.model,
@@ -121,7 +121,7 @@ def build_llm(
         triager=Triager(
             store,
             config,
-            changes=Changes(store, bus),
+            changes=changes,
             client=client,
             library=library,
             batch_size=settings.parley_llm_triage_batch,
