@@ -184,98 +184,128 @@ async def build_core(
         stack.enter_context(hold_instance_lock(settings.parley_db_path))
         db = await stack.enter_async_context(Database.open(settings.parley_db_path))
         store = Store(db)
-        bus = EventBus()
-        changes = Changes(store, bus)  # every MentionChanged is published through it
-        llm = build_llm(settings, config, store, changes, OfflineDrafter(settings.prompts_dir()))
-        await llm.start(store)
-        if llm.client is not None:
-            stack.push_async_callback(llm.client.aclose)
-        stack.push_async_callback(llm.triager.close)  # pending LLM triage: the rules' stays
-        drafter = llm.drafter
+        changes = Changes(store, EventBus())  # every MentionChanged is published through it
+        llm = await _start_llm(stack, settings, config, changes)
         built = []
         for source_config in config.sources:
             one = build_source(source_config, base_dir=base_dir)
             stack.push_async_callback(one.source.aclose)  # closed after the outbox stops
             built.append(one)
-        publishers = _publishers(settings, config, built)
-        outbox = Outbox(
-            store, publishers, changes, max_attempts=settings.parley_outbox_max_attempts
-        )
-        review = ReviewService(
-            store,
-            config,
-            drafter,
-            approver_policy(settings, config),
-            publishers,
-            changes,
-            variants=settings.parley_draft_variants,
-            default_limit=settings.parley_reply_limit,
-            guard=llm.guard,
-            on_queued=outbox.wake,
-        )
-        ingestor = Ingestor(store, Matcher(rule_specs(config)))
-        await ingestor.load()
-        shown = MentionSignal()  # a chat frontend posted an alert on its own: draft it now
-        deliveries = AlertDeliveries(store, shown)
-        auto_drafts = AutoDrafts(
-            store,
-            review,
-            changes,
-            # One LLM slot stays free for the background triage.
-            concurrency=max(1, settings.parley_llm_concurrency - 1),
-            enabled=settings.parley_auto_draft,
-            chat_frontends=deliveries.any,
-            triaged=llm.triager.settled,  # noise costs no draft
-            shown=shown,
-        )
-        stack.push_async_callback(auto_drafts.close)  # owed drafts stay owed in the store
-        alerter = Alerter(
-            store,
-            bus,
-            changes,
-            deliveries.enqueue,
-            lookback=lookback or timedelta(hours=settings.parley_lookback_hours),
-            drafts=auto_drafts,
-            triage=llm.triager.triage_new,
-        )
-        # Chat-added rules and the alert pause are restored before any source polls.
-        watch = WatchService(store, config, ingestor, review.policy)
-        await watch.load()
-        alerts = AlertControl(store, alerter, review.policy)
-        await alerts.load()
-        refused = RefusedCredentials()  # one message per refused token, however many sources
-        runners = [
-            SourceRunner(one.source, store, ingestor, alerter, bus, refused=refused)
-            for one in built
-        ]
-        core = Core(
-            settings,
-            config,
-            store,
-            bus,
-            drafter,
-            review,
-            outbox,
-            ingestor,
-            alerter,
-            watch,
-            alerts,
-            deliveries,
-            Tenancy(
-                config,
-                review.policy,
-                store,
-                {
-                    "telegram": settings.telegram_alert_chat(),
-                    "discord": settings.discord_alert_channel_id,
-                },
-            ),
-            auto_drafts,
-            llm,
-            runners,
-            ReviewCommands(review),
-        )
-        yield core
+        lookback = lookback or timedelta(hours=settings.parley_lookback_hours)
+        yield await _wire(stack, settings, config, changes, llm, built, lookback)
+
+
+async def _start_llm(
+    stack: AsyncExitStack, settings: Settings, config: ParleyConfig, changes: Changes
+) -> LlmServices:
+    """Drafting, triage and draft checks (by the model when one is configured), closed on
+    exit: pending LLM triage is dropped (the rules' verdicts stay stored)."""
+    store = changes.store
+    llm = build_llm(settings, config, store, changes, OfflineDrafter(settings.prompts_dir()))
+    await llm.start(store)
+    if llm.client is not None:
+        stack.push_async_callback(llm.client.aclose)
+    stack.push_async_callback(llm.triager.close)
+    return llm
+
+
+async def _wire(
+    stack: AsyncExitStack,
+    settings: Settings,
+    config: ParleyConfig,
+    changes: Changes,
+    llm: LlmServices,
+    built: Sequence[Built],
+    lookback: timedelta,
+) -> Core:
+    """Build the services, each given what it uses, and restore their saved state."""
+    store, bus = changes.store, changes.bus
+    publishers = _publishers(settings, config, built)
+    outbox = Outbox(store, publishers, changes, max_attempts=settings.parley_outbox_max_attempts)
+    review = ReviewService(
+        store,
+        config,
+        llm.drafter,
+        approver_policy(settings, config),
+        publishers,
+        changes,
+        variants=settings.parley_draft_variants,
+        default_limit=settings.parley_reply_limit,
+        guard=llm.guard,
+        on_queued=outbox.wake,
+    )
+    ingestor = Ingestor(store, Matcher(rule_specs(config)))
+    await ingestor.load()
+    deliveries, auto_drafts, alerter = _alerting(settings, changes, llm, review, lookback)
+    stack.push_async_callback(auto_drafts.close)  # owed drafts stay owed in the store
+    # Chat-added rules and the alert pause are restored before any source polls.
+    watch = WatchService(store, config, ingestor, review.policy)
+    await watch.load()
+    alerts = AlertControl(store, alerter, review.policy)
+    await alerts.load()
+    refused = RefusedCredentials()  # one message per refused token, however many sources
+    runners = [
+        SourceRunner(one.source, store, ingestor, alerter, bus, refused=refused) for one in built
+    ]
+    alert_places = {
+        "telegram": settings.telegram_alert_chat(),
+        "discord": settings.discord_alert_channel_id,
+    }
+    tenancy = Tenancy(config, review.policy, store, alert_places)
+    return Core(
+        settings,
+        config,
+        store,
+        bus,
+        llm.drafter,
+        review,
+        outbox,
+        ingestor,
+        alerter,
+        watch,
+        alerts,
+        deliveries,
+        tenancy,
+        auto_drafts,
+        llm,
+        runners,
+        ReviewCommands(review),
+    )
+
+
+def _alerting(
+    settings: Settings,
+    changes: Changes,
+    llm: LlmServices,
+    review: ReviewService,
+    lookback: timedelta,
+) -> tuple[AlertDeliveries, AutoDrafts, Alerter]:
+    """The alerter, the chat frontends' deliveries it queues alerts for, and the automatic
+    drafts that follow an alert shown on its own (told by the ``shown`` signal)."""
+    store = changes.store
+    shown = MentionSignal()  # a chat frontend posted an alert on its own: draft it now
+    deliveries = AlertDeliveries(store, shown)
+    auto_drafts = AutoDrafts(
+        store,
+        review,
+        changes,
+        # One LLM slot stays free for the background triage.
+        concurrency=max(1, settings.parley_llm_concurrency - 1),
+        enabled=settings.parley_auto_draft,
+        chat_frontends=deliveries.any,
+        triaged=llm.triager.settled,  # noise costs no draft
+        shown=shown,
+    )
+    alerter = Alerter(
+        store,
+        changes.bus,
+        changes,
+        deliveries.enqueue,
+        lookback=lookback,
+        drafts=auto_drafts,
+        triage=llm.triager.triage_new,
+    )
+    return deliveries, auto_drafts, alerter
 
 
 def _publishers(settings: Settings, config: ParleyConfig, built: Sequence[Built]) -> Publishers:
