@@ -17,9 +17,9 @@ from typing import Protocol
 from bot.changes import Changes
 from bot.domain.models import SYSTEM, Mention, RawMention, utcnow
 from bot.domain.states import MentionState
-from bot.drafting.intent import classify_intent
 from bot.errors import InvalidTransition
 from bot.events import EventBus, MentionAlert
+from bot.matching.intent import classify_intent
 from bot.matching.matcher import Matcher
 from bot.matching.normalize import tokenize
 from bot.pipeline.canonical import canonical_url
@@ -183,7 +183,7 @@ class Alerter:
         never wait."""
         self.triage_hook = triage
         """Triages a poll's fresh mentions by the rules before they are alerted (no model
-        call: the LLM's triage follows in the background, bot/llm/triage.py); may set urgent."""
+        call: the LLM's triage follows in the background, bot/triage/model.py); may set urgent."""
         self._paused = False
 
     @property

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from enum import Enum, StrEnum
 
 from bot.domain.models import Actor, Draft, Mention, Reply
-from bot.llm.tweaks import TWEAKS
+from bot.drafting.tweaks import TWEAKS
 from bot.services.inflight import InFlight
 from bot.services.review import ReviewService
 

@@ -12,7 +12,7 @@ from collections.abc import Awaitable, Callable
 import discord
 
 from bot.domain.limits import reply_length, reply_limit
-from bot.llm.tweaks import MAX_INSTRUCTION_CHARS
+from bot.drafting.tweaks import MAX_INSTRUCTION_CHARS
 
 MODAL_TEXT_LIMIT = 4000
 """Discord's limit on a modal text input."""

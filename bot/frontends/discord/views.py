@@ -27,6 +27,7 @@ import discord
 from bot.app import Core
 from bot.domain.models import Draft, Mention, Reply
 from bot.domain.states import MentionState, ReplyState
+from bot.drafting.tweaks import MAX_INSTRUCTION_CHARS, TWEAKS
 from bot.frontends.discord.bot import team_only
 from bot.frontends.discord.interactions import (
     NO_PINGS,
@@ -38,7 +39,6 @@ from bot.frontends.discord.interactions import (
 )
 from bot.frontends.discord.modals import EditModal, InstructionModal, modal_max_length
 from bot.frontends.discord.render import decision_line, plain, render_alert
-from bot.llm.tweaks import MAX_INSTRUCTION_CHARS, TWEAKS
 from bot.presentation import alert_view
 from bot.services.review import NeedsConfirmation
 from bot.services.review_commands import Order, Outcome, Verb, redraft_label
