@@ -17,8 +17,8 @@ from bot.domain.states import MentionState
 from bot.errors import PermissionDenied
 from bot.pipeline.ingest import Alerter
 from bot.services.permissions import ApproverPolicy
-from bot.storage.repo import Store
-from bot.storage.watch_repo import PAUSED_KEY, WatchStore
+from bot.storage.controls import PAUSED_KEY
+from bot.storage.store import Store
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +33,7 @@ class AlertControl:
 
     def __init__(self, store: Store, alerter: Alerter, policy: ApproverPolicy) -> None:
         self.store = store
-        self.controls = WatchStore(store.db)
+        self.controls = store.controls
         self.alerter = alerter
         self.policy = policy
 
@@ -97,7 +97,7 @@ class AlertControl:
         ids = await self.controls.mention_ids(
             PENDING_STATES, brand=brand, limit=limit, brands=brands
         )
-        return [await self.store.get_mention(i) for i in ids]
+        return [await self.store.mentions.get(i) for i in ids]
 
     async def pending_count(
         self, *, brand: str | None = None, brands: Collection[str] | None = None

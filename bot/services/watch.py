@@ -20,8 +20,8 @@ from bot.matching.matcher import Matcher, RuleSpec
 from bot.matching.query import parse_query
 from bot.pipeline.ingest import Ingestor
 from bot.services.permissions import ApproverPolicy
-from bot.storage.repo import Store
-from bot.storage.watch_repo import DuplicateRule, StoredRule, WatchStore
+from bot.storage.controls import DuplicateRule, StoredRule
+from bot.storage.store import Store
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +54,7 @@ class WatchService:
     def __init__(
         self, store: Store, config: ParleyConfig, ingestor: Ingestor, policy: ApproverPolicy
     ) -> None:
-        self.store = WatchStore(store.db)
+        self.store = store.controls
         self.config = config
         self.ingestor = ingestor
         self.policy = policy

@@ -1,7 +1,7 @@
 """Storage for the run-time controls chat commands change: watch rules added from chat, the
 alert pause switch, and the two mention queues those controls act on (held and pending).
 
-Every change is audited in the same transaction as the change itself, like the main store.
+Every change is audited (by the one audit log writer) in the same transaction as the change.
 """
 
 from __future__ import annotations
@@ -11,10 +11,9 @@ from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime
 
-import aiosqlite
-
 from bot.domain.models import Actor, utcnow
 from bot.domain.states import MentionState
+from bot.storage.audit import AuditLog
 from bot.storage.db import Database
 
 PAUSED_KEY = "alerts_paused"
@@ -39,33 +38,6 @@ class StoredRule:
 
 class DuplicateRule(Exception):
     """A chat rule with this brand and name already exists (the UNIQUE index refused it)."""
-
-
-async def _audit(
-    conn: aiosqlite.Connection,
-    actor: Actor,
-    entity: str,
-    entity_id: int,
-    action: str,
-    *,
-    before_text: str | None = None,
-    after_text: str | None = None,
-    detail: str | None = None,
-) -> None:
-    await conn.execute(
-        "INSERT INTO audit_log (at, actor, entity, entity_id, action, before_text, after_text,"
-        " detail) VALUES (?,?,?,?,?,?,?,?)",
-        (
-            utcnow().isoformat(),
-            actor.label,
-            entity,
-            entity_id,
-            action,
-            before_text,
-            after_text,
-            detail,
-        ),
-    )
 
 
 def _rule(row: sqlite3.Row) -> StoredRule:
@@ -96,11 +68,12 @@ def _in_states(
     return sql, params
 
 
-class WatchStore:
+class ControlRepo:
     """Reads and audited writes of chat-added rules and control switches."""
 
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, audit: AuditLog) -> None:
         self.db = db
+        self.audit = audit
 
     # ---- watch rules --------------------------------------------------------------------
 
@@ -123,12 +96,12 @@ class WatchStore:
                 )
                 rule_id = cursor.lastrowid
                 assert rule_id is not None
-                await _audit(
+                await self.audit.record(
                     conn,
-                    actor,
-                    "rule",
-                    rule_id,
-                    "add",
+                    actor=actor,
+                    entity="rule",
+                    entity_id=rule_id,
+                    action="add",
                     after_text=query,
                     detail=f"{brand}/{name}" + (" urgent" if urgent else ""),
                 )
@@ -149,12 +122,12 @@ class WatchStore:
                 return None
             rule = _rule(row)
             await conn.execute("DELETE FROM watch_rules WHERE id = ?", (rule.id,))
-            await _audit(
+            await self.audit.record(
                 conn,
-                actor,
-                "rule",
-                rule.id,
-                "remove",
+                actor=actor,
+                entity="rule",
+                entity_id=rule.id,
+                action="remove",
                 before_text=rule.query,
                 detail=f"{brand}/{name}",
             )
@@ -179,7 +152,14 @@ class WatchStore:
                 " updated_by = excluded.updated_by, updated_at = excluded.updated_at",
                 (key, "1" if value else "0", actor.label, now),
             )
-            await _audit(conn, actor, "control", CONTROL_ENTITY_ID, action, detail=detail)
+            await self.audit.record(
+                conn,
+                actor=actor,
+                entity="control",
+                entity_id=CONTROL_ENTITY_ID,
+                action=action,
+                detail=detail,
+            )
 
     # ---- mention queues -----------------------------------------------------------------
 
