@@ -1,5 +1,5 @@
-"""Storage for the run-time controls chat commands change: watch rules added from chat, the
-alert pause switch, and the two mention queues those controls act on (held and pending).
+"""Storage for the run-time controls chat commands change: watch rules added from chat and
+on/off switches such as the alert pause.
 
 Every change is audited (by the one audit log writer) in the same transaction as the change.
 """
@@ -7,12 +7,10 @@ Every change is audited (by the one audit log writer) in the same transaction as
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime
 
 from bot.domain.models import Actor, utcnow
-from bot.domain.states import MentionState
 from bot.storage.audit import AuditLog
 from bot.storage.db import Database
 
@@ -50,22 +48,6 @@ def _rule(row: sqlite3.Row) -> StoredRule:
         added_by=row["added_by"],
         created_at=datetime.fromisoformat(row["created_at"]),
     )
-
-
-def _in_states(
-    states: tuple[MentionState, ...], brand: str | None, brands: Collection[str] | None
-) -> tuple[str, list[object]]:
-    """The WHERE clause (and its parameters) of mentions in ``states``, of ``brand`` and
-    among ``brands`` when given (an empty collection matches nothing)."""
-    sql = f"WHERE state IN ({','.join('?' * len(states))})"
-    params: list[object] = [s.value for s in states]
-    if brand:
-        sql += " AND brand = ?"
-        params.append(brand)
-    if brands is not None:
-        sql += f" AND brand IN ({','.join('?' * len(brands))})" if brands else " AND 0"
-        params.extend(sorted(brands))
-    return sql, params
 
 
 class ControlRepo:
@@ -160,34 +142,3 @@ class ControlRepo:
                 action=action,
                 detail=detail,
             )
-
-    # ---- mention queues -----------------------------------------------------------------
-
-    async def mention_ids(
-        self,
-        states: tuple[MentionState, ...],
-        *,
-        brand: str | None = None,
-        limit: int | None = None,
-        brands: Collection[str] | None = None,
-    ) -> list[int]:
-        """Ids of mentions in ``states`` (of one brand, and of ``brands``, if given), urgent
-        first, then oldest first."""
-        sql, params = _in_states(states, brand, brands)
-        sql = "SELECT id FROM mentions " + sql + " ORDER BY urgent DESC, id"
-        if limit is not None:
-            sql += " LIMIT ?"
-            params.append(limit)
-        return [int(r[0]) for r in await self.db.fetchall(sql, params)]
-
-    async def count(
-        self,
-        states: tuple[MentionState, ...],
-        *,
-        brand: str | None = None,
-        brands: Collection[str] | None = None,
-    ) -> int:
-        """How many mentions are in ``states`` (of one brand, and of ``brands``, if given)."""
-        sql, params = _in_states(states, brand, brands)
-        row = await self.db.fetchone("SELECT COUNT(*) FROM mentions " + sql, params)
-        return int(row[0]) if row else 0

@@ -1,5 +1,6 @@
-"""Mentions: ingest (known keys, canonical URLs, fingerprints, batch insert), reads, checked
-and audited state transitions, drafting marks, alert references and triage results.
+"""Mentions: ingest (known keys, canonical URLs, fingerprints, batch insert), reads (one, the
+newest, the ids and count in given states), checked and audited state transitions, drafting
+marks, alert references and triage results.
 
 ``transition_in`` runs inside a caller's transaction, so drafts and replies move their mention
 in the same transaction as their own change."""
@@ -7,7 +8,7 @@ in the same transaction as their own change."""
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -18,7 +19,7 @@ from bot.domain.states import MentionState, check_mention
 from bot.errors import InvalidTransition, NotFound
 from bot.storage.audit import AuditLog
 from bot.storage.db import Database
-from bot.storage.sql import chunks, dt, iso
+from bot.storage.sql import chunks, dt, iso, marks
 
 
 @dataclass
@@ -95,6 +96,55 @@ def _mention(row: sqlite3.Row, alert_refs: dict[str, str] | None = None) -> Ment
     )
 
 
+def _in_states(
+    states: tuple[MentionState, ...], brand: str | None, brands: Collection[str] | None
+) -> tuple[str, list[object]]:
+    """The WHERE clause (and its parameters) of mentions in ``states``, of ``brand`` and
+    among ``brands`` when given (an empty collection matches nothing)."""
+    sql = f"WHERE state IN ({marks(states)})"
+    params: list[object] = [s.value for s in states]
+    if brand:
+        sql += " AND brand = ?"
+        params.append(brand)
+    if brands is not None:
+        sql += f" AND brand IN ({marks(brands)})" if brands else " AND 0"
+        params.extend(sorted(brands))
+    return sql, params
+
+
+def _insert_row(item: NewMention, now: str | None) -> tuple[object, ...]:
+    """The ``_MENTION_COLUMNS`` values of a new mention (state new, no copies yet)."""
+    raw = item.raw
+    return (
+        item.id,
+        raw.source,
+        raw.platform,
+        raw.external_id,
+        raw.url,
+        item.canonical_url,
+        raw.author.handle,
+        raw.author.display_name,
+        raw.author.profile_url,
+        raw.author.reach,
+        raw.title,
+        raw.text,
+        raw.language,
+        iso(raw.created_at),
+        now,
+        item.brand,
+        item.rule,
+        raw.parent_ref,
+        raw.thread_context,
+        MentionState.NEW.value,
+        int(item.urgent),
+        item.intent,
+        item.fingerprint,
+        0,
+        now,
+        int(raw.answerable),
+    )
+
+
 def _triage(row: sqlite3.Row) -> Triage | None:
     # Rows selected without the triage columns (or not triaged yet) carry no triage.
     # (`in row` would search the values of a sqlite3.Row, hence keys().)
@@ -125,11 +175,10 @@ class MentionRepo:
             by_source.setdefault(source, []).append(external_id)
         for source, ids in by_source.items():
             for chunk in chunks(ids):
-                marks = ",".join("?" * len(chunk))
                 for table in ("mentions", "mention_copies"):
                     rows = await self.db.fetchall(
                         f"SELECT external_id FROM {table} WHERE source = ? "
-                        f"AND external_id IN ({marks})",
+                        f"AND external_id IN ({marks(chunk)})",
                         (source, *chunk),
                     )
                     found.update((source, r[0]) for r in rows)
@@ -139,10 +188,9 @@ class MentionRepo:
         """The earliest mention stored for each canonical URL."""
         found: dict[str, int] = {}
         for chunk in chunks(list(dict.fromkeys(urls))):
-            marks = ",".join("?" * len(chunk))
             rows = await self.db.fetchall(
-                f"SELECT canonical_url, MIN(id) FROM mentions WHERE canonical_url IN ({marks}) "
-                "GROUP BY canonical_url",
+                "SELECT canonical_url, MIN(id) FROM mentions"
+                f" WHERE canonical_url IN ({marks(chunk)}) GROUP BY canonical_url",
                 chunk,
             )
             found.update((r[0], int(r[1])) for r in rows)
@@ -171,37 +219,7 @@ class MentionRepo:
             for item in new:
                 item.id = next_id
                 next_id += 1
-                raw = item.raw
-                rows.append(
-                    (
-                        item.id,
-                        raw.source,
-                        raw.platform,
-                        raw.external_id,
-                        raw.url,
-                        item.canonical_url,
-                        raw.author.handle,
-                        raw.author.display_name,
-                        raw.author.profile_url,
-                        raw.author.reach,
-                        raw.title,
-                        raw.text,
-                        raw.language,
-                        iso(raw.created_at),
-                        now,
-                        item.brand,
-                        item.rule,
-                        raw.parent_ref,
-                        raw.thread_context,
-                        MentionState.NEW.value,
-                        int(item.urgent),
-                        item.intent,
-                        item.fingerprint,
-                        0,
-                        now,
-                        int(raw.answerable),
-                    )
-                )
+                rows.append(_insert_row(item, now))
             await conn.executemany(
                 f"INSERT INTO mentions ({_MENTION_COLUMNS}) VALUES ({','.join('?' * 26)})",
                 rows,
@@ -243,7 +261,7 @@ class MentionRepo:
         where, params = [], []
         if states is not None:
             values = [s.value for s in states]
-            where.append(f"state IN ({','.join('?' * len(values))})")
+            where.append(f"state IN ({marks(values)})")
             params.extend(values)
         if brand:
             where.append("brand = ?")
@@ -378,3 +396,32 @@ class MentionRepo:
                 for mention_id, intent, t, urgent in results
             ],
         )
+
+    async def ids_in(
+        self,
+        states: tuple[MentionState, ...],
+        *,
+        brand: str | None = None,
+        limit: int | None = None,
+        brands: Collection[str] | None = None,
+    ) -> list[int]:
+        """Ids of mentions in ``states`` (of one brand, and of ``brands``, if given), urgent
+        first, then oldest first."""
+        sql, params = _in_states(states, brand, brands)
+        sql = "SELECT id FROM mentions " + sql + " ORDER BY urgent DESC, id"
+        if limit is not None:
+            sql += " LIMIT ?"
+            params.append(limit)
+        return [int(r[0]) for r in await self.db.fetchall(sql, params)]
+
+    async def count_in(
+        self,
+        states: tuple[MentionState, ...],
+        *,
+        brand: str | None = None,
+        brands: Collection[str] | None = None,
+    ) -> int:
+        """How many mentions are in ``states`` (of one brand, and of ``brands``, if given)."""
+        sql, params = _in_states(states, brand, brands)
+        row = await self.db.fetchone("SELECT COUNT(*) FROM mentions " + sql, params)
+        return int(row[0]) if row else 0

@@ -13,7 +13,7 @@ from bot.errors import InvalidTransition, NotFound
 from bot.storage.audit import AuditLog
 from bot.storage.db import Database
 from bot.storage.mentions import MentionRepo
-from bot.storage.sql import dt, iso
+from bot.storage.sql import dt, iso, marks
 
 _SELECT_REPLIES = (
     "SELECT replies.*, (SELECT actor FROM audit_log WHERE entity = 'reply' AND entity_id ="
@@ -116,10 +116,9 @@ class ReplyRepo:
     ) -> list[Reply]:
         """Replies in the given states (to mentions of ``brands``, if given), oldest first."""
         values: list[object] = [s.value for s in states]
-        sql = f"{_SELECT_REPLIES} WHERE state IN ({','.join('?' * len(values))})"
+        sql = f"{_SELECT_REPLIES} WHERE state IN ({marks(values)})"
         if brands is not None:
-            marks = ",".join("?" * len(brands))
-            sql += f" AND mention_id IN (SELECT id FROM mentions WHERE brand IN ({marks}))"
+            sql += f" AND mention_id IN (SELECT id FROM mentions WHERE brand IN ({marks(brands)}))"
             values.extend(sorted(brands))
         rows = await self.db.fetchall(sql + " ORDER BY id LIMIT ?", (*values, limit))
         return [_reply(r) for r in rows]
