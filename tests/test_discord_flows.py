@@ -341,13 +341,13 @@ async def test_slash_stats_pending_and_watch_add(
         answer = await callback(fake, refused.id)
         assert (answer["type"], answer["data"]["flags"]) == (MESSAGE, EPHEMERAL)
         assert "only approvers" in answer["data"]["content"]
-        assert await core.watch.store.rules() == []
+        assert await core.store.controls.rules() == []
 
         accepted = await fake.slash(ANN, "watch", add)
         answer = await callback(fake, accepted.id)
         assert answer["type"] == MESSAGE and not answer["data"].get("flags")
         assert answer["data"]["content"].startswith("Rule added by Ann:")
-        (stored,) = await core.watch.store.rules()
+        (stored,) = await core.store.controls.rules()
         assert (stored.brand, stored.name, stored.query) == (
             "acme",
             "pricing",
