@@ -24,7 +24,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal, TypeAlias, TypeVar
 from urllib.parse import urlsplit
 
 import openai
@@ -42,6 +42,10 @@ from bot.storage.store import Store
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
+
+ChatMessage: TypeAlias = ChatCompletionMessageParam
+"""One message of a request (``{"role": ..., "content": ...}``), so callers need not import
+the SDK's types."""
 
 MAX_RETRY_WAIT = 60.0
 """Longest wait between two attempts, even if the server asks for more (Retry-After)."""
@@ -185,7 +189,7 @@ class LlmClient:
 
     async def complete_json(
         self,
-        messages: list[ChatCompletionMessageParam],
+        messages: list[ChatMessage],
         *,
         model: str,
         schema_name: str,
@@ -206,7 +210,7 @@ class LlmClient:
         log.info(
             "LLM answer for %s was not usable (%s); asking once to repair", task.purpose, problem
         )
-        repair: list[ChatCompletionMessageParam] = [
+        repair: list[ChatMessage] = [
             *messages,
             {"role": "assistant", "content": content or "(empty answer)"},
             {
@@ -228,7 +232,7 @@ class LlmClient:
 
     async def _call(
         self,
-        messages: list[ChatCompletionMessageParam],
+        messages: list[ChatMessage],
         model: str,
         schema_name: str,
         schema: dict[str, Any],
@@ -298,7 +302,7 @@ class LlmClient:
 
     async def _attempt(
         self,
-        messages: list[ChatCompletionMessageParam],
+        messages: list[ChatMessage],
         model: str,
         schema_name: str,
         schema: dict[str, Any],
@@ -365,7 +369,7 @@ class LlmClient:
 
     async def _create(
         self,
-        messages: list[ChatCompletionMessageParam],
+        messages: list[ChatMessage],
         model: str,
         schema_name: str,
         schema: dict[str, Any],
