@@ -43,7 +43,7 @@ from bot.settings import Settings
 from bot.sources.factory import Built, build_source
 from bot.storage.db import Database
 from bot.storage.instance_lock import hold_instance_lock
-from bot.storage.repo import Store
+from bot.storage.store import Store
 
 log = logging.getLogger(__name__)
 
@@ -104,7 +104,7 @@ class Core:
         if not self.review.policy.is_approver(actor):
             raise PermissionDenied("only approvers can reload the prompts")
         self.llm.reload_prompts()
-        await self.store.audit_note(actor, "prompts", 0, "reload")
+        await self.store.audit.note(actor, "prompts", 0, "reload")
 
     async def poll_all_once(self) -> None:
         """One poll of every source, together (used by the demo at start): the polls share

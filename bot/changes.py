@@ -13,7 +13,7 @@ from collections.abc import Collection
 from bot.domain.models import Actor, Mention
 from bot.domain.states import MentionState
 from bot.events import EventBus, MentionChanged
-from bot.storage.repo import Store
+from bot.storage.store import Store
 
 
 class Changes:
@@ -33,10 +33,10 @@ class Changes:
     ) -> Mention:
         """Announce the mention's change (``action`` by ``actor``); nothing is announced while
         it is in one of the states ``unless`` (it has no alert to edit). Returns the mention."""
-        mention = await self.store.get_mention(mention_id)
+        mention = await self.store.mentions.get(mention_id)
         if mention.state in unless:
             return mention
-        drafts = await self.store.current_drafts(mention_id)
-        reply = await self.store.reply_for_mention(mention_id)
+        drafts = await self.store.drafts.current(mention_id)
+        reply = await self.store.replies.for_mention(mention_id)
         self.bus.publish(MentionChanged(mention, drafts, reply, actor, action))
         return mention

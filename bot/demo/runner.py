@@ -72,7 +72,7 @@ async def _run_demo(settings: Settings, db_path: Path | None) -> None:
 
 async def _greeting(core: Core) -> list[str]:
     """The console's first line: how many sample mentions were alerted and kept quiet."""
-    counts = await core.store.count_by("state", datetime.min.replace(tzinfo=UTC))
+    counts = await core.store.stats.count_by("state", datetime.min.replace(tzinfo=UTC))
     quiet = counts.get("backlog", 0)
     return [
         f"{sum(counts.values()) - quiet} mentions alerted; {quiet} older ones stored "

@@ -27,7 +27,7 @@ from bot.services.reconnect import (
     one_line_errors,
     pause,
 )
-from bot.storage.chat_service import AlertRefreshStore
+from bot.storage.chat_state import AlertRefreshRepo
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +58,7 @@ class DiscordLink:
         self.bot = bot
         self.delivery = delivery
         self.outage = Outage()
-        self.owed = AlertRefreshStore(delivery.store.db, delivery.name)
+        self.owed = AlertRefreshRepo(delivery.store.db, delivery.name)
         self.notices = HeldNotices("Discord")
         one_line_errors("discord.client")  # a traceback per reconnect attempt
 

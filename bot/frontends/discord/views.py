@@ -185,8 +185,8 @@ _NOTES: dict[Verb, Callable[[Outcome], str]] = {
 async def _edit_modal(interaction: discord.Interaction, mention_id: int) -> EditModal:
     """The edit form, prefilled with the selected draft (NotFound if the mention is unknown)."""
     core = parley_bot(interaction.client).core
-    mention = await core.store.get_mention(mention_id)
-    draft = await core.store.selected_draft(mention_id)
+    mention = await core.store.mentions.get(mention_id)
+    draft = await core.store.drafts.selected(mention_id)
     size = modal_max_length(mention.platform, core.review.default_limit)
     text = draft.text if draft else ""
     return EditModal(mention_id, text, size, version=VERSION, on_submit=_edited)
@@ -489,9 +489,9 @@ async def current_alert(
 ) -> tuple[Mention, discord.Embed, discord.ui.View | None]:
     """:func:`alert_message` for a mention as the store has it now (NotFound if unknown)."""
     store = core.store
-    mention = await store.get_mention(mention_id)
-    drafts = await store.current_drafts(mention_id)
-    reply = await store.reply_for_mention(mention_id)
+    mention = await store.mentions.get(mention_id)
+    drafts = await store.drafts.current(mention_id)
+    reply = await store.replies.for_mention(mention_id)
     embed, view = await alert_message(core, mention, drafts, reply)
     return mention, embed, view
 

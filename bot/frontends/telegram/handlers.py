@@ -186,7 +186,7 @@ class Handlers:
 
     async def _queue(self, update: Update, args: list[str], rest: str) -> str:
         _, scope = await self._seen(update)
-        replies = await self.core.store.replies(UNPOSTED, limit=50, brands=scope)
+        replies = await self.core.store.replies.in_states(UNPOSTED, limit=50, brands=scope)
         if not replies:
             return "The outbox is empty."
         return fit_lines(
@@ -207,8 +207,8 @@ class Handlers:
         mention = await self.core.tenancy.decider(
             place_of(update.effective_chat), actor, int(args[0].lstrip("#")), "bring an alert here"
         )
-        drafts = await store.current_drafts(mention.id)
-        reply = await store.reply_for_mention(mention.id)
+        drafts = await store.drafts.current(mention.id)
+        reply = await store.replies.for_mention(mention.id)
         html, keyboard = await self.chat.render(mention, drafts, reply)
         message = update.effective_message
         assert message is not None
@@ -221,7 +221,9 @@ class Handlers:
             )
         )
         # This copy is now the one kept up to date (the original may be in a digest, or old).
-        await store.set_alert_ref(mention.id, "telegram", f"{sent.chat_id}:{sent.message_id}")
+        await store.mentions.set_alert_ref(
+            mention.id, "telegram", f"{sent.chat_id}:{sent.message_id}"
+        )
         await self.core.auto_drafts.shown(mention.id)  # opened: write its owed draft
         return ""
 
@@ -381,7 +383,7 @@ class Handlers:
         mid = cb.mention_id
         match cb.action:
             case Action.EDIT:
-                await self.core.store.get_mention(mid)  # NotFound for a forged id
+                await self.core.store.mentions.get(mid)  # NotFound for a forged id
                 return "Reply to my message with your text."
             case Action.CANCEL_EDIT:
                 return "Not approved; your text stays as the draft."
@@ -478,7 +480,7 @@ class Handlers:
 
     async def _preview(self, mention_id: int, message: Message) -> None:
         """Turn the held-edit message into the preview of the kept text, with Approve."""
-        draft = await self.core.store.selected_draft(mention_id)
+        draft = await self.core.store.drafts.selected(mention_id)
         if draft is None:
             return
         text = (

@@ -30,7 +30,7 @@ from bot.services.reconnect import (
     one_line_errors,
     pause,
 )
-from bot.storage.chat_service import AlertRefreshStore
+from bot.storage.chat_state import AlertRefreshRepo
 
 log = logging.getLogger(__name__)
 
@@ -78,7 +78,7 @@ class TelegramLink:
         self.delivery = delivery
         self.notice = notice
         """Shows a notice in the alert chat (the alert adapter's)."""
-        self.owed = AlertRefreshStore(delivery.store.db, delivery.name)
+        self.owed = AlertRefreshRepo(delivery.store.db, delivery.name)
         self.notices = HeldNotices("Telegram")
         one_line_errors("telegram.ext.Updater")  # its last getUpdates at stop, when offline
 
