@@ -11,8 +11,6 @@ from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
 import pytest
-from aiohttp import web
-from aiohttp.test_utils import TestServer
 
 from bot.app import Core
 from bot.connectors.api_client import ApiClient
@@ -24,8 +22,9 @@ from bot.publishers.registry import Publishers
 from bot.settings import Settings
 from bot.sources.base import Cursor, FetchResult, Source
 from fakes.openai import FakeOpenAI
+from fakes.telegram import FakeTelegram
+from fakes.x import KEYS_ENV
 from tests.conftest import ROOT
-from tests.fake_telegram import FakeTelegram
 
 CM = Actor(platform="console", user_id="cm", display_name="Ana")
 """The community manager, approving from the console."""
@@ -98,17 +97,6 @@ def sending_reply(text: str, *, publisher: str, key: str = "k-1", attempts: int 
         created_at=now - timedelta(seconds=5),
         updated_at=now,
     )
-
-
-@asynccontextmanager
-async def serve_app(app: web.Application) -> AsyncIterator[str]:
-    """Run ``app`` on 127.0.0.1 (a free port) for the block; yields its base URL."""
-    server = TestServer(app, host="127.0.0.1")
-    await server.start_server()
-    try:
-        yield str(server.make_url("")).rstrip("/")
-    finally:
-        await server.close()
 
 
 class ClientPublisher(Protocol):
@@ -284,3 +272,9 @@ def model_settings(
         **chat,
         **more,
     )
+
+
+def set_x_keys(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Put the four OAuth 1.0a keys the fake X accepts in the environment for the test."""
+    for name, value in KEYS_ENV.items():
+        monkeypatch.setenv(name, value)

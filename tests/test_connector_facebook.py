@@ -1,4 +1,4 @@
-"""Facebook Page connector against a loopback fake Graph API (tests/fake_graph.py): polling
+"""Facebook Page connector against a loopback fake Graph API (fakes/graph.py): polling
 with watermarks and cursor paging, usage headers, Graph error codes, and the publisher's
 exactly-once behaviour across a crash."""
 
@@ -14,11 +14,8 @@ import pytest
 from bot.connectors.facebook import FacebookPublisher, FacebookSource, FacebookSourceConfig
 from bot.domain.models import Mention, Reply
 from bot.errors import CredentialsRejected, PublishError, SourceError, SourceRateLimited
-from tests import fake_graph
-from tests.fake_graph import PAGE_ID, PAGE_TOKEN, VERSION, FakeGraph, fixture, graph_error
+from fakes.graph import PAGE_ID, PAGE_TOKEN, VERSION, FakeGraph, fixture, graph_error
 from tests.helpers import approved_mention, opened, publish_answer_lost, sending_reply
-
-graph = fake_graph.graph
 
 
 def config(url: str, **overrides: Any) -> FacebookSourceConfig:

@@ -1,4 +1,4 @@
-"""Instagram connector against the loopback fake Graph API (tests/fake_graph.py): comments on
+"""Instagram connector against the loopback fake Graph API (fakes/graph.py): comments on
 the account's media with watermarks, the ``comments`` and ``mentions`` webhooks, and the
 publisher's replies (to comments and to mentions) exactly once across a crash."""
 
@@ -24,9 +24,7 @@ from bot.connectors.webhook import sign
 from bot.domain.models import Mention, Reply
 from bot.errors import CredentialsRejected, PublishError
 from bot.settings import Settings
-from tests import fake_graph
-from tests.conftest import BASIC_CONFIG
-from tests.fake_graph import (
+from fakes.graph import (
     IG_TOKEN,
     IG_USER_ID,
     IG_USERNAME,
@@ -35,12 +33,11 @@ from tests.fake_graph import (
     fixture,
     graph_error,
 )
+from tests.conftest import BASIC_CONFIG
 from tests.helpers import approved_mention, opened, publish_answer_lost, sending_reply
 
 APP_SECRET = "0f1e2d3c4b5a69788796a5b4c3d2e1f0"
 VERIFY_TOKEN = "parley-verify-2718"
-
-graph = fake_graph.graph
 
 
 def config(url: str, **overrides: Any) -> InstagramSourceConfig:

@@ -1,5 +1,5 @@
 """Mastodon connector against a loopback fake speaking Mastodon's REST wire format
-(tests/fake_mastodon.py)."""
+(fakes/mastodon.py)."""
 
 from __future__ import annotations
 
@@ -22,8 +22,9 @@ from bot.connectors.mastodon import (
 )
 from bot.domain.models import Mention, Reply
 from bot.errors import CredentialsRejected, PublishError, SourceError, SourceRateLimited
-from tests.fake_mastodon import OWN_ID, TEMPLATE, TOKEN, FakeMastodon
-from tests.helpers import approved_mention, opened, publish_answer_lost, sending_reply, serve_app
+from fakes.loopback import serve_app
+from fakes.mastodon import OWN_ID, TEMPLATE, TOKEN, FakeMastodon
+from tests.helpers import approved_mention, opened, publish_answer_lost, sending_reply
 
 
 @pytest.fixture

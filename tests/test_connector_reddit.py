@@ -37,13 +37,13 @@ from bot.domain.models import Mention, Reply
 from bot.domain.states import ReplyState
 from bot.errors import PublishError, SourceError, SourceRateLimited
 from bot.settings import Settings
+from fakes.loopback import serve_app
 from tests.helpers import (
     approve_first_find,
     approved_mention,
     killed_once_stored,
     post_through,
     sending_reply,
-    serve_app,
 )
 
 CLIENT_ID = "app-id-123"

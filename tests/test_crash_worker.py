@@ -28,7 +28,7 @@ from bot.domain.states import MentionState, ReplyState
 from bot.settings import Settings
 from bot.storage.db import Database
 from bot.storage.repo import Store
-from tests.fake_mastodon import TOKEN, FakeMastodon
+from fakes.mastodon import TOKEN, FakeMastodon
 
 ROOT = Path(__file__).resolve().parent.parent
 TIMEOUT = 60.0  # generous: a loaded 2-core machine takes seconds just to import the bot

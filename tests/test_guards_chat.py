@@ -11,13 +11,13 @@ from bot.config import ParleyConfig
 from bot.frontends.telegram.keyboards import MAX_CALLBACK_BYTES, Action, encode
 from bot.services.review import POSTED_ANYWAY
 from bot.settings import Settings
-from tests import test_telegram
-from tests.fake_telegram import FakeTelegram
-from tests.test_telegram import ANN, BOB, CHAT, alert, running
+from fakes.telegram import FakeTelegram
+from tests import telegram_harness
+from tests.telegram_harness import ANN, BOB, CHAT, alert, running
 
-# The fixtures of tests/test_telegram.py (pytest finds fixtures by module attribute).
-fake = test_telegram.fake
-tg_settings = test_telegram.tg_settings
+# The fixtures of tests/telegram_harness.py (pytest finds fixtures by module attribute).
+fake = telegram_harness.fake
+tg_settings = telegram_harness.tg_settings
 
 
 HELD_TEXT = "Call us at +1 415 555 2671 or see evil.top"

@@ -1,5 +1,5 @@
 """Mastodon mentions in real time over the streaming API (SSE): the stream against the loopback
-fake's notification stream (tests/fake_mastodon.py), the source's hand-over and fallback poll,
+fake's notification stream (fakes/mastodon.py), the source's hand-over and fallback poll,
 and one mention streamed by the real mastodon-mock server."""
 
 from __future__ import annotations
@@ -25,12 +25,8 @@ from bot.connectors.mastodon_stream import Backoff, MastodonStream, SseEvent, Ss
 from bot.domain.models import RawMention
 from bot.errors import CredentialsRejected, SourceError
 from bot.sources.base import FetchResult
-from tests import mastodon_mock_server
-from tests.fake_mastodon import TOKEN, FakeMastodon
-from tests.mastodon_mock_server import BRAND, BRAND_TOKEN, MastodonMock
-
-mastodon_instance = mastodon_mock_server.mastodon_instance
-mastodon = mastodon_mock_server.mastodon
+from fakes.mastodon import TOKEN, FakeMastodon
+from fakes.mastodon_mock import BRAND, BRAND_TOKEN, MastodonMock
 
 FAST = Backoff(initial=0.05, maximum=0.2, stable=60.0)
 STREAM_LOGGER = "bot.connectors.mastodon_stream"

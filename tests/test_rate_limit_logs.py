@@ -16,9 +16,10 @@ from bot.frontends.ratelimit_logs import quiet_handled_rate_limits
 from bot.pipeline.runner import SourceRunner
 from bot.sources.rss import RssSource
 from bot.storage.repo import Store
+from fakes.loopback import serve_app
+from fakes.mastodon import FakeMastodon
 from fakes.openai import FakeOpenAI, Step
-from tests.fake_mastodon import FakeMastodon
-from tests.helpers import approve_first_find, post_through, serve_app
+from tests.helpers import approve_first_find, post_through
 from tests.test_connector_mastodon import publisher as mastodon_publisher
 from tests.test_connector_mastodon import source as mastodon_source
 from tests.test_llm_client import client, draft_call

@@ -27,8 +27,8 @@ import pytest
 from bot.domain.models import utcnow
 from bot.frontends.discord.link import REFUSED as DISCORD_REFUSED
 from bot.frontends.telegram.link import REFUSED as TELEGRAM_REFUSED
-from tests.fake_discord import APPROVER_ROLE_ID, CHANNEL_ID, GUILD_ID, FakeDiscord
-from tests.fake_telegram import FakeTelegram
+from fakes.discord import APPROVER_ROLE_ID, CHANNEL_ID, GUILD_ID, FakeDiscord
+from fakes.telegram import FakeTelegram
 
 ROOT = Path(__file__).resolve().parent.parent
 TIMEOUT = 60.0  # generous: a loaded 2-core machine takes seconds just to import the bot

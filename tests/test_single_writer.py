@@ -37,7 +37,7 @@ from bot.settings import Settings
 from bot.storage.db import Database
 from bot.storage.instance_lock import hold_instance_lock, lock_path
 from bot.storage.repo import Store
-from tests.fake_mastodon import FakeMastodon
+from fakes.mastodon import FakeMastodon
 from tests.helpers import SteppedClock, eventually, raw
 from tests.recording_publisher import RecordingPublisher
 from tests.test_crash_worker import (

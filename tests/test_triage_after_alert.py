@@ -24,7 +24,7 @@ from bot.frontends.console import ConsoleFrontend
 from bot.frontends.telegram import TelegramConfig, TelegramFrontend
 from bot.llm.triage import RULES, TRIAGED
 from fakes.openai import FakeOpenAI, Step
-from tests.fake_telegram import FakeTelegram
+from fakes.telegram import FakeTelegram
 from tests.helpers import MODEL_CHAT_ID, MODEL_CHAT_TOKEN, eventually, model_settings, raw
 
 TOKEN, CHAT = MODEL_CHAT_TOKEN, MODEL_CHAT_ID
