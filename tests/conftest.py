@@ -1,5 +1,5 @@
 """Shared fixtures: loopback-only network guard, a real SQLite store, a wired core, and the
-fake servers several modules talk to (a fake Graph API, a mastodon-mock process)."""
+fake servers several modules talk to (a fake model, a fake Graph API, a mastodon-mock process)."""
 
 from __future__ import annotations
 
@@ -22,6 +22,7 @@ from bot.storage.repo import Store
 from fakes import mastodon_mock
 from fakes.graph import FakeGraph, serve
 from fakes.mastodon_mock import MastodonMock
+from fakes.openai import FakeOpenAI
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -144,6 +145,14 @@ async def core(settings: Settings, config: ParleyConfig) -> AsyncIterator[Core]:
     """Every core service wired on a temporary database."""
     async with build_core(settings, config) as built:
         yield built
+
+
+@pytest.fixture
+async def fake_openai() -> AsyncIterator[FakeOpenAI]:
+    """A fake OpenAI-compatible server on loopback (it obeys what leaks outside the fences)."""
+    server = await FakeOpenAI().start()
+    yield server
+    await server.stop()
 
 
 @pytest.fixture

@@ -4,7 +4,6 @@ Bot API (real PTB Application, real SQLite)."""
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 from bot.config import ParleyConfig
@@ -13,6 +12,7 @@ from bot.services.review import POSTED_ANYWAY
 from bot.settings import Settings
 from fakes.telegram import FakeTelegram
 from tests import telegram_harness
+from tests.helpers import eventually
 from tests.telegram_harness import ANN, BOB, CHAT, alert, running
 
 # The fixtures of tests/telegram_harness.py (pytest finds fixtures by module attribute).
@@ -29,12 +29,13 @@ def latest(fake: FakeTelegram) -> dict[str, Any]:
 
 async def edited(fake: FakeTelegram, message_id: int) -> dict[str, Any]:
     """Wait (generously) until the message was edited; its new state."""
-    deadline = asyncio.get_running_loop().time() + 30
-    while not any(
-        c.params.get("message_id") == str(message_id) for c in fake.of("editMessageText")
-    ):
-        assert asyncio.get_running_loop().time() < deadline, "the message was never edited"
-        await asyncio.sleep(0.01)
+
+    def done() -> bool:
+        return any(
+            c.params.get("message_id") == str(message_id) for c in fake.of("editMessageText")
+        )
+
+    await eventually(done, f"message {message_id} to be edited")
     return fake.messages[(CHAT, message_id)]
 
 

@@ -19,8 +19,7 @@ from bot.pipeline.credentials import RefusedCredentials
 from bot.pipeline.runner import SourceRunner
 from bot.sources.base import Source
 from fakes.graph import IG_PERMISSIONS, IG_TOKEN, PAGE_PERMISSIONS, PAGE_TOKEN, FakeGraph
-from tests.test_connector_facebook import config as facebook_config
-from tests.test_connector_instagram import config as instagram_config
+from tests.connectors import facebook_config, instagram_config
 
 TOKEN_ENV = "META_PAGE_ACCESS_TOKEN"
 
