@@ -22,7 +22,6 @@ from bot.drafting.base import Drafter
 from bot.drafting.offline import OfflineDrafter
 from bot.errors import ConfigError, PermissionDenied
 from bot.events import EventBus
-from bot.llm.setup import LlmServices, build_llm
 from bot.localtime import set_zone
 from bot.matching.matcher import Matcher, RuleSpec
 from bot.pipeline.credentials import RefusedCredentials
@@ -33,6 +32,7 @@ from bot.publishers.registry import MANUAL, Publishers
 from bot.services.alert_control import AlertControl
 from bot.services.alert_delivery import AlertDeliveries
 from bot.services.auto_draft import AutoDrafts
+from bot.services.llm_setup import LlmServices, build_llm
 from bot.services.outbox import Outbox
 from bot.services.permissions import ApproverPolicy, brand_approvers
 from bot.services.review import ReviewService
@@ -42,7 +42,7 @@ from bot.settings import Settings
 from bot.sources.factory import Built, build_source
 from bot.storage.db import Database
 from bot.storage.instance_lock import hold_instance_lock
-from bot.storage.repo import Store
+from bot.storage.store import Store
 
 log = logging.getLogger(__name__)
 
@@ -102,7 +102,7 @@ class Core:
             raise PermissionDenied("only approvers can reload the prompts")
         if self.llm is not None:
             self.llm.reload_prompts()
-        await self.store.audit_note(actor, "prompts", 0, "reload")
+        await self.store.audit.note(actor, "prompts", 0, "reload")
 
     async def poll_all_once(self) -> None:
         """One poll of every source, together (used by the demo at start): the polls share
@@ -127,8 +127,8 @@ class Core:
                     await self.deliveries.drain()  # …queued alerts are posted…
                     await self.auto_drafts.drain()  # …their drafts are written…
                     await self.bus.drain()  # …and changes meanwhile edit them
-                    due = await self.store.due_replies(utcnow())
-                    sending = await self.store.replies([ReplyState.SENDING], limit=1)
+                    due = await self.store.replies.due(utcnow())
+                    sending = await self.store.replies.in_states([ReplyState.SENDING], limit=1)
                     triaging = self.llm.triager.busy if self.llm is not None else 0
                     busy = self.bus.pending() + self.auto_drafts.busy + triaging
                     if not due and not sending and busy == 0:

@@ -18,6 +18,7 @@ from discord.ext import commands
 
 from bot.domain.limits import reply_length, reply_limit
 from bot.domain.models import Actor
+from bot.drafting.tweaks import MAX_INSTRUCTION_CHARS, TWEAKS
 from bot.frontends.discord.render import plain
 from bot.frontends.discord.views import (
     FRONTEND,
@@ -33,7 +34,6 @@ from bot.frontends.discord.views import (
     parse_ref,
     tell,
 )
-from bot.llm.tweaks import MAX_INSTRUCTION_CHARS, TWEAKS
 from bot.services.review import NeedsConfirmation
 
 log = logging.getLogger(__name__)
@@ -199,8 +199,8 @@ class Review(commands.Cog):
 
     async def edit_modal(self, mention_id: int) -> EditModal:
         """The modal for a mention, prefilled with its selected draft (NotFound if unknown)."""
-        mention = await self.core.store.get_mention(mention_id)
-        draft = await self.core.store.selected_draft(mention_id)
+        mention = await self.core.store.mentions.get(mention_id)
+        draft = await self.core.store.drafts.selected(mention_id)
         size = modal_max_length(mention.platform, self.core.review.default_limit)
         return EditModal(self, mention_id, draft.text if draft else "", size)
 

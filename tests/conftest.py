@@ -18,7 +18,7 @@ from bot.app import Core, build_core
 from bot.config import ParleyConfig, parse_config
 from bot.settings import Settings
 from bot.storage.db import Database
-from bot.storage.repo import Store
+from bot.storage.store import Store
 from fakes import mastodon_mock
 from fakes.graph import FakeGraph, serve
 from fakes.mastodon_mock import MastodonMock

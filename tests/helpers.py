@@ -31,7 +31,8 @@ from bot.publishers.base import Publisher, PublishResult
 from bot.publishers.registry import Publishers
 from bot.settings import Settings
 from bot.sources.base import Cursor, FetchResult, Source
-from bot.storage.repo import NewMention, Store
+from bot.storage.mentions import NewMention
+from bot.storage.store import Store
 from fakes.openai import FakeOpenAI
 from fakes.telegram import FakeTelegram
 from fakes.x import KEYS_ENV
@@ -261,7 +262,7 @@ async def mention_reaches(core: Core, mention_id: int, *states: MentionState) ->
     """Wait until a mention is in one of ``states`` (then ``core.settle()`` finishes the rest)."""
 
     async def reached() -> bool:
-        return (await core.store.get_mention(mention_id)).state in states
+        return (await core.store.mentions.get(mention_id)).state in states
 
     await eventually(reached, f"mention #{mention_id} to be {'/'.join(s.value for s in states)}")
 
@@ -360,7 +361,7 @@ async def put_mention(
         canonical_url=None,
         fingerprint=0,
     )
-    await store.insert_batch([item], [])
+    await store.mentions.insert_batch([item], [])
     await store.db.execute(
         "UPDATE mentions SET fetched_at = ? WHERE id = ?", (at.isoformat(), item.id)
     )
@@ -368,7 +369,7 @@ async def put_mention(
         triage = Triage(
             relevant=True, sentiment=sentiment, urgency="normal", needs_reply=True, by="rules"
         )
-        await store.save_triage([(item.id, "question", triage, False)])
+        await store.mentions.save_triage([(item.id, "question", triage, False)])
     return item.id
 
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from bot.drafting.llm import DRAFT_SCHEMA, parse_variants
 from bot.events import Event, EventBus
 from bot.llm.client import JsonTask, LlmClient, LlmConfig
-from bot.llm.drafter import DRAFT_SCHEMA, parse_variants
-from bot.storage.repo import Store
+from bot.storage.store import Store
 from fakes.openai import FakeOpenAI
 
 MESSAGES: list[Any] = [

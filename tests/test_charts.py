@@ -17,7 +17,7 @@ from bot.frontends.console import ConsoleFrontend
 from bot.services import charts
 from bot.services.charts import UNTRIAGED, VolumeSeries, render_stats_chart, volume_series
 from bot.services.stats import Stats, compute_stats
-from bot.storage.repo import Store
+from bot.storage.store import Store
 from tests.conftest import ROOT
 from tests.helpers import put_mention, raw
 

@@ -16,7 +16,7 @@ import pytest
 
 from bot.domain.states import MentionState, ReplyState
 from bot.storage.db import Database
-from bot.storage.repo import Store
+from bot.storage.store import Store
 from fakes.mastodon import FakeMastodon
 from tests.worker_harness import (
     TIMEOUT,
@@ -58,7 +58,7 @@ async def test_worker_killed_mid_post_then_restarted_posts_exactly_once(
         assert len(replies()) == (1 if hold == "after_store" else 0)
         async with Database.open(paths.db) as db:
             store = Store(db)
-            assert (await store.get_reply(reply.id)).state is ReplyState.SENDING
+            assert (await store.replies.get(reply.id)).state is ReplyState.SENDING
         server.hold = None
         server.release.set()  # the held request ends on a dead connection
 
@@ -66,16 +66,16 @@ async def test_worker_killed_mid_post_then_restarted_posts_exactly_once(
             store = Store(db)
 
             async def settled() -> bool:
-                return (await store.get_reply(reply.id)).state is ReplyState.SENT
+                return (await store.replies.get(reply.id)).state is ReplyState.SENT
 
             await wait_for(settled, "the reply to be sent", second, paths, "second")
             await stop_cleanly(second, paths, "second")
 
             [posted] = replies()
-            final = await store.get_reply(reply.id)
+            final = await store.replies.get(reply.id)
             assert final.posted_id == posted["id"] and final.posted_url == posted["url"]
-            assert (await store.get_mention(final.mention_id)).state is MentionState.POSTED
-            trail = [e.action for e in await store.audit_trail("reply", reply.id)]
+            assert (await store.mentions.get(final.mention_id)).state is MentionState.POSTED
+            trail = [e.action for e in await store.audit.trail("reply", reply.id)]
 
     key = reply.idempotency_key
     assert server.idempotency == {key: posted["id"]}

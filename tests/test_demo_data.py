@@ -15,7 +15,7 @@ import feedparser
 import pytest
 
 from bot.config import RssSourceConfig, parse_config
-from bot.drafting.intent import classify_intent
+from bot.matching.intent import classify_intent
 
 ROOT = Path(__file__).resolve().parent.parent
 DEMO = ROOT / "bot" / "demo"

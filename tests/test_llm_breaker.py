@@ -18,17 +18,17 @@ from bot.__main__ import status
 from bot.app import Core, build_core
 from bot.config import ParleyConfig
 from bot.domain.models import SYSTEM, Mention
+from bot.drafting.llm import DRAFT_SCHEMA, parse_variants
 from bot.drafting.offline import OfflineDrafter
 from bot.errors import UserFacingError
 from bot.events import Event, EventBus, Notice
 from bot.frontends.console import ConsoleFrontend
 from bot.llm.breaker import Breaker, BreakerPolicy, LlmPaused
 from bot.llm.client import JsonTask, LlmClient, LlmConfig, LlmUnavailable
-from bot.llm.drafter import DRAFT_SCHEMA, parse_variants
-from bot.llm.setup import LlmServices, build_llm, llm_config
 from bot.services.health import health_lines
+from bot.services.llm_setup import LlmServices, build_llm, llm_config
 from bot.settings import Settings
-from bot.storage.repo import Store
+from bot.storage.store import Store
 from fakes.openai import FakeOpenAI, Step
 from tests.conftest import ROOT
 from tests.helpers import raw
@@ -113,7 +113,7 @@ async def clocked_llm(
 async def stored(core: Core, text: str) -> Mention:
     batch = await core.ingestor.store_batch([raw(f"id-{abs(hash(text))}", text)])
     (new,) = batch.new
-    return await core.store.get_mention(new.id)
+    return await core.store.mentions.get(new.id)
 
 
 async def handle(core: Core, llm: LlmServices, text: str) -> tuple[Mention, list[str]]:
@@ -121,7 +121,7 @@ async def handle(core: Core, llm: LlmServices, text: str) -> tuple[Mention, list
     origins."""
     mention = await stored(core, text)
     await llm.triager.triage([mention.id])
-    mention = await core.store.get_mention(mention.id)
+    mention = await core.store.mentions.get(mention.id)
     drafts = await llm.drafter.draft(mention, core.config.brands[0], variants=2)
     return mention, [d.origin or "llm" for d in drafts]
 

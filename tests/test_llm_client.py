@@ -9,6 +9,7 @@ from email.utils import format_datetime
 
 import pytest
 
+from bot.drafting.llm import DRAFT_SCHEMA
 from bot.events import Notice
 from bot.llm.client import (
     BudgetExhausted,
@@ -17,8 +18,7 @@ from bot.llm.client import (
     parse_json_object,
     retry_after_seconds,
 )
-from bot.llm.drafter import DRAFT_SCHEMA
-from bot.storage.repo import Store
+from bot.storage.store import Store
 from fakes.openai import FakeOpenAI, Step
 from tests.llm_harness import RecordingBus, draft_call, llm_client
 
@@ -44,7 +44,9 @@ async def test_asks_for_a_json_schema_and_records_usage(
     assert request["response_format"]["json_schema"]["schema"] == DRAFT_SCHEMA
     ((purpose, prompt, completion),) = await usage_rows(store)
     assert purpose == "draft" and prompt > 0 and completion > 0
-    assert await store.llm_tokens_on(datetime.now(UTC).date().isoformat()) == prompt + completion
+    assert (
+        await store.llm_usage.tokens_on(datetime.now(UTC).date().isoformat()) == prompt + completion
+    )
 
 
 async def test_malformed_json_is_repaired_once(fake_openai: FakeOpenAI, store: Store) -> None:

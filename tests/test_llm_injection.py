@@ -14,9 +14,9 @@ import pytest
 from bot.app import Core, build_core
 from bot.config import parse_config
 from bot.domain.models import Actor, Author, RawMention, utcnow
+from bot.drafting.llm import DRAFT_SCHEMA, parse_variants
 from bot.errors import UserFacingError
 from bot.llm.client import JsonTask, LlmClient, LlmConfig
-from bot.llm.drafter import DRAFT_SCHEMA, parse_variants
 from bot.settings import Settings
 from fakes.openai import OBEYED, FakeOpenAI, Step, fenced_blocks, injected_lines
 from tests.conftest import ROOT
@@ -158,10 +158,10 @@ async def test_injection_is_neither_obeyed_nor_echoed(
         # …and the attempt itself is there for the model to read, inside a fence.
         inside = "\n".join(content for _, content in fenced_blocks(user))
         assert "PWNED" in inside or pwned.replace("-", "") in inside.replace("-", "")
-    mention = await llm_core.store.get_mention(mention_id)
+    mention = await llm_core.store.mentions.get(mention_id)
     assert mention.triage is not None and OBEYED not in mention.triage.reason
     assert mention.triage.urgency != "high" or mention.intent == "crisis_legal"
-    drafts = await llm_core.store.current_drafts(mention_id)
+    drafts = await llm_core.store.drafts.current(mention_id)
     assert drafts
     for draft in drafts:
         for leaked in ("PWNED", OBEYED, SLUR, "SAVE50", "evil.example", "@everyone", "@here"):

@@ -15,7 +15,7 @@ from bot.config import RssSourceConfig
 from bot.frontends.ratelimit_logs import quiet_handled_rate_limits
 from bot.pipeline.runner import SourceRunner
 from bot.sources.rss import RssSource
-from bot.storage.repo import Store
+from bot.storage.store import Store
 from fakes.loopback import serve_app
 from fakes.mastodon import FakeMastodon
 from fakes.openai import FakeOpenAI, Step

@@ -15,10 +15,10 @@ import pytest
 from bot.app import Core, build_core
 from bot.config import load_config, parse_config
 from bot.demo.runner import demo_dir, demo_lookback
-from bot.llm.batching import Coalescer
-from bot.llm.guards import link_allowed
-from bot.llm.triage import Triager
+from bot.drafting.guards import link_allowed
 from bot.settings import Settings
+from bot.triage.batching import Coalescer
+from bot.triage.model import Triager
 from fakes.openai import FakeOpenAI, Step
 from tests.conftest import ROOT
 from tests.helpers import raw
@@ -88,7 +88,7 @@ def triage_calls(fake: FakeOpenAI) -> list[str]:
 
 
 async def triaged_by(core: Core, ids: list[int]) -> set[str]:
-    return {(await core.store.get_mention(i)).triage.by for i in ids}  # type: ignore[union-attr]
+    return {(await core.store.mentions.get(i)).triage.by for i in ids}  # type: ignore[union-attr]
 
 
 async def test_concurrent_polls_share_one_call(tmp_path: Path, fake: FakeOpenAI) -> None:

@@ -106,7 +106,7 @@ async def approve_found_mention(paths: Paths, monkeypatch: pytest.MonkeyPatch) -
     async with build_core(settings, load_config(paths.config)) as core:
         await core.poll_all_once()
         await core.auto_drafts.drain()  # alerts go out first; their drafts follow
-        [mention] = await core.store.list_mentions(None, limit=10)
+        [mention] = await core.store.mentions.newest(None, limit=10)
         assert mention.platform == "mastodon" and mention.state is MentionState.DRAFTED
         reply = await core.review.approve(mention.id, CM)
     assert reply.state is ReplyState.QUEUED and reply.publisher == "mastodon:masto"

@@ -24,7 +24,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal, TypeAlias, TypeVar
 from urllib.parse import urlsplit
 
 import openai
@@ -37,12 +37,15 @@ from bot.events import EventBus, Notice
 from bot.llm.breaker import Breaker, BreakerPolicy, Transition
 from bot.localtime import clock
 from bot.retry_after import parse_retry_after
-from bot.storage.llm_health import LlmHealthRepo
-from bot.storage.repo import Store
+from bot.storage.store import Store
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
+
+ChatMessage: TypeAlias = ChatCompletionMessageParam
+"""One message of a request (``{"role": ..., "content": ...}``), so callers need not import
+the SDK's types."""
 
 MAX_RETRY_WAIT = 60.0
 """Longest wait between two attempts, even if the server asks for more (Retry-After)."""
@@ -143,7 +146,7 @@ class LlmClient:
         self._schema_ok = config.json_schema != "off"
         self._budget_noticed: str | None = None
         self.breaker = Breaker(_endpoint(str(self._client.base_url)), config.breaker, clock=clock)
-        self._health = LlmHealthRepo(store.db)
+        self._health = store.llm_health
 
     @property
     def available(self) -> bool:
@@ -168,7 +171,7 @@ class LlmClient:
         if self.config.daily_tokens <= 0:
             return
         day = utcnow().date().isoformat()
-        spent = await self.store.llm_tokens_on(day)
+        spent = await self.store.llm_usage.tokens_on(day)
         if spent < self.config.daily_tokens:
             return
         # The budget's day is UTC's; its end is shown in the team's zone (PARLEY_TIMEZONE).
@@ -186,7 +189,7 @@ class LlmClient:
 
     async def complete_json(
         self,
-        messages: list[ChatCompletionMessageParam],
+        messages: list[ChatMessage],
         *,
         model: str,
         schema_name: str,
@@ -207,7 +210,7 @@ class LlmClient:
         log.info(
             "LLM answer for %s was not usable (%s); asking once to repair", task.purpose, problem
         )
-        repair: list[ChatCompletionMessageParam] = [
+        repair: list[ChatMessage] = [
             *messages,
             {"role": "assistant", "content": content or "(empty answer)"},
             {
@@ -229,7 +232,7 @@ class LlmClient:
 
     async def _call(
         self,
-        messages: list[ChatCompletionMessageParam],
+        messages: list[ChatMessage],
         model: str,
         schema_name: str,
         schema: dict[str, Any],
@@ -283,7 +286,7 @@ class LlmClient:
                 cached_tokens=(details.cached_tokens or 0) if details else 0,
                 calls=1,
             )
-        await self.store.record_llm_usage(
+        await self.store.llm_usage.record(
             purpose=task.purpose,
             model=completion.model or model,
             prompt_tokens=usage.prompt_tokens,
@@ -299,7 +302,7 @@ class LlmClient:
 
     async def _attempt(
         self,
-        messages: list[ChatCompletionMessageParam],
+        messages: list[ChatMessage],
         model: str,
         schema_name: str,
         schema: dict[str, Any],
@@ -366,7 +369,7 @@ class LlmClient:
 
     async def _create(
         self,
-        messages: list[ChatCompletionMessageParam],
+        messages: list[ChatMessage],
         model: str,
         schema_name: str,
         schema: dict[str, Any],

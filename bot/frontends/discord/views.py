@@ -26,10 +26,10 @@ from discord import app_commands
 from bot.app import Core
 from bot.domain.models import Actor, Draft, Mention, Reply
 from bot.domain.states import MentionState, ReplyState
+from bot.drafting.tweaks import TWEAKS
 from bot.errors import PermissionDenied, UserFacingError
 from bot.frontends.discord.bot import ParleyBot, place, refusal, team_only
 from bot.frontends.discord.render import decision_line, error_text, plain, render_alert
-from bot.llm.tweaks import TWEAKS
 from bot.presentation import alert_view
 from bot.services.tenancy import Scope
 
@@ -376,9 +376,9 @@ async def current_alert(
 ) -> tuple[Mention, discord.Embed, discord.ui.View | None]:
     """:func:`alert_message` for a mention as the store has it now (NotFound if unknown)."""
     store = core.store
-    mention = await store.get_mention(mention_id)
-    drafts = await store.current_drafts(mention_id)
-    reply = await store.reply_for_mention(mention_id)
+    mention = await store.mentions.get(mention_id)
+    drafts = await store.drafts.current(mention_id)
+    reply = await store.replies.for_mention(mention_id)
     embed, view = await alert_message(core, mention, drafts, reply)
     return mention, embed, view
 
