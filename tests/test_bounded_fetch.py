@@ -19,7 +19,7 @@ from bot.connectors.hackernews import HackerNewsSource, HackerNewsSourceConfig
 from bot.connectors.http_limits import MAX_BODY_BYTES, MAX_BODY_EXTENSION, guarded_client
 from bot.errors import SourceError
 from bot.sources.rss import RssSource
-from tests.helpers import serve_app
+from fakes.loopback import serve_app
 
 MiB = 1024 * 1024
 FEED = (

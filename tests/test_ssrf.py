@@ -17,7 +17,7 @@ from bot.connectors.http_limits import address_kind
 from bot.connectors.mastodon import MastodonSource, MastodonSourceConfig
 from bot.errors import SourceError
 from bot.sources.rss import RssSource
-from tests.helpers import serve_app
+from fakes.loopback import serve_app
 
 FEED = (
     b'<?xml version="1.0"?><rss version="2.0"><channel><title>t</title>'
