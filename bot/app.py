@@ -28,8 +28,8 @@ from bot.matching.matcher import Matcher, RuleSpec
 from bot.pipeline.credentials import RefusedCredentials
 from bot.pipeline.ingest import Alerter, Ingestor
 from bot.pipeline.runner import SourceRunner, poll_together
-from bot.publishers.log import LogPublisher
-from bot.publishers.registry import MANUAL, Publishers
+from bot.connectors.log import LogPublisher
+from bot.connectors.registry import MANUAL, Publishers
 from bot.services.alert_control import AlertControl
 from bot.services.alert_delivery import AlertDeliveries
 from bot.services.auto_draft import AutoDrafts
@@ -39,7 +39,7 @@ from bot.services.review import ReviewService
 from bot.services.tenancy import Tenancy
 from bot.services.watch import WatchService
 from bot.settings import Settings
-from bot.sources.factory import Built, build_source
+from bot.connectors.catalog import Built, build_source
 from bot.storage.db import Database
 from bot.storage.instance_lock import hold_instance_lock
 from bot.storage.repo import Store

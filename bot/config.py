@@ -13,18 +13,18 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from bot.connectors.bluesky import BlueskySourceConfig
-from bot.connectors.facebook import FacebookSourceConfig
-from bot.connectors.hackernews import HackerNewsSourceConfig
-from bot.connectors.http_limits import ALLOW_PRIVATE_HELP
-from bot.connectors.instagram import InstagramSourceConfig
-from bot.connectors.mastodon import MastodonSourceConfig
-from bot.connectors.reddit import RedditSourceConfig
-from bot.connectors.webhook import WebhookSourceConfig
-from bot.connectors.x import XSourceConfig
+from bot.connectors.bluesky.connector import BlueskySourceConfig
+from bot.connectors.facebook.connector import FacebookSourceConfig
+from bot.connectors.hackernews.connector import HackerNewsSourceConfig
+from bot.connectors.http.outbound_limits import ALLOW_PRIVATE_HELP
+from bot.connectors.instagram.connector import InstagramSourceConfig
+from bot.connectors.mastodon.connector import MastodonSourceConfig
+from bot.connectors.reddit.connector import RedditSourceConfig
+from bot.connectors.webhook.connector import WebhookSourceConfig
+from bot.connectors.x.connector import XSourceConfig
 from bot.errors import ConfigError, QuerySyntaxError
 from bot.matching.query import parse_query
-from bot.sources.base import SourceName
+from bot.connectors.base import SourceName
 
 
 class _Strict(BaseModel):

@@ -20,12 +20,12 @@ from dotenv import dotenv_values
 from pydantic import BaseModel
 
 from bot.config import ParleyConfig, RssSourceConfig, SourceConfig, load_config
-from bot.connectors.meta_webhook import APP_SECRET_ENV
-from bot.connectors.webhook import SECRET_ENV
+from bot.connectors.meta.webhook import APP_SECRET_ENV
+from bot.connectors.webhook.connector import SECRET_ENV
 from bot.drafting.offline import OfflineDrafter
 from bot.errors import ConfigError
 from bot.settings import Settings, load_settings
-from bot.sources.factory import build_source
+from bot.connectors.catalog import build_source
 
 OWN_PREFIXES = ("PARLEY_", "TELEGRAM_", "DISCORD_", "OPENAI_")
 """Environment names Parley owns: an unknown one is a typo."""

@@ -29,7 +29,7 @@ import pytest
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from bot.connectors.graph import DEFAULT_API_VERSION
+from bot.connectors.meta.graph import DEFAULT_API_VERSION
 from tests.helpers import serve_app
 
 FIXTURES = Path(__file__).parent / "fixtures"

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from bot.domain.models import Mention, Reply
 from bot.errors import PublishError
-from bot.publishers.base import PublishResult
+from bot.connectors.base import PublishResult
 
 
 class RecordingPublisher:

@@ -16,7 +16,7 @@ import pytest
 from aiohttp import web
 from pydantic import ValidationError
 
-from bot.connectors.hackernews import HackerNewsSource, HackerNewsSourceConfig
+from bot.connectors.hackernews.connector import HackerNewsSource, HackerNewsSourceConfig
 from bot.errors import SourceError, SourceRateLimited
 
 COMMENT_HIT: dict[str, Any] = json.loads(

@@ -103,7 +103,7 @@ async def test_edit_modal_prefilled_saves_audited_text_that_approve_posts(
     config: ParleyConfig,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    caplog.set_level(logging.INFO, logger="bot.publishers.log")
+    caplog.set_level(logging.INFO, logger="bot.connectors.log")
     async with running(dc_settings, config) as (core, _frontend):
         item = raw("bsky-1", "acme cloud sync keeps failing", platform="bluesky")
         (mention,) = await core.alerter.alert(

@@ -13,7 +13,7 @@ from bot.events import Event, Notice
 from bot.frontends.console import ConsoleFrontend
 from bot.pipeline.runner import SourceRunner
 from bot.settings import Settings
-from bot.sources.base import FetchResult
+from bot.connectors.base import FetchResult
 from tests.helpers import ScriptedSource, raw
 
 

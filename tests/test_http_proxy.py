@@ -13,7 +13,7 @@ from aiohttp import web
 
 from bot.config import RssSourceConfig
 from bot.errors import SourceError
-from bot.sources.rss import RssSource
+from bot.connectors.rss.connector import RssSource
 from tests.helpers import serve_app
 from tests.test_rss import rss_feed
 

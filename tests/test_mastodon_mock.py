@@ -13,7 +13,7 @@ from typing import Any
 import httpx
 import pytest
 
-from bot.connectors.mastodon import (
+from bot.connectors.mastodon.connector import (
     MastodonClient,
     MastodonPublisher,
     MastodonSource,

@@ -15,16 +15,16 @@ import pytest
 from aiohttp.test_utils import TestServer
 from pydantic import ValidationError
 
-from bot.connectors.mastodon import (
+from bot.connectors.mastodon.connector import (
     STREAM_DRAIN_INTERVAL,
     MastodonClient,
     MastodonSource,
     MastodonSourceConfig,
 )
-from bot.connectors.mastodon_stream import Backoff, MastodonStream, SseEvent, SseParser
+from bot.connectors.mastodon.stream import Backoff, MastodonStream, SseEvent, SseParser
 from bot.domain.models import RawMention
 from bot.errors import CredentialsRejected, SourceError
-from bot.sources.base import FetchResult
+from bot.connectors.base import FetchResult
 from tests import mastodon_mock_server
 from tests.fake_mastodon import TOKEN, FakeMastodon
 from tests.mastodon_mock_server import BRAND, BRAND_TOKEN, MastodonMock
@@ -33,7 +33,7 @@ mastodon_instance = mastodon_mock_server.mastodon_instance
 mastodon = mastodon_mock_server.mastodon
 
 FAST = Backoff(initial=0.05, maximum=0.2, stable=60.0)
-STREAM_LOGGER = "bot.connectors.mastodon_stream"
+STREAM_LOGGER = "bot.connectors.mastodon.stream"
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ from bot.domain.states import MentionState
 from bot.errors import SourceError
 from bot.events import MentionAlert, MentionChanged, Notice
 from bot.pipeline.runner import PollOutcome, SourceRunner
-from bot.sources.base import FetchResult
+from bot.connectors.base import FetchResult
 from tests.helpers import ScriptedSource, eventually, raw
 
 COMPLAINT = "Acme cloud has been down all morning and support is not answering my tickets at all"

@@ -14,7 +14,7 @@ from bot.app import Core
 from bot.config import RssSourceConfig
 from bot.frontends.ratelimit_logs import quiet_handled_rate_limits
 from bot.pipeline.runner import SourceRunner
-from bot.sources.rss import RssSource
+from bot.connectors.rss.connector import RssSource
 from bot.storage.repo import Store
 from fakes.openai import FakeOpenAI, Step
 from tests.fake_mastodon import FakeMastodon

@@ -30,8 +30,8 @@ from bot.domain.models import SYSTEM, Actor, Mention, Reply
 from bot.domain.states import ReplyState
 from bot.errors import DatabaseInUse, PublishError
 from bot.events import EventBus
-from bot.publishers.base import PublishResult
-from bot.publishers.registry import Publishers
+from bot.connectors.base import PublishResult
+from bot.connectors.registry import Publishers
 from bot.services.outbox import Outbox
 from bot.settings import Settings
 from bot.storage.db import Database

@@ -13,7 +13,7 @@ from bot.errors import CredentialsRejected, SourceError, SourceRateLimited
 from bot.events import EventBus, Notice
 from bot.pipeline.credentials import RefusedCredentials
 from bot.pipeline.ingest import Alerter, Ingestor, StoredBatch
-from bot.sources.base import Budgeted, FetchResult, Source
+from bot.connectors.base import Budgeted, FetchResult, Source
 from bot.storage.repo import SourceStatus, Store
 
 log = logging.getLogger(__name__)

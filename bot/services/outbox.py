@@ -24,7 +24,7 @@ from bot.domain.models import SYSTEM, Reply, utcnow
 from bot.domain.states import MentionState, ReplyState
 from bot.errors import PublishError
 from bot.events import EventBus, MentionChanged
-from bot.publishers.registry import Publishers
+from bot.connectors.registry import Publishers
 from bot.storage.repo import Store
 
 log = logging.getLogger(__name__)

@@ -26,7 +26,7 @@ from bot.events import EventBus, MentionChanged
 from bot.llm.guards import DraftGuard
 from bot.llm.textscan import clean
 from bot.presentation import Decision
-from bot.publishers.registry import Publishers
+from bot.connectors.registry import Publishers
 from bot.services.permissions import ApproverPolicy
 from bot.storage.repo import Store
 

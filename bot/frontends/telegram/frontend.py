@@ -46,7 +46,7 @@ from telegram.ext import (
 from telegram.warnings import PTBDeprecationWarning
 
 from bot.app import Core
-from bot.connectors.inbound_limits import hardened_app, hardened_runner, parse_json
+from bot.connectors.http.inbound_limits import hardened_app, hardened_runner, parse_json
 from bot.domain.models import Actor, Draft, Mention, Reply
 from bot.events import Event, MentionChanged, Notice
 from bot.frontends.ratelimit_logs import quiet_handled_rate_limits

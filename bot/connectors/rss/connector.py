@@ -26,13 +26,13 @@ import feedparser
 import httpx
 
 from bot.config import RssSourceConfig
-from bot.connectors.api_client import USER_AGENT
-from bot.connectors.http_limits import MAX_BODY_BYTES, FetchRefused, guarded_client
+from bot.connectors.http.api_client import USER_AGENT
+from bot.connectors.http.outbound_limits import MAX_BODY_BYTES, FetchRefused, guarded_client
 from bot.domain.models import MAX_TEXT_CHARS, Author, RawMention
 from bot.errors import SourceError, SourceRateLimited
-from bot.pipeline.clean import clean_text
+from bot.connectors.clean import clean_text
 from bot.retry_after import parse_retry_after
-from bot.sources.base import ConfiguredSource, Cursor, FetchResult
+from bot.connectors.base import ConfiguredSource, Cursor, FetchResult
 
 log = logging.getLogger(__name__)
 
@@ -154,7 +154,7 @@ class RssSource(ConfiguredSource[RssSourceConfig]):
                 )
             if status >= 400 or status < 200:
                 raise self._error(f"HTTP {status} {response.reason_phrase}".rstrip())
-            # The client caps the body once decompressed (bot.connectors.http_limits).
+            # The client caps the body once decompressed (bot.connectors.http.outbound_limits).
             return dict(response.headers), await response.aread()
 
     def _detail(self, exc: Exception) -> str:

@@ -21,7 +21,7 @@ from typing import Any, ClassVar, Self, TypeVar
 import httpx
 from pydantic import Field
 
-from bot.connectors.graph import (
+from bot.connectors.meta.graph import (
     GraphApiError,
     GraphClient,
     GraphSettings,
@@ -32,10 +32,10 @@ from bot.connectors.graph import (
     source_error,
     text_of,
 )
-from bot.connectors.meta_webhook import Change, MetaWebhook, MetaWebhookConfig
+from bot.connectors.meta.webhook import Change, MetaWebhook, MetaWebhookConfig
 from bot.domain.models import RawMention
 from bot.errors import SourceError
-from bot.sources.base import ClientSource, Cursor, FetchResult, SourceName
+from bot.connectors.base import ClientSource, Cursor, FetchResult, SourceName
 
 log = logging.getLogger(__name__)
 

@@ -14,8 +14,8 @@ from typing import Any
 
 import httpx
 
-from bot.connectors.http_limits import failure
-from bot.connectors.x_client import (
+from bot.connectors.http.outbound_limits import failure
+from bot.connectors.x.client import (
     PLATFORM,
     Identity,
     XClient,
@@ -27,7 +27,7 @@ from bot.connectors.x_client import (
 from bot.domain.limits import LINK_WEIGHT, REPLY_LIMITS, x_weighted_length
 from bot.domain.models import Mention, Reply
 from bot.errors import PublishError
-from bot.publishers.base import PublishResult
+from bot.connectors.base import PublishResult
 
 RECONCILE_PAGES = 3
 NOT_ANSWERABLE = (

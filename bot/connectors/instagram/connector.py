@@ -30,7 +30,7 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from bot.connectors.graph import (
+from bot.connectors.meta.graph import (
     GraphApiError,
     GraphClient,
     graph_id,
@@ -39,13 +39,13 @@ from bot.connectors.graph import (
     parse_time,
     text_of,
 )
-from bot.connectors.meta_publisher import MetaPublisher, is_earlier_reply
-from bot.connectors.meta_source import Add, MetaSource, MetaSourceConfig, forget_unwatched
-from bot.connectors.meta_webhook import Change, MetaWebhookConfig
+from bot.connectors.meta.publisher import MetaPublisher, is_earlier_reply
+from bot.connectors.meta.source import Add, MetaSource, MetaSourceConfig, forget_unwatched
+from bot.connectors.meta.webhook import Change, MetaWebhookConfig
 from bot.domain.models import Author, Mention, RawMention, Reply
 from bot.errors import PublishError
-from bot.publishers.base import PublishResult
-from bot.sources.base import Cursor
+from bot.connectors.base import PublishResult
+from bot.connectors.base import Cursor
 
 log = logging.getLogger(__name__)
 

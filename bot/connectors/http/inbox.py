@@ -15,7 +15,7 @@ import secrets
 from collections import OrderedDict, deque
 from typing import Generic, TypeVar
 
-from bot.sources.base import Cursor
+from bot.connectors.base import Cursor
 
 T = TypeVar("T")
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from bot.domain.models import Mention, Reply
-from bot.publishers.base import PublishResult
+from bot.connectors.base import PublishResult
 
 
 class ManualPublisher:

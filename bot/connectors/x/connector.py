@@ -1,5 +1,5 @@
 """X (API v2) connector: the brand account's mentions (and optional recent searches) as a
-source; replies go out through :class:`bot.connectors.x_publisher.XPublisher`.
+source; replies go out through :class:`bot.connectors.x.publisher.XPublisher`.
 
 Each route (``GET /2/users/{id}/mentions``, and ``GET /2/tweets/search/recent`` per configured
 query) keeps the newest post id read as its cursor. A route never seen before takes only its
@@ -26,8 +26,8 @@ from typing import Any
 import httpx
 from pydantic import ValidationError
 
-from bot.connectors.http_limits import failure
-from bot.connectors.x_client import (
+from bot.connectors.http.outbound_limits import failure
+from bot.connectors.x.client import (
     PLATFORM,
     Endpoint,
     Identity,
@@ -36,11 +36,11 @@ from bot.connectors.x_client import (
     XSourceConfig,
     problem,
 )
-from bot.connectors.x_publisher import XPublisher
+from bot.connectors.x.publisher import XPublisher
 from bot.domain.models import Author, RawMention
 from bot.errors import CredentialsRejected, SourceError, SourceRateLimited
-from bot.pipeline.clean import clean_text
-from bot.sources.base import ClientSource, Cursor, FetchResult
+from bot.connectors.clean import clean_text
+from bot.connectors.base import ClientSource, Cursor, FetchResult
 
 __all__ = [
     "Includes",

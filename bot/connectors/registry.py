@@ -8,8 +8,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from bot.errors import ConfigError
-from bot.publishers.base import Publisher
-from bot.publishers.manual import ManualPublisher
+from bot.connectors.base import Publisher
+from bot.connectors.manual import ManualPublisher
 
 MANUAL = ManualPublisher.name
 

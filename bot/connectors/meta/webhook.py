@@ -11,7 +11,7 @@ body time (408), signature (401 missing, 403 wrong), JSON (400: UTF-8, nesting d
 A body is ``{"object": "page"|"instagram", "entry": [{"id", "time", "changes": [{"field",
 "value"}]}]}``. The owning source decides which changes concern it (its ``accept`` function
 returns a key naming the event, or None to ignore it); accepted changes wait in a
-:class:`~bot.connectors.inbox.PendingQueue` that the source's ``fetch`` drains through the
+:class:`~bot.connectors.http.inbox.PendingQueue` that the source's ``fetch`` drains through the
 normal pipeline, so webhook and polling share one dedupe. A delivery Meta sends again (same
 body, or the same comment in another batch) is queued once. A full queue answers 503 and Meta
 delivers again later.
@@ -28,9 +28,9 @@ from typing import Any
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
 
-from bot.connectors.inbound_limits import hardened_app, parse_json
-from bot.connectors.inbox import PendingQueue
-from bot.connectors.webhook import error_response, serve, signature_matches
+from bot.connectors.http.inbound_limits import hardened_app, parse_json
+from bot.connectors.http.inbox import PendingQueue
+from bot.connectors.webhook.connector import error_response, serve, signature_matches
 from bot.errors import ConfigError, SourceError
 
 log = logging.getLogger(__name__)

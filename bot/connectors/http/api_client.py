@@ -10,7 +10,7 @@ import httpx
 from pydantic import AfterValidator
 
 from bot import __version__
-from bot.connectors.http_limits import guarded_client
+from bot.connectors.http.outbound_limits import guarded_client
 
 USER_AGENT = f"Parley/{__version__} (+self-hosted mention monitor)"
 

@@ -7,8 +7,8 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any, ClassVar, Generic
 
-from bot.connectors.graph import GraphApiError, GraphClient, graph_id, parse_time, publish_error
-from bot.connectors.meta_source import ConfigT
+from bot.connectors.meta.graph import GraphApiError, GraphClient, graph_id, parse_time, publish_error
+from bot.connectors.meta.source import ConfigT
 from bot.domain.limits import reply_limit
 from bot.domain.models import Mention, Reply
 from bot.errors import PublishError

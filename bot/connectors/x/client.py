@@ -20,12 +20,12 @@ import httpx
 from authlib.oauth1 import ClientAuth  # type: ignore[import-untyped]
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from bot.connectors.api_client import ApiClient, BaseUrl, json_headers
-from bot.connectors.budget import RateBudget
-from bot.connectors.http_limits import ALLOW_PRIVATE_HELP
-from bot.pipeline.clean import clean_text
+from bot.connectors.http.api_client import ApiClient, BaseUrl, json_headers
+from bot.connectors.http.budget import RateBudget
+from bot.connectors.http.outbound_limits import ALLOW_PRIVATE_HELP
+from bot.connectors.clean import clean_text
 from bot.retry_after import parse_retry_after
-from bot.sources.base import SourceName
+from bot.connectors.base import SourceName
 
 log = logging.getLogger(__name__)
 

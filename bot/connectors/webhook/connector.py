@@ -8,7 +8,7 @@ captured request cannot be replayed later. Checks run in this order: size (413),
 (408), content type (415), timestamp format (400), signature (401), JSON (400: UTF-8, nesting
 depth), schema (422), then queue room (503 with Retry-After). See ``inbound_limits``.
 
-Accepted mentions wait in a bounded in-memory queue (``bot.connectors.inbox.PendingQueue``)
+Accepted mentions wait in a bounded in-memory queue (``bot.connectors.http.inbox.PendingQueue``)
 that ``fetch`` hands to the normal pipeline (match, dedupe, store, alert). An item leaves the
 queue only once the pipeline has stored it (the saved cursor acknowledges it), so a failed or
 slow pipeline re-delivers instead of losing. The same mention sent twice is queued once (recent
@@ -16,7 +16,7 @@ ids are remembered) and stored once (the store's (source, external_id) key). The
 memory: a process crash loses what was accepted but not yet stored, which a poll interval of a
 few seconds keeps small.
 
-The Meta webhook endpoint (:mod:`bot.connectors.meta_webhook`) shares this module's signature
+The Meta webhook endpoint (:mod:`bot.connectors.meta.webhook`) shares this module's signature
 check, server start and error answers.
 """
 
@@ -32,12 +32,12 @@ from typing import Any, Literal
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from bot.connectors.inbound_limits import hardened_app, hardened_runner, parse_json, parse_timestamp
-from bot.connectors.inbox import PendingQueue
+from bot.connectors.http.inbound_limits import hardened_app, hardened_runner, parse_json, parse_timestamp
+from bot.connectors.http.inbox import PendingQueue
 from bot.domain.models import MAX_TEXT_CHARS, Author, RawMention
 from bot.errors import ConfigError, SourceError
-from bot.pipeline.clean import clean_text
-from bot.sources.base import ConfiguredSource, Cursor, FetchResult, SourceName
+from bot.connectors.clean import clean_text
+from bot.connectors.base import ConfiguredSource, Cursor, FetchResult, SourceName
 
 log = logging.getLogger(__name__)
 
@@ -154,7 +154,7 @@ def signature_matches(given: str, secret: str, body: bytes, timestamp: str | Non
 async def serve(app: web.Application, host: str, port: int) -> tuple[web.AppRunner, int]:
     """Start serving ``app`` on ``host:port``: its runner and the port actually bound (0 picks
     a free one). Raises OSError when it cannot listen. Slow clients are cut off
-    (:func:`bot.connectors.inbound_limits.hardened_runner`)."""
+    (:func:`bot.connectors.http.inbound_limits.hardened_runner`)."""
     runner = hardened_runner(app)
     await runner.setup()
     try:

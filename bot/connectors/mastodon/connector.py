@@ -32,19 +32,19 @@ from urllib.parse import quote
 import httpx
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from bot.connectors.api_client import ApiClient, BaseUrl, json_headers
-from bot.connectors.budget import RateBudget
-from bot.connectors.http_limits import ALLOW_PRIVATE_HELP, MAX_BODY_EXTENSION, failure
-from bot.connectors.inbox import PendingQueue
+from bot.connectors.http.api_client import ApiClient, BaseUrl, json_headers
+from bot.connectors.http.budget import RateBudget
+from bot.connectors.http.outbound_limits import ALLOW_PRIVATE_HELP, MAX_BODY_EXTENSION, failure
+from bot.connectors.http.inbox import PendingQueue
 from bot.domain.limits import LINK_WEIGHT, reply_length
 from bot.domain.models import Author, Mention, RawMention, Reply
 from bot.errors import CredentialsRejected, PublishError, SourceError, SourceRateLimited
-from bot.pipeline.clean import clean_text
-from bot.publishers.base import PublishResult
-from bot.sources.base import ClientSource, Cursor, FetchResult, SourceName
+from bot.connectors.clean import clean_text
+from bot.connectors.base import PublishResult
+from bot.connectors.base import ClientSource, Cursor, FetchResult, SourceName
 
 if TYPE_CHECKING:
-    from bot.connectors.mastodon_stream import MastodonStream
+    from bot.connectors.mastodon.stream import MastodonStream
 
 log = logging.getLogger(__name__)
 
@@ -180,7 +180,7 @@ class MastodonClient(ApiClient):
             headers={**self._headers, "Accept": "text/event-stream"},
             timeout=httpx.Timeout(self._timeout, read=read_timeout),
             # Endless by design: no total cap; the reader caps each event, and decoding
-            # stays bounded per step (bot.connectors.http_limits).
+            # stays bounded per step (bot.connectors.http.outbound_limits).
             extensions={MAX_BODY_EXTENSION: None},
         )
 
@@ -291,7 +291,7 @@ class MastodonSource(ClientSource[MastodonSourceConfig, MastodonClient]):
         """Open the stream on the first fetch (building a source opens no connection)."""
         if self.stream is None:
             # imported here: the stream module uses this module's client and normaliser
-            from bot.connectors.mastodon_stream import MastodonStream
+            from bot.connectors.mastodon.stream import MastodonStream
 
             self.stream = MastodonStream(self.client, self.config, self._streamed)
             self.stream.start()

@@ -8,19 +8,19 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bot.config import RssSourceConfig, SourceConfig
-from bot.connectors.bluesky import BlueskyPublisher, BlueskySource, BlueskySourceConfig
-from bot.connectors.facebook import FacebookPublisher, FacebookSource, FacebookSourceConfig
-from bot.connectors.hackernews import HackerNewsSource, HackerNewsSourceConfig
-from bot.connectors.instagram import InstagramPublisher, InstagramSource, InstagramSourceConfig
-from bot.connectors.mastodon import MastodonPublisher, MastodonSource, MastodonSourceConfig
-from bot.connectors.meta_webhook import APP_SECRET_ENV
-from bot.connectors.reddit import RedditPublisher, RedditSource, RedditSourceConfig
-from bot.connectors.webhook import SECRET_ENV, WebhookSource
-from bot.connectors.x import XCredentials, XPublisher, XSource, XSourceConfig
+from bot.connectors.bluesky.connector import BlueskyPublisher, BlueskySource, BlueskySourceConfig
+from bot.connectors.facebook.connector import FacebookPublisher, FacebookSource, FacebookSourceConfig
+from bot.connectors.hackernews.connector import HackerNewsSource, HackerNewsSourceConfig
+from bot.connectors.instagram.connector import InstagramPublisher, InstagramSource, InstagramSourceConfig
+from bot.connectors.mastodon.connector import MastodonPublisher, MastodonSource, MastodonSourceConfig
+from bot.connectors.meta.webhook import APP_SECRET_ENV
+from bot.connectors.reddit.connector import RedditPublisher, RedditSource, RedditSourceConfig
+from bot.connectors.webhook.connector import SECRET_ENV, WebhookSource
+from bot.connectors.x.connector import XCredentials, XPublisher, XSource, XSourceConfig
 from bot.errors import ConfigError
-from bot.publishers.base import Publisher
-from bot.sources.base import Source
-from bot.sources.rss import RssSource
+from bot.connectors.base import Publisher
+from bot.connectors.base import Source
+from bot.connectors.rss.connector import RssSource
 
 
 @dataclass

@@ -11,7 +11,7 @@ post that appears later is read in full, up to ``max_pages`` pages. The Page's o
 skipped. A poll stops early once Meta's usage headers reach ``usage_threshold``.
 
 With ``[sources.webhook]`` set, Meta pushes ``feed`` (a comment was added) and ``mention``
-events to a :class:`~bot.connectors.meta_webhook.MetaWebhook`; ``fetch`` reads each pushed
+events to a :class:`~bot.connectors.meta.webhook.MetaWebhook`; ``fetch`` reads each pushed
 comment through the API (the same normalisation as polling, and a signed event still only
 names an id) and polling becomes a fallback every ``webhook.poll_interval`` seconds.
 
@@ -30,13 +30,13 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from bot.connectors.graph import GraphApiError, graph_id, http_url, page_of, parse_time, text_of
-from bot.connectors.meta_publisher import MetaPublisher, is_earlier_reply
-from bot.connectors.meta_source import Add, MetaSource, MetaSourceConfig, forget_unwatched
-from bot.connectors.meta_webhook import Change
+from bot.connectors.meta.graph import GraphApiError, graph_id, http_url, page_of, parse_time, text_of
+from bot.connectors.meta.publisher import MetaPublisher, is_earlier_reply
+from bot.connectors.meta.source import Add, MetaSource, MetaSourceConfig, forget_unwatched
+from bot.connectors.meta.webhook import Change
 from bot.domain.models import Author, Mention, RawMention, Reply
-from bot.publishers.base import PublishResult
-from bot.sources.base import Cursor
+from bot.connectors.base import PublishResult
+from bot.connectors.base import Cursor
 
 log = logging.getLogger(__name__)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 
 from bot.domain.models import Mention, Reply
-from bot.publishers.base import PublishResult
+from bot.connectors.base import PublishResult
 
 log = logging.getLogger(__name__)
 

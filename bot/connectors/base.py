@@ -1,6 +1,6 @@
-"""The small interface every mention source implements, the rule for a source's ``name``, and
-two base classes that give a source its ``name`` and ``interval`` from its config section (and
-close its API client)."""
+"""The small interfaces every connector implements: a mention source (with the rule for a
+source's ``name`` and two base classes that give a source its ``name`` and ``interval`` from its
+config section and close its API client) and a publisher that posts approved replies."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from typing import Annotated, Generic, Protocol, TypeVar, runtime_checkable
 
 from pydantic import Field
 
-from bot.domain.models import RawMention
+from bot.domain.models import Mention, RawMention, Reply
 
 SourceName = Annotated[
     str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
@@ -97,3 +97,27 @@ class ClientSource(ConfiguredSource[ConfigT], Generic[ConfigT, ClientT]):
     async def aclose(self) -> None:
         """Close the API client (it closes the HTTP client if it created that)."""
         await self.client.aclose()
+
+
+@dataclass(frozen=True)
+class PublishResult:
+    """Outcome of a post. ``manual`` means a person must post it and confirm."""
+
+    posted_id: str | None = None
+    url: str | None = None
+    manual: bool = False
+    cost_usd: float | None = None
+    """What the platform charges for this post (X pay-per-use), when it charges."""
+
+
+class Publisher(Protocol):
+    """Posts a reply. Raises PublishError; ``permanent=True`` ends the reply as dead."""
+
+    @property
+    def name(self) -> str: ...
+
+    async def publish(self, reply: Reply, mention: Mention) -> PublishResult: ...
+
+    async def reconcile(self, reply: Reply, mention: Mention) -> PublishResult | None:
+        """After a crash mid-send: the earlier post if it went through, else None."""
+        ...
