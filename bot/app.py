@@ -16,6 +16,10 @@ from pathlib import Path
 from typing import Protocol
 
 from bot.config import ParleyConfig
+from bot.connectors.catalog import BY_HAND, build_source
+from bot.connectors.log import LogPublisher
+from bot.connectors.registry import MANUAL, Publishers
+from bot.connectors.spec import Built
 from bot.domain.models import Actor, utcnow
 from bot.domain.states import ReplyState
 from bot.drafting.base import Drafter
@@ -28,8 +32,6 @@ from bot.matching.matcher import Matcher, RuleSpec
 from bot.pipeline.credentials import RefusedCredentials
 from bot.pipeline.ingest import Alerter, Ingestor
 from bot.pipeline.runner import SourceRunner, poll_together
-from bot.connectors.log import LogPublisher
-from bot.connectors.registry import MANUAL, Publishers
 from bot.services.alert_control import AlertControl
 from bot.services.alert_delivery import AlertDeliveries
 from bot.services.auto_draft import AutoDrafts
@@ -39,7 +41,6 @@ from bot.services.review import ReviewService
 from bot.services.tenancy import Tenancy
 from bot.services.watch import WatchService
 from bot.settings import Settings
-from bot.connectors.catalog import Built, build_source
 from bot.storage.db import Database
 from bot.storage.instance_lock import hold_instance_lock
 from bot.storage.repo import Store
@@ -275,7 +276,7 @@ def _publishers(settings: Settings, config: ParleyConfig, built: Sequence[Built]
     return Publishers(  # the manual publisher is always there
         {"log": LogPublisher(), **{p.name: p for _, _, p in posting}},
         default=settings.parley_default_publisher,
-        by_platform={"hackernews": MANUAL},
+        by_platform=dict.fromkeys(BY_HAND, MANUAL),
         by_source={source: p.name for _, source, p in posting},
         relays={c.name: single for c in config.sources if c.type == "webhook"},
     )

@@ -16,7 +16,7 @@ import secrets
 import discord
 from discord.ext import commands
 
-from bot.domain.limits import reply_length, reply_limit
+from bot.connectors.catalog import reply_length, reply_limit
 from bot.domain.models import Actor
 from bot.frontends.discord.render import plain
 from bot.frontends.discord.views import (

@@ -15,14 +15,13 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from bot.app import Core
+from bot.connectors.base import Cursor, FetchResult, Publisher, PublishResult, Source
 from bot.connectors.http.api_client import ApiClient
+from bot.connectors.registry import Publishers
 from bot.domain.models import Actor, Author, Mention, RawMention, Reply, utcnow
 from bot.domain.states import MentionState, ReplyState
 from bot.errors import PublishError
-from bot.connectors.base import Publisher, PublishResult
-from bot.connectors.registry import Publishers
 from bot.settings import Settings
-from bot.connectors.base import Cursor, FetchResult, Source
 from fakes.openai import FakeOpenAI
 from tests.conftest import ROOT
 from tests.fake_telegram import FakeTelegram

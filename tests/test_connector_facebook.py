@@ -11,7 +11,11 @@ from typing import Any
 
 import pytest
 
-from bot.connectors.facebook.connector import FacebookPublisher, FacebookSource, FacebookSourceConfig
+from bot.connectors.facebook.connector import (
+    FacebookPublisher,
+    FacebookSource,
+    FacebookSourceConfig,
+)
 from bot.domain.models import Mention, Reply
 from bot.errors import CredentialsRejected, PublishError, SourceError, SourceRateLimited
 from tests import fake_graph

@@ -12,11 +12,10 @@ from typing import Any
 import pytest
 
 from bot.connectors.http.budget import RateBudget
+from bot.connectors.mastodon.api import MastodonClient, MastodonSourceConfig
 from bot.connectors.mastodon.connector import (
-    MastodonClient,
     MastodonPublisher,
     MastodonSource,
-    MastodonSourceConfig,
     reply_text,
     status_length,
 )

@@ -14,6 +14,7 @@ import pytest
 
 from bot.app import build_core
 from bot.config import parse_config
+from bot.connectors.catalog import build_source
 from bot.connectors.x.connector import XClient, XCredentials, XPublisher, XSource, XSourceConfig
 from bot.domain.models import Mention, Reply
 from bot.domain.states import ReplyState
@@ -25,7 +26,6 @@ from bot.errors import (
     SourceRateLimited,
 )
 from bot.settings import Settings
-from bot.connectors.catalog import build_source
 from tests.conftest import BASIC_CONFIG
 from tests.fake_x import (
     ACCESS_SECRET,

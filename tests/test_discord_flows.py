@@ -13,7 +13,7 @@ import pytest
 
 from bot.app import Core
 from bot.config import BrandConfig, ParleyConfig
-from bot.domain.limits import reply_limit
+from bot.connectors.catalog import reply_limit
 from bot.domain.models import Mention
 from bot.domain.states import MentionState, ReplyState
 from bot.drafting.base import Drafter, DraftText

@@ -11,9 +11,8 @@ from dataclasses import dataclass, field
 import pytest
 from aiohttp import web
 
-from bot.config import RssSourceConfig
+from bot.connectors.rss.connector import RssSource, RssSourceConfig
 from bot.errors import SourceError
-from bot.connectors.rss.connector import RssSource
 from tests.helpers import serve_app
 from tests.test_rss import rss_feed
 

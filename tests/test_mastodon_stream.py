@@ -15,16 +15,12 @@ import pytest
 from aiohttp.test_utils import TestServer
 from pydantic import ValidationError
 
-from bot.connectors.mastodon.connector import (
-    STREAM_DRAIN_INTERVAL,
-    MastodonClient,
-    MastodonSource,
-    MastodonSourceConfig,
-)
+from bot.connectors.base import FetchResult
+from bot.connectors.mastodon.api import MastodonClient, MastodonSourceConfig
+from bot.connectors.mastodon.connector import STREAM_DRAIN_INTERVAL, MastodonSource
 from bot.connectors.mastodon.stream import Backoff, MastodonStream, SseEvent, SseParser
 from bot.domain.models import RawMention
 from bot.errors import CredentialsRejected, SourceError
-from bot.connectors.base import FetchResult
 from tests import mastodon_mock_server
 from tests.fake_mastodon import TOKEN, FakeMastodon
 from tests.mastodon_mock_server import BRAND, BRAND_TOKEN, MastodonMock

@@ -12,12 +12,12 @@ from contextlib import AsyncExitStack
 import pytest
 
 from bot.app import Core
+from bot.connectors.base import Source
 from bot.connectors.facebook.connector import FacebookSource
 from bot.connectors.instagram.connector import InstagramSource
 from bot.events import Event, Notice
 from bot.pipeline.credentials import RefusedCredentials
 from bot.pipeline.runner import SourceRunner
-from bot.connectors.base import Source
 from tests import fake_graph
 from tests.fake_graph import IG_PERMISSIONS, IG_TOKEN, PAGE_PERMISSIONS, PAGE_TOKEN, FakeGraph
 from tests.test_connector_facebook import config as facebook_config

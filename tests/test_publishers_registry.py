@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from bot.errors import ConfigError
 from bot.connectors.log import LogPublisher
 from bot.connectors.manual import ManualPublisher
 from bot.connectors.registry import Publishers
+from bot.errors import ConfigError
 
 
 def test_source_then_platform_then_default() -> None:

@@ -15,11 +15,10 @@ import pytest
 from aiohttp import web
 
 from bot import __version__
-from bot.config import RssSourceConfig
+from bot.connectors.rss import connector as rss_connector
+from bot.connectors.rss.connector import RssSource, RssSourceConfig
 from bot.domain.models import MAX_TEXT_CHARS
 from bot.errors import SourceError, SourceRateLimited
-from bot.connectors.rss import connector as rss_connector
-from bot.connectors.rss.connector import RssSource
 
 FIXTURES = Path(__file__).parent / "fixtures"
 GOOGLE_ALERTS = (FIXTURES / "google_alerts_feed.xml").read_bytes()

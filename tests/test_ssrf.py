@@ -10,13 +10,13 @@ from collections.abc import AsyncIterator
 import pytest
 from aiohttp import web
 
-from bot.config import RssSourceConfig
-from bot.connectors.http import outbound_limits
 from bot.connectors.hackernews.connector import HackerNewsSource, HackerNewsSourceConfig
+from bot.connectors.http import outbound_limits
 from bot.connectors.http.outbound_limits import address_kind
-from bot.connectors.mastodon.connector import MastodonSource, MastodonSourceConfig
+from bot.connectors.mastodon.api import MastodonSourceConfig
+from bot.connectors.mastodon.connector import MastodonSource
+from bot.connectors.rss.connector import RssSource, RssSourceConfig
 from bot.errors import SourceError
-from bot.connectors.rss.connector import RssSource
 from tests.helpers import serve_app
 
 FEED = (
@@ -141,7 +141,9 @@ async def test_every_redirect_hop_is_checked(
     """127.0.0.1 stands in for a public feed host; its redirect to a private one is refused."""
     real = outbound_limits.address_kind
     public = ipaddress.ip_address("127.0.0.1")
-    monkeypatch.setattr(outbound_limits, "address_kind", lambda ip: None if ip == public else real(ip))
+    monkeypatch.setattr(
+        outbound_limits, "address_kind", lambda ip: None if ip == public else real(ip)
+    )
     port = server.rsplit(":", 1)[1]
     message = await refusal(rss(f"{server}/hop?to={target.format(port=port)}"))
     assert expected in message and message.endswith(HINT)

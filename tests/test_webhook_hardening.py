@@ -13,8 +13,8 @@ from collections.abc import AsyncIterator
 import httpx
 import pytest
 
-from bot.connectors.http import inbound_limits
 from bot.connectors.facebook.connector import FacebookSource, FacebookSourceConfig
+from bot.connectors.http import inbound_limits
 from bot.connectors.http.inbound_limits import json_depth, parse_json, parse_timestamp
 from bot.connectors.webhook.connector import WebhookSource, WebhookSourceConfig, sign
 

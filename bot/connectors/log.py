@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import logging
 
-from bot.domain.models import Mention, Reply
 from bot.connectors.base import PublishResult
+from bot.domain.models import Mention, Reply
 
 log = logging.getLogger(__name__)
 

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from bot.domain.models import Mention, Reply
 from bot.connectors.base import PublishResult
+from bot.domain.models import Mention, Reply
 
 
 class ManualPublisher:

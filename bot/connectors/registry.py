@@ -7,9 +7,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from bot.errors import ConfigError
 from bot.connectors.base import Publisher
 from bot.connectors.manual import ManualPublisher
+from bot.errors import ConfigError
 
 MANUAL = ManualPublisher.name
 

@@ -19,7 +19,8 @@ from typing import Any
 from openai.types.chat import ChatCompletionMessageParam
 
 from bot.config import BrandConfig
-from bot.domain.limits import DEFAULT_REPLY_LIMIT, reply_limit
+from bot.connectors.catalog import reply_limit
+from bot.domain.limits import DEFAULT_REPLY_LIMIT
 from bot.domain.models import Mention
 from bot.drafting.base import Drafter, DraftText
 from bot.drafting.offline import safe_author

@@ -14,15 +14,16 @@ import httpx
 
 from bot.config import SourceConfig
 from bot.connectors.bluesky.connector import BlueskySource
+from bot.connectors.catalog import build_source
+from bot.connectors.mastodon.api import source_message, token_rejected
+from bot.connectors.mastodon.connector import MastodonSource
 from bot.connectors.meta.graph import GraphApiError, source_error
-from bot.connectors.mastodon.connector import MastodonSource, source_message, token_rejected
 from bot.connectors.meta.source import MetaSource
 from bot.connectors.reddit.connector import RedditAuthError, RedditSource
-from bot.connectors.x.connector import XSource
 from bot.connectors.x.client import json_object, problem
+from bot.connectors.x.connector import XSource
 from bot.errors import CredentialsRejected, SourceError
 from bot.services.online_runner import Verdict, ok, skipped
-from bot.connectors.catalog import build_source
 
 
 def source_service(config: SourceConfig) -> str:

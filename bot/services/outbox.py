@@ -20,11 +20,11 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Protocol
 
+from bot.connectors.registry import Publishers
 from bot.domain.models import SYSTEM, Reply, utcnow
 from bot.domain.states import MentionState, ReplyState
 from bot.errors import PublishError
 from bot.events import EventBus, MentionChanged
-from bot.connectors.registry import Publishers
 from bot.storage.repo import Store
 
 log = logging.getLogger(__name__)

@@ -17,7 +17,9 @@ import uuid
 from collections.abc import Callable
 
 from bot.config import BrandConfig, ParleyConfig
-from bot.domain.limits import DEFAULT_REPLY_LIMIT, reply_length, reply_limit
+from bot.connectors.catalog import reply_length, reply_limit
+from bot.connectors.registry import Publishers
+from bot.domain.limits import DEFAULT_REPLY_LIMIT
 from bot.domain.models import Actor, Draft, Mention, Reply
 from bot.domain.states import MentionState, ReplyState
 from bot.drafting.base import Drafter
@@ -26,7 +28,6 @@ from bot.events import EventBus, MentionChanged
 from bot.llm.guards import DraftGuard
 from bot.llm.textscan import clean
 from bot.presentation import Decision
-from bot.connectors.registry import Publishers
 from bot.services.permissions import ApproverPolicy
 from bot.storage.repo import Store
 

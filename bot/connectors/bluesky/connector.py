@@ -26,19 +26,20 @@ from typing import Any, Literal
 import httpx
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from bot.connectors.base import ClientSource, Cursor, FetchResult, PublishResult, SourceName
+from bot.connectors.clean import clean_text
 from bot.connectors.http.api_client import ApiClient, BaseUrl, json_headers
 from bot.connectors.http.budget import RateBudget
 from bot.connectors.http.outbound_limits import ALLOW_PRIVATE_HELP, failure
-from bot.domain.limits import reply_length, reply_limit
+from bot.domain.limits import grapheme_count
 from bot.domain.models import Author, Mention, RawMention, Reply
 from bot.errors import CredentialsRejected, PublishError, SourceError, SourceRateLimited
-from bot.connectors.clean import clean_text
-from bot.connectors.base import PublishResult
-from bot.connectors.base import ClientSource, Cursor, FetchResult, SourceName
 
 log = logging.getLogger(__name__)
 
 PLATFORM = "bluesky"
+REPLY_LIMIT = 300
+"""The longest post, in graphemes (what a reader sees as one character)."""
 PASSWORD_ENV = "BLUESKY_APP_PASSWORD"
 MAX_POST_BYTES = 3000
 BATCH = 25
@@ -388,8 +389,8 @@ class BlueskyPublisher:
     async def publish(self, reply: Reply, mention: Mention) -> PublishResult:
         """Post ``reply`` under the mention; raises PublishError."""
         text = reply.text
-        limit = reply_limit(PLATFORM)
-        if reply_length(text, PLATFORM) > limit:
+        limit = REPLY_LIMIT
+        if grapheme_count(text) > limit:
             raise PublishError(
                 f"the reply is longer than Bluesky's {limit} characters; shorten it", permanent=True
             )

@@ -30,17 +30,25 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from bot.connectors.meta.graph import GraphApiError, graph_id, http_url, page_of, parse_time, text_of
+from bot.connectors.base import Cursor, PublishResult
+from bot.connectors.meta.graph import (
+    GraphApiError,
+    graph_id,
+    http_url,
+    page_of,
+    parse_time,
+    text_of,
+)
 from bot.connectors.meta.publisher import MetaPublisher, is_earlier_reply
 from bot.connectors.meta.source import Add, MetaSource, MetaSourceConfig, forget_unwatched
 from bot.connectors.meta.webhook import Change
 from bot.domain.models import Author, Mention, RawMention, Reply
-from bot.connectors.base import PublishResult
-from bot.connectors.base import Cursor
 
 log = logging.getLogger(__name__)
 
 PLATFORM = "facebook"
+REPLY_LIMIT = 8_000
+"""The longest comment a Page may post, in characters."""
 READ_PERMISSION = "pages_read_engagement"
 USER_PERMISSION = "pages_read_user_engagement"
 REPLY_PERMISSION = "pages_manage_engagement"
@@ -214,6 +222,7 @@ class FacebookPublisher(MetaPublisher[FacebookSourceConfig]):
     """Posts approved replies as the Page, under the comment (or post) they answer."""
 
     platform = PLATFORM
+    reply_limit = REPLY_LIMIT
     comment_id_kind = "a Facebook comment id"
 
     @property

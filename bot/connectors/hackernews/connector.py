@@ -17,13 +17,13 @@ from typing import Any, Literal
 import httpx
 from pydantic import BaseModel, ConfigDict, Field
 
+from bot.connectors.base import ConfiguredSource, Cursor, FetchResult, SourceName
+from bot.connectors.clean import clean_text
 from bot.connectors.http.api_client import USER_AGENT
 from bot.connectors.http.outbound_limits import ALLOW_PRIVATE_HELP, failure, guarded_client
 from bot.domain.models import Author, RawMention
 from bot.errors import SourceError, SourceRateLimited
-from bot.connectors.clean import clean_text
 from bot.retry_after import parse_retry_after
-from bot.connectors.base import ConfiguredSource, Cursor, FetchResult, SourceName
 
 log = logging.getLogger(__name__)
 

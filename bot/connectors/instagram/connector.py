@@ -30,6 +30,7 @@ from typing import Any, Literal
 
 from pydantic import Field
 
+from bot.connectors.base import Cursor, PublishResult
 from bot.connectors.meta.graph import (
     GraphApiError,
     GraphClient,
@@ -44,12 +45,12 @@ from bot.connectors.meta.source import Add, MetaSource, MetaSourceConfig, forget
 from bot.connectors.meta.webhook import Change, MetaWebhookConfig
 from bot.domain.models import Author, Mention, RawMention, Reply
 from bot.errors import PublishError
-from bot.connectors.base import PublishResult
-from bot.connectors.base import Cursor
 
 log = logging.getLogger(__name__)
 
 PLATFORM = "instagram"
+REPLY_LIMIT = 2_200
+"""The longest comment Instagram accepts, in characters."""
 COMMENT_FIELDS = "id,text,timestamp,username,from,parent_id"
 MEDIA_FIELDS = "id,caption,timestamp,permalink,username"
 MENTION_PREFIX = "mention:"
@@ -314,6 +315,7 @@ class InstagramPublisher(MetaPublisher[InstagramSourceConfig]):
     """Posts approved replies as the account: under the comment, or to a mention."""
 
     platform = PLATFORM
+    reply_limit = REPLY_LIMIT
     comment_id_kind = "an Instagram comment id"
 
     def __init__(

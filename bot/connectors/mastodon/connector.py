@@ -5,16 +5,16 @@ The source polls, per route, with a cursor holding the newest id seen: mention n
 before takes only its newest page (the core's look-back rule does the rest); a known route pages
 forward with ``min_id`` so a busy spell is read without gaps, up to ``max_pages`` pages a poll.
 With ``streaming`` on, mention notifications also arrive in real time (bot/connectors/
-mastodon_stream.py) into a queue handed over every few seconds; mention notifications are then
+stream.py) into a queue handed over every few seconds; mention notifications are then
 polled only every ``poll_interval`` seconds as a fallback (hashtags and searches keep
 ``interval``), and as before once the stream has ended for good.
 
 The publisher answers with ``POST /api/v1/statuses`` carrying the reply's idempotency key
 (Mastodon keeps it one hour), and after a crash looks for Parley's own reply under the parent.
 
-Both share :class:`MastodonClient`, which tracks ``X-RateLimit-*`` (300 calls / 5 min per
-account): a poll stops early when the budget nears the configured reserve. The access token is
-sent as a header only and never appears in an error message.
+Both share :class:`~bot.connectors.mastodon.api.MastodonClient`, which tracks
+``X-RateLimit-*`` (300 calls / 5 min per account): a poll stops early when the budget nears the
+configured reserve.
 """
 
 from __future__ import annotations
@@ -24,31 +24,34 @@ import re
 import time
 from collections import OrderedDict
 from collections.abc import Callable
-from contextlib import AbstractAsyncContextManager
-from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any, Literal
+from datetime import timedelta
+from typing import Any
 from urllib.parse import quote
 
 import httpx
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import ValidationError
 
-from bot.connectors.http.api_client import ApiClient, BaseUrl, json_headers
-from bot.connectors.http.budget import RateBudget
-from bot.connectors.http.outbound_limits import ALLOW_PRIVATE_HELP, MAX_BODY_EXTENSION, failure
-from bot.connectors.http.inbox import PendingQueue
-from bot.domain.limits import LINK_WEIGHT, reply_length
-from bot.domain.models import Author, Mention, RawMention, Reply
-from bot.errors import CredentialsRejected, PublishError, SourceError, SourceRateLimited
+from bot.connectors.base import ClientSource, Cursor, FetchResult, PublishResult
 from bot.connectors.clean import clean_text
-from bot.connectors.base import PublishResult
-from bot.connectors.base import ClientSource, Cursor, FetchResult, SourceName
-
-if TYPE_CHECKING:
-    from bot.connectors.mastodon.stream import MastodonStream
+from bot.connectors.http.inbox import PendingQueue
+from bot.connectors.http.outbound_limits import failure
+from bot.connectors.mastodon.api import (
+    PLATFORM,
+    MastodonClient,
+    MastodonSourceConfig,
+    Visibility,
+    parse_time,
+    raw_mention,
+    source_message,
+    token_rejected,
+)
+from bot.connectors.mastodon.stream import MastodonStream
+from bot.domain.limits import LINK_WEIGHT, link_weighted_length
+from bot.domain.models import Mention, RawMention, Reply
+from bot.errors import PublishError, SourceError, SourceRateLimited
 
 log = logging.getLogger(__name__)
 
-PLATFORM = "mastodon"
 CONTEXT_CACHE_SIZE = 512
 STREAM_DRAIN_INTERVAL = 5.0
 """Seconds between hand-overs of streamed mentions to the pipeline while streaming."""
@@ -61,138 +64,8 @@ Route = tuple[str, str, list[tuple[str, str]], str]
 """(cursor key, path, fixed params, how statuses sit in the answer: notifications, statuses
 or search)."""
 
-Visibility = Literal["public", "unlisted", "private", "direct"]
 _VISIBILITY_ORDER: tuple[Visibility, ...] = ("public", "unlisted", "private", "direct")
 _REMOTE_MENTION = re.compile(r"(?<![\w@])(@\w+)@[\w.-]+\w")
-
-
-class MastodonSourceConfig(BaseModel):
-    """One Mastodon account on one instance (``[[sources]]`` with ``type = "mastodon"``)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    type: Literal["mastodon"]
-    name: SourceName
-    base_url: BaseUrl = Field(description="the instance, e.g. https://mastodon.social")
-    allow_private: bool = Field(default=False, description=ALLOW_PRIVATE_HELP)
-    token_env: str = Field(
-        default="MASTODON_ACCESS_TOKEN", description="environment variable holding the token"
-    )
-    interval: float = Field(default=120.0, ge=5.0, le=86_400.0)
-    timeout: float = Field(default=20.0, gt=0.0, le=300.0)
-    mentions: bool = Field(default=True, description="poll mention notifications")
-    hashtags: list[str] = Field(default_factory=list, max_length=20)
-    search_queries: list[str] = Field(default_factory=list, max_length=20)
-    page_size: int = Field(default=40, ge=1, le=80)
-    max_pages: int = Field(default=5, ge=1, le=50, description="pages per route and poll")
-    thread_context: bool = Field(default=True, description="fetch the parent post of replies")
-    max_context_fetches: int = Field(default=10, ge=0, le=100, description="per poll")
-    rate_limit_reserve: int = Field(
-        default=20, ge=0, le=300, description="calls kept for posting; polling stops below it"
-    )
-    visibility: Visibility = Field(
-        default="public", description="of replies; never wider than the mention's own"
-    )
-    reply_language: str | None = Field(
-        default=None, description="ISO 639 code sent with replies (default: the mention's)"
-    )
-    max_characters: int = Field(default=500, ge=1, le=100_000)
-    streaming: bool = Field(
-        default=False, description="receive mentions in real time (streaming API, SSE)"
-    )
-    poll_interval: float = Field(
-        default=600.0, ge=60.0, le=86_400.0, description="polling fallback while streaming"
-    )
-
-    @field_validator("hashtags")
-    @classmethod
-    def _tags(cls, values: list[str]) -> list[str]:
-        tags = [v.strip().removeprefix("#") for v in values]
-        bad = [t for t in tags if not re.fullmatch(r"\w{1,100}", t)]
-        if bad:
-            raise ValueError(f"hashtags are letters, digits and '_': {', '.join(bad)}")
-        return tags
-
-    @field_validator("search_queries")
-    @classmethod
-    def _queries(cls, values: list[str]) -> list[str]:
-        queries = [v.strip() for v in values]
-        if any(not q or len(q) > 500 for q in queries):
-            raise ValueError("search queries must be 1 to 500 characters")
-        return queries
-
-    @model_validator(mode="after")
-    def _stream_needs_mentions(self) -> MastodonSourceConfig:
-        if self.streaming and not self.mentions:
-            raise ValueError("'streaming' carries mention notifications: set mentions = true")
-        return self
-
-
-class MastodonClient(ApiClient):
-    """Authenticated JSON calls to one instance, with the rate budget and the own account id."""
-
-    def __init__(
-        self,
-        base_url: str,
-        token: str,
-        *,
-        timeout: float = 20.0,
-        client: httpx.AsyncClient | None = None,
-        allow_private: bool = False,
-    ) -> None:
-        if not token:
-            raise ValueError("a Mastodon access token is required")
-        super().__init__(client, timeout=timeout, allow_private=allow_private)
-        self.base_url = base_url.rstrip("/")
-        self.budget = RateBudget()
-        self._headers = json_headers(token)
-        self._own_id: str | None = None
-
-    async def request(
-        self,
-        method: str,
-        path: str,
-        *,
-        params: list[tuple[str, str]] | None = None,
-        json: dict[str, Any] | None = None,
-        headers: dict[str, str] | None = None,
-    ) -> httpx.Response:
-        """One call; raises httpx.HTTPError on transport failure, never for an HTTP status."""
-        response = await self._client.request(
-            method,
-            self.base_url + path,
-            params=tuple(params) if params else None,
-            json=json,
-            headers={**self._headers, **(headers or {})},
-            timeout=self._timeout,
-        )
-        _record_budget(self.budget, response.headers)
-        return response
-
-    def stream(
-        self, url: str, *, read_timeout: float
-    ) -> AbstractAsyncContextManager[httpx.Response]:
-        """An open ``GET`` of the event stream at ``url`` (the streaming host may differ from
-        the instance); ``read_timeout`` is the longest silence tolerated."""
-        return self._client.stream(
-            "GET",
-            url,
-            headers={**self._headers, "Accept": "text/event-stream"},
-            timeout=httpx.Timeout(self._timeout, read=read_timeout),
-            # Endless by design: no total cap; the reader caps each event, and decoding
-            # stays bounded per step (bot.connectors.http.outbound_limits).
-            extensions={MAX_BODY_EXTENSION: None},
-        )
-
-    async def own_account_id(self) -> str | None:
-        """The token's account id (``verify_credentials``, asked once); None if unavailable."""
-        if self._own_id is None:
-            response = await self.request("GET", "/api/v1/accounts/verify_credentials")
-            if response.status_code == 200:
-                body = response.json()
-                if isinstance(body, dict) and isinstance(body.get("id"), str):
-                    self._own_id = body["id"]
-        return self._own_id
 
 
 class MastodonSource(ClientSource[MastodonSourceConfig, MastodonClient]):
@@ -290,9 +163,6 @@ class MastodonSource(ClientSource[MastodonSourceConfig, MastodonClient]):
     def _start_stream(self) -> None:
         """Open the stream on the first fetch (building a source opens no connection)."""
         if self.stream is None:
-            # imported here: the stream module uses this module's client and normaliser
-            from bot.connectors.mastodon.stream import MastodonStream
-
             self.stream = MastodonStream(self.client, self.config, self._streamed)
             self.stream.start()
 
@@ -562,7 +432,7 @@ class MastodonPublisher:
         not_before = reply.created_at - timedelta(minutes=1)
         for status in descendants:
             try:
-                created = _parse_time(status["created_at"])
+                created = parse_time(status["created_at"])
                 if (
                     status["account"]["id"] == own_id
                     and status.get("in_reply_to_id") == status_id
@@ -642,21 +512,6 @@ class MastodonPublisher:
         raise PublishError(f"mastodon: HTTP {status}{detail}", permanent=True)
 
 
-def source_message(config: MastodonSourceConfig, what: str) -> str:
-    """A source's error or log line, naming the source and its instance (never the token)."""
-    return f"mastodon source '{config.name}' ({config.base_url}): {what}"
-
-
-def token_rejected(config: MastodonSourceConfig) -> CredentialsRejected:
-    """The error for a token the instance refused (HTTP 401)."""
-    return CredentialsRejected(
-        source_message(
-            config,
-            f"the access token in {config.token_env} was rejected (expired, revoked or mistyped)",
-        )
-    )
-
-
 def reply_text(text: str, handle: str) -> str:
     """The reply starting with ``@acct`` (Mastodon's convention), unless it already names them."""
     if not handle:
@@ -669,37 +524,7 @@ def reply_text(text: str, handle: str) -> str:
 
 def status_length(text: str) -> int:
     """Characters as Mastodon counts them: links are 23, ``@user@domain`` counts as ``@user``."""
-    return reply_length(_REMOTE_MENTION.sub(r"\1", text), PLATFORM)
-
-
-def raw_mention(source: str, status: dict[str, Any]) -> RawMention:
-    """A Status (polled or streamed) as a RawMention; raises KeyError, TypeError or ValueError
-    (pydantic's ValidationError too) on a malformed one."""
-    account = status["account"]
-    created = _parse_time(status["created_at"])
-    if created is None:
-        raise ValueError("created_at")
-    content = clean_text(str(status.get("content") or ""), html=True)
-    warning = clean_text(str(status.get("spoiler_text") or ""), limit=500)
-    text = f"CW: {warning}\n\n{content}" if warning else content
-    followers = account.get("followers_count")
-    parent = status.get("in_reply_to_id")
-    return RawMention(
-        source=source,
-        platform=PLATFORM,
-        external_id=_require_str(status["id"]),
-        url=status.get("url") or status.get("uri"),
-        author=Author(
-            handle=_require_str(account["acct"]),
-            display_name=clean_text(str(account.get("display_name") or ""), limit=200) or None,
-            profile_url=account.get("url"),
-            reach=followers if isinstance(followers, int) else None,
-        ),
-        text=text,
-        language=status.get("language") or None,
-        created_at=created,
-        parent_ref=parent if isinstance(parent, str) else None,
-    )
+    return link_weighted_length(_REMOTE_MENTION.sub(r"\1", text))
 
 
 def _result(status: Any) -> PublishResult:
@@ -715,30 +540,12 @@ def _narrowest(configured: Visibility, parent: Any) -> Visibility:
     return max(configured, parent, key=_VISIBILITY_ORDER.index)
 
 
-def _record_budget(budget: RateBudget, headers: httpx.Headers) -> None:
-    """Mastodon's ``X-RateLimit-Remaining`` and its ``X-RateLimit-Reset`` time (absent headers
-    change nothing)."""
-    remaining = headers.get("x-ratelimit-remaining", "")
-    if remaining.isdigit():
-        value = headers.get("x-ratelimit-reset", "")
-        # an ISO time; some servers send unix seconds instead
-        reset = datetime.fromtimestamp(int(value), UTC) if value.isdigit() else _parse_time(value)
-        reset_in = None if reset is None else (reset - datetime.now(UTC)).total_seconds()
-        budget.record(int(remaining), reset_in)
-
-
 def _api_error(response: httpx.Response) -> str:
     try:
         error = response.json().get("error")
     except (ValueError, AttributeError):
         return ""
     return f": {clean_text(error, limit=200)}" if isinstance(error, str) and error else ""
-
-
-def _require_str(value: Any) -> str:
-    if not isinstance(value, str) or not value:
-        raise TypeError("expected a non-empty string")
-    return value
 
 
 def _entry_id(entry: dict[str, Any]) -> str:
@@ -749,13 +556,3 @@ def _entry_id(entry: dict[str, Any]) -> str:
 def _id_order(value: str) -> tuple[int, str]:
     """Mastodon ids are numeric strings: longer means newer, then lexical order."""
     return (len(value), value)
-
-
-def _parse_time(value: Any) -> datetime | None:
-    if not isinstance(value, str):
-        return None
-    try:
-        when = datetime.fromisoformat(value)
-    except ValueError:
-        return None
-    return when.replace(tzinfo=UTC) if when.tzinfo is None else when.astimezone(UTC)

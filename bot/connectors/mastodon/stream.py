@@ -3,7 +3,7 @@
 :class:`MastodonStream` keeps one ``GET /api/v1/streaming/user/notification`` open on the
 instance's streaming host (``configuration.urls.streaming`` of ``/api/v2/instance``, else the
 instance itself) and hands every ``mention`` notification, normalised like a polled one
-(:func:`bot.connectors.mastodon.connector.raw_mention`), to a callback: the source's queue. Heartbeat
+(:func:`bot.connectors.mastodon.api.raw_mention`), to a callback: the source's queue. Heartbeat
 comments (``:thump``) and other events are ignored; a malformed event is skipped with a log line.
 
 A dropped or refused connection is opened again after an exponential backoff (at least a 429's
@@ -27,7 +27,7 @@ from urllib.parse import urlsplit
 import httpx
 from pydantic import ValidationError
 
-from bot.connectors.mastodon.connector import (
+from bot.connectors.mastodon.api import (
     MastodonClient,
     MastodonSourceConfig,
     raw_mention,

@@ -32,11 +32,11 @@ from typing import Any, Literal
 import httpx
 from pydantic import BaseModel, ConfigDict, Field
 
+from bot.connectors.clean import clean_text
 from bot.connectors.http.api_client import ApiClient, BaseUrl, json_headers
 from bot.connectors.http.outbound_limits import ALLOW_PRIVATE_HELP, failure
 from bot.domain.models import MAX_TEXT_CHARS
 from bot.errors import CredentialsRejected, PublishError, SourceError, SourceRateLimited
-from bot.connectors.clean import clean_text
 
 log = logging.getLogger(__name__)
 

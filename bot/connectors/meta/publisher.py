@@ -7,9 +7,14 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any, ClassVar, Generic
 
-from bot.connectors.meta.graph import GraphApiError, GraphClient, graph_id, parse_time, publish_error
+from bot.connectors.meta.graph import (
+    GraphApiError,
+    GraphClient,
+    graph_id,
+    parse_time,
+    publish_error,
+)
 from bot.connectors.meta.source import ConfigT
-from bot.domain.limits import reply_limit
 from bot.domain.models import Mention, Reply
 from bot.errors import PublishError
 
@@ -18,6 +23,8 @@ class MetaPublisher(Generic[ConfigT]):
     """The common part of the Facebook and Instagram publishers."""
 
     platform: ClassVar[str]
+    reply_limit: ClassVar[int]
+    """The longest comment the platform accepts, in characters."""
     comment_id_kind: ClassVar[str]
     """How error messages name the comment ids of this platform ("a Facebook comment id")."""
 
@@ -33,7 +40,7 @@ class MetaPublisher(Generic[ConfigT]):
 
     def check_length(self, reply: Reply) -> None:
         """Refuse, for good, a reply longer than the platform's comments allow."""
-        limit = reply_limit(self.platform)
+        limit = self.reply_limit
         if len(reply.text) > limit:
             raise PublishError(
                 f"{self.platform}: the reply is {len(reply.text)} characters; comments allow "

@@ -21,6 +21,7 @@ from typing import Any, ClassVar, Self, TypeVar
 import httpx
 from pydantic import Field
 
+from bot.connectors.base import ClientSource, Cursor, FetchResult, SourceName
 from bot.connectors.meta.graph import (
     GraphApiError,
     GraphClient,
@@ -32,10 +33,10 @@ from bot.connectors.meta.graph import (
     source_error,
     text_of,
 )
-from bot.connectors.meta.webhook import Change, MetaWebhook, MetaWebhookConfig
+from bot.connectors.meta.webhook import APP_SECRET_ENV, Change, MetaWebhook, MetaWebhookConfig
+from bot.connectors.spec import Secret, SecretValues
 from bot.domain.models import RawMention
 from bot.errors import SourceError
-from bot.connectors.base import ClientSource, Cursor, FetchResult, SourceName
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +58,25 @@ class MetaSourceConfig(GraphSettings):
 
 
 ConfigT = TypeVar("ConfigT", bound=MetaSourceConfig)
+
+
+def webhook_secrets(config: MetaSourceConfig) -> tuple[Secret, ...]:
+    """The webhook's verify token and the App Secret: both required with a webhook; without
+    one, the App Secret is optional (it signs calls with ``appsecret_proof``)."""
+    if config.webhook is None:
+        return (Secret(APP_SECRET_ENV, "the Meta app's App Secret", required=False),)
+    return (
+        Secret(config.webhook.verify_token_env, "the webhook verify token"),
+        Secret(config.webhook.app_secret_env, "the Meta app's App Secret"),
+    )
+
+
+def webhook_values(config: MetaSourceConfig, secrets: SecretValues) -> tuple[str, str]:
+    """The verify token (``""`` without a webhook) and the App Secret, from the values of
+    :func:`webhook_secrets`."""
+    if config.webhook is None:
+        return "", secrets[APP_SECRET_ENV]
+    return secrets[config.webhook.verify_token_env], secrets[config.webhook.app_secret_env]
 
 
 class _Gone(Exception):

@@ -28,14 +28,13 @@ import httpx
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from bot import __version__
+from bot.connectors.base import ClientSource, Cursor, FetchResult, PublishResult, SourceName
+from bot.connectors.clean import clean_text
 from bot.connectors.http.api_client import ApiClient
 from bot.connectors.http.budget import RateBudget
 from bot.connectors.http.outbound_limits import ALLOW_PRIVATE_HELP, failure
 from bot.domain.models import Author, Mention, RawMention, Reply
 from bot.errors import CredentialsRejected, PublishError, SourceError, SourceRateLimited
-from bot.connectors.clean import clean_text
-from bot.connectors.base import PublishResult
-from bot.connectors.base import ClientSource, Cursor, FetchResult, SourceName
 
 log = logging.getLogger(__name__)
 

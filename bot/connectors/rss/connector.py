@@ -19,20 +19,25 @@ import time
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import urlsplit
 
 import feedparser
 import httpx
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from bot.config import RssSourceConfig
+from bot.connectors.base import ConfiguredSource, Cursor, FetchResult, SourceName
+from bot.connectors.clean import clean_text
 from bot.connectors.http.api_client import USER_AGENT
-from bot.connectors.http.outbound_limits import MAX_BODY_BYTES, FetchRefused, guarded_client
+from bot.connectors.http.outbound_limits import (
+    ALLOW_PRIVATE_HELP,
+    MAX_BODY_BYTES,
+    FetchRefused,
+    guarded_client,
+)
 from bot.domain.models import MAX_TEXT_CHARS, Author, RawMention
 from bot.errors import SourceError, SourceRateLimited
-from bot.connectors.clean import clean_text
 from bot.retry_after import parse_retry_after
-from bot.connectors.base import ConfiguredSource, Cursor, FetchResult
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +58,29 @@ _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _REDDIT_AUTHOR = re.compile(r"/?u/([A-Za-z0-9_-]{1,40})")
 _FEDIVERSE_POST = re.compile(r"https?://([a-z0-9.-]+)/@([A-Za-z0-9_]{1,64})/\d+", re.IGNORECASE)
 _URL_IN_TEXT = re.compile(r"https?://[^\s'\"<>]+")
+
+
+class RssSourceConfig(BaseModel):
+    """An RSS/Atom feed (Google Alerts, Talkwalker Alerts, any blog) over HTTP(S) or from a file."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    type: Literal["rss"]
+    name: SourceName
+    url: str | None = None
+    path: str | None = None
+    interval: float = Field(default=300.0, ge=5.0, le=86_400.0)
+    timeout: float = Field(default=20.0, gt=0.0, le=300.0)
+    platform: str = Field(default="rss", description="shown as the mention's platform")
+    allow_private: bool = Field(default=False, description=ALLOW_PRIVATE_HELP)
+
+    @model_validator(mode="after")
+    def _one_location(self) -> RssSourceConfig:
+        if (self.url is None) == (self.path is None):
+            raise ValueError("give exactly one of 'url' or 'path'")
+        if self.url is not None and not self.url.startswith(("http://", "https://")):
+            raise ValueError("'url' must start with http:// or https://")
+        return self
 
 
 class RssSource(ConfiguredSource[RssSourceConfig]):

@@ -32,12 +32,17 @@ from typing import Any, Literal
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from bot.connectors.http.inbound_limits import hardened_app, hardened_runner, parse_json, parse_timestamp
+from bot.connectors.base import ConfiguredSource, Cursor, FetchResult, SourceName
+from bot.connectors.clean import clean_text
+from bot.connectors.http.inbound_limits import (
+    hardened_app,
+    hardened_runner,
+    parse_json,
+    parse_timestamp,
+)
 from bot.connectors.http.inbox import PendingQueue
 from bot.domain.models import MAX_TEXT_CHARS, Author, RawMention
 from bot.errors import ConfigError, SourceError
-from bot.connectors.clean import clean_text
-from bot.connectors.base import ConfiguredSource, Cursor, FetchResult, SourceName
 
 log = logging.getLogger(__name__)
 

@@ -20,16 +20,18 @@ import httpx
 from authlib.oauth1 import ClientAuth  # type: ignore[import-untyped]
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from bot.connectors.base import SourceName
+from bot.connectors.clean import clean_text
 from bot.connectors.http.api_client import ApiClient, BaseUrl, json_headers
 from bot.connectors.http.budget import RateBudget
 from bot.connectors.http.outbound_limits import ALLOW_PRIVATE_HELP
-from bot.connectors.clean import clean_text
 from bot.retry_after import parse_retry_after
-from bot.connectors.base import SourceName
 
 log = logging.getLogger(__name__)
 
 PLATFORM = "x"
+REPLY_LIMIT = 280
+"""The longest post, in X's weighted length."""
 
 Endpoint = Literal["me", "mentions", "search", "own_posts", "post"]
 """Endpoint families X rate-limits separately (each has its own budget)."""

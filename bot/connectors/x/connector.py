@@ -26,6 +26,8 @@ from typing import Any
 import httpx
 from pydantic import ValidationError
 
+from bot.connectors.base import ClientSource, Cursor, FetchResult
+from bot.connectors.clean import clean_text
 from bot.connectors.http.outbound_limits import failure
 from bot.connectors.x.client import (
     PLATFORM,
@@ -39,8 +41,6 @@ from bot.connectors.x.client import (
 from bot.connectors.x.publisher import XPublisher
 from bot.domain.models import Author, RawMention
 from bot.errors import CredentialsRejected, SourceError, SourceRateLimited
-from bot.connectors.clean import clean_text
-from bot.connectors.base import ClientSource, Cursor, FetchResult
 
 __all__ = [
     "Includes",

@@ -14,9 +14,11 @@ from typing import Any
 
 import httpx
 
+from bot.connectors.base import PublishResult
 from bot.connectors.http.outbound_limits import failure
 from bot.connectors.x.client import (
     PLATFORM,
+    REPLY_LIMIT,
     Identity,
     XClient,
     XSourceConfig,
@@ -24,10 +26,9 @@ from bot.connectors.x.client import (
     problem,
     problem_type,
 )
-from bot.domain.limits import LINK_WEIGHT, REPLY_LIMITS, x_weighted_length
+from bot.domain.limits import LINK_WEIGHT, x_weighted_length
 from bot.domain.models import Mention, Reply
 from bot.errors import PublishError
-from bot.connectors.base import PublishResult
 
 RECONCILE_PAGES = 3
 NOT_ANSWERABLE = (
@@ -56,10 +57,10 @@ class XPublisher:
         if not mention.answerable:
             raise PublishError(NOT_ANSWERABLE, permanent=True)
         length = x_weighted_length(reply.text)
-        if length > REPLY_LIMITS[PLATFORM]:
+        if length > REPLY_LIMIT:
             raise PublishError(
                 f"x: reply is {length} characters as X counts them; X allows "
-                f"{REPLY_LIMITS[PLATFORM]} (links count {LINK_WEIGHT}, emoji and CJK 2)",
+                f"{REPLY_LIMIT} (links count {LINK_WEIGHT}, emoji and CJK 2)",
                 permanent=True,
             )
         if not reply.text.strip():
