@@ -1,6 +1,6 @@
 """What the connectors' API clients share: Parley's User-Agent, the headers of a JSON call, the
 check of a ``base_url`` setting, and an httpx client that only its creator closes (a guarded
-one: bodies capped once decompressed, private addresses refused, see ``http_limits``)."""
+one: bodies capped once decompressed, private addresses refused, see ``outbound_limits``)."""
 
 from __future__ import annotations
 

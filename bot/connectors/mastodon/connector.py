@@ -4,8 +4,8 @@ The source polls, per route, with a cursor holding the newest id seen: mention n
 (``types[]=mention``), hashtag timelines and, when configured, ``v2/search``. A route never seen
 before takes only its newest page (the core's look-back rule does the rest); a known route pages
 forward with ``min_id`` so a busy spell is read without gaps, up to ``max_pages`` pages a poll.
-With ``streaming`` on, mention notifications also arrive in real time (bot/connectors/
-stream.py) into a queue handed over every few seconds; mention notifications are then
+With ``streaming`` on, mention notifications also arrive in real time
+(:mod:`bot.connectors.mastodon.stream`) into a queue handed over every few seconds; mention notifications are then
 polled only every ``poll_interval`` seconds as a fallback (hashtags and searches keep
 ``interval``), and as before once the stream has ended for good.
 
