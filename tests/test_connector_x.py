@@ -15,7 +15,9 @@ import pytest
 from bot.app import build_core
 from bot.config import parse_config
 from bot.connectors.catalog import build_source
-from bot.connectors.x.connector import XClient, XCredentials, XPublisher, XSource, XSourceConfig
+from bot.connectors.x.client import XClient, XCredentials, XSourceConfig
+from bot.connectors.x.connector import XSource
+from bot.connectors.x.publisher import XPublisher
 from bot.domain.models import Mention, Reply
 from bot.domain.states import ReplyState
 from bot.errors import (

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import builtins
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Generic, Protocol, TypeVar
@@ -54,6 +54,10 @@ class Built:
 
     source: Source
     publisher: Publisher | None = None
+    sign_in: Callable[[], Awaitable[str]] | None = None
+    """Who the credentials belong to, asked of the platform ('signed in as @acme'; raises
+    CredentialsRejected or SourceError), for ``parley check --online``; None: nothing to
+    sign in to (RSS, Hacker News, webhooks)."""
 
 
 SecretValues = Mapping[str, str]

@@ -9,6 +9,7 @@ from bot.connectors.bluesky.connector import (
     BlueskyPublisher,
     BlueskySource,
     BlueskySourceConfig,
+    signed_in_as,
 )
 from bot.connectors.spec import Built, ConnectorSpec, Secret, SecretValues
 from bot.domain.limits import grapheme_count
@@ -21,7 +22,8 @@ def _secrets(config: BlueskySourceConfig) -> tuple[Secret, ...]:
 def _build(config: BlueskySourceConfig, secrets: SecretValues, base_dir: Path | None) -> Built:
     """The source and the publisher, sharing one session."""
     bluesky = BlueskySource.create(config, secrets[config.password_env])
-    return Built(bluesky, BlueskyPublisher(bluesky.client, name=f"bluesky:{config.name}"))
+    publisher = BlueskyPublisher(bluesky.client, name=f"bluesky:{config.name}")
+    return Built(bluesky, publisher, lambda: signed_in_as(bluesky))
 
 
 CONNECTOR = ConnectorSpec(

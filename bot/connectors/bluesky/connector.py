@@ -618,3 +618,9 @@ def _api_error(response: httpx.Response) -> str:
     data = _json(response)
     parts = [str(data[k]) for k in ("error", "message") if isinstance(data.get(k), str)]
     return (": ".join(parts) or response.reason_phrase or str(response.status_code))[:200]
+
+
+async def signed_in_as(source: BlueskySource) -> str:
+    """The handle the app password belongs to (``createSession``)."""
+    did = await source.client.ensure_session()
+    return f"signed in as @{source.client.handle or did}"

@@ -11,7 +11,7 @@ from bot.connectors.facebook.connector import (
     FacebookSource,
     FacebookSourceConfig,
 )
-from bot.connectors.meta.source import webhook_secrets, webhook_values
+from bot.connectors.meta.source import signed_in_as, webhook_secrets, webhook_values
 from bot.connectors.meta.webhook import APP_SECRET_ENV
 from bot.connectors.spec import Built, ConnectorSpec, Secret, SecretValues
 
@@ -27,7 +27,8 @@ def _build(config: FacebookSourceConfig, secrets: SecretValues, base_dir: Path |
         config, secrets[config.token_env], verify_token=verify_token, app_secret=app_secret
     )
     name = f"facebook:{config.name}"
-    return Built(facebook, FacebookPublisher(config, facebook.client, name=name))
+    publisher = FacebookPublisher(config, facebook.client, name=name)
+    return Built(facebook, publisher, lambda: signed_in_as(facebook))
 
 
 CONNECTOR = ConnectorSpec(

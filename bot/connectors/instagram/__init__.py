@@ -11,7 +11,7 @@ from bot.connectors.instagram.connector import (
     InstagramSource,
     InstagramSourceConfig,
 )
-from bot.connectors.meta.source import webhook_secrets, webhook_values
+from bot.connectors.meta.source import signed_in_as, webhook_secrets, webhook_values
 from bot.connectors.meta.webhook import APP_SECRET_ENV
 from bot.connectors.spec import Built, ConnectorSpec, Secret, SecretValues
 
@@ -28,7 +28,8 @@ def _build(config: InstagramSourceConfig, secrets: SecretValues, base_dir: Path 
         config, secrets[config.token_env], verify_token=verify_token, app_secret=app_secret
     )
     name = f"instagram:{config.name}"
-    return Built(instagram, InstagramPublisher(config, instagram.client, name=name))
+    publisher = InstagramPublisher(config, instagram.client, name=name)
+    return Built(instagram, publisher, lambda: signed_in_as(instagram))
 
 
 CONNECTOR = ConnectorSpec(

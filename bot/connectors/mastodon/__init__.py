@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from bot.connectors.mastodon.api import REPLY_LIMIT, MastodonSourceConfig
-from bot.connectors.mastodon.connector import MastodonPublisher, MastodonSource
+from bot.connectors.mastodon.connector import MastodonPublisher, MastodonSource, signed_in_as
 from bot.connectors.spec import Built, ConnectorSpec, Secret, SecretValues
 from bot.domain.limits import link_weighted_length
 
@@ -18,7 +18,8 @@ def _build(config: MastodonSourceConfig, secrets: SecretValues, base_dir: Path |
     """The source and the publisher, sharing one client."""
     mastodon = MastodonSource.create(config, secrets[config.token_env])
     name = f"mastodon:{config.name}"
-    return Built(mastodon, MastodonPublisher(config, mastodon.client, name=name))
+    publisher = MastodonPublisher(config, mastodon.client, name=name)
+    return Built(mastodon, publisher, lambda: signed_in_as(mastodon))
 
 
 def _mention_prefix(handle: str) -> str:

@@ -5,9 +5,9 @@ The source polls, per route, with a cursor holding the newest id seen: mention n
 before takes only its newest page (the core's look-back rule does the rest); a known route pages
 forward with ``min_id`` so a busy spell is read without gaps, up to ``max_pages`` pages a poll.
 With ``streaming`` on, mention notifications also arrive in real time
-(:mod:`bot.connectors.mastodon.stream`) into a queue handed over every few seconds; mention notifications are then
-polled only every ``poll_interval`` seconds as a fallback (hashtags and searches keep
-``interval``), and as before once the stream has ended for good.
+(:mod:`bot.connectors.mastodon.stream`) into a queue handed over every few seconds; mention
+notifications are then polled only every ``poll_interval`` seconds as a fallback (hashtags and
+searches keep ``interval``), and as before once the stream has ended for good.
 
 The publisher answers with ``POST /api/v1/statuses`` carrying the reply's idempotency key
 (Mastodon keeps it one hour), and after a crash looks for Parley's own reply under the parent.
@@ -556,3 +556,14 @@ def _entry_id(entry: dict[str, Any]) -> str:
 def _id_order(value: str) -> tuple[int, str]:
     """Mastodon ids are numeric strings: longer means newer, then lexical order."""
     return (len(value), value)
+
+
+async def signed_in_as(source: MastodonSource) -> str:
+    """The account the token belongs to (``verify_credentials``)."""
+    response = await source.client.request("GET", "/api/v1/accounts/verify_credentials")
+    if response.status_code == 401:
+        raise token_rejected(source.config)
+    if response.status_code != 200:
+        what = f"verify_credentials answered HTTP {response.status_code}"
+        raise SourceError(source_message(source.config, what))
+    return f"signed in as @{response.json().get('acct', '?')}"

@@ -399,3 +399,21 @@ def forget_unwatched(new_cursor: Cursor, prefix: str, watched: Iterable[str]) ->
     kept = {f"{prefix}{object_id}" for object_id in watched}
     for key in [k for k in new_cursor if k.startswith(prefix) and k not in kept]:
         del new_cursor[key]
+
+
+async def signed_in_as(source: MetaSource[Any]) -> str:
+    """The Page or account the token belongs to (Graph ``/me``)."""
+    try:
+        me = await source.client.get("/me", {"fields": "id,name"})
+    except GraphApiError as exc:
+        if exc.status == 0:
+            raise httpx.TransportError(exc.message) from None
+        where = f"{source.platform} source '{source.name}'"
+        raise source_error(
+            exc,
+            where,
+            token_env=source.config.token_env,
+            permission="the needed",
+            usage=source.client.usage,
+        ) from None
+    return f"signed in as {me.get('name') or me.get('id', '?')}"

@@ -9,6 +9,7 @@ from bot.connectors.reddit.connector import (
     RedditPublisher,
     RedditSource,
     RedditSourceConfig,
+    signed_in_as,
 )
 from bot.connectors.spec import Built, ConnectorSpec, Secret, SecretValues
 
@@ -29,7 +30,8 @@ def _build(config: RedditSourceConfig, secrets: SecretValues, base_dir: Path | N
         client_secret=secrets[config.client_secret_env],
         password=secrets[config.password_env],
     )
-    return Built(reddit, RedditPublisher(reddit.client, name=f"reddit:{config.name}"))
+    publisher = RedditPublisher(reddit.client, name=f"reddit:{config.name}")
+    return Built(reddit, publisher, lambda: signed_in_as(reddit))
 
 
 CONNECTOR = ConnectorSpec(

@@ -638,3 +638,16 @@ def _require_str(value: Any) -> str:
     if not isinstance(value, str) or not value:
         raise TypeError("expected a non-empty string")
     return value
+
+
+async def signed_in_as(source: RedditSource) -> str:
+    """The account the script app signs in as (``/api/v1/me``)."""
+    try:
+        response = await source.client.request("GET", "/api/v1/me")
+    except RedditAuthError as exc:
+        raise CredentialsRejected(f"reddit source {source.name!r}: {exc}") from None
+    if response.status_code != 200:
+        raise SourceError(
+            f"reddit source {source.name!r}: /api/v1/me answered HTTP {response.status_code}"
+        )
+    return f"signed in as u/{response.json().get('name', '?')}"

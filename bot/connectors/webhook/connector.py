@@ -6,7 +6,8 @@ When the sender also sends ``X-Parley-Timestamp: <unix seconds>``, the signature
 ``"<timestamp>." + body`` instead and requests outside the tolerance window are refused, so a
 captured request cannot be replayed later. Checks run in this order: size (413), body time
 (408), content type (415), timestamp format (400), signature (401), JSON (400: UTF-8, nesting
-depth), schema (422), then queue room (503 with Retry-After). See ``bot.connectors.http.inbound_limits``.
+depth), schema (422), then queue room (503 with Retry-After). See
+``bot.connectors.http.inbound_limits``.
 
 Accepted mentions wait in a bounded in-memory queue (``bot.connectors.http.inbox.PendingQueue``)
 that ``fetch`` hands to the normal pipeline (match, dedupe, store, alert). An item leaves the

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from bot.connectors.spec import Built, ConnectorSpec, Secret, SecretValues
 from bot.connectors.x.client import REPLY_LIMIT, XCredentials, XSourceConfig
-from bot.connectors.x.connector import XSource
+from bot.connectors.x.connector import XSource, signed_in_as
 from bot.connectors.x.publisher import XPublisher
 from bot.domain.limits import x_weighted_length
 
@@ -31,7 +31,8 @@ def _build(config: XSourceConfig, secrets: SecretValues, base_dir: Path | None) 
         bearer_token=secrets[config.bearer_token_env] or None,
     )
     x = XSource.create(config, credentials)
-    return Built(x, XPublisher(config, x.client, name=f"x:{config.name}"))
+    publisher = XPublisher(config, x.client, name=f"x:{config.name}")
+    return Built(x, publisher, lambda: signed_in_as(x))
 
 
 CONNECTOR = ConnectorSpec(

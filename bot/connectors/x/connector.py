@@ -36,22 +36,11 @@ from bot.connectors.x.client import (
     XClient,
     XCredentials,
     XSourceConfig,
+    json_object,
     problem,
 )
-from bot.connectors.x.publisher import XPublisher
 from bot.domain.models import Author, RawMention
 from bot.errors import CredentialsRejected, SourceError, SourceRateLimited
-
-__all__ = [
-    "Includes",
-    "XClient",
-    "XCredentials",
-    "XPublisher",
-    "XSource",
-    "XSourceConfig",
-    "answerable",
-    "raw_mention",
-]
 
 log = logging.getLogger(__name__)
 
@@ -436,3 +425,20 @@ def _require_str(value: Any) -> str:
 def _id_order(value: str) -> tuple[int, str]:
     """X ids are snowflakes (numeric strings growing with time): longer is newer."""
     return (len(value), value)
+
+
+async def signed_in_as(source: XSource) -> str:
+    """The account the keys belong to (``/2/users/me``)."""
+    response = await source.client.request("GET", "/2/users/me", "me")
+    if response.status_code in (401, 403):
+        raise CredentialsRejected(
+            f"x source {source.name!r}: X refused the keys in {source.config.secret_envs} "
+            f"({problem(response) or response.status_code}): copy fresh ones from the app's "
+            "Keys and tokens page"
+        )
+    if response.status_code != 200:
+        raise SourceError(
+            f"x source {source.name!r}: /2/users/me answered HTTP {response.status_code}"
+        )
+    data = json_object(response).get("data")
+    return f"signed in as @{data.get('username', '?') if isinstance(data, dict) else '?'}"
