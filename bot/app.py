@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Protocol
 
 from bot.config import ParleyConfig
-from bot.connectors.catalog import BY_HAND, build_source
+from bot.connectors.catalog import BY_HAND, RELAYS, build_source
 from bot.connectors.log import LogPublisher
 from bot.connectors.registry import MANUAL, Publishers
 from bot.connectors.spec import Built
@@ -262,8 +262,9 @@ async def build_core(
 
 
 def _publishers(settings: Settings, config: ParleyConfig, built: Sequence[Built]) -> Publishers:
-    """Every source's publisher; the inbound webhook's mentions naming a platform go to that
-    platform's connector when there is exactly one (else to the default publisher)."""
+    """Every source's publisher; platforms answered only by hand go to the manual one; a
+    relaying source's (the inbound webhook's) mentions naming a platform go to that platform's
+    connector when there is exactly one (else to the default publisher)."""
     posting = [
         (c.type, b.source.name, b.publisher)
         for c, b in zip(config.sources, built, strict=True)
@@ -278,7 +279,7 @@ def _publishers(settings: Settings, config: ParleyConfig, built: Sequence[Built]
         default=settings.parley_default_publisher,
         by_platform=dict.fromkeys(BY_HAND, MANUAL),
         by_source={source: p.name for _, source, p in posting},
-        relays={c.name: single for c in config.sources if c.type == "webhook"},
+        relays={c.name: single for c in config.sources if c.type in RELAYS},
     )
 
 

@@ -12,6 +12,7 @@ from bot.config import parse_config
 from bot.connectors.catalog import (
     BY_HAND,
     CONNECTORS,
+    RELAYS,
     SOURCE_TYPES,
     build_source,
     platform_name,
@@ -78,7 +79,7 @@ def test_mastodon_leaves_room_for_the_mention_it_prepends() -> None:
     assert reply_limit("x", handle="@bob") == 280
 
 
-def test_display_names_and_manual_routing() -> None:
+def test_display_names_and_routing() -> None:
     names = {p: platform_name(p) for p in ("x", "hackernews", "rss", "youtube", "mastodon")}
     assert names == {
         "x": "X",
@@ -88,6 +89,7 @@ def test_display_names_and_manual_routing() -> None:
         "mastodon": "Mastodon",
     }
     assert frozenset({"hackernews"}) == BY_HAND
+    assert frozenset({"webhook"}) == RELAYS
 
 
 def test_a_missing_secret_names_the_variable(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -40,6 +40,8 @@ BY_TYPE: dict[str, ConnectorSpec[Any]] = {spec.type: spec for spec in CONNECTORS
 SOURCE_TYPES = tuple(BY_TYPE)
 BY_HAND = frozenset(spec.type for spec in CONNECTORS if spec.replies_by_hand)
 """Platforms whose mentions always go to the manual publisher."""
+RELAYS = frozenset(spec.type for spec in CONNECTORS if spec.relays)
+"""Source types whose mentions may name another platform (the inbound webhook)."""
 
 RELAYED_PLATFORM_NAMES = {"youtube": "YouTube"}
 """Display names of platforms Parley has no connector for (their mentions come relayed by the

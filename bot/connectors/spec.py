@@ -97,6 +97,9 @@ class ConnectorSpec(Generic[SectionT]):
     limit): Mastodon's ``@acct``."""
     replies_by_hand: bool = False
     """The platform lets Parley answer only by hand: its mentions go to the manual publisher."""
+    relays: bool = False
+    """Its mentions may come from other platforms (the inbound webhook): each goes to the
+    publisher of the platform it names when Parley has exactly one connector for that."""
     env_names: tuple[str, ...] = ()
     """Environment variables it reads whatever the section says (its ``*_env`` settings name
     the rest), so ``parley check`` does not take them for typos."""

@@ -26,5 +26,6 @@ CONNECTOR = ConnectorSpec(
     config=WebhookSourceConfig,
     secrets=_secrets,
     build=_build,
+    relays=True,
     env_names=(SECRET_ENV,),
 )
