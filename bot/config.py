@@ -1,4 +1,5 @@
-"""Watch rules and sources from ``parley.toml``, validated by pydantic.
+"""Watch rules and sources from ``parley.toml``, validated by pydantic (each source section by
+its connector's own model, listed in :mod:`bot.connectors.catalog`).
 
 Errors are collected into :class:`ConfigError` with one line per problem:
 ``parley.toml: brands[0].rules[1].query: unbalanced ')' at position 7``.
@@ -125,9 +126,12 @@ class BrandConfig(_Strict):
         return self
 
 
+# A ``[[sources]]`` section: pydantic validates against every connector's model in the catalog,
+# told apart by ``type``; a union built at run time is opaque to the type checker, which sees
+# the protocol all of them satisfy.
 if TYPE_CHECKING:
     SourceConfig: TypeAlias = SourceSection
-else:  # the sections of every connector in the catalog, told apart by their ``type``
+else:
     SourceConfig = Annotated[
         Union[tuple(spec.config for spec in CONNECTORS)],  # noqa: UP007 (built from a list)
         Field(discriminator="type"),
