@@ -26,7 +26,6 @@ from bot.drafting.base import Drafter
 from bot.drafting.offline import OfflineDrafter
 from bot.errors import ConfigError, PermissionDenied
 from bot.events import EventBus
-from bot.llm.setup import LlmServices, build_llm
 from bot.localtime import set_zone
 from bot.matching.matcher import Matcher, RuleSpec
 from bot.pipeline.credentials import RefusedCredentials
@@ -35,6 +34,7 @@ from bot.pipeline.runner import SourceRunner, poll_together
 from bot.services.alert_control import AlertControl
 from bot.services.alert_delivery import AlertDeliveries
 from bot.services.auto_draft import AutoDrafts
+from bot.services.llm_setup import LlmServices, build_llm
 from bot.services.outbox import Outbox
 from bot.services.permissions import ApproverPolicy, brand_approvers
 from bot.services.review import ReviewService

@@ -36,7 +36,8 @@ class Settings(BaseSettings):
     parley_reply_limit: int = Field(default=5_000, ge=100, le=100_000)
     parley_urgent_reach: int = Field(default=10_000, ge=0)
     parley_timezone: str | None = None
-    # LLM drafting and triage (bot/llm/; docs/llm.md). No key and no base URL: offline.
+    # LLM drafting and triage (bot/llm/, bot/drafting/, bot/triage/; docs/llm.md).
+    # No key and no base URL: offline.
     openai_api_key: SecretStr | None = None
     openai_base_url: str | None = Field(default=None, pattern=r"^https?://\S+$")
     openai_model: str = "gpt-4o-mini"

@@ -18,6 +18,7 @@ from discord.ext import commands
 
 from bot.connectors.catalog import reply_length, reply_limit
 from bot.domain.models import Actor
+from bot.drafting.tweaks import MAX_INSTRUCTION_CHARS, TWEAKS
 from bot.frontends.discord.render import plain
 from bot.frontends.discord.views import (
     FRONTEND,
@@ -33,7 +34,6 @@ from bot.frontends.discord.views import (
     parse_ref,
     tell,
 )
-from bot.llm.tweaks import MAX_INSTRUCTION_CHARS, TWEAKS
 from bot.services.review import NeedsConfirmation
 
 log = logging.getLogger(__name__)

@@ -16,7 +16,7 @@ import pytest
 
 from bot.config import parse_config
 from bot.connectors.rss.connector import RssSourceConfig
-from bot.drafting.intent import classify_intent
+from bot.matching.intent import classify_intent
 
 ROOT = Path(__file__).resolve().parent.parent
 DEMO = ROOT / "bot" / "demo"

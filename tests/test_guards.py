@@ -15,10 +15,10 @@ from bot.app import Core, build_core
 from bot.config import parse_config
 from bot.domain.models import Author, Mention
 from bot.domain.states import MentionState
+from bot.drafting import textscan
+from bot.drafting.guards import DraftGuard
 from bot.errors import UserFacingError
 from bot.frontends.console import ConsoleFrontend
-from bot.llm import textscan
-from bot.llm.guards import DraftGuard
 from bot.llm.prompts import PromptLibrary
 from bot.services.review import HELD_EDIT, POSTED_ANYWAY, NeedsConfirmation
 from bot.settings import Settings

@@ -18,15 +18,15 @@ from bot.__main__ import status
 from bot.app import Core, build_core
 from bot.config import ParleyConfig
 from bot.domain.models import SYSTEM, Mention
+from bot.drafting.llm import DRAFT_SCHEMA, parse_variants
 from bot.drafting.offline import OfflineDrafter
 from bot.errors import UserFacingError
 from bot.events import Event, EventBus, Notice
 from bot.frontends.console import ConsoleFrontend
 from bot.llm.breaker import Breaker, BreakerPolicy, LlmPaused
 from bot.llm.client import JsonTask, LlmClient, LlmConfig, LlmUnavailable
-from bot.llm.drafter import DRAFT_SCHEMA, parse_variants
-from bot.llm.setup import LlmServices, build_llm, llm_config
 from bot.services.health import health_lines
+from bot.services.llm_setup import LlmServices, build_llm, llm_config
 from bot.settings import Settings
 from bot.storage.repo import Store
 from fakes.openai import FakeOpenAI, Step

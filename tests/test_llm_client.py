@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from bot.drafting.llm import DRAFT_SCHEMA, parse_variants
 from bot.events import Event, EventBus, Notice
 from bot.llm.client import (
     BudgetExhausted,
@@ -22,7 +23,6 @@ from bot.llm.client import (
     parse_json_object,
     retry_after_seconds,
 )
-from bot.llm.drafter import DRAFT_SCHEMA, parse_variants
 from bot.storage.repo import Store
 from fakes.openai import FakeOpenAI, Step
 

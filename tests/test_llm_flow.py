@@ -15,9 +15,9 @@ from bot.app import Core, build_core
 from bot.config import ParleyConfig, parse_config
 from bot.connectors.catalog import reply_length
 from bot.domain.models import SYSTEM, Actor, Mention
+from bot.drafting.tweaks import TWEAKS
 from bot.errors import UserFacingError
 from bot.events import Event, Notice
-from bot.llm.tweaks import TWEAKS
 from bot.presentation import alert_view
 from bot.services.stats import compute_stats, stats_lines
 from bot.settings import Settings
@@ -256,7 +256,7 @@ async def test_without_a_server_parley_drafts_offline_and_says_so(
 async def test_the_offline_choice_is_logged_once(
     settings: Settings, config: ParleyConfig, caplog: pytest.LogCaptureFixture
 ) -> None:
-    with caplog.at_level(logging.INFO, logger="bot.llm.setup"):
+    with caplog.at_level(logging.INFO, logger="bot.services.llm_setup"):
         async with build_core(settings, config):
             pass
     assert [r.getMessage() for r in caplog.records if "OPENAI" in r.getMessage()] == [

@@ -14,9 +14,9 @@ import pytest
 from bot.app import Core, build_core
 from bot.config import parse_config
 from bot.domain.models import Actor, Author, RawMention, utcnow
+from bot.drafting.llm import DRAFT_SCHEMA, parse_variants
 from bot.errors import UserFacingError
 from bot.llm.client import JsonTask, LlmClient, LlmConfig
-from bot.llm.drafter import DRAFT_SCHEMA, parse_variants
 from bot.settings import Settings
 from fakes.openai import OBEYED, FakeOpenAI, Step, fenced_blocks, injected_lines
 from tests.conftest import ROOT

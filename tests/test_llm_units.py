@@ -12,11 +12,11 @@ from bot.connectors.catalog import fits, reply_length
 from bot.domain.limits import grapheme_count, x_weighted_length
 from bot.domain.models import Author, Mention
 from bot.domain.states import MentionState
+from bot.drafting.guards import DraftGuard, link_allowed, links_in
+from bot.drafting.tweaks import find_tweak
 from bot.errors import ConfigError
-from bot.llm.guards import DraftGuard, link_allowed, links_in
 from bot.llm.prompts import PromptLibrary, clean_untrusted, fence
-from bot.llm.triage import RuleTriager, is_urgent
-from bot.llm.tweaks import find_tweak
+from bot.triage.rules import RuleTriager, is_urgent
 from tests.conftest import ROOT
 
 CONFIG = parse_config(

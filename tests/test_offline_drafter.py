@@ -14,9 +14,9 @@ from bot.config import BrandConfig, RuleConfig
 from bot.domain.models import Author, Mention
 from bot.domain.states import MentionState
 from bot.drafting.base import Drafter
-from bot.drafting.intent import INTENTS, classify_intent
 from bot.drafting.offline import OfflineDrafter, safe_author
 from bot.errors import ConfigError
+from bot.matching.intent import INTENTS, classify_intent
 
 ROOT = Path(__file__).resolve().parent.parent
 PROMPTS = ROOT / "prompts"

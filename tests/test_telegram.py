@@ -19,10 +19,10 @@ from telegram.ext import AIORateLimiter
 from bot.app import Core, build_core, run_core
 from bot.config import ParleyConfig
 from bot.domain.states import MentionState, ReplyState
+from bot.drafting.tweaks import TWEAKS
 from bot.frontends.telegram import TelegramConfig, TelegramFrontend
 from bot.frontends.telegram.keyboards import Action, decode, encode
 from bot.frontends.telegram.render import MESSAGE_LIMIT, tg_len
-from bot.llm.tweaks import TWEAKS
 from bot.services.throttle import Rate, ThrottleLimits
 from bot.settings import Settings
 from tests.conftest import ROOT

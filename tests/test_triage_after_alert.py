@@ -22,7 +22,8 @@ from bot.domain.models import SYSTEM
 from bot.events import MentionChanged
 from bot.frontends.console import ConsoleFrontend
 from bot.frontends.telegram import TelegramConfig, TelegramFrontend
-from bot.llm.triage import RULES, TRIAGED
+from bot.triage.model import TRIAGED
+from bot.triage.rules import RULES
 from fakes.openai import FakeOpenAI, Step
 from tests.fake_telegram import FakeTelegram
 from tests.helpers import MODEL_CHAT_ID, MODEL_CHAT_TOKEN, eventually, model_settings, raw

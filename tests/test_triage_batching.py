@@ -15,10 +15,10 @@ import pytest
 from bot.app import Core, build_core
 from bot.config import load_config, parse_config
 from bot.demo.runner import demo_dir, demo_lookback
-from bot.llm.batching import Coalescer
-from bot.llm.guards import link_allowed
-from bot.llm.triage import Triager
+from bot.drafting.guards import link_allowed
 from bot.settings import Settings
+from bot.triage.batching import Coalescer
+from bot.triage.model import Triager
 from fakes.openai import FakeOpenAI, Step
 from tests.conftest import ROOT
 from tests.helpers import raw

@@ -66,7 +66,7 @@ Urgency = Literal["low", "normal", "high"]
 
 
 class Triage(BaseModel):
-    """What triage decided about a mention (see bot/llm/triage.py)."""
+    """What triage decided about a mention (see bot/triage/)."""
 
     model_config = ConfigDict(frozen=True)
 

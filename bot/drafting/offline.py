@@ -17,8 +17,8 @@ from pathlib import Path
 from bot.config import BrandConfig
 from bot.domain.models import Author, Mention
 from bot.drafting.base import DraftText
-from bot.drafting.intent import INTENTS, classify_intent
 from bot.errors import ConfigError
+from bot.matching.intent import INTENTS, classify_intent
 from bot.matching.normalize import fold
 
 PLACEHOLDERS = ("author", "brand", "signature", "url", "topic")

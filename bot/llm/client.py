@@ -24,7 +24,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal, TypeAlias, TypeVar
 from urllib.parse import urlsplit
 
 import openai
@@ -43,6 +43,10 @@ from bot.storage.repo import Store
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
+
+ChatMessage: TypeAlias = ChatCompletionMessageParam
+"""One message of a request (``{"role": ..., "content": ...}``), so callers need not import
+the SDK's types."""
 
 MAX_RETRY_WAIT = 60.0
 """Longest wait between two attempts, even if the server asks for more (Retry-After)."""
@@ -186,7 +190,7 @@ class LlmClient:
 
     async def complete_json(
         self,
-        messages: list[ChatCompletionMessageParam],
+        messages: list[ChatMessage],
         *,
         model: str,
         schema_name: str,
@@ -207,7 +211,7 @@ class LlmClient:
         log.info(
             "LLM answer for %s was not usable (%s); asking once to repair", task.purpose, problem
         )
-        repair: list[ChatCompletionMessageParam] = [
+        repair: list[ChatMessage] = [
             *messages,
             {"role": "assistant", "content": content or "(empty answer)"},
             {
@@ -229,7 +233,7 @@ class LlmClient:
 
     async def _call(
         self,
-        messages: list[ChatCompletionMessageParam],
+        messages: list[ChatMessage],
         model: str,
         schema_name: str,
         schema: dict[str, Any],
@@ -299,7 +303,7 @@ class LlmClient:
 
     async def _attempt(
         self,
-        messages: list[ChatCompletionMessageParam],
+        messages: list[ChatMessage],
         model: str,
         schema_name: str,
         schema: dict[str, Any],
@@ -366,7 +370,7 @@ class LlmClient:
 
     async def _create(
         self,
-        messages: list[ChatCompletionMessageParam],
+        messages: list[ChatMessage],
         model: str,
         schema_name: str,
         schema: dict[str, Any],

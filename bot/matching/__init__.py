@@ -1,1 +1,1 @@
-"""Keyword query language, text folding and the fast rule matcher."""
+"""Keyword query language, text folding, the fast rule matcher and the rule-based intent."""

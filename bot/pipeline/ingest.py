@@ -16,9 +16,9 @@ from typing import Protocol
 
 from bot.domain.models import SYSTEM, Mention, RawMention, utcnow
 from bot.domain.states import MentionState
-from bot.drafting.intent import classify_intent
 from bot.errors import InvalidTransition
 from bot.events import EventBus, MentionAlert, MentionChanged
+from bot.matching.intent import classify_intent
 from bot.matching.matcher import Matcher
 from bot.matching.normalize import tokenize
 from bot.pipeline.canonical import canonical_url

@@ -77,7 +77,7 @@ class AutoDrafts:
         self.chat_frontends = chat_frontends
         """Whether chat frontends deliver alerts (then drafting waits for an alert alone)."""
         self.triaged = triaged
-        """Waits for a mention's background LLM triage (bot/llm/triage.py), if any."""
+        """Waits for a mention's background LLM triage (bot/triage/model.py), if any."""
         self._queue: deque[int] = deque()
         self._owed: set[int] = set()
         """Queued or being drafted (a mention is drafted once at a time)."""

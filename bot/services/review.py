@@ -1,7 +1,7 @@
 """Review decisions, written once for every frontend: draft, select, edit, approve, reject,
 ignore, retry, confirm. Each re-checks permission and state; each is audited by the store.
 
-A CM's own text goes through the same guards as a draft (bot/llm/guards.py). When they find
+A CM's own text goes through the same guards as a draft (bot/drafting/guards.py). When they find
 something (a link outside ``allowed_links``, a phone number, a promo code…), :meth:`edit`
 audits the text as held (``edit_held``) and raises :class:`NeedsConfirmation` with the reasons;
 the CM then confirms a second time ("post anyway": :meth:`confirm_edit`, or :meth:`edit` with
@@ -23,10 +23,10 @@ from bot.domain.limits import DEFAULT_REPLY_LIMIT
 from bot.domain.models import Actor, Draft, Mention, Reply
 from bot.domain.states import MentionState, ReplyState
 from bot.drafting.base import Drafter
+from bot.drafting.guards import DraftGuard
+from bot.drafting.textscan import clean
 from bot.errors import InvalidTransition, NotFound, PermissionDenied, UserFacingError
 from bot.events import EventBus, MentionChanged
-from bot.llm.guards import DraftGuard
-from bot.llm.textscan import clean
 from bot.presentation import Decision
 from bot.services.permissions import ApproverPolicy
 from bot.storage.repo import Store

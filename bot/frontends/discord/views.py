@@ -26,10 +26,10 @@ from discord import app_commands
 from bot.app import Core
 from bot.domain.models import Actor, Draft, Mention, Reply
 from bot.domain.states import MentionState, ReplyState
+from bot.drafting.tweaks import TWEAKS
 from bot.errors import PermissionDenied, UserFacingError
 from bot.frontends.discord.bot import ParleyBot, place, refusal, team_only
 from bot.frontends.discord.render import decision_line, error_text, plain, render_alert
-from bot.llm.tweaks import TWEAKS
 from bot.presentation import alert_view
 from bot.services.tenancy import Scope
 

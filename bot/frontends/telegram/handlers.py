@@ -26,6 +26,7 @@ from telegram.ext import (
 
 from bot.domain.models import Actor
 from bot.domain.states import MentionState, ReplyState
+from bot.drafting.tweaks import MAX_INSTRUCTION_CHARS, TWEAKS
 from bot.errors import ConfigError, InvalidTransition, PermissionDenied, UserFacingError
 from bot.frontends.telegram.keyboards import (
     Action,
@@ -35,7 +36,6 @@ from bot.frontends.telegram.keyboards import (
     preview_keyboard,
 )
 from bot.frontends.telegram.render import esc, fit_lines, safe, tg_len, toast
-from bot.llm.tweaks import MAX_INSTRUCTION_CHARS, TWEAKS
 from bot.services.charts import chart_png
 from bot.services.health import health_lines
 from bot.services.review import NeedsConfirmation

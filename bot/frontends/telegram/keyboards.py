@@ -15,7 +15,7 @@ from telegram import InlineKeyboardButton, InlineKeyboardMarkup
 
 from bot.domain.models import Draft, Mention, Reply
 from bot.domain.states import MentionState, ReplyState
-from bot.llm.tweaks import TWEAKS
+from bot.drafting.tweaks import TWEAKS
 
 VERSION = "p1"
 MAX_CALLBACK_BYTES = 64
@@ -35,7 +35,8 @@ class Action(StrEnum):
     CONFIRM = "ok"
     CANCEL_EDIT = "cx"
     TWEAK = "tw"
-    """Redraft with one of ``bot.llm.tweaks.TWEAKS``; the variant field is its 1-based index."""
+    """Redraft with one of ``bot.drafting.tweaks.TWEAKS``; the variant field is its 1-based
+    index."""
     POST_ANYWAY = "pa"
     """Keep the presser's own text that the checks held back (ReviewService.confirm_edit)."""
 

@@ -2,7 +2,7 @@
 
 Written for English, French, Spanish and German (plus a few Italian and Dutch words), all checked
 whatever the brand's language, since an injected reply may switch language. The text is read
-through :func:`bot.llm.textscan.normalise` and without accents, so full-width digits match, and
+through :func:`bot.drafting.textscan.normalise` and without accents, so full-width digits match, and
 ``réduction`` spelled ``reduction`` too.
 """
 
@@ -11,7 +11,7 @@ from __future__ import annotations
 import functools
 import re
 
-from bot.llm.textscan import normalise, unaccent
+from bot.drafting.textscan import normalise, unaccent
 
 _NUMBER = r"\d{1,3}(?:[.,]\d{1,2})?"
 _PERCENT = rf"{_NUMBER}\s*(?:%|percent|per\s*cent|pour\s*cent|por\s*ciento|prozent)"

@@ -16,18 +16,16 @@ import re
 from dataclasses import replace
 from typing import Any
 
-from openai.types.chat import ChatCompletionMessageParam
-
 from bot.config import BrandConfig
 from bot.connectors.catalog import reply_limit
 from bot.domain.limits import DEFAULT_REPLY_LIMIT
 from bot.domain.models import Mention
 from bot.drafting.base import Drafter, DraftText
 from bot.drafting.offline import safe_author
+from bot.drafting.tweaks import MAX_INSTRUCTION_CHARS, find_tweak
 from bot.errors import LLMError, UserFacingError
-from bot.llm.client import BudgetExhausted, JsonTask, LlmClient
+from bot.llm.client import BudgetExhausted, ChatMessage, JsonTask, LlmClient
 from bot.llm.prompts import PromptLibrary, fence, new_fence_key
-from bot.llm.tweaks import MAX_INSTRUCTION_CHARS, find_tweak
 from bot.storage.repo import Store
 
 log = logging.getLogger(__name__)
@@ -120,7 +118,7 @@ class LlmDrafter:
         if instruction:
             selected = await self.store.selected_draft(mention.id)
             current = selected.text if selected else None
-        messages: list[ChatCompletionMessageParam] = [
+        messages: list[ChatMessage] = [
             {
                 "role": "system",
                 "content": self.library.system_message("draft", brand, variants=variants),

@@ -13,17 +13,17 @@ from dataclasses import dataclass
 
 from bot.config import ParleyConfig
 from bot.drafting.base import Drafter
+from bot.drafting.guards import DraftGuard
+from bot.drafting.llm import LlmDrafter
 from bot.drafting.offline import OfflineDrafter
 from bot.events import EventBus
 from bot.llm.breaker import BreakerPolicy
 from bot.llm.client import LlmClient, LlmConfig
-from bot.llm.drafter import LlmDrafter
-from bot.llm.guards import DraftGuard
 from bot.llm.prompts import PromptLibrary
-from bot.llm.triage import Triager
 from bot.settings import Settings
 from bot.storage.llm_health import LlmHealthRepo
 from bot.storage.repo import Store
+from bot.triage.model import Triager
 
 log = logging.getLogger(__name__)
 

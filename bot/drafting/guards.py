@@ -1,9 +1,9 @@
 """Checks every text before it may be posted, whoever wrote it: a model, a template or a person.
 
-Every check reads the text normalised (:func:`bot.llm.textscan.normalise`: NFKC, zero-width, bidi
-and other invisible format characters removed), so full-width letters, ``@\u200beveryone`` or
-a zero-width space inside a copied sentence hide nothing. What is saved (and posted) is
-:func:`bot.llm.textscan.clean`'s text: the invisible characters are gone.
+Every check reads the text normalised (:func:`bot.drafting.textscan.normalise`: NFKC,
+zero-width, bidi and other invisible format characters removed), so full-width letters,
+``@\u200beveryone`` or a zero-width space inside a copied sentence hide nothing. What is saved
+(and posted) is :func:`bot.drafting.textscan.clean`'s text: the invisible characters are gone.
 
 Findings (:meth:`DraftGuard.findings`), each a one-line reason:
 
@@ -14,7 +14,7 @@ Findings (:meth:`DraftGuard.findings`), each a one-line reason:
   ``evil.top``, ``update.zip``, IDN and full-width domains count;
 - a phone number (``phonenumbers``, for the brand language's region, the US and the UK);
 - a percentage off, a promo or discount code, or a gift card, in English, French, Spanish or
-  German (:mod:`bot.llm.offers`);
+  German (:mod:`bot.drafting.offers`);
 - eight or more words in a row copied from the mention or its thread (echoing an injection or
   an insult), or from Parley's own instructions (a prompt leak).
 
@@ -37,10 +37,10 @@ from bot.config import BrandConfig
 from bot.connectors.catalog import reply_length, reply_limit
 from bot.domain.limits import DEFAULT_REPLY_LIMIT
 from bot.domain.models import Mention
-from bot.llm import textscan
-from bot.llm.offers import gift_cards, percents_off, promo_codes
+from bot.drafting import textscan
+from bot.drafting.offers import gift_cards, percents_off, promo_codes
+from bot.drafting.textscan import clean, normalise
 from bot.llm.prompts import PromptLibrary
-from bot.llm.textscan import clean, normalise
 from bot.matching.normalize import fold
 
 ECHO_WORDS = 8
@@ -157,7 +157,7 @@ def links_in(text: str) -> list[str]:
 
 def link_allowed(link: str, allowed: list[str]) -> bool:
     """Whether ``link`` (a URL, ``host/path`` or e-mail address) is allowed by ``allowed``
-    (see :func:`bot.llm.textscan.link_allowed`); text that is no link at all is not."""
+    (see :func:`bot.drafting.textscan.link_allowed`); text that is no link at all is not."""
     found = textscan.links(link)
     return bool(found) and all(textscan.link_allowed(one, allowed) for one in found)
 
