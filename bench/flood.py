@@ -300,7 +300,9 @@ async def ingest(core: Core, mentions: int, batch: int) -> int:
         result = await core.ingestor.store_batch(items)
         if stored + len(result.new) > mentions:  # the last poll: keep the count exact
             extra = result.new[mentions - stored :]
-            await core.store.mark_many([n.id for n in extra], MentionState.IGNORED, SYSTEM, "bench")
+            await core.store.mentions.mark_many(
+                [n.id for n in extra], MentionState.IGNORED, SYSTEM, "bench"
+            )
             del result.new[mentions - stored :]
         stored += len(result.new)
         await core.alerter.alert(result, first_poll=False)

@@ -29,7 +29,7 @@ from bot.domain.models import Author, RawMention
 from bot.matching.matcher import Matcher, RuleSpec
 from bot.pipeline.ingest import Ingestor
 from bot.storage.db import Database
-from bot.storage.repo import Store
+from bot.storage.store import Store
 
 _VOCABULARY = """
 the a to and of in is it for on with this that my your our app sync notes team update today

@@ -27,7 +27,7 @@ from bot.services.online_runner import exit_status
 from bot.settings import Settings, load_settings
 from bot.storage.backup import backup_database
 from bot.storage.db import Database
-from bot.storage.repo import Store
+from bot.storage.store import Store
 
 log = logging.getLogger("bot")
 
@@ -113,11 +113,11 @@ async def status(settings: Settings) -> list[str]:
     async with Database.open(path) as db:
         store = Store(db)
         lines = ["Sources:", *(f"  {line}" for line in await health_lines(store))]
-        counts = await store.count_by("state", datetime.min.replace(tzinfo=UTC))
+        counts = await store.stats.count_by("state", datetime.min.replace(tzinfo=UTC))
         lines.append(
             "Mentions: " + (", ".join(f"{k} {v}" for k, v in sorted(counts.items())) or "none")
         )
-        waiting = await store.replies(
+        waiting = await store.replies.in_states(
             [ReplyState.QUEUED, ReplyState.SENDING, ReplyState.AWAITING_MANUAL, ReplyState.DEAD]
         )
         lines.append(f"Outbox: {len(waiting)} replies not yet posted")

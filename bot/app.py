@@ -43,7 +43,7 @@ from bot.services.watch import WatchService
 from bot.settings import Settings
 from bot.storage.db import Database
 from bot.storage.instance_lock import hold_instance_lock
-from bot.storage.repo import Store
+from bot.storage.store import Store
 
 log = logging.getLogger(__name__)
 
@@ -103,7 +103,7 @@ class Core:
             raise PermissionDenied("only approvers can reload the prompts")
         if self.llm is not None:
             self.llm.reload_prompts()
-        await self.store.audit_note(actor, "prompts", 0, "reload")
+        await self.store.audit.note(actor, "prompts", 0, "reload")
 
     async def poll_all_once(self) -> None:
         """One poll of every source, together (used by the demo at start): the polls share
@@ -128,8 +128,8 @@ class Core:
                     await self.deliveries.drain()  # …queued alerts are posted…
                     await self.auto_drafts.drain()  # …their drafts are written…
                     await self.bus.drain()  # …and changes meanwhile edit them
-                    due = await self.store.due_replies(utcnow())
-                    sending = await self.store.replies([ReplyState.SENDING], limit=1)
+                    due = await self.store.replies.due(utcnow())
+                    sending = await self.store.replies.in_states([ReplyState.SENDING], limit=1)
                     triaging = self.llm.triager.busy if self.llm is not None else 0
                     busy = self.bus.pending() + self.auto_drafts.busy + triaging
                     if not due and not sending and busy == 0:

@@ -199,8 +199,8 @@ class Review(commands.Cog):
 
     async def edit_modal(self, mention_id: int) -> EditModal:
         """The modal for a mention, prefilled with its selected draft (NotFound if unknown)."""
-        mention = await self.core.store.get_mention(mention_id)
-        draft = await self.core.store.selected_draft(mention_id)
+        mention = await self.core.store.mentions.get(mention_id)
+        draft = await self.core.store.drafts.selected(mention_id)
         size = modal_max_length(mention.platform, self.core.review.default_limit)
         return EditModal(self, mention_id, draft.text if draft else "", size)
 

@@ -108,7 +108,7 @@ class Stats(commands.Cog):
 
         async def work() -> None:
             _, scope = seen(interaction)
-            replies = await self.core.store.replies(_QUEUE_STATES, limit=50, brands=scope)
+            replies = await self.core.store.replies.in_states(_QUEUE_STATES, limit=50, brands=scope)
             await tell(interaction, queue_text(replies))
 
         await guarded(interaction, "/queue", work)
@@ -148,7 +148,7 @@ class Stats(commands.Cog):
                 )
             message_id = sent.message_id or (await interaction.original_response()).id
             ref = f"{interaction.channel_id}:{message_id}"
-            await self.core.store.set_alert_ref(id, FRONTEND, ref)
+            await self.core.store.mentions.set_alert_ref(id, FRONTEND, ref)
             await self.core.auto_drafts.shown(id)  # opened: write its owed draft
 
         await guarded(interaction, "/mention", work)

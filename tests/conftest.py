@@ -17,7 +17,7 @@ from bot.app import Core, build_core
 from bot.config import ParleyConfig, parse_config
 from bot.settings import Settings
 from bot.storage.db import Database
-from bot.storage.repo import Store
+from bot.storage.store import Store
 
 ROOT = Path(__file__).resolve().parent.parent
 

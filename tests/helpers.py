@@ -246,7 +246,7 @@ async def mention_reaches(core: Core, mention_id: int, *states: MentionState) ->
     """Wait until a mention is in one of ``states`` (then ``core.settle()`` finishes the rest)."""
 
     async def reached() -> bool:
-        return (await core.store.get_mention(mention_id)).state in states
+        return (await core.store.mentions.get(mention_id)).state in states
 
     await eventually(reached, f"mention #{mention_id} to be {'/'.join(s.value for s in states)}")
 

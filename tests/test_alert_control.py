@@ -56,9 +56,9 @@ async def test_paused_mentions_are_stored_but_held_until_resume(core: Core) -> N
     await _deliver(core)
     assert events == []
     for mention_id in (question, urgent):
-        mention = await core.store.get_mention(mention_id)
+        mention = await core.store.mentions.get(mention_id)
         assert mention.state is MentionState.NEW
-        assert await core.store.current_drafts(mention_id) == []
+        assert await core.store.drafts.current(mention_id) == []
     assert await core.alerts.held() == 2
     assert await core.alerts.pending() == []
 
@@ -72,7 +72,7 @@ async def test_paused_mentions_are_stored_but_held_until_resume(core: Core) -> N
     assert {d.mention.id for d in drafted} == {urgent, question}
     assert all(d.drafts and d.mention.state is MentionState.DRAFTED for d in drafted)  # auto-draft
     assert await core.alerts.held() == 0
-    trail = await core.store.audit_trail("control", 0)
+    trail = await core.store.audit.trail("control", 0)
     assert [(e.action, e.actor) for e in trail] == [
         ("pause", "console:you"),
         ("resume", "console:you"),
@@ -93,10 +93,10 @@ async def test_pause_and_resume_are_for_approvers_only(core: Core) -> None:
 async def test_pausing_twice_is_one_change(core: Core) -> None:
     await core.alerts.pause(LEAD)
     await core.alerts.pause(LEAD)
-    assert [e.action for e in await core.store.audit_trail("control", 0)] == ["pause"]
+    assert [e.action for e in await core.store.audit.trail("control", 0)] == ["pause"]
     assert await core.alerts.resume(LEAD) == 0
     assert await core.alerts.resume(LEAD) == 0  # not paused and nothing held: no audit row
-    assert [e.action for e in await core.store.audit_trail("control", 0)] == ["pause", "resume"]
+    assert [e.action for e in await core.store.audit.trail("control", 0)] == ["pause", "resume"]
 
 
 async def test_held_mentions_survive_a_restart_and_are_alerted_once(
@@ -128,7 +128,7 @@ async def test_a_late_poll_alert_never_doubles_a_resumed_mention(core: Core) -> 
     assert await core.alerter.alert(batch, first_poll=False) == []
     await _deliver(core)
     assert len([e for e in events if isinstance(e, MentionAlert)]) == 1
-    trail = await core.store.audit_trail("mention", batch.new[0].id)
+    trail = await core.store.audit.trail("mention", batch.new[0].id)
     assert [e.action for e in trail].count("alert") == 1
 
 
@@ -138,8 +138,8 @@ async def test_a_held_mention_decided_before_resume_is_not_alerted(core: Core) -
     await core.review.ignore(first, LEAD, "spam")
     assert await core.alerts.resume(LEAD) == 1
     await core.auto_drafts.drain()  # its draft follows the alert
-    assert (await core.store.get_mention(first)).state is MentionState.IGNORED
-    assert (await core.store.get_mention(second)).state is MentionState.DRAFTED
+    assert (await core.store.mentions.get(first)).state is MentionState.IGNORED
+    assert (await core.store.mentions.get(second)).state is MentionState.DRAFTED
 
 
 async def test_a_first_poll_while_paused_still_files_old_items_as_backlog(core: Core) -> None:
@@ -148,7 +148,7 @@ async def test_a_first_poll_while_paused_still_files_old_items_as_backlog(core: 
     fresh = raw("new", "acme cloud today")
     batch = await core.ingestor.store_batch([old, fresh])
     await core.alerter.alert(batch, first_poll=True)
-    states = {n.raw.external_id: (await core.store.get_mention(n.id)).state for n in batch.new}
+    states = {n.raw.external_id: (await core.store.mentions.get(n.id)).state for n in batch.new}
     assert states == {"old": MentionState.BACKLOG, "new": MentionState.NEW}
     assert await core.alerts.resume(LEAD) == 1
 
@@ -195,7 +195,7 @@ async def test_an_alert_is_shown_even_when_auto_draft_fails(core: Core) -> None:
         [],
         MentionState.ALERTED,
     )
-    assert not (await core.store.get_mention(mention_id)).drafting  # no "drafting…" left
+    assert not (await core.store.mentions.get(mention_id)).drafting  # no "drafting…" left
 
 
 async def test_pending_lists_undecided_mentions_urgent_then_oldest(core: Core) -> None:

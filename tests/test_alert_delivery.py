@@ -81,7 +81,7 @@ async def test_alerts_not_posted_before_a_restart_are_posted_after_it(
         await _deliver(delivery)
         assert sorted(a.mention.id for a in after.sent) == ids  # each once, none lost
         for mention_id in ids:
-            assert (await core.store.get_mention(mention_id)).alert_refs == {
+            assert (await core.store.mentions.get(mention_id)).alert_refs == {
                 "chat": f"team:{mention_id}"
             }
         assert await delivery.throttle.backlog.total() == 0
@@ -97,8 +97,8 @@ async def test_a_change_while_the_alert_is_sent_is_applied_right_after(core: Cor
     task = asyncio.create_task(delivery.run(stop))
     await asyncio.wait_for(chat.sending.wait(), LEAD_TIME)
     # Rejected while its alert is on its way: no reference yet, so nothing to edit now…
-    await core.store.transition_mention(mention_id, MentionState.REJECTED, SYSTEM, "reject")
-    mention = await core.store.get_mention(mention_id)
+    await core.store.mentions.transition(mention_id, MentionState.REJECTED, SYSTEM, "reject")
+    mention = await core.store.mentions.get(mention_id)
     await delivery.on_change(MentionChanged(mention, [], None, SYSTEM, "reject"))
     assert chat.edits == [] and delivery.held == 2  # the alert being sent, and its change
     chat.gate.set()
@@ -118,8 +118,8 @@ async def test_an_alert_waiting_in_the_queue_is_rendered_as_the_mention_is_then(
     delivery = AlertDelivery(core.store, "chat", chat, FAST)
     core.deliveries.register(delivery)
     (mention_id,) = await _alert(core, "Acme cloud is great, thanks for the sync fix")
-    await core.store.transition_mention(mention_id, MentionState.IGNORED, SYSTEM, "ignore")
-    mention = await core.store.get_mention(mention_id)
+    await core.store.mentions.transition(mention_id, MentionState.IGNORED, SYSTEM, "ignore")
+    mention = await core.store.mentions.get(mention_id)
     await delivery.on_change(MentionChanged(mention, [], None, SYSTEM, "ignore"))
     await _deliver(delivery)
     (alert,) = chat.sent

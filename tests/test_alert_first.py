@@ -118,11 +118,11 @@ async def test_the_alert_goes_out_before_its_draft_and_is_edited_when_it_is_read
             return model.in_flight == 1
 
         await eventually(asked, "the draft request to reach the model")
-        mention = await core.store.get_mention(mid)
+        mention = await core.store.mentions.get(mid)
         assert mention.state is MentionState.ALERTED and mention.drafting  # …while it is held
         model.release.set()
         await core.settle()
-        mention = await core.store.get_mention(mid)
+        mention = await core.store.mentions.get(mid)
         assert mention.state is MentionState.DRAFTED and not mention.drafting
         assert len(telegram.of("sendMessage")) == 1  # edited in place, not sent again
         shown = text_of(telegram, mention.alert_refs["telegram"])
@@ -135,7 +135,7 @@ async def test_drafts_run_concurrently_up_to_the_limit(
     settings = model_settings(tmp_path, model, parley_llm_concurrency=4)  # 3 drafts + triage
     async with build_core(settings, config) as core:
         ids = await alert(core, *(f"acme cloud question number {i}?" for i in range(5)))
-        assert [(await core.store.get_mention(i)).state for i in ids] == [
+        assert [(await core.store.mentions.get(i)).state for i in ids] == [
             MentionState.ALERTED
         ] * 5  # every alert is out, none waited for a draft
 
@@ -148,7 +148,7 @@ async def test_drafts_run_concurrently_up_to_the_limit(
         await core.settle()
         assert model.drafts_asked == 5 and model.most_in_flight == 3
         for mention_id in ids:
-            assert (await core.store.get_mention(mention_id)).state is MentionState.DRAFTED
+            assert (await core.store.mentions.get(mention_id)).state is MentionState.DRAFTED
 
 
 async def test_mentions_folded_into_a_digest_are_drafted_when_opened(
@@ -163,21 +163,21 @@ async def test_mentions_folded_into_a_digest_are_drafted_when_opened(
         assert all(f"#{i}</b>" in digest.params["text"] for i in ids)
         await core.settle()
         assert model.drafts_asked == 0  # nobody opened them: no spend
-        assert [(await core.store.get_mention(i)).drafting for i in ids] == [True] * 3
+        assert [(await core.store.mentions.get(i)).drafting for i in ids] == [True] * 3
 
         await telegram.say(ANN, CHAT, f"/mention {ids[1]}")
         (_, opened) = await telegram.wait_for("sendMessage", 2)
         assert DRAFTING in opened.params["text"]
 
         async def drafted() -> bool:
-            return (await core.store.get_mention(ids[1])).state is MentionState.DRAFTED
+            return (await core.store.mentions.get(ids[1])).state is MentionState.DRAFTED
 
         await eventually(drafted, "the opened mention to be drafted")
         await core.settle()
         assert model.drafts_asked == 1
-        mention = await core.store.get_mention(ids[1])
+        mention = await core.store.mentions.get(ids[1])
         assert FAKE_DRAFT in text_of(telegram, mention.alert_refs["telegram"])
-        others = [await core.store.get_mention(i) for i in (ids[0], ids[2])]
+        others = [await core.store.mentions.get(i) for i in (ids[0], ids[2])]
         assert [m.state for m in others] == [MentionState.ALERTED] * 2
 
 
@@ -192,7 +192,7 @@ async def test_an_alert_says_why_when_every_draft_was_refused(
         (mid,) = await alert(core, "How do I export from acme cloud?")
         await telegram.wait_for("sendMessage")
         await core.settle()
-        mention = await core.store.get_mention(mid)
+        mention = await core.store.mentions.get(mid)
         assert mention.state is MentionState.ALERTED and not mention.drafting
         shown = text_of(telegram, mention.alert_refs["telegram"])
         assert "No draft offered" in shown and DRAFTING not in shown
@@ -214,12 +214,12 @@ async def test_a_draft_owed_when_parley_stops_is_written_at_the_next_start(
     # stopped while the model was still writing: the draft is still owed
     model.release.set()
     async with build_core(settings, config) as core:
-        assert (await core.store.get_mention(mid)).drafting
+        assert (await core.store.mentions.get(mid)).drafting
         stop = asyncio.Event()
         task = asyncio.create_task(run_core(core, [], stop))
 
         async def drafted() -> bool:
-            return (await core.store.get_mention(mid)).state is MentionState.DRAFTED
+            return (await core.store.mentions.get(mid)).state is MentionState.DRAFTED
 
         await eventually(drafted, "the owed draft to be written after the restart")
         stop.set()

@@ -18,7 +18,8 @@ from bot.frontends.console import ConsoleFrontend
 from bot.services import charts
 from bot.services.charts import UNTRIAGED, VolumeSeries, render_stats_chart, volume_series
 from bot.services.stats import Stats, compute_stats
-from bot.storage.repo import NewMention, Store
+from bot.storage.mentions import NewMention
+from bot.storage.store import Store
 from tests.conftest import ROOT
 from tests.helpers import raw
 
@@ -49,7 +50,7 @@ async def put(
         canonical_url=None,
         fingerprint=0,
     )
-    await store.insert_batch([item], [])
+    await store.mentions.insert_batch([item], [])
     await store.db.execute(
         "UPDATE mentions SET fetched_at = ? WHERE id = ?", (at.isoformat(), item.id)
     )
@@ -57,7 +58,7 @@ async def put(
         triage = Triage(
             relevant=True, sentiment=sentiment, urgency="normal", needs_reply=True, by="rules"
         )
-        await store.save_triage([(item.id, "question", triage, False)])
+        await store.mentions.save_triage([(item.id, "question", triage, False)])
     return item.id
 
 

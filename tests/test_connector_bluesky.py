@@ -480,7 +480,7 @@ async def test_outbox_crash_mid_post_then_restart_posts_once(
         post_through(core, "bluesky", BlueskyPublisher(client))
         await core.outbox.recover()
         await core.outbox.send_due()
-        final = await core.store.get_reply(reply.id)
+        final = await core.store.replies.get(reply.id)
         await client.aclose()
     assert len(fake.created) == 1
     assert final.state is ReplyState.SENT

@@ -556,7 +556,7 @@ async def test_outbox_crash_mid_post_then_restart_posts_once(
         post_through(core, "reddit", RedditPublisher(api))
         await core.outbox.recover()
         await core.outbox.send_due()
-        final = await core.store.get_reply(reply.id)
+        final = await core.store.replies.get(reply.id)
         await api.aclose()
     [posted] = server.own_comments()
     assert posted["data"]["parent_id"] == question["data"]["name"]

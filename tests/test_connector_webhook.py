@@ -275,7 +275,7 @@ async def test_through_the_pipeline_a_replay_after_restart_is_stored_once(core: 
             assert source.pending == 0
         finally:
             await source.aclose()
-    (mention,) = await core.store.list_mentions(None)
+    (mention,) = await core.store.mentions.newest(None)
     assert (mention.external_id, mention.brand, mention.platform) == (
         "webhook:z-1",
         "acme",

@@ -430,7 +430,7 @@ async def test_core_answers_on_x_only_where_allowed(
     async with build_core(settings, core_config(fake.url)) as core:
         assert type(core.runners[0].source).__name__ == "XSource"
         await core.poll_all_once()
-        stored = [await core.store.get_mention(i) for i in (1, 2)]
+        stored = [await core.store.mentions.get(i) for i in (1, 2)]
         assert [(m.external_id, m.answerable) for m in stored] == [
             (asked["id"], True), (aside["id"], False),
         ]  # fmt: skip
@@ -440,8 +440,8 @@ async def test_core_answers_on_x_only_where_allowed(
             replies.append(await core.review.approve(mention.id, CM))
         assert [r.publisher for r in replies] == ["x:xsrc", "manual"]
         await core.outbox.send_due()
-        sent = await core.store.get_reply(replies[0].id)
-        manual = await core.store.get_reply(replies[1].id)
+        sent = await core.store.replies.get(replies[0].id)
+        manual = await core.store.replies.get(replies[1].id)
     [posted] = fake.own_posts()
     assert posted["referenced_tweets"] == [{"type": "replied_to", "id": asked["id"]}]
     assert sent.state is ReplyState.SENT and sent.cost_usd == 0.01
@@ -466,7 +466,7 @@ async def test_core_crash_mid_post_then_restart_posts_once(
     async with build_core(settings, core_config(fake.url)) as core:
         await core.outbox.recover()
         await core.outbox.send_due()
-        final = await core.store.get_reply(reply.id)
+        final = await core.store.replies.get(reply.id)
     [posted] = fake.own_posts()
     assert posted["referenced_tweets"] == [{"type": "replied_to", "id": asked["id"]}]
     assert final.state is ReplyState.SENT and final.posted_id == posted["id"]

@@ -42,7 +42,7 @@ async def test_full_review_loop_from_the_console(core: Core) -> None:
         f"Queued reply for #{question} via log."
     ]
     await core.outbox.send_due()
-    assert (await core.store.get_mention(question)).state is MentionState.POSTED
+    assert (await core.store.mentions.get(question)).state is MentionState.POSTED
     assert await console.handle_line(f"reject {urgent} needs a human call") == []
     assert "rejected" in (await console.handle_line("list rejected"))[0]
     queue = await console.handle_line("queue")
@@ -72,11 +72,11 @@ async def test_errors_are_one_friendly_line(core: Core) -> None:
 async def test_edit_and_variant_choice(core: Core) -> None:
     console, (_, question) = await _with_mentions(core)
     await console.handle_line(f"use {question} 2")
-    selected = await core.store.selected_draft(question)
+    selected = await core.store.drafts.selected(question)
     assert selected is not None and selected.variant == 2
     out = await console.handle_line(f"edit {question} Hi Ana! Settings → Export does it.")
     assert out == [f"Type 'approve {question}' to post your text."]
-    selected = await core.store.selected_draft(question)
+    selected = await core.store.drafts.selected(question)
     assert selected is not None and selected.text == "Hi Ana! Settings → Export does it."
 
 
@@ -215,13 +215,13 @@ async def test_reload_prompts_keeps_the_old_ones_on_a_bad_file(
         batch = await core.ingestor.store_batch([raw("q", "How do I use acme cloud?")])
         (mention,) = await core.alerter.alert(batch, first_poll=False)
         await core.auto_drafts.drain()  # its draft follows the alert
-        drafts = await core.store.current_drafts(mention.id)
+        drafts = await core.store.drafts.current(mention.id)
         assert drafts[0].text.startswith("Hello ")
         template.write_text("Hi {unknown_placeholder}", encoding="utf-8")
         out = await console.handle_line("reload")
         assert "question.md" in out[0] and out[-1].startswith("The previous prompts stay")
         await core.review.draft(mention.id, console.actor)
-        assert (await core.store.current_drafts(mention.id))[0].text.startswith("Hello")
+        assert (await core.store.drafts.current(mention.id))[0].text.startswith("Hello")
         console.actor = Actor(platform="console", user_id="guest")
         core.review.policy = type(core.review.policy)(console_is_approver=False)
         assert await console.handle_line("reload") == [

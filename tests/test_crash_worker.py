@@ -27,7 +27,7 @@ from bot.domain.models import Actor, Reply
 from bot.domain.states import MentionState, ReplyState
 from bot.settings import Settings
 from bot.storage.db import Database
-from bot.storage.repo import Store
+from bot.storage.store import Store
 from tests.fake_mastodon import TOKEN, FakeMastodon
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -111,7 +111,7 @@ async def approve_found_mention(paths: Paths, monkeypatch: pytest.MonkeyPatch) -
     async with build_core(settings, load_config(paths.config)) as core:
         await core.poll_all_once()
         await core.auto_drafts.drain()  # alerts go out first; their drafts follow
-        [mention] = await core.store.list_mentions(None, limit=10)
+        [mention] = await core.store.mentions.newest(None, limit=10)
         assert mention.platform == "mastodon" and mention.state is MentionState.DRAFTED
         reply = await core.review.approve(mention.id, CM)
     assert reply.state is ReplyState.QUEUED and reply.publisher == "mastodon:masto"
@@ -208,7 +208,7 @@ async def test_worker_killed_mid_post_then_restarted_posts_exactly_once(
         assert len(replies()) == (1 if hold == "after_store" else 0)
         async with Database.open(paths.db) as db:
             store = Store(db)
-            assert (await store.get_reply(reply.id)).state is ReplyState.SENDING
+            assert (await store.replies.get(reply.id)).state is ReplyState.SENDING
         server.hold = None
         server.release.set()  # the held request ends on a dead connection
 
@@ -216,16 +216,16 @@ async def test_worker_killed_mid_post_then_restarted_posts_exactly_once(
             store = Store(db)
 
             async def settled() -> bool:
-                return (await store.get_reply(reply.id)).state is ReplyState.SENT
+                return (await store.replies.get(reply.id)).state is ReplyState.SENT
 
             await wait_for(settled, "the reply to be sent", second, paths, "second")
             await stop_cleanly(second, paths, "second")
 
             [posted] = replies()
-            final = await store.get_reply(reply.id)
+            final = await store.replies.get(reply.id)
             assert final.posted_id == posted["id"] and final.posted_url == posted["url"]
-            assert (await store.get_mention(final.mention_id)).state is MentionState.POSTED
-            trail = [e.action for e in await store.audit_trail("reply", reply.id)]
+            assert (await store.mentions.get(final.mention_id)).state is MentionState.POSTED
+            trail = [e.action for e in await store.audit.trail("reply", reply.id)]
 
     key = reply.idempotency_key
     assert server.idempotency == {key: posted["id"]}

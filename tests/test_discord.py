@@ -201,7 +201,7 @@ async def test_alert_embed_defused_then_approve_edits_and_posts(
         assert "\\*\\*down\\*\\*" in embed["description"]
         assert len(embed["description"]) <= 4096
         assert all(len(cid) <= 100 for cid in custom_ids(post.body))
-        mention = await core.store.get_mention(mid)
+        mention = await core.store.mentions.get(mid)
         _, _, message_id = mention.alert_refs["discord"].partition(":")
         assert f"p1:ap:{mid}" in custom_ids(fake.message(message_id))  # drafted: edited in
 
@@ -209,10 +209,10 @@ async def test_alert_embed_defused_then_approve_edits_and_posts(
         await fake.wait_for("POST", rf"/interactions/{click.id}/[^/]+/callback")
         await mention_reaches(core, mid, MentionState.APPROVED, MentionState.POSTED)
         await settle(core)
-        reply = await core.store.reply_for_mention(mid)
+        reply = await core.store.replies.for_mention(mid)
         assert reply is not None and reply.state is ReplyState.SENT
         assert reply.approved_by.startswith("discord:")
-        assert (await core.store.get_mention(mid)).state is MentionState.POSTED
+        assert (await core.store.mentions.get(mid)).state is MentionState.POSTED
         edits = fake.of("PATCH", rf"/channels/{CHANNEL_ID}/messages/{message_id}") + [
             c for c in fake.calls if c.method == "PATCH" and c.path.startswith("/webhooks/")
         ]
@@ -229,7 +229,7 @@ async def test_non_approver_forged_id_and_double_click_queue_one_reply(
         (mid,) = await alert(core, "acme cloud question")
         await fake.wait_for("POST", rf"/channels/{CHANNEL_ID}/messages")
         await settle(core)
-        ref = (await core.store.get_mention(mid)).alert_refs["discord"]
+        ref = (await core.store.mentions.get(mid)).alert_refs["discord"]
         message_id = ref.partition(":")[2]
 
         bob = await fake.click(BOB, message_id, f"p1:ap:{mid}")
@@ -237,7 +237,7 @@ async def test_non_approver_forged_id_and_double_click_queue_one_reply(
         for interaction in (bob, forged):
             await fake.wait_for("POST", rf"/interactions/{interaction.id}/[^/]+/callback")
         await settle(core)
-        assert await core.store.reply_for_mention(mid) is None
+        assert await core.store.replies.for_mention(mid) is None
         for interaction in (bob, forged):
             first = fake.callbacks(interaction.id)[0].body
             sent = [first, *(c.body for c in fake.followups(interaction.token))]
@@ -251,5 +251,5 @@ async def test_non_approver_forged_id_and_double_click_queue_one_reply(
             await fake.wait_for("POST", rf"/interactions/{interaction.id}/[^/]+/callback")
         await mention_reaches(core, mid, MentionState.APPROVED, MentionState.POSTED)
         await settle(core)
-        replies = await core.store.replies(list(ReplyState))
+        replies = await core.store.replies.in_states(list(ReplyState))
         assert len([r for r in replies if r.mention_id == mid]) == 1

@@ -78,7 +78,7 @@ async def callback(fake: FakeDiscord, interaction_id: str) -> dict[str, Any]:
 async def posted_alert(fake: FakeDiscord, core: Core, mention_id: int) -> str:
     """The id of the message showing a mention's alert (once posted)."""
     await settle(core)
-    ref = (await core.store.get_mention(mention_id)).alert_refs["discord"]
+    ref = (await core.store.mentions.get(mention_id)).alert_refs["discord"]
     channel, _, message_id = ref.partition(":")
     assert channel == str(CHANNEL_ID)
     return message_id
@@ -111,7 +111,7 @@ async def test_edit_modal_prefilled_saves_audited_text_that_approve_posts(
         )
         await fake.wait_for("POST", POSTS)
         message_id = await posted_alert(fake, core, mention.id)
-        drafted = await core.store.selected_draft(mention.id)
+        drafted = await core.store.drafts.selected(mention.id)
         assert drafted is not None
 
         click = await fake.click(ANN, message_id, f"p1:ed:{mention.id}")
@@ -133,10 +133,10 @@ async def test_edit_modal_prefilled_saves_audited_text_that_approve_posts(
         assert saved.body["content"].startswith(f"Saved as the reply to #{mention.id}.")
         await settle(core)
 
-        draft = await core.store.selected_draft(mention.id)
+        draft = await core.store.drafts.selected(mention.id)
         assert draft is not None and draft.text == new_text
         assert draft.origin == "edit:discord:Ann"
-        edit = (await core.store.audit_trail("mention", mention.id))[-1]
+        edit = (await core.store.audit.trail("mention", mention.id))[-1]
         assert (edit.action, edit.actor) == ("edit", "discord:Ann")
         assert (edit.before_text, edit.after_text) == (drafted.text, new_text)
         assert field(fake.message(message_id), "✓ Draft") == clean(new_text)
@@ -145,7 +145,7 @@ async def test_edit_modal_prefilled_saves_audited_text_that_approve_posts(
         assert (await callback(fake, approve.id))["type"] == DEFERRED_UPDATE
         await mention_reaches(core, mention.id, MentionState.APPROVED, MentionState.POSTED)
         await settle(core)
-        reply = await core.store.reply_for_mention(mention.id)
+        reply = await core.store.replies.for_mention(mention.id)
         assert reply is not None and reply.state is ReplyState.SENT
         assert reply.text == new_text
         assert f"to mention #{mention.id}: {new_text}" in caplog.text
@@ -177,8 +177,8 @@ async def test_restart_old_alert_buttons_still_work_and_edit_that_message(
         await mention_reaches(core, rejected, MentionState.REJECTED)
         await settle(core)
 
-        assert (await core.store.get_mention(approved)).state is MentionState.POSTED
-        assert (await core.store.get_mention(rejected)).state is MentionState.REJECTED
+        assert (await core.store.mentions.get(approved)).state is MentionState.POSTED
+        assert (await core.store.mentions.get(rejected)).state is MentionState.REJECTED
         edited = {c.path for c in fake.calls[restarted:] if c.method == "PATCH"}
         assert edited == {f"{POSTS}/{messages[approved]}", f"{POSTS}/{messages[rejected]}"}
         assert len(fake.channel_messages()) == 2  # edited in place, nothing new posted
@@ -252,7 +252,7 @@ async def test_slow_draft_is_deferred_then_the_alert_shows_the_new_drafts(
         assert field(message, "✓ Draft 4 (selected)").startswith("Fresh take 1:")
         assert field(message, "Draft 5").startswith("Fresh take 2:")
         assert f"p1:ap:{mid}" in custom_ids(message)
-        drafts = await core.store.current_drafts(mid)
+        drafts = await core.store.drafts.current(mid)
         assert [d.text[:12] for d in drafts] == ["Fresh take 1", "Fresh take 2"]
         assert_quiet_and_short_ids(fake)
 
@@ -293,7 +293,7 @@ async def test_alert_threads_open_one_thread_per_alert(
         message_id = await posted_alert(fake, core, mid)
 
         assert thread.path == f"{POSTS}/{message_id}/threads"
-        mention = await core.store.get_mention(mid)
+        mention = await core.store.mentions.get(mid)
         assert thread.body["name"] == thread_name(mention)
         assert thread.body["auto_archive_duration"] == 1440
         assert thread.body["name"].startswith(f"#{mid} someone: acme cloud is down for")
@@ -341,13 +341,13 @@ async def test_slash_stats_pending_and_watch_add(
         answer = await callback(fake, refused.id)
         assert (answer["type"], answer["data"]["flags"]) == (MESSAGE, EPHEMERAL)
         assert "only approvers" in answer["data"]["content"]
-        assert await core.watch.store.rules() == []
+        assert await core.store.controls.rules() == []
 
         accepted = await fake.slash(ANN, "watch", add)
         answer = await callback(fake, accepted.id)
         assert answer["type"] == MESSAGE and not answer["data"].get("flags")
         assert answer["data"]["content"].startswith("Rule added by Ann:")
-        (stored,) = await core.watch.store.rules()
+        (stored,) = await core.store.controls.rules()
         assert (stored.brand, stored.name, stored.query) == (
             "acme",
             "pricing",

@@ -80,7 +80,7 @@ async def started(core: Core, source: str) -> None:
     """Wait for the runner's own first poll (run_core starts every source at once)."""
 
     async def polled() -> bool:
-        status = await core.store.source_status(source)
+        status = await core.store.sources.status(source)
         assert status.last_error is None, status.last_error
         return status.last_ok_at is not None
 
@@ -88,7 +88,7 @@ async def started(core: Core, source: str) -> None:
 
 
 async def only_mention(core: Core) -> int:
-    (mention,) = await core.store.list_mentions()
+    (mention,) = await core.store.mentions.newest()
     return mention.id
 
 
@@ -98,7 +98,7 @@ async def telegram_alert(
     """The only mention's id and its alert message, once the alert is out."""
     await core.settle()
     mid = await only_mention(core)
-    return mid, message_of(fake, (await core.store.get_mention(mid)).alert_refs["telegram"])
+    return mid, message_of(fake, (await core.store.mentions.get(mid)).alert_refs["telegram"])
 
 
 def shown_text(fake: FakeTelegram, alert: dict[str, Any]) -> str:
@@ -134,7 +134,7 @@ def discord_settings(tmp_path: Path, discord_fake: FakeDiscord) -> Settings:
 async def discord_alert(core: Core) -> tuple[Mention, str]:
     """The only mention and the id of its alert message in the channel."""
     await test_discord.settle(core)
-    mention = await core.store.get_mention(await only_mention(core))
+    mention = await core.store.mentions.get(await only_mention(core))
     return mention, mention.alert_refs["discord"].partition(":")[2]
 
 
@@ -179,10 +179,10 @@ async def test_mastodon_mention_approved_in_telegram_is_replied_once_with_its_li
         assert posted["account"]["acct"] == BRAND
         assert posted["in_reply_to_id"] == status["id"]
         assert f"@{CUSTOMER} " in posted["content"]
-        reply = await core.store.reply_for_mention(mid)
+        reply = await core.store.replies.for_mention(mid)
         assert reply is not None and reply.state is ReplyState.SENT
         assert (reply.posted_id, reply.posted_url) == (posted["id"], posted["url"])
-        assert (await core.store.get_mention(mid)).state is MentionState.POSTED
+        assert (await core.store.mentions.get(mid)).state is MentionState.POSTED
         assert toasts[0] == "Approved: the reply is queued for posting."
         assert "cannot become approved" in toasts[1]
 
@@ -204,7 +204,7 @@ async def test_mastodon_mention_approved_in_telegram_is_replied_once_with_its_li
         assert len(await mastodon.replies_to(status["id"])) == 1
         alerts = [c for c in fake.of("sendMessage") if "Mention #" in c.params["text"]]
         assert len(alerts) == 1
-        assert len(await core.store.replies(list(ReplyState))) == 1
+        assert len(await core.store.replies.in_states(list(ReplyState))) == 1
 
 
 async def test_bluesky_mention_approved_in_discord_is_replied_once_with_its_link(
@@ -245,11 +245,11 @@ async def test_bluesky_mention_approved_in_discord_is_replied_once_with_its_link
             assert created["repo"] == BOT_DID
             parent = {"uri": post["uri"], "cid": post["cid"]}
             assert created["record"]["reply"] == {"root": parent, "parent": parent}
-            reply = await core.store.reply_for_mention(mid)
+            reply = await core.store.replies.for_mention(mid)
             assert reply is not None and reply.state is ReplyState.SENT
             url = f"https://bsky.app/profile/{BOT_HANDLE}/post/3parley00001"
             assert reply.posted_url == url
-            assert (await core.store.get_mention(mid)).state is MentionState.POSTED
+            assert (await core.store.mentions.get(mid)).state is MentionState.POSTED
             shown = json.dumps(discord_fake.message(message_id)["embeds"])
             assert "Posted" in shown and f"[see the reply]({url})" in shown
 
@@ -259,7 +259,7 @@ async def test_bluesky_mention_approved_in_discord_is_replied_once_with_its_link
             await test_discord.settle(core)
             assert len(bsky.created) == 1
             assert len(discord_fake.of("POST", channel_posts)) == 1
-            assert len(await core.store.replies(list(ReplyState))) == 1
+            assert len(await core.store.replies.in_states(list(ReplyState))) == 1
 
 
 # --- X, Facebook Page and Instagram (issue 7) ----------------------------------------------
@@ -289,7 +289,7 @@ async def drafted_alert(
 ) -> tuple[int, dict[str, Any], str]:
     """The only mention's id, its alert message and the draft Approve would post."""
     mid, alert = await telegram_alert(core, fake, frontend)
-    (draft,) = [d for d in await core.store.current_drafts(mid) if d.selected]
+    (draft,) = [d for d in await core.store.drafts.current(mid) if d.selected]
     assert draft.text and encode(Action.APPROVE, mid) in buttons(alert)
     assert "<b>Draft" in shown_text(fake, alert)
     return mid, alert, draft.text
@@ -317,7 +317,7 @@ async def test_x_complaint_approved_in_telegram_is_replied_once_and_its_cost_is_
         assert "I want a refund" in sent.params["text"]
         assert "📡 x (xsrc)" in sent.params["text"].lower() and link in sent.params["text"]
         mid, alert, draft = await drafted_alert(core, fake, frontend)
-        assert (await core.store.get_mention(mid)).answerable
+        assert (await core.store.mentions.get(mid)).answerable
 
         toasts = await approve_twice_in_telegram(core, fake, frontend, alert, mid)
 
@@ -326,13 +326,13 @@ async def test_x_complaint_approved_in_telegram_is_replied_once_and_its_cost_is_
         (posted,) = x.own_posts()
         assert posted["referenced_tweets"] == [{"type": "replied_to", "id": post["id"]}]
         url = f"https://x.com/{X_BRAND}/status/{posted['id']}"
-        reply = await core.store.reply_for_mention(mid)
+        reply = await core.store.replies.for_mention(mid)
         assert reply is not None and reply.state is ReplyState.SENT
         assert (reply.publisher, reply.posted_id, reply.posted_url) == (
             "x:xsrc", posted["id"], url,
         )  # fmt: skip
         assert reply.cost_usd == 0.01  # X's price of a reply to a post naming the brand
-        assert (await core.store.get_mention(mid)).state is MentionState.POSTED
+        assert (await core.store.mentions.get(mid)).state is MentionState.POSTED
         assert toasts[0] == "Approved: the reply is queued for posting."
         assert "cannot become approved" in toasts[1]
         shown = shown_text(fake, alert)
@@ -346,7 +346,7 @@ async def test_x_complaint_approved_in_telegram_is_replied_once_and_its_cost_is_
         # The next poll changes nothing: the brand's own reply is not a mention.
         await core.poll_all_once()
         await core.settle()
-        assert len(x.post_bodies) == 1 and len(await core.store.list_mentions()) == 1
+        assert len(x.post_bodies) == 1 and len(await core.store.mentions.newest()) == 1
 
 
 async def test_x_search_hit_that_does_not_name_the_brand_is_answered_by_hand(
@@ -362,7 +362,7 @@ async def test_x_search_hit_that_does_not_name_the_brand_is_answered_by_hand(
         assert link in sent.params["text"]
         assert "does not let Parley answer this post" in sent.params["text"]
         mid, alert, draft = await drafted_alert(core, fake, frontend)
-        assert not (await core.store.get_mention(mid)).answerable
+        assert not (await core.store.mentions.get(mid)).answerable
 
         approved = await fake.press(ANN, alert, encode(Action.APPROVE, mid))
         await fake.wait_for("answerCallbackQuery")
@@ -370,7 +370,7 @@ async def test_x_search_hit_that_does_not_name_the_brand_is_answered_by_hand(
         assert fake.answers()[approved] == "Approved: the reply is queued for posting."
         assert x.post_bodies == []
         assert not [r for r in x.requests if r.startswith("POST ")]
-        reply = await core.store.reply_for_mention(mid)
+        reply = await core.store.replies.for_mention(mid)
         assert reply is not None and reply.state is ReplyState.AWAITING_MANUAL
         assert (reply.publisher, reply.posted_url) == ("manual", None)  # not posted yet
         shown = shown_text(fake, alert)
@@ -383,10 +383,10 @@ async def test_x_search_hit_that_does_not_name_the_brand_is_answered_by_hand(
         await fake.wait_for("answerCallbackQuery", 2)
         await core.settle()
         assert fake.answers()[done] == "Marked as posted. Thanks!"
-        reply = await core.store.reply_for_mention(mid)
+        reply = await core.store.replies.for_mention(mid)
         assert reply is not None and reply.state is ReplyState.SENT
         assert reply.cost_usd is None  # posted by hand: X charged nothing
-        assert (await core.store.get_mention(mid)).state is MentionState.POSTED
+        assert (await core.store.mentions.get(mid)).state is MentionState.POSTED
         assert reply.posted_url is None  # no link given: the customer's post is not "the reply"
         assert "Posted" in shown_text(fake, alert)
         assert "see the reply" not in shown_text(fake, alert)
@@ -441,7 +441,7 @@ async def test_facebook_comment_pushed_by_webhook_approved_in_discord_is_answere
 
         # A member without the approver role cannot approve; Ann (who has it) taps twice.
         await click_approve(core, discord_fake, DISCORD_BOB, message_id, mid)
-        assert await core.store.reply_for_mention(mid) is None
+        assert await core.store.replies.for_mention(mid) is None
         (refused,) = await click_approve(core, discord_fake, DISCORD_ANN, message_id, mid, 2)
         assert "cannot become approved" in refused.body["content"]
 
@@ -450,7 +450,7 @@ async def test_facebook_comment_pushed_by_webhook_approved_in_discord_is_answere
         assert f"POST /{VERSION}/{comment['id']}/comments" in [
             r.split("?")[0] for r in graph.requests
         ]
-        reply = await core.store.reply_for_mention(mid)
+        reply = await core.store.replies.for_mention(mid)
         assert reply is not None and reply.state is ReplyState.SENT
         assert answer["message"] == reply.text
         assert (reply.posted_id, reply.posted_url) == (answer["id"], answer["permalink_url"])
@@ -489,7 +489,7 @@ async def test_instagram_comment_found_by_polling_approved_in_telegram_is_answer
         (sent,) = await fake.wait_for("sendMessage")
         assert "the app crashes since the update" in sent.params["text"]
         mid, alert, draft = await drafted_alert(core, fake, frontend)
-        mention = await core.store.get_mention(mid)
+        mention = await core.store.mentions.get(mid)
         assert (mention.external_id, mention.url) == (comment["id"], media["permalink"])
         assert "📡 instagram (ig)" in sent.params["text"].lower()
         assert f"🔗 {mention.canonical_url or mention.url}\n" in sent.params["text"]
@@ -500,7 +500,7 @@ async def test_instagram_comment_found_by_polling_approved_in_telegram_is_answer
         assert answer["parent_id"] == comment["id"] and answer["text"] == draft
         posts = [r for r in graph.requests if r.startswith("POST ")]
         assert posts == [f"POST /{VERSION}/{comment['id']}/replies"]
-        reply = await core.store.reply_for_mention(mid)
+        reply = await core.store.replies.for_mention(mid)
         assert reply is not None and reply.state is ReplyState.SENT
         assert (reply.posted_id, reply.posted_url) == (answer["id"], media["permalink"])
         assert toasts[0].startswith("Approved")
@@ -510,7 +510,7 @@ async def test_instagram_comment_found_by_polling_approved_in_telegram_is_answer
         # The account's own reply, read on the next poll, is not a new mention.
         await core.poll_all_once()
         await core.settle()
-        assert len(graph.by(IG_USER_ID)) == 1 and len(await core.store.list_mentions()) == 1
+        assert len(graph.by(IG_USER_ID)) == 1 and len(await core.store.mentions.newest()) == 1
 
 
 async def test_x_reply_whose_answer_was_lost_in_a_crash_is_reconciled_after_restart(
@@ -531,7 +531,7 @@ async def test_x_reply_whose_answer_was_lost_in_a_crash_is_reconciled_after_rest
         process.cancel()  # the process dies before it learns the post's id
         with pytest.raises(asyncio.CancelledError):
             await process
-        reply = await core.store.reply_for_mention(mid)
+        reply = await core.store.replies.for_mention(mid)
         assert reply is not None and reply.state is ReplyState.SENDING
     x.post_delay = 0.0
     (posted,) = x.own_posts()
@@ -541,19 +541,19 @@ async def test_x_reply_whose_answer_was_lost_in_a_crash_is_reconciled_after_rest
     async with test_telegram.running(tg_settings, config, fake) as (core, frontend):
 
         async def sent() -> bool:
-            return (await core.store.get_reply(reply_id)).state is ReplyState.SENT
+            return (await core.store.replies.get(reply_id)).state is ReplyState.SENT
 
         await eventually(sent, f"reply #{reply_id} to be sent")
-        reply = await core.store.get_reply(reply_id)
+        reply = await core.store.replies.get(reply_id)
         await core.settle()
         assert (reply.posted_id, reply.posted_url, reply.cost_usd) == (posted["id"], url, 0.01)
-        assert (await core.store.get_mention(mid)).state is MentionState.POSTED
+        assert (await core.store.mentions.get(mid)).state is MentionState.POSTED
         shown = shown_text(fake, alert)
         assert "Posted" in shown and f'href="{url}"' in shown
         # Reconciled, not resent: X saw one POST, and the brand has one reply.
         assert [b["reply"]["in_reply_to_tweet_id"] for b in x.post_bodies] == [post["id"]]
         assert x.post_bodies[0]["text"] == draft
         assert any(r.startswith(f"GET /2/users/{X_BRAND_ID}/tweets?") for r in x.requests)
-        trail = [e.action for e in await core.store.audit_trail("reply", reply.id)]
+        trail = [e.action for e in await core.store.audit.trail("reply", reply.id)]
         assert trail.count("send") == 1 and trail[-1] == "reconciled"
         assert len(x.own_posts()) == 1

@@ -270,9 +270,9 @@ async def test_every_trick_in_an_edit_is_held_with_its_reason(fr_core: Core) -> 
             await core.review.edit(mention_id, text, CM)
         assert any(reason in r for r in held.value.reasons), (case_id, held.value.reasons)
     assert not any(
-        d.origin.startswith("edit:") for d in await core.store.current_drafts(mention_id)
+        d.origin.startswith("edit:") for d in await core.store.drafts.current(mention_id)
     )
-    trail = await core.store.audit_trail("mention", mention_id)
+    trail = await core.store.audit.trail("mention", mention_id)
     assert sum(1 for e in trail if e.action == HELD_EDIT) == len(CORPUS)
 
 
@@ -284,15 +284,15 @@ async def test_post_anyway_from_the_console(fr_core: Core) -> None:
     assert held[0].startswith(f"⚠ Your reply to #{mid} was held: links to evil.top")
     assert "gives a phone number (+1 415 555 2671)" in held[0]
     assert held[1].strip().startswith(f"To post it anyway, type: edit! {mid}")
-    before = await core.store.selected_draft(mid)
+    before = await core.store.drafts.selected(mid)
     assert before is None or "evil.top" not in before.text  # held, not saved
     assert await console.handle_line(f"edit! {mid}") == [
         f"Kept as you wrote it (recorded). Type 'approve {mid}' to post it."
     ]
-    draft = await core.store.selected_draft(mid)
+    draft = await core.store.drafts.selected(mid)
     assert draft is not None and draft.text == "Call us at +1 415 555 2671 or see evil.top"
     assert draft.flags and "links to evil.top" in draft.flags[0]
-    trail = await core.store.audit_trail("mention", mid)
+    trail = await core.store.audit.trail("mention", mid)
     anyway = [e for e in trail if e.action == POSTED_ANYWAY]
     assert len(anyway) == 1 and anyway[0].actor == console.actor.label
     assert anyway[0].detail is not None and "phone number" in anyway[0].detail
@@ -315,10 +315,10 @@ async def test_a_held_edit_goes_stale(fr_core: Core) -> None:
 async def test_approval_refuses_a_text_with_an_unconfirmed_finding(fr_core: Core) -> None:
     """A draft that reached the store unchecked (an older version, a bug) is not posted."""
     mid = await alert(fr_core, "acme cloud question")
-    await fr_core.store.save_drafts(mid, [("see evil.top", "llm", None, None, None)], CM, "draft")
+    await fr_core.store.drafts.save(mid, [("see evil.top", "llm", None, None, None)], CM, "draft")
     with pytest.raises(UserFacingError, match=r"links to evil\.top"):
         await fr_core.review.approve(mid, CM)
-    assert await fr_core.store.reply_for_mention(mid) is None
+    assert await fr_core.store.replies.for_mention(mid) is None
 
 
 @pytest.mark.parametrize("soup", ["a" * 10_000, "a." * 5_000, "1 " * 5_000, "(1) " * 2_500])

@@ -56,13 +56,13 @@ async def test_a_held_edit_is_posted_anyway_only_by_an_approver_once(
         assert held_call.callback_data == [encode(Action.POST_ANYWAY, mid)]
         assert len(held_call.callback_data[0].encode()) <= MAX_CALLBACK_BYTES
         held = latest(fake)
-        selected = await core.store.selected_draft(mid)
+        selected = await core.store.drafts.selected(mid)
         assert selected is None or selected.text != HELD_TEXT  # held, not saved
 
         refused = await fake.press(BOB, held, encode(Action.POST_ANYWAY, mid))
         await fake.wait_for("answerCallbackQuery", 2)
         assert str(fake.answers()[refused]).startswith("Sorry: only approvers can decide")
-        selected = await core.store.selected_draft(mid)
+        selected = await core.store.drafts.selected(mid)
         assert selected is None or selected.text != HELD_TEXT
 
         kept = await fake.press(ANN, held, encode(Action.POST_ANYWAY, mid))
@@ -70,10 +70,10 @@ async def test_a_held_edit_is_posted_anyway_only_by_an_approver_once(
         assert fake.answers()[kept] == "Kept as you wrote it; the team log records it."
         preview = await edited(fake, held["message_id"])
         assert "kept despite the warnings" in preview["text"]
-        draft = await core.store.selected_draft(mid)
+        draft = await core.store.drafts.selected(mid)
         assert draft is not None and draft.text == HELD_TEXT
         assert any("evil.top" in flag for flag in draft.flags)
-        trail = await core.store.audit_trail("mention", mid)
+        trail = await core.store.audit.trail("mention", mid)
         (anyway,) = [e for e in trail if e.action == POSTED_ANYWAY]
         assert anyway.actor == "telegram:@ann" and "phone number" in (anyway.detail or "")
 

@@ -40,7 +40,7 @@ async def test_a_held_modal_edit_is_posted_anyway_by_an_approver(
         )
         await fake.wait_for("POST", POSTS)
         await settle(core)
-        ref = (await core.store.get_mention(mention.id)).alert_refs["discord"]
+        ref = (await core.store.mentions.get(mention.id)).alert_refs["discord"]
         message_id = ref.partition(":")[2]
 
         click = await fake.click(ANN, message_id, f"p1:ed:{mention.id}")
@@ -53,7 +53,7 @@ async def test_a_held_modal_edit_is_posted_anyway_by_an_approver(
         assert f"Your reply to #{mention.id} was held" in content
         for reason in ("links to evil.top", "phone number", "promo code (PROMO2024)"):
             assert reason in content
-        selected = await core.store.selected_draft(mention.id)
+        selected = await core.store.drafts.selected(mention.id)
         assert selected is not None and selected.text != HELD_TEXT  # held, not saved
         button = f"p1:pa:{mention.id}"
         followup_id = message_with(fake, button)["id"]
@@ -61,16 +61,16 @@ async def test_a_held_modal_edit_is_posted_anyway_by_an_approver(
         refused = await fake.click(BOB, followup_id, button)
         answer = await callback(fake, refused.id)
         assert "only approvers can decide" in answer["data"]["content"]
-        selected = await core.store.selected_draft(mention.id)
+        selected = await core.store.drafts.selected(mention.id)
         assert selected is not None and selected.text != HELD_TEXT
 
         kept = await fake.click(ANN, followup_id, button)
         assert (await callback(fake, kept.id))["type"] == DEFERRED_UPDATE
         (told,) = await fake.wait_for("POST", rf"/webhooks/{APP_ID}/{kept.token}")
         assert told.body["content"].startswith("Kept as you wrote it (recorded).")
-        draft = await core.store.selected_draft(mention.id)
+        draft = await core.store.drafts.selected(mention.id)
         assert draft is not None and draft.text == HELD_TEXT
         assert draft.origin == "edit:discord:Ann"
-        trail = await core.store.audit_trail("mention", mention.id)
+        trail = await core.store.audit.trail("mention", mention.id)
         (anyway,) = [e for e in trail if e.action == POSTED_ANYWAY]
         assert anyway.actor == "discord:Ann" and "promo code" in (anyway.detail or "")

@@ -28,7 +28,7 @@ from bot.llm.client import JsonTask, LlmClient, LlmConfig, LlmUnavailable
 from bot.services.health import health_lines
 from bot.services.llm_setup import LlmServices, build_llm, llm_config
 from bot.settings import Settings
-from bot.storage.repo import Store
+from bot.storage.store import Store
 from fakes.openai import FakeOpenAI, Step
 from tests.conftest import ROOT
 from tests.helpers import raw
@@ -120,7 +120,7 @@ async def clocked_llm(
 async def stored(core: Core, text: str) -> Mention:
     batch = await core.ingestor.store_batch([raw(f"id-{abs(hash(text))}", text)])
     (new,) = batch.new
-    return await core.store.get_mention(new.id)
+    return await core.store.mentions.get(new.id)
 
 
 async def handle(core: Core, llm: LlmServices, text: str) -> tuple[Mention, list[str]]:
@@ -128,7 +128,7 @@ async def handle(core: Core, llm: LlmServices, text: str) -> tuple[Mention, list
     origins."""
     mention = await stored(core, text)
     await llm.triager.triage([mention.id])
-    mention = await core.store.get_mention(mention.id)
+    mention = await core.store.mentions.get(mention.id)
     drafts = await llm.drafter.draft(mention, core.config.brands[0], variants=2)
     return mention, [d.origin or "llm" for d in drafts]
 

@@ -23,7 +23,7 @@ from bot.llm.client import (
     parse_json_object,
     retry_after_seconds,
 )
-from bot.storage.repo import Store
+from bot.storage.store import Store
 from fakes.openai import FakeOpenAI, Step
 
 MESSAGES: list[Any] = [
@@ -88,7 +88,9 @@ async def test_asks_for_a_json_schema_and_records_usage(fake: FakeOpenAI, store:
     assert request["response_format"]["json_schema"]["schema"] == DRAFT_SCHEMA
     ((purpose, prompt, completion),) = await usage_rows(store)
     assert purpose == "draft" and prompt > 0 and completion > 0
-    assert await store.llm_tokens_on(datetime.now(UTC).date().isoformat()) == prompt + completion
+    assert (
+        await store.llm_usage.tokens_on(datetime.now(UTC).date().isoformat()) == prompt + completion
+    )
 
 
 async def test_malformed_json_is_repaired_once(fake: FakeOpenAI, store: Store) -> None:

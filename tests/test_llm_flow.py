@@ -86,7 +86,7 @@ async def alert(core: Core, *texts: str, platform: str = "rss", reach: int = 120
     assert core.llm is not None
     await core.llm.triager.drain()  # alerts go out first; the model's triage follows…
     await core.auto_drafts.drain()  # …then their drafts
-    return [await core.store.get_mention(m.id) for m in alerted]
+    return [await core.store.mentions.get(m.id) for m in alerted]
 
 
 def purposes(fake: FakeOpenAI) -> list[str]:
@@ -109,7 +109,7 @@ async def test_alerts_arrive_triaged_and_drafted(llm_core: Core, fake: FakeOpenA
     question = by_text["Is acme down for anyone?"]
     assert question.intent == "question" and question.triage is not None
     assert question.triage.by == "fake-triage" and question.triage.needs_reply
-    drafts = await llm_core.store.current_drafts(question.id)
+    drafts = await llm_core.store.drafts.current(question.id)
     assert len(drafts) == 3 and {d.origin for d in drafts} == {"llm"}
     assert llm_core.llm is not None and llm_core.llm.library is not None
     expected_hash = llm_core.llm.library.prompt_hash("draft", llm_core.config.brands[0])
@@ -117,7 +117,7 @@ async def test_alerts_arrive_triaged_and_drafted(llm_core: Core, fake: FakeOpenA
     assert all(d.tokens and d.tokens > 0 for d in drafts)
     broom = by_text["Riding my acme broom to the quidditch match"]
     assert broom.triage is not None and not broom.triage.relevant
-    assert await llm_core.store.current_drafts(broom.id) == []
+    assert await llm_core.store.drafts.current(broom.id) == []
     view = alert_view(broom, [], None, "Acme Cloud")
     assert view.relevant is False and view.triage is not None
     assert any("probably not about Acme Cloud" in w for w in view.warnings)
@@ -157,7 +157,7 @@ async def test_over_long_variants_are_shortened_or_dropped(
 ) -> None:
     fake.then(Step("ok"), Step("overlong"))  # triage, then the draft
     (mention,) = await alert(llm_core, "acme is great, thanks!", platform="x")
-    drafts = await llm_core.store.current_drafts(mention.id)
+    drafts = await llm_core.store.drafts.current(mention.id)
     assert drafts
     for draft in drafts:
         assert reply_length(draft.text, "x") <= 280
@@ -167,7 +167,7 @@ async def test_over_long_variants_are_shortened_or_dropped(
 
 async def test_tweaks_and_instructions(llm_core: Core, fake: FakeOpenAI) -> None:
     (mention,) = await alert(llm_core, "How do I export from acme?")
-    first = await llm_core.store.selected_draft(mention.id)
+    first = await llm_core.store.drafts.selected(mention.id)
     assert first is not None
     drafts = await llm_core.review.draft(mention.id, CM, instruction="shorter")
     user = fake.user_messages()[-1]
@@ -187,7 +187,7 @@ async def test_crisis_legal_needs_a_person_to_edit(llm_core: Core, fake: FakeOpe
     assert mention.intent == "crisis_legal" and mention.urgent
     with pytest.raises(UserFacingError, match="crisis/legal: a person must write or edit"):
         await llm_core.review.approve(mention.id, CM)
-    drafts = await llm_core.store.current_drafts(mention.id)
+    drafts = await llm_core.store.drafts.current(mention.id)
     view = alert_view(mention, drafts, None, "Acme Cloud")
     assert view.warnings[0].startswith("crisis/legal: no one-tap approval")
     await llm_core.review.edit(mention.id, "We're sorry. Please DM us. — Sam from Acme", CM)
@@ -210,7 +210,7 @@ async def test_budget_exhaustion_pauses_drafting_with_a_notice(
         core.bus.publish = events.append  # type: ignore[method-assign,assignment]
         (first,) = await alert(core, "acme question?")  # triage spends the budget
         assert first.triage is not None and first.triage.by == "fake-triage"
-        assert await core.store.current_drafts(first.id) == []
+        assert await core.store.drafts.current(first.id) == []
         (second,) = await alert(core, "another acme question?")
         assert second.triage is not None and second.triage.by == "rules"
         notices = [e for e in events if isinstance(e, Notice)]
@@ -224,7 +224,7 @@ async def test_a_failing_server_falls_back_to_templates(llm_core: Core, fake: Fa
     fake.then(*[Step("status", status=500, headers={"retry-after-ms": "1"})] * 4)
     (mention,) = await alert(llm_core, "acme question?")
     assert mention.triage is not None and mention.triage.by == "rules"
-    drafts = await llm_core.store.current_drafts(mention.id)
+    drafts = await llm_core.store.drafts.current(mention.id)
     assert drafts and all(d.model is None for d in drafts)  # the offline templates
     assert {d.origin for d in drafts} == {"offline"}  # not "llm": the drafter fell back
     fake.then(*[Step("status", status=500, headers={"retry-after-ms": "1"})] * 2)
@@ -250,7 +250,7 @@ async def test_without_a_server_parley_drafts_offline_and_says_so(
     assert core.drafter.name == "offline" and core.llm is not None and core.llm.client is None
     (mention,) = await alert(core, "Is acme down?")
     assert mention.triage is not None and mention.triage.by == "rules"
-    assert await core.store.current_drafts(mention.id)
+    assert await core.store.drafts.current(mention.id)
 
 
 async def test_the_offline_choice_is_logged_once(

@@ -165,10 +165,10 @@ async def test_injection_is_neither_obeyed_nor_echoed(
         # …and the attempt itself is there for the model to read, inside a fence.
         inside = "\n".join(content for _, content in fenced_blocks(user))
         assert "PWNED" in inside or pwned.replace("-", "") in inside.replace("-", "")
-    mention = await llm_core.store.get_mention(mention_id)
+    mention = await llm_core.store.mentions.get(mention_id)
     assert mention.triage is not None and OBEYED not in mention.triage.reason
     assert mention.triage.urgency != "high" or mention.intent == "crisis_legal"
-    drafts = await llm_core.store.current_drafts(mention_id)
+    drafts = await llm_core.store.drafts.current(mention_id)
     assert drafts
     for draft in drafts:
         for leaked in ("PWNED", OBEYED, SLUR, "SAVE50", "evil.example", "@everyone", "@here"):

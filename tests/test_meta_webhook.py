@@ -264,7 +264,7 @@ async def test_a_pushed_comment_reaches_the_store_once_through_the_core(
                 await runner.poll_once()  # acknowledges the stored event
                 assert source.webhook.queue.room == source.webhook.config.queue_size
             await runner.source.aclose()
-            mentions = await core.store.list_mentions(None)
+            mentions = await core.store.mentions.newest(None)
     assert [(m.external_id, m.platform, m.brand) for m in mentions] == [
         ("1001_1002", "facebook", "acme")
     ]

@@ -74,7 +74,7 @@ async def test_matching_and_three_layers_of_dedupe(core: Core) -> None:
     await core.alerter.alert(second, first_poll=False)
     await _deliver(core)
     mention_id = first.new[0].id
-    assert (await core.store.get_mention(mention_id)).duplicates == 2
+    assert (await core.store.mentions.get(mention_id)).duplicates == 2
     changes = [e for e in events if isinstance(e, MentionChanged) and e.action == "duplicate"]
     assert changes and changes[-1].mention.duplicates == 2
 
@@ -92,7 +92,7 @@ async def test_first_poll_keeps_old_items_quiet_and_urgent_goes_first(core: Core
     alerted = await core.alerter.alert(batch, first_poll=True)
     assert [m.external_id for m in alerted] == ["fire", "calm"]
     old_id = next(n.id for n in batch.new if n.raw.external_id == "old")
-    assert (await core.store.get_mention(old_id)).state is MentionState.BACKLOG
+    assert (await core.store.mentions.get(old_id)).state is MentionState.BACKLOG
     await _deliver(core)
     alerts = [e.mention.external_id for e in events if isinstance(e, MentionAlert)]
     assert alerts == ["fire", "calm"]
@@ -147,10 +147,10 @@ async def test_a_failing_source_does_not_stop_the_others(core: Core) -> None:
     assert outcomes[1].error == "broken: unexpected error (RuntimeError)"
     assert (outcomes[2].new, outcomes[3].new) == (1, 1)
     assert healthy.cursors == [{}, {"etag": "1"}]
-    status = await core.store.source_status("broken")
+    status = await core.store.sources.status("broken")
     assert status.consecutive_failures == 2 and status.last_error is not None
     await core.runners[0].poll_once()
-    assert (await core.store.source_status("broken")).consecutive_failures == 0
+    assert (await core.store.sources.status("broken")).consecutive_failures == 0
     await _deliver(core)
     notices = [e.text for e in events if isinstance(e, Notice)]
     assert notices == [
@@ -185,4 +185,4 @@ async def test_supervised_loop_keeps_polling_until_stopped(core: Core) -> None:
     await eventually(polled_thrice, "three polls")
     stop.set()
     await asyncio.wait_for(task, 30)
-    assert len(await core.store.list_mentions(None)) == 1
+    assert len(await core.store.mentions.newest(None)) == 1

@@ -28,18 +28,18 @@ async def test_the_confirming_person_is_recorded_and_shown(
         await core.review.draft(alerted.id, CM)
         await core.review.approve(alerted.id, CM)
         await core.outbox.send_due()
-        waiting = await core.store.reply_for_mention(alerted.id)
+        waiting = await core.store.replies.for_mention(alerted.id)
         assert waiting is not None and waiting.state is ReplyState.AWAITING_MANUAL
         assert waiting.posted_by_hand is None
         console = ConsoleFrontend(core)
         assert await console.handle_line(f"confirm {alerted.id} https://example.com/r/9") == []
-        reply = await core.store.reply_for_mention(alerted.id)
+        reply = await core.store.replies.for_mention(alerted.id)
         assert reply is not None and reply.state is ReplyState.SENT
         assert reply.posted_by_hand == "console:you"
-        assert [r.posted_by_hand for r in await core.store.replies([ReplyState.SENT])] == [
-            "console:you"
-        ]
-        mention = await core.store.get_mention(alerted.id)
+        assert [
+            r.posted_by_hand for r in await core.store.replies.in_states([ReplyState.SENT])
+        ] == ["console:you"]
+        mention = await core.store.mentions.get(alerted.id)
     told = console.render_event(MentionChanged(mention, [], reply, console.actor, "confirm"))
     assert told == [f"✔ #{mention.id} posted by hand by console:you: https://example.com/r/9"]
     assert reply_status(reply) == "posted by hand by console:you: https://example.com/r/9"
@@ -57,6 +57,6 @@ async def test_a_reply_posted_by_a_connector_names_nobody(
         await core.review.draft(alerted.id, ALICE)
         await core.review.approve(alerted.id, ALICE)
         await core.outbox.send_due()
-        reply = await core.store.reply_for_mention(alerted.id)
+        reply = await core.store.replies.for_mention(alerted.id)
     assert reply is not None and reply.state is ReplyState.SENT
     assert reply.posted_by_hand is None and reply_status(reply) == "posted: log://reply/1"

@@ -14,7 +14,7 @@ from bot.app import Core
 from bot.connectors.rss.connector import RssSource, RssSourceConfig
 from bot.frontends.ratelimit_logs import quiet_handled_rate_limits
 from bot.pipeline.runner import SourceRunner
-from bot.storage.repo import Store
+from bot.storage.store import Store
 from fakes.openai import FakeOpenAI, Step
 from tests.fake_mastodon import FakeMastodon
 from tests.helpers import approve_first_find, post_through, serve_app

@@ -55,7 +55,7 @@ async def test_approve_posts_exactly_once_and_audits(
 ) -> None:
     async with wired(settings, config, tmp_path / "ledger.json") as (core, publisher):
         mention_id = await _alerted_mention(core)
-        mention = await core.store.get_mention(mention_id)
+        mention = await core.store.mentions.get(mention_id)
         assert mention.state is MentionState.DRAFTED  # auto-draft on alert
         assert mention.urgent and mention.brand == "acme" and mention.rule == "outage"
         reply = await core.review.approve(mention_id, CM)
@@ -64,12 +64,12 @@ async def test_approve_posts_exactly_once_and_audits(
         await core.outbox.send_due()
         await core.outbox.send_due()
         assert [p["key"] for p in publisher.posts()] == [reply.idempotency_key]
-        sent = await core.store.get_reply(reply.id)
+        sent = await core.store.replies.get(reply.id)
         assert sent.state is ReplyState.SENT and sent.posted_url == "https://example.com/r/1"
-        assert (await core.store.get_mention(mention_id)).state is MentionState.POSTED
-        actions = [e.action for e in await core.store.audit_trail("mention", mention_id)]
+        assert (await core.store.mentions.get(mention_id)).state is MentionState.POSTED
+        actions = [e.action for e in await core.store.audit.trail("mention", mention_id)]
         assert actions == ["alert", "draft", "approve", "sent"]
-        reply_actions = [e.action for e in await core.store.audit_trail("reply", reply.id)]
+        reply_actions = [e.action for e in await core.store.audit.trail("reply", reply.id)]
         assert reply_actions == ["queue", "send", "sent"]
 
 
@@ -86,7 +86,7 @@ async def test_only_approvers_decide(
         ):
             with pytest.raises(PermissionDenied):
                 await decide
-        assert (await core.store.get_mention(mention_id)).state is MentionState.DRAFTED
+        assert (await core.store.mentions.get(mention_id)).state is MentionState.DRAFTED
 
 
 async def test_edit_replaces_the_text_and_is_audited(
@@ -94,7 +94,7 @@ async def test_edit_replaces_the_text_and_is_audited(
 ) -> None:
     async with wired(settings, config, tmp_path / "ledger.json") as (core, publisher):
         mention_id = await _alerted_mention(core)
-        before = await core.store.selected_draft(mention_id)
+        before = await core.store.drafts.selected(mention_id)
         await core.review.edit(mention_id, "  Sorry Bob, we are on it: status.acme.test  ", CM)
         with pytest.raises(UserFacingError, match="empty"):
             await core.review.edit(mention_id, "   ", CM)
@@ -104,7 +104,7 @@ async def test_edit_replaces_the_text_and_is_audited(
         await core.outbox.send_due()
         assert publisher.posts()[0]["text"] == "Sorry Bob, we are on it: status.acme.test"
         edit = next(
-            e for e in await core.store.audit_trail("mention", mention_id) if e.action == "edit"
+            e for e in await core.store.audit.trail("mention", mention_id) if e.action == "edit"
         )
         assert before is not None and edit.before_text == before.text
         assert edit.after_text == "Sorry Bob, we are on it: status.acme.test"
@@ -123,18 +123,18 @@ async def test_retryable_errors_back_off_then_die_and_can_be_retried(
         reply = await core.review.approve(mention_id, CM)
         publisher.failures = [PublishError("503 from platform"), PublishError("503 again")]
         await core.outbox.send_due()
-        queued = await core.store.get_reply(reply.id)
+        queued = await core.store.replies.get(reply.id)
         assert queued.state is ReplyState.QUEUED and queued.next_attempt_at is not None
         assert await core.outbox.send_due() == 0  # backing off
         clock.advance(30)
         assert await core.outbox.send_due() == 1
-        dead = await core.store.get_reply(reply.id)
+        dead = await core.store.replies.get(reply.id)
         assert dead.state is ReplyState.DEAD and "gave up after 2 tries" in (dead.error or "")
         assert publisher.posts() == []
         await core.review.retry(mention_id, CM)
         await core.outbox.send_due()
         assert len(publisher.posts()) == 1
-        assert (await core.store.get_mention(mention_id)).state is MentionState.POSTED
+        assert (await core.store.mentions.get(mention_id)).state is MentionState.POSTED
 
 
 async def test_permanent_error_is_dead_at_once(
@@ -145,7 +145,7 @@ async def test_permanent_error_is_dead_at_once(
         reply = await core.review.approve(mention_id, CM)
         publisher.failures = [PublishError("the post was deleted", permanent=True)]
         await core.outbox.send_due()
-        dead = await core.store.get_reply(reply.id)
+        dead = await core.store.replies.get(reply.id)
         assert dead.state is ReplyState.DEAD and dead.error == "the post was deleted"
         assert dead.attempts == 1
 
@@ -177,15 +177,15 @@ async def test_crash_mid_send_never_posts_twice_nor_loses_the_reply(
         task.cancel()  # the process dies mid-send: the database keeps what was committed
         with pytest.raises(asyncio.CancelledError):
             await task
-        assert (await core.store.get_reply(reply.id)).state is ReplyState.SENDING
+        assert (await core.store.replies.get(reply.id)).state is ReplyState.SENDING
     # Restart on the same database file.
     async with wired(settings, config, ledger) as (core, publisher):
         await core.outbox.recover()
         await core.outbox.send_due()
-        final = await core.store.get_reply(reply.id)
+        final = await core.store.replies.get(reply.id)
         assert final.state is ReplyState.SENT
         assert [p["key"] for p in publisher.posts()] == [reply.idempotency_key]
-        assert (await core.store.get_mention(mention_id)).state is MentionState.POSTED
+        assert (await core.store.mentions.get(mention_id)).state is MentionState.POSTED
 
 
 async def test_manual_publisher_waits_for_confirmation(
@@ -196,14 +196,14 @@ async def test_manual_publisher_waits_for_confirmation(
         mention_id = await _alerted_mention(core)
         await core.review.approve(mention_id, CM)
         await core.outbox.send_due()
-        reply = await core.store.reply_for_mention(mention_id)
+        reply = await core.store.replies.for_mention(mention_id)
         assert reply is not None and reply.state is ReplyState.AWAITING_MANUAL
-        assert (await core.store.get_mention(mention_id)).state is MentionState.APPROVED
+        assert (await core.store.mentions.get(mention_id)).state is MentionState.APPROVED
         await core.review.confirm_posted(mention_id, CM, "https://example.com/my-reply")
-        reply = await core.store.reply_for_mention(mention_id)
+        reply = await core.store.replies.for_mention(mention_id)
         assert reply is not None and reply.state is ReplyState.SENT
         assert reply.posted_url == "https://example.com/my-reply"
-        assert (await core.store.get_mention(mention_id)).state is MentionState.POSTED
+        assert (await core.store.mentions.get(mention_id)).state is MentionState.POSTED
 
 
 async def test_reject_and_ignore_close_the_mention(core: Core) -> None:
@@ -211,11 +211,11 @@ async def test_reject_and_ignore_close_the_mention(core: Core) -> None:
     second = await _alerted_mention(core, "m2", "Acme cloud pricing page is confusing to me")
     await core.review.reject(first, CM, "not our product")
     await core.review.ignore(second, SYSTEM)
-    assert (await core.store.get_mention(first)).state is MentionState.REJECTED
-    assert (await core.store.get_mention(second)).state is MentionState.IGNORED
+    assert (await core.store.mentions.get(first)).state is MentionState.REJECTED
+    assert (await core.store.mentions.get(second)).state is MentionState.IGNORED
     with pytest.raises(InvalidTransition):
         await core.review.approve(first, CM)
-    trail = await core.store.audit_trail("mention", first)
+    trail = await core.store.audit.trail("mention", first)
     assert trail[-1].action == "reject" and trail[-1].detail == "not our product"
 
 
@@ -225,7 +225,7 @@ async def test_a_failing_reconcile_leaves_the_reply_unsent_until_the_platform_an
     async with wired(settings, config, tmp_path / "ledger.json") as (core, publisher):
         mention_id = await _alerted_mention(core)
         reply = await core.review.approve(mention_id, CM)
-        await core.store.transition_reply(reply.id, ReplyState.SENDING, SYSTEM, "send")
+        await core.store.replies.transition(reply.id, ReplyState.SENDING, SYSTEM, "send")
         original = publisher.reconcile
 
         async def platform_down(reply: Reply, mention: Mention) -> PublishResult | None:
@@ -234,12 +234,12 @@ async def test_a_failing_reconcile_leaves_the_reply_unsent_until_the_platform_an
         publisher.reconcile = platform_down  # type: ignore[method-assign]
         await core.outbox.recover()
         await core.outbox.send_due()
-        assert (await core.store.get_reply(reply.id)).state is ReplyState.SENDING
+        assert (await core.store.replies.get(reply.id)).state is ReplyState.SENDING
         assert publisher.posts() == []
         publisher.reconcile = original  # type: ignore[method-assign]
         await core.outbox.recover()
         await core.outbox.send_due()
-        assert (await core.store.get_reply(reply.id)).state is ReplyState.SENT
+        assert (await core.store.replies.get(reply.id)).state is ReplyState.SENT
         assert len(publisher.posts()) == 1
 
 
@@ -253,7 +253,7 @@ async def test_posting_cost_is_kept_per_reply_and_shown_in_stats(
         for mention_id in (first, second):
             await core.review.approve(mention_id, CM)
         await core.outbox.send_due()
-        reply = await core.store.reply_for_mention(first)
+        reply = await core.store.replies.for_mention(first)
         assert reply is not None and reply.state is ReplyState.SENT and reply.cost_usd == 0.01
         stats = await compute_stats(core.store, "24h")
         assert list(stats.posting_costs) == ["recording"]
@@ -276,14 +276,14 @@ async def test_a_mention_answerable_only_by_hand_gets_the_manual_publisher(
         batch = await core.ingestor.store_batch([item])
         (mention,) = await core.alerter.alert(batch, first_poll=False)
         await core.auto_drafts.drain()  # its draft follows the alert
-        stored = await core.store.get_mention(mention.id)
+        stored = await core.store.mentions.get(mention.id)
         assert stored.answerable is False
-        view = alert_view(stored, await core.store.current_drafts(mention.id), None, "Acme")
+        view = alert_view(stored, await core.store.drafts.current(mention.id), None, "Acme")
         assert view.warnings[0].startswith("reply by hand: X does not let Parley answer")
         reply = await core.review.approve(mention.id, CM)
         assert reply.publisher == "manual"
         await core.outbox.send_due()
-        stored_reply = await core.store.reply_for_mention(mention.id)
+        stored_reply = await core.store.replies.for_mention(mention.id)
         assert stored_reply is not None and stored_reply.state is ReplyState.AWAITING_MANUAL
         assert publisher.posts() == []  # nothing went out automatically
 

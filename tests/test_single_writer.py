@@ -36,7 +36,7 @@ from bot.services.outbox import Outbox
 from bot.settings import Settings
 from bot.storage.db import Database
 from bot.storage.instance_lock import hold_instance_lock, lock_path
-from bot.storage.repo import Store
+from bot.storage.store import Store
 from tests.fake_mastodon import FakeMastodon
 from tests.helpers import SteppedClock, eventually, raw
 from tests.recording_publisher import RecordingPublisher
@@ -105,7 +105,7 @@ async def test_a_second_run_is_refused_and_a_killed_holder_is_taken_over_posting
         assert f"last used by Parley pid {first.pid} on host {HOST}" in log
         assert "did not stop cleanly" in log
         async with Database.open(paths.db) as db:
-            trail = [e.action for e in await Store(db).audit_trail("reply", reply.id)]
+            trail = [e.action for e in await Store(db).audit.trail("reply", reply.id)]
     assert trail == ["queue", "send", "reconciled"]  # the third worker never posted
     assert server.post_keys == [reply.idempotency_key]
     assert lock_record(paths.db) is None  # a clean stop leaves no record
@@ -123,7 +123,7 @@ def sent(paths: Paths, reply: Reply) -> Callable[[], Awaitable[bool]]:
 
     async def check() -> bool:
         async with Database.open(paths.db) as db:
-            return (await Store(db).get_reply(reply.id)).state is ReplyState.SENT
+            return (await Store(db).replies.get(reply.id)).state is ReplyState.SENT
 
     return check
 
@@ -267,7 +267,7 @@ def state_is(core: Core, reply: Reply, state: ReplyState) -> Callable[[], Awaita
     """A condition on ``reply``'s state."""
 
     async def check() -> bool:
-        return (await core.store.get_reply(reply.id)).state is state
+        return (await core.store.replies.get(reply.id)).state is state
 
     return check
 
@@ -295,13 +295,13 @@ async def test_the_run_loop_never_reconciles_a_reply_another_sender_has_in_fligh
         third = await approved(core, "m3")
         core.outbox.wake()
         await eventually(state_is(core, third, ReplyState.SENT), "the third reply sent")
-        assert (await core.store.get_reply(slow.id)).state is ReplyState.SENDING
+        assert (await core.store.replies.get(slow.id)).state is ReplyState.SENDING
         assert ours.reconciled == []
         theirs.gate.set()
         await asyncio.wait_for(in_flight, TIMEOUT)
         stop.set()
         await asyncio.wait_for(running, TIMEOUT)
-        assert (await core.store.get_reply(slow.id)).state is ReplyState.SENT
+        assert (await core.store.replies.get(slow.id)).state is ReplyState.SENT
     keys = [p["key"] for p in ours.posts()]
     assert sorted(keys) == sorted(
         {first.idempotency_key, slow.idempotency_key, third.idempotency_key}
@@ -319,10 +319,10 @@ async def test_recover_never_lists_a_reply_this_outbox_is_sending(
         await asyncio.wait_for(publisher.entered.wait(), TIMEOUT)
         await core.outbox.recover()
         assert publisher.reconciled == []
-        assert (await core.store.get_reply(reply.id)).state is ReplyState.SENDING
+        assert (await core.store.replies.get(reply.id)).state is ReplyState.SENDING
         publisher.gate.set()
         await asyncio.wait_for(sending, TIMEOUT)
-        assert (await core.store.get_reply(reply.id)).state is ReplyState.SENT
+        assert (await core.store.replies.get(reply.id)).state is ReplyState.SENT
     assert [p["key"] for p in publisher.posts()] == [reply.idempotency_key]
 
 
@@ -333,9 +333,9 @@ async def test_an_unsettled_reply_from_the_last_run_is_asked_about_again_until_s
     async with outbox_core(settings, config, GatedPublisher(ledger)) as core:
         reply = await approved(core, "m1")
         # The last run posted it and died before recording the answer.
-        await core.store.transition_reply(reply.id, ReplyState.SENDING, SYSTEM, "send")
+        await core.store.replies.transition(reply.id, ReplyState.SENDING, SYSTEM, "send")
         await core.outbox.publishers.get("recording").publish(
-            reply, await core.store.get_mention(1)
+            reply, await core.store.mentions.get(1)
         )
     publisher = GatedPublisher(ledger, reconcile_failures=2)
     async with outbox_core(settings, config, publisher) as core:
@@ -355,7 +355,7 @@ async def test_an_unsettled_reply_from_the_last_run_is_asked_about_again_until_s
         await eventually(state_is(core, reply, ReplyState.SENT), "the reply reconciled")
         stop.set()
         await asyncio.wait_for(running, TIMEOUT)
-        trail = [e.action for e in await core.store.audit_trail("reply", reply.id)]
+        trail = [e.action for e in await core.store.audit.trail("reply", reply.id)]
     assert publisher.reconciled == [reply.id] * 3  # two failures, backing off, then found
     assert trail == ["queue", "send", "reconciled"]
     assert [p["key"] for p in publisher.posts()] == [reply.idempotency_key]
@@ -372,7 +372,7 @@ async def test_reply_transitions_are_fsynced_and_other_writes_stay_normal(
         db = core.store.db
         statements: list[str] = []
         await db._conn.set_trace_callback(statements.append)  # the statements SQLite runs
-        await core.store.transition_reply(reply.id, ReplyState.SENDING, SYSTEM, "send")
+        await core.store.replies.transition(reply.id, ReplyState.SENDING, SYSTEM, "send")
         await db._conn.set_trace_callback(None)  # type: ignore[arg-type]  # None turns it off
         pragmas = [
             s for s in statements if "synchronous" in s or s in ("BEGIN IMMEDIATE", "COMMIT")

@@ -11,7 +11,8 @@ from bot.domain.models import SYSTEM, Actor
 from bot.domain.states import MentionState
 from bot.errors import InvalidTransition, NotFound, StorageError
 from bot.storage.db import Database, migrations
-from bot.storage.repo import Copy, NewMention, Store
+from bot.storage.mentions import Copy, NewMention
+from bot.storage.store import Store
 from tests.helpers import raw
 
 
@@ -64,32 +65,32 @@ async def test_insert_batch_assigns_ids_and_counts_copies(store: Store) -> None:
         Copy("other", "x1", -1, "https://example.com/posts/a?utm_source=x", "same link"),
         Copy("other", "x2", -1, None, "near-identical text"),
     ]
-    await store.insert_batch([first, second], copies)
+    await store.mentions.insert_batch([first, second], copies)
     assert second.id == first.id + 1
-    mention = await store.get_mention(first.id)
+    mention = await store.mentions.get(first.id)
     assert mention.duplicates == 2 and mention.state is MentionState.NEW
-    assert await store.known_keys([("feed", "a"), ("other", "x1"), ("feed", "zzz")]) == {
+    assert await store.mentions.known_keys([("feed", "a"), ("other", "x1"), ("feed", "zzz")]) == {
         ("feed", "a"),
         ("other", "x1"),
     }
-    assert await store.ids_by_canonical_url(["https://example.com/posts/b"]) == {
+    assert await store.mentions.ids_by_canonical_url(["https://example.com/posts/b"]) == {
         "https://example.com/posts/b": second.id
     }
     # A second batch continues the numbering.
     third = _new("c", "acme something else")
-    await store.insert_batch([third], [])
+    await store.mentions.insert_batch([third], [])
     assert third.id == second.id + 1
 
 
 async def test_transitions_are_checked_and_audited(store: Store) -> None:
     item = _new("a")
-    await store.insert_batch([item], [])
+    await store.mentions.insert_batch([item], [])
     cm = Actor(platform="console", user_id="u1", display_name="Ana")
-    await store.transition_mention(item.id, MentionState.ALERTED, SYSTEM, "alert")
-    await store.transition_mention(item.id, MentionState.IGNORED, cm, "ignore", detail="spam")
+    await store.mentions.transition(item.id, MentionState.ALERTED, SYSTEM, "alert")
+    await store.mentions.transition(item.id, MentionState.IGNORED, cm, "ignore", detail="spam")
     with pytest.raises(InvalidTransition):
-        await store.transition_mention(item.id, MentionState.ALERTED, SYSTEM, "alert")
-    trail = await store.audit_trail("mention", item.id)
+        await store.mentions.transition(item.id, MentionState.ALERTED, SYSTEM, "alert")
+    trail = await store.audit.trail("mention", item.id)
     assert [(e.action, e.from_state, e.to_state, e.actor) for e in trail] == [
         ("alert", "new", "alerted", "system:parley"),
         ("ignore", "alerted", "ignored", "console:Ana"),
@@ -99,32 +100,32 @@ async def test_transitions_are_checked_and_audited(store: Store) -> None:
 
 async def test_a_failed_transaction_leaves_nothing_behind(store: Store) -> None:
     item = _new("a")
-    await store.insert_batch([item], [])
+    await store.mentions.insert_batch([item], [])
     with pytest.raises(InvalidTransition):
         # new → posted is invalid: neither the state nor an audit row may change.
-        await store.transition_mention(item.id, MentionState.POSTED, SYSTEM, "post")
-    assert (await store.get_mention(item.id)).state is MentionState.NEW
-    assert await store.audit_trail("mention", item.id) == []
+        await store.mentions.transition(item.id, MentionState.POSTED, SYSTEM, "post")
+    assert (await store.mentions.get(item.id)).state is MentionState.NEW
+    assert await store.audit.trail("mention", item.id) == []
 
 
 async def test_unknown_ids_raise_not_found(store: Store) -> None:
     with pytest.raises(NotFound):
-        await store.get_mention(404)
+        await store.mentions.get(404)
     with pytest.raises(NotFound):
-        await store.transition_mention(404, MentionState.ALERTED, SYSTEM, "alert")
+        await store.mentions.transition(404, MentionState.ALERTED, SYSTEM, "alert")
     with pytest.raises(NotFound):
-        await store.get_reply(404)
+        await store.replies.get(404)
 
 
 async def test_source_cursor_and_failures_persist(tmp_path: Path) -> None:
     path = tmp_path / "cursor.db"
     async with Database.open(path) as db:
         store = Store(db)
-        await store.source_ok("feed", {"etag": '"abc"'}, 3)
-        assert await store.source_failed("feed", "timed out") == 1
-        assert await store.source_failed("feed", "timed out") == 2
+        await store.sources.ok("feed", {"etag": '"abc"'}, 3)
+        assert await store.sources.failed("feed", "timed out") == 1
+        assert await store.sources.failed("feed", "timed out") == 2
     async with Database.open(path) as db:
-        status = await Store(db).source_status("feed")
+        status = await Store(db).sources.status("feed")
     assert status.cursor == {"etag": '"abc"'}
     assert status.first_poll_done and status.items_seen == 3
     assert status.consecutive_failures == 2 and status.last_error == "timed out"

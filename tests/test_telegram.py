@@ -113,7 +113,7 @@ async def test_alert_approve_posted_edits_the_alert_twice(
         (sent,) = fake.of("editMessageText")
         assert all(len(d.encode()) <= 64 for d in sent.callback_data)
         assert encode(Action.APPROVE, mid) in sent.callback_data
-        mention = await core.store.get_mention(mid)
+        mention = await core.store.mentions.get(mid)
         ref = mention.alert_refs["telegram"]
         alert_message = message_of(fake, ref)
 
@@ -136,10 +136,10 @@ async def test_alert_approve_posted_edits_the_alert_twice(
         assert "Posted" in edits[1].params["text"]
         assert edits[1].params["message_id"] == str(alert_message["message_id"])
         assert "reply_markup" not in edits[1].params or edits[1].callback_data == []
-        reply = await core.store.reply_for_mention(mid)
+        reply = await core.store.replies.for_mention(mid)
         assert reply is not None and reply.state is ReplyState.SENT
-        assert (await core.store.get_mention(mid)).state is MentionState.POSTED
-        trail = await core.store.audit_trail("mention", mid)
+        assert (await core.store.mentions.get(mid)).state is MentionState.POSTED
+        trail = await core.store.audit.trail("mention", mid)
         assert any(e.action == "approve" and e.actor == "telegram:@ann" for e in trail)
 
 
@@ -150,7 +150,9 @@ async def test_edit_flow_force_reply_preview_and_approve(
         (mid,) = await alert(core, "Is acme cloud able to export PDFs?")
         await fake.wait_for("sendMessage")
         await core.settle()
-        alert_message = message_of(fake, (await core.store.get_mention(mid)).alert_refs["telegram"])
+        alert_message = message_of(
+            fake, (await core.store.mentions.get(mid)).alert_refs["telegram"]
+        )
 
         await fake.press(ANN, alert_message, encode(Action.EDIT, mid))
         prompt_call = (await fake.wait_for("sendMessage", 2))[1]
@@ -165,7 +167,7 @@ async def test_edit_flow_force_reply_preview_and_approve(
         preview_call = (await fake.wait_for("sendMessage", 3))[2]
         assert len(fake.of("sendMessage")) == 3
         assert "Yes: Settings → Export → PDF. &lt;3 &amp; thanks!" in preview_call.params["text"]
-        draft = await core.store.selected_draft(mid)
+        draft = await core.store.drafts.selected(mid)
         assert draft is not None and draft.text.startswith("Yes: Settings")
         assert preview_call.callback_data == [
             encode(Action.APPROVE, mid, draft.variant),
@@ -175,7 +177,7 @@ async def test_edit_flow_force_reply_preview_and_approve(
         await fake.press(ANN, preview, encode(Action.APPROVE, mid, draft.variant))
         await fake.wait_for("answerCallbackQuery", 2)  # the Edit press was answered first
         await core.settle()
-        reply = await core.store.reply_for_mention(mid)
+        reply = await core.store.replies.for_mention(mid)
         assert reply is not None and reply.text == draft.text and reply.state is ReplyState.SENT
         assert "queued" in fake.messages[(CHAT, preview["message_id"])]["text"]
 
@@ -187,7 +189,9 @@ async def test_non_approver_forged_and_double_tap_get_toasts_and_queue_one_reply
         (mid,) = await alert(core, "acme cloud question")
         await fake.wait_for("sendMessage")
         await core.settle()
-        alert_message = message_of(fake, (await core.store.get_mention(mid)).alert_refs["telegram"])
+        alert_message = message_of(
+            fake, (await core.store.mentions.get(mid)).alert_refs["telegram"]
+        )
 
         bob = await fake.press(BOB, alert_message, encode(Action.APPROVE, mid))
         forged = await fake.press(ANN, alert_message, "p1:ap:99999")
@@ -200,7 +204,7 @@ async def test_non_approver_forged_and_double_tap_get_toasts_and_queue_one_reply
         assert "out of date" in (answers[junk] or "")
         assert "out of date" in (answers[old] or "")
         assert all(len(text or "") <= 200 for text in answers.values())
-        assert await core.store.reply_for_mention(mid) is None
+        assert await core.store.replies.for_mention(mid) is None
 
         first = await fake.press(ANN, alert_message, encode(Action.APPROVE, mid))
         second = await fake.press(ANN, alert_message, encode(Action.APPROVE, mid))
@@ -210,7 +214,7 @@ async def test_non_approver_forged_and_double_tap_get_toasts_and_queue_one_reply
         toasts = sorted([answers[first] or "", answers[second] or ""])
         assert toasts[0].startswith("Approved")
         assert "is approved" in toasts[1] or "already" in toasts[1] or "posted" in toasts[1]
-        replies = await core.store.replies(list(ReplyState), limit=10)
+        replies = await core.store.replies.in_states(list(ReplyState), limit=10)
         assert len(replies) == 1
 
 
@@ -278,7 +282,7 @@ async def test_restart_old_buttons_still_work(
         ids = await alert(core, "acme cloud first", "acme cloud second")
         await fake.wait_for("sendMessage", 2)
         await core.settle()
-        refs = {i: (await core.store.get_mention(i)).alert_refs["telegram"] for i in ids}
+        refs = {i: (await core.store.mentions.get(i)).alert_refs["telegram"] for i in ids}
     # a new Application on the same database
     async with running(tg_settings, config, fake) as (core, _frontend):
         message = message_of(fake, refs[ids[1]])
@@ -286,7 +290,7 @@ async def test_restart_old_buttons_still_work(
         await fake.wait_for("answerCallbackQuery")
         await core.settle()
         assert fake.answers()[query] == "Rejected."
-        assert (await core.store.get_mention(ids[1])).state is MentionState.REJECTED
+        assert (await core.store.mentions.get(ids[1])).state is MentionState.REJECTED
         edit = fake.of("editMessageText")[-1]
         assert edit.params["message_id"] == refs[ids[1]].rpartition(":")[2]
         assert "rejected by telegram:@ann" in edit.params["text"]
@@ -316,7 +320,7 @@ async def test_hostile_mention_is_escaped_and_defused(
         entities = {e for e in __import__("re").findall(r"&([a-z#0-9]+);", text)}
         assert entities <= {"lt", "gt", "amp", "quot"}
         await core.settle()
-        assert (await core.store.get_mention(mid)).alert_refs["telegram"]
+        assert (await core.store.mentions.get(mid)).alert_refs["telegram"]
 
 
 async def test_commands_and_token_never_logged(
@@ -346,7 +350,7 @@ async def test_commands_and_token_never_logged(
         assert "unknown period" in await ask(ANN, CHAT, "/stats 1y")
         shown = await ask(ANN, CHAT, f"/mention {ids[1]}")
         assert f"Mention #{ids[1]}</b>" in shown
-        ref = (await core.store.get_mention(ids[1])).alert_refs["telegram"]
+        ref = (await core.store.mentions.get(ids[1])).alert_refs["telegram"]
         assert fake.messages[(CHAT, int(ref.rpartition(":")[2]))]["text"] == shown
         assert f"Your user id: <code>{ANN['id']}</code>" in await ask(ANN, CHAT, "/start")
         assert "Alerts paused" in await ask(ANN, CHAT, "/pause")
@@ -422,13 +426,15 @@ async def test_tweak_buttons_redraft_and_reload(
         (sent,) = fake.of("editMessageText")
         tweaks = [encode(Action.TWEAK, mid, n) for n in range(1, len(TWEAKS) + 1)]
         assert all(t in sent.callback_data for t in tweaks)
-        alert_message = message_of(fake, (await core.store.get_mention(mid)).alert_refs["telegram"])
+        alert_message = message_of(
+            fake, (await core.store.mentions.get(mid)).alert_refs["telegram"]
+        )
 
         query = await fake.press(ANN, alert_message, tweaks[0])
         await fake.wait_for("answerCallbackQuery")
         await core.settle()
         assert fake.answers()[query] == "Redrafting: shorter…"
-        trail = await core.store.audit_trail("mention", mid)
+        trail = await core.store.audit.trail("mention", mid)
         assert trail[-1].action == "redraft" and trail[-1].actor == "telegram:@ann"
         forged = await fake.press(ANN, alert_message, f"p1:tw:{mid}:9")
         await fake.wait_for("answerCallbackQuery", 2)
@@ -452,7 +458,7 @@ async def test_tweak_buttons_redraft_and_reload(
         broken = await ask(ANN, "/reload")
         assert "praise.md" in broken and "previous prompts stay in use" in broken
         assert "only approvers can reload" in await ask(BOB, "/reload")
-        reloads = await core.store.audit_trail("prompts", 0)
+        reloads = await core.store.audit.trail("prompts", 0)
         assert [e.actor for e in reloads] == ["telegram:@ann"]
 
 

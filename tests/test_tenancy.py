@@ -223,7 +223,7 @@ async def test_a_client_chat_sees_only_its_brand(
 
         moved = await ask(fake, CARA, CHAT_A, f"/mention {acme}")
         assert "ACME-SECRET-1" in moved
-        ref = (await core.store.get_mention(acme)).alert_refs["telegram"]
+        ref = (await core.store.mentions.get(acme)).alert_refs["telegram"]
         assert ref.startswith(f"{CHAT_A}:")
     assert not any("GLOBEX-SECRET-2" in t for t in texts_in(fake, CHAT_A))
     assert not any("ACME-SECRET-1" in t for t in texts_in(fake, CHAT_B))
@@ -234,8 +234,8 @@ async def test_a_brand_approver_decides_on_that_brand_only(
 ) -> None:
     async with running(agency_settings, agency(), fake) as (core, frontend):
         acme, globex = await two_alerts(core, frontend)
-        ref_a = (await core.store.get_mention(acme)).alert_refs["telegram"]
-        ref_b = (await core.store.get_mention(globex)).alert_refs["telegram"]
+        ref_a = (await core.store.mentions.get(acme)).alert_refs["telegram"]
+        ref_b = (await core.store.mentions.get(globex)).alert_refs["telegram"]
         alert_a = fake.messages[(CHAT_A, int(ref_a.rpartition(":")[2]))]
         alert_b = fake.messages[(CHAT_B, int(ref_b.rpartition(":")[2]))]
 
@@ -254,9 +254,9 @@ async def test_a_brand_approver_decides_on_that_brand_only(
         await fake.wait_for("answerCallbackQuery", 4, within=30)
         assert fake.answers()[ann] == "Approved: the reply is queued for posting."
         await core.settle()
-        assert (await core.store.reply_for_mention(acme)) is not None
-        assert (await core.store.reply_for_mention(globex)) is not None
-        trail = await core.store.audit_trail("mention", acme)
+        assert (await core.store.replies.for_mention(acme)) is not None
+        assert (await core.store.replies.for_mention(globex)) is not None
+        trail = await core.store.audit.trail("mention", acme)
         assert any(e.action == "approve" and e.actor == "telegram:@cara" for e in trail)
 
 
@@ -274,7 +274,7 @@ async def test_admins_fail_closed_while_telegram_cannot_list_them(
         await core.settle()
         alerts = [
             fake.messages[(CHAT_A, int(ref.rpartition(":")[2]))]
-            for ref in [(await core.store.get_mention(i)).alert_refs["telegram"] for i in ids]
+            for ref in [(await core.store.mentions.get(i)).alert_refs["telegram"] for i in ids]
         ]
         first = await fake.press(ANN, alerts[0], encode(Action.APPROVE, ids[0]))
         await fake.wait_for("answerCallbackQuery", 1, within=30)
@@ -288,4 +288,4 @@ async def test_admins_fail_closed_while_telegram_cannot_list_them(
         assert str(answers[during]).startswith("Sorry: only approvers can decide")
         assert answers[after] == "Approved: the reply is queued for posting."
         assert len(fake.of("getChatAdministrators")) >= 3
-        assert await core.store.reply_for_mention(ids[1]) is None
+        assert await core.store.replies.for_mention(ids[1]) is None

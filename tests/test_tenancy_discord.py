@@ -66,7 +66,7 @@ async def alerts(core: Core) -> tuple[int, int, str, str]:
     batch = await core.ingestor.store_batch([raw("a-1", SECRET_A), raw("b-1", SECRET_B)])
     acme, globex = [m.id for m in await core.alerter.alert(batch, first_poll=False)]
     await settle(core)
-    refs = [(await core.store.get_mention(i)).alert_refs["discord"] for i in (acme, globex)]
+    refs = [(await core.store.mentions.get(i)).alert_refs["discord"] for i in (acme, globex)]
     assert refs[0].startswith(f"{CHANNEL_A}:") and refs[1].startswith(f"{CHANNEL_B}:")
     return acme, globex, refs[0].partition(":")[2], refs[1].partition(":")[2]
 
@@ -121,15 +121,15 @@ async def test_brand_approver_role_other_servers_and_dms(
         assert "only in its team's Discord server" in await answer(fake, dm.id)
         elsewhere = await fake.slash(ANN, "pending", channel_id=54321, guild_id=FOREIGN_GUILD)
         assert "works for one team's server only" in await answer(fake, elsewhere.id)
-        assert await core.store.reply_for_mention(acme) is None
+        assert await core.store.replies.for_mention(acme) is None
 
         hers = await fake.click(CARA, alert_a, f"p1:ap:{acme}", channel_id=CHANNEL_A)
         assert (await callback(fake, hers.id))["type"] == 6  # deferred, then approved
         await mention_reaches(core, acme, MentionState.APPROVED, MentionState.POSTED)
         await settle(core)
-        reply = await core.store.reply_for_mention(acme)
+        reply = await core.store.replies.for_mention(acme)
         assert reply is not None and reply.approved_by == "discord:Cara"
-        assert await core.store.reply_for_mention(globex) is None
+        assert await core.store.replies.for_mention(globex) is None
 
 
 def test_check_requires_the_server_id_with_discord(

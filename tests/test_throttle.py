@@ -27,8 +27,8 @@ from bot.services.throttle import (
     ThrottleLimits,
     log_give_up,
 )
-from bot.storage.alert_queue import AlertQueueStore
-from bot.storage.repo import NewMention, Store
+from bot.storage.mentions import NewMention
+from bot.storage.store import Store
 from tests.helpers import raw
 
 FRONTEND = "chat"
@@ -128,7 +128,7 @@ class Queue:
 
     def __init__(self, store: Store) -> None:
         self.store = store
-        self.queue = AlertQueueStore(store.db)
+        self.queue = store.alert_queue
 
     async def add(self, items: Iterable[tuple[int, str, bool]]) -> None:
         """Store mention ``number`` of brand ``dest`` and queue its alert, in this order."""
@@ -143,7 +143,7 @@ class Queue:
             )
             for number, dest, urgent in items
         ]
-        await self.store.insert_batch(news, [])
+        await self.store.mentions.insert_batch(news, [])
         await self.queue.enqueue([FRONTEND], [(n.id, n.brand, n.urgent) for n in news])
 
 
@@ -202,7 +202,7 @@ async def test_a_burst_of_200_keeps_telegram_limits_and_sends_urgent_first(store
     assert len(chat.sent) == delivery.throttle.messages_sent == 74
     assert [d for _, d, _, digest in chat.sent if digest].count("even") == 6
     assert clock.now() == pytest.approx(125.0)
-    assert await AlertQueueStore(store.db).total(FRONTEND) == 0
+    assert await store.alert_queue.total(FRONTEND) == 0
 
 
 async def test_only_overflow_is_digested_and_later_alerts_go_alone(store: Store) -> None:
@@ -300,7 +300,7 @@ async def test_failures_back_off_and_a_poisonous_alert_is_given_up_after_max_att
     # Alert 1 fails 3 times (1 s, 2 s back-off) and is given up; alert 2 then goes, after 4 s.
     assert given_up == [("c", 1)]
     assert [(t, int(a[0].mention.external_id)) for t, _, a, _ in chat.sent] == [(7.0, 2)]
-    assert await AlertQueueStore(store.db).total(FRONTEND) == 0
+    assert await store.alert_queue.total(FRONTEND) == 0
 
 
 async def test_shutdown_stops_after_the_grace_period_and_keeps_the_rest(store: Store) -> None:
@@ -319,7 +319,7 @@ async def test_shutdown_stops_after_the_grace_period_and_keeps_the_rest(store: S
     await clock.run_until(delivery.throttle.settled, task.done)
     await task
     assert clock.now() == pytest.approx(3.5)  # stop at t=1, then 2.5 s of grace
-    left = await AlertQueueStore(store.db).total(FRONTEND)
+    left = await store.alert_queue.total(FRONTEND)
     assert left + delivery.throttle.alerts_sent == 39  # nothing lost from the queue
     assert left > 0  # …and the rest waits in the store for the next start
 

@@ -19,7 +19,8 @@ from bot.presentation import alert_view
 from bot.services.charts import volume_series
 from bot.services.health import describe
 from bot.settings import Settings
-from bot.storage.repo import SourceStatus, Store
+from bot.storage.source_health import SourceStatus
+from bot.storage.store import Store
 from fakes.openai import FakeOpenAI
 from tests.helpers import raw
 from tests.test_charts import put

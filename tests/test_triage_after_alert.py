@@ -114,14 +114,14 @@ async def test_the_alert_goes_out_while_the_model_hangs_and_a_stop_drops_the_tri
         await asyncio.wait_for(model.triage_held.wait(), 30)
         assert not model.release.is_set()  # the model has not answered, yet the alert is out,
         assert URGENT in sent.params["text"]  # urgent by the rules
-        mention = await core.store.get_mention(mid)
+        mention = await core.store.mentions.get(mid)
         assert mention.urgent and mention.triage is not None and mention.triage.by == RULES
         with caplog.at_level(logging.WARNING, logger="bot.app"):
             stop.set()
             await asyncio.wait_for(task, 30)
         assert "still busy" not in caplog.text  # the held triage was dropped at the stop
         assert core.llm is not None and core.llm.triager.busy == 0
-        mention = await core.store.get_mention(mid)
+        mention = await core.store.mentions.get(mid)
         assert mention.triage is not None and mention.triage.by == RULES  # the rules' stays
 
 
@@ -143,12 +143,12 @@ async def test_the_models_crisis_verdict_edits_the_alert_to_urgent(
             model.release.set()
 
             async def triaged() -> bool:
-                mention = await core.store.get_mention(mid)
+                mention = await core.store.mentions.get(mid)
                 return mention.triage is not None and mention.triage.by != RULES
 
             await eventually(triaged, "the model's triage to be stored")
             await core.settle()
-            mention = await core.store.get_mention(mid)
+            mention = await core.store.mentions.get(mid)
             assert mention.urgent and mention.intent == "crisis_legal"
             assert len(telegram.of("sendMessage")) == 1  # edited in place, not sent again
             shown = text_of(telegram, mention.alert_refs["telegram"])
@@ -163,12 +163,12 @@ async def test_a_mention_the_model_finds_off_topic_costs_no_draft(
 ) -> None:
     async with build_core(model_settings(tmp_path, model, None), config) as core:
         mid = await alert(core, "Riding my acme cloud broom to the quidditch match")
-        mention = await core.store.get_mention(mid)
+        mention = await core.store.mentions.get(mid)
         assert mention.drafting  # the rules found it relevant: a draft is owed…
         await asyncio.wait_for(model.triage_held.wait(), 30)
         model.release.set()
         await core.settle()
-        mention = await core.store.get_mention(mid)
+        mention = await core.store.mentions.get(mid)
         assert mention.triage is not None and not mention.triage.relevant
         assert not mention.drafting and model.drafts_asked == 0  # …until the model said noise
         console = ConsoleFrontend(core, out=io.StringIO())

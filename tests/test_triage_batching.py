@@ -88,7 +88,7 @@ def triage_calls(fake: FakeOpenAI) -> list[str]:
 
 
 async def triaged_by(core: Core, ids: list[int]) -> set[str]:
-    return {(await core.store.get_mention(i)).triage.by for i in ids}  # type: ignore[union-attr]
+    return {(await core.store.mentions.get(i)).triage.by for i in ids}  # type: ignore[union-attr]
 
 
 async def test_concurrent_polls_share_one_call(tmp_path: Path, fake: FakeOpenAI) -> None:

@@ -9,7 +9,6 @@ from bot.config import ParleyConfig
 from bot.domain.models import Actor
 from bot.errors import NotFound, PermissionDenied, UserFacingError
 from bot.settings import Settings
-from bot.storage.watch_repo import WatchStore
 from tests.helpers import raw
 
 LEAD = Actor(platform="telegram", user_id="7", display_name="Lea")
@@ -95,7 +94,7 @@ async def test_bad_additions_get_a_clear_message(
     with pytest.raises(UserFacingError) as caught:
         await lead_core.watch.add(brand, name, query, LEAD)
     assert message in str(caught.value)
-    assert len(await WatchStore(lead_core.store.db).rules()) == 0
+    assert len(await lead_core.store.controls.rules()) == 0
 
 
 async def test_duplicate_chat_rule_and_removal_errors(lead_core: Core) -> None:
@@ -117,9 +116,9 @@ async def test_rules_are_audited_and_survive_a_restart(
         added = await core.watch.add("globex", "rival", "initech", lead)
         await core.watch.add("globex", "second", "initrode", lead)
         await core.watch.remove("globex", "rival", lead)
-        stored = await WatchStore(core.store.db).rules()
-        trail_add = await core.store.audit_trail("rule", stored[0].id - 1)
-        trail_second = await core.store.audit_trail("rule", stored[0].id)
+        stored = await core.store.controls.rules()
+        trail_add = await core.store.audit.trail("rule", stored[0].id - 1)
+        trail_second = await core.store.audit.trail("rule", stored[0].id)
     assert added.name == "rival"
     assert [(e.action, e.actor, e.before_text, e.after_text) for e in trail_add] == [
         ("add", "console:you", None, "initech"),

@@ -65,7 +65,7 @@ async def _run_demo(settings: Settings, db_path: Path | None) -> None:
             loop = asyncio.get_running_loop()
             for sig in (signal.SIGINT, signal.SIGTERM):
                 loop.add_signal_handler(sig, stop.set)
-            counts = await core.store.count_by("state", datetime.min.replace(tzinfo=UTC))
+            counts = await core.store.stats.count_by("state", datetime.min.replace(tzinfo=UTC))
             quiet = counts.get("backlog", 0)
             console.greeting = [
                 f"{sum(counts.values()) - quiet} mentions alerted; {quiet} older ones stored "

@@ -26,7 +26,7 @@ from bot.drafting.tweaks import MAX_INSTRUCTION_CHARS, find_tweak
 from bot.errors import LLMError, UserFacingError
 from bot.llm.client import BudgetExhausted, ChatMessage, JsonTask, LlmClient
 from bot.llm.prompts import PromptLibrary, fence, new_fence_key
-from bot.storage.repo import Store
+from bot.storage.store import Store
 
 log = logging.getLogger(__name__)
 
@@ -116,7 +116,7 @@ class LlmDrafter:
     ) -> list[DraftText]:
         current = None
         if instruction:
-            selected = await self.store.selected_draft(mention.id)
+            selected = await self.store.drafts.selected(mention.id)
             current = selected.text if selected else None
         messages: list[ChatMessage] = [
             {

@@ -226,7 +226,7 @@ class ConsoleFrontend:
             except ValueError:
                 names = ", ".join(s.value for s in MentionState)
                 raise UserFacingError(f"unknown state {arg!r}; use one of {names} or all") from None
-        mentions = await self.core.store.list_mentions(states, limit=50)
+        mentions = await self.core.store.mentions.newest(states, limit=50)
         if not mentions:
             return ["Nothing here."]
         return [self._summary(m) for m in mentions]
@@ -241,16 +241,16 @@ class ConsoleFrontend:
         mention_id, _ = self._id(arg)
         store = self.core.store
         await self.core.auto_drafts.shown(mention_id)  # opened: write its owed draft
-        mention = await store.get_mention(mention_id)
-        drafts = await store.current_drafts(mention_id)
-        reply = await store.reply_for_mention(mention_id)
+        mention = await store.mentions.get(mention_id)
+        drafts = await store.drafts.current(mention_id)
+        reply = await store.replies.for_mention(mention_id)
         view = alert_view(mention, drafts, reply, self.core.brand_label(mention.brand))
         lines = render_alert(view, heading="Mention")
         lines[lines.index(f"   Text: {truncate(view.text, ALERT_TEXT_LIMIT)}")] = (
             f"   Text: {view.text}"
         )
         lines.append("   History:")
-        for entry in await store.audit_trail("mention", mention_id):
+        for entry in await store.audit.trail("mention", mention_id):
             change = f"{entry.from_state} → {entry.to_state}" if entry.to_state else ""
             lines.append(
                 f"     {stamp(entry.at)} {entry.actor}: {entry.action} {change}"
@@ -320,7 +320,7 @@ class ConsoleFrontend:
         return []
 
     async def _queue(self, arg: str) -> list[str]:
-        replies = await self.core.store.replies(
+        replies = await self.core.store.replies.in_states(
             [
                 ReplyState.QUEUED,
                 ReplyState.SENDING,

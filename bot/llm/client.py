@@ -37,8 +37,7 @@ from bot.events import EventBus, Notice
 from bot.llm.breaker import Breaker, BreakerPolicy, Transition
 from bot.localtime import clock
 from bot.retry_after import parse_retry_after
-from bot.storage.llm_health import LlmHealthRepo
-from bot.storage.repo import Store
+from bot.storage.store import Store
 
 log = logging.getLogger(__name__)
 
@@ -147,7 +146,7 @@ class LlmClient:
         self._schema_ok = config.json_schema != "off"
         self._budget_noticed: str | None = None
         self.breaker = Breaker(_endpoint(str(self._client.base_url)), config.breaker, clock=clock)
-        self._health = LlmHealthRepo(store.db)
+        self._health = store.llm_health
 
     @property
     def available(self) -> bool:
@@ -172,7 +171,7 @@ class LlmClient:
         if self.config.daily_tokens <= 0:
             return
         day = utcnow().date().isoformat()
-        spent = await self.store.llm_tokens_on(day)
+        spent = await self.store.llm_usage.tokens_on(day)
         if spent < self.config.daily_tokens:
             return
         # The budget's day is UTC's; its end is shown in the team's zone (PARLEY_TIMEZONE).
@@ -287,7 +286,7 @@ class LlmClient:
                 cached_tokens=(details.cached_tokens or 0) if details else 0,
                 calls=1,
             )
-        await self.store.record_llm_usage(
+        await self.store.llm_usage.record(
             purpose=task.purpose,
             model=completion.model or model,
             prompt_tokens=usage.prompt_tokens,

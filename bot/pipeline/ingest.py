@@ -23,7 +23,8 @@ from bot.matching.matcher import Matcher
 from bot.matching.normalize import tokenize
 from bot.pipeline.canonical import canonical_url
 from bot.pipeline.fingerprint import NearDupIndex, text_fingerprint
-from bot.storage.repo import Copy, NewMention, Store
+from bot.storage.mentions import Copy, NewMention
+from bot.storage.store import Store
 
 log = logging.getLogger(__name__)
 
@@ -73,7 +74,7 @@ class Ingestor:
     async def load(self) -> None:
         """(Re)build the near-duplicate index from the mentions of the window."""
         self.near_dups = NearDupIndex()
-        for mention_id, fingerprint in await self.store.recent_fingerprints(
+        for mention_id, fingerprint in await self.store.mentions.recent_fingerprints(
             utcnow() - NEAR_DUP_WINDOW
         ):
             self.near_dups.add(fingerprint, mention_id)
@@ -85,7 +86,7 @@ class Ingestor:
         repost its copy, whatever order the feed listed them in."""
         batch = StoredBatch()
         items = sorted(items, key=_age_key)
-        known = await self.store.known_keys([(i.source, i.external_id) for i in items])
+        known = await self.store.mentions.known_keys([(i.source, i.external_id) for i in items])
         seen_keys: set[tuple[str, str]] = set()
         candidates: list[tuple[RawMention, str | None, NewMention]] = []
         matcher = self.matcher  # WatchService may swap it at any time; a batch uses one
@@ -119,7 +120,7 @@ class Ingestor:
                     ),
                 )
             )
-        by_url = await self.store.ids_by_canonical_url([u for _, u, _ in candidates if u])
+        by_url = await self.store.mentions.ids_by_canonical_url([u for _, u, _ in candidates if u])
         # Within the batch, ids are not assigned yet: -k stands for the k-th new mention.
         batch_urls: dict[str, int] = {}
         batch_dups = NearDupIndex()
@@ -141,7 +142,7 @@ class Ingestor:
             if url:
                 batch_urls[url] = -len(batch.new)
             batch_dups.add(new.fingerprint, -len(batch.new))
-        await self.store.insert_batch(batch.new, batch.copies)
+        await self.store.mentions.insert_batch(batch.new, batch.copies)
         for new in batch.new:
             self.near_dups.add(new.fingerprint, new.id)
         if len(self.near_dups) > NEAR_DUP_MAX:
@@ -188,17 +189,17 @@ class Alerter:
             else:
                 fresh.append(new)
         if quiet:
-            await self.store.mark_many(quiet, MentionState.BACKLOG, SYSTEM, "backlog")
+            await self.store.mentions.mark_many(quiet, MentionState.BACKLOG, SYSTEM, "backlog")
             log.info("stored %d older mentions quietly (first poll of a source)", len(quiet))
         fresh.sort(key=lambda n: (not n.urgent, n.id))
         alerted = [] if self.paused else await self.alert_stored([n.id for n in fresh])
         new_ids = {n.id for n in batch.new}
         for mention_id in sorted({c.mention_id for c in batch.copies} - new_ids):
-            mention = await self.store.get_mention(mention_id)
+            mention = await self.store.mentions.get(mention_id)
             if mention.state is MentionState.NEW:
                 continue  # held by a pause: its alert will count the copies
-            drafts = await self.store.current_drafts(mention_id)
-            reply = await self.store.reply_for_mention(mention_id)
+            drafts = await self.store.drafts.current(mention_id)
+            reply = await self.store.replies.for_mention(mention_id)
             self.bus.publish(MentionChanged(mention, drafts, reply, SYSTEM, "duplicate"))
         return alerted
 
@@ -222,7 +223,7 @@ class Alerter:
         claimed = await self._claim(mention_ids)
         if not claimed:
             return []
-        alerted = [await self.store.get_mention(i) for i in claimed]
+        alerted = [await self.store.mentions.get(i) for i in claimed]
         if self.drafts is not None:
             alerted = await self.drafts.expect(alerted)
         await self.enqueue(alerted)
@@ -234,14 +235,14 @@ class Alerter:
 
     async def _claim(self, mention_ids: Sequence[int]) -> list[int]:
         try:
-            await self.store.mark_many(mention_ids, MentionState.ALERTED, SYSTEM, "alert")
+            await self.store.mentions.mark_many(mention_ids, MentionState.ALERTED, SYSTEM, "alert")
             return list(mention_ids)
         except InvalidTransition:
             pass  # one of them was alerted or decided meanwhile: claim them one by one
         claimed = []
         for mention_id in mention_ids:
             try:
-                await self.store.transition_mention(
+                await self.store.mentions.transition(
                     mention_id, MentionState.ALERTED, SYSTEM, "alert", expect=[MentionState.NEW]
                 )
             except InvalidTransition:

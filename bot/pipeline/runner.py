@@ -14,7 +14,8 @@ from bot.errors import CredentialsRejected, SourceError, SourceRateLimited
 from bot.events import EventBus, Notice
 from bot.pipeline.credentials import RefusedCredentials
 from bot.pipeline.ingest import Alerter, Ingestor, StoredBatch
-from bot.storage.repo import SourceStatus, Store
+from bot.storage.source_health import SourceStatus
+from bot.storage.store import Store
 
 log = logging.getLogger(__name__)
 
@@ -70,7 +71,7 @@ class SourceRunner:
     async def fetch(self) -> Fetched | PollOutcome:
         """Fetch once; a failure is recorded and returned as the poll's outcome."""
         name = self.source.name
-        status = await self.store.source_status(name)
+        status = await self.store.sources.status(name)
         try:
             return Fetched(status, await self.source.fetch(status.cursor))
         except SourceRateLimited as exc:
@@ -87,7 +88,7 @@ class SourceRunner:
         """Alert a stored batch and save the source's cursor."""
         name, result = self.source.name, fetched.result
         alerted = await self.alerter.alert(batch, first_poll=not fetched.status.first_poll_done)
-        await self.store.source_ok(
+        await self.store.sources.ok(
             name, result.cursor, len(result.items), rate_limit_remaining=self._budget_left()
         )
         self.refused.accepted(name)
@@ -121,7 +122,7 @@ class SourceRunner:
         quiet: bool = False,
     ) -> PollOutcome:
         name = self.source.name
-        failures = await self.store.source_failed(
+        failures = await self.store.sources.failed(
             name,
             message,
             credentials_rejected=credentials,
@@ -161,7 +162,7 @@ class SourceRunner:
         """Poll until ``stop`` is set; ``skip_first`` waits one interval before polling."""
         delay = self.source.interval if skip_first else 0.0
         # The backoff goes on from the stored count, as the rate-limit log line computed it.
-        failures = (await self.store.source_status(self.source.name)).consecutive_failures
+        failures = (await self.store.sources.status(self.source.name)).consecutive_failures
         while not stop.is_set():
             if delay:
                 try:

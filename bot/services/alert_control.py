@@ -17,8 +17,8 @@ from bot.domain.states import MentionState
 from bot.errors import PermissionDenied
 from bot.pipeline.ingest import Alerter
 from bot.services.permissions import ApproverPolicy
-from bot.storage.repo import Store
-from bot.storage.watch_repo import PAUSED_KEY, WatchStore
+from bot.storage.controls import PAUSED_KEY
+from bot.storage.store import Store
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +33,7 @@ class AlertControl:
 
     def __init__(self, store: Store, alerter: Alerter, policy: ApproverPolicy) -> None:
         self.store = store
-        self.controls = WatchStore(store.db)
+        self.controls = store.controls
         self.alerter = alerter
         self.policy = policy
 
@@ -72,7 +72,7 @@ class AlertControl:
         self._require_approver(actor, "resume")
         was_paused = self.alerter.paused
         self.alerter.paused = False  # from here on, polls alert their own mentions
-        held = await self.controls.mention_ids(_HELD)
+        held = await self.store.mentions.ids_in(_HELD)
         alerted = await self.alerter.alert_stored(held)
         if was_paused or alerted:
             await self.controls.set_flag(
@@ -83,7 +83,7 @@ class AlertControl:
 
     async def held(self) -> int:
         """How many stored mentions wait for ``resume``."""
-        return await self.controls.count(_HELD)
+        return await self.store.mentions.count_in(_HELD)
 
     async def pending(
         self,
@@ -94,13 +94,13 @@ class AlertControl:
     ) -> list[Mention]:
         """Alerted or drafted mentions awaiting a decision (of ``brand``, and among ``brands``
         when given: a chat's tenancy scope): urgent first, then oldest first."""
-        ids = await self.controls.mention_ids(
+        ids = await self.store.mentions.ids_in(
             PENDING_STATES, brand=brand, limit=limit, brands=brands
         )
-        return [await self.store.get_mention(i) for i in ids]
+        return [await self.store.mentions.get(i) for i in ids]
 
     async def pending_count(
         self, *, brand: str | None = None, brands: Collection[str] | None = None
     ) -> int:
         """How many mentions :meth:`pending` would list without a limit."""
-        return await self.controls.count(PENDING_STATES, brand=brand, brands=brands)
+        return await self.store.mentions.count_in(PENDING_STATES, brand=brand, brands=brands)

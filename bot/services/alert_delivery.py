@@ -35,8 +35,7 @@ from bot.services.throttle import (
     ThrottleLimits,
     log_give_up,
 )
-from bot.storage.alert_queue import AlertQueueStore
-from bot.storage.repo import Store
+from bot.storage.store import Store
 
 log = logging.getLogger(__name__)
 
@@ -71,7 +70,7 @@ class StoreBacklog:
 
     def __init__(self, store: Store, frontend: str, adapter: ChatAdapter) -> None:
         self.store = store
-        self.queue = AlertQueueStore(store.db)
+        self.queue = store.alert_queue
         self.frontend = frontend
         self.adapter = adapter
         self._brands: dict[Destination, list[str]] = {}
@@ -117,10 +116,10 @@ class StoreBacklog:
             mention_id = item.mention_id
             alerts.append(
                 OutgoingAlert(
-                    await self.store.get_mention(mention_id),
-                    tuple(await self.store.current_drafts(mention_id)),
+                    await self.store.mentions.get(mention_id),
+                    tuple(await self.store.drafts.current(mention_id)),
                     item.urgent,
-                    await self.store.reply_for_mention(mention_id),
+                    await self.store.replies.for_mention(mention_id),
                     item.attempts,
                 )
             )
@@ -210,18 +209,18 @@ class AlertDelivery:
             await self.adapter.edit(ref, event.mention, event.drafts, event.reply)
         elif mention_id in self._sending:
             self._changed.add(mention_id)
-        elif self.name in (await self.store.get_mention(mention_id)).alert_refs:
+        elif self.name in (await self.store.mentions.get(mention_id)).alert_refs:
             await self.refresh(mention_id)  # posted since the event was made
 
     async def refresh(self, mention_id: int) -> None:
         """Edit a mention's alert to its current state, read from the store."""
-        mention = await self.store.get_mention(mention_id)
+        mention = await self.store.mentions.get(mention_id)
         ref = mention.alert_refs.get(self.name)
         if ref is None:
             return
-        drafts = await self.store.current_drafts(mention_id)
+        drafts = await self.store.drafts.current(mention_id)
         await self.adapter.edit(
-            ref, mention, drafts, await self.store.reply_for_mention(mention_id)
+            ref, mention, drafts, await self.store.replies.for_mention(mention_id)
         )
 
     async def _send_one(self, dest: Destination, alert: OutgoingAlert) -> None:
@@ -230,7 +229,7 @@ class AlertDelivery:
         try:
             ref = await self.adapter.send(dest, alert)
             if ref is not None:
-                await self.store.set_alert_ref(mention_id, self.name, ref)
+                await self.store.mentions.set_alert_ref(mention_id, self.name, ref)
         finally:
             self._sending.discard(mention_id)
             changed = mention_id in self._changed
@@ -258,7 +257,7 @@ class AlertDeliveries:
     """The running frontends' delivery services: the alerter queues each alert for all."""
 
     def __init__(self, store: Store) -> None:
-        self.queue = AlertQueueStore(store.db)
+        self.queue = store.alert_queue
         self._services: dict[str, AlertDelivery] = {}
         self.on_posted: Callable[[int], Awaitable[None]] = _nothing
         """Given to every service: an alert was posted on its own (build_core sets it)."""

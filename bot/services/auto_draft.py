@@ -33,7 +33,7 @@ from bot.domain.states import MentionState
 from bot.errors import InvalidTransition, NotFound
 from bot.events import EventBus, MentionChanged
 from bot.services.review import DraftsRefused, ReviewService
-from bot.storage.repo import Store
+from bot.storage.store import Store
 
 log = logging.getLogger(__name__)
 
@@ -98,7 +98,7 @@ class AutoDrafts:
             return list(mentions)
         owed = {m.id for m in mentions if deserves_draft(m)}
         if owed:
-            await self.store.set_drafting(sorted(owed), True)
+            await self.store.mentions.set_drafting(sorted(owed), True)
         return [
             m.model_copy(update={"drafting": True, "draft_refused": None}) if m.id in owed else m
             for m in mentions
@@ -115,7 +115,7 @@ class AutoDrafts:
         """The mention's alert is shown on its own (posted alone, or opened): draft it now
         if it still owes a draft."""
         try:
-            mention = await self.store.get_mention(mention_id)
+            mention = await self.store.mentions.get(mention_id)
         except NotFound:
             return
         if mention.drafting and mention.state is MentionState.ALERTED:
@@ -124,7 +124,11 @@ class AutoDrafts:
     async def recover(self) -> None:
         """At start: draft what a previous run owed, if its alert was posted on its own."""
         alone_only = self.chat_frontends()
-        owed = [mid for mid, posted in await self.store.owed_drafts() if posted or not alone_only]
+        owed = [
+            mid
+            for mid, posted in await self.store.mentions.owed_drafts()
+            if posted or not alone_only
+        ]
         if owed:
             log.info("writing %d drafts a previous run left owed", len(owed))
         for mention_id in owed:
@@ -182,7 +186,7 @@ class AutoDrafts:
     async def _draft(self, mention_id: int) -> None:
         if self.triaged is not None:
             await self.triaged(mention_id)
-        mention = await self.store.get_mention(mention_id)
+        mention = await self.store.mentions.get(mention_id)
         if not mention.drafting or mention.state is not MentionState.ALERTED:
             return  # drafted by hand or decided meanwhile
         if not deserves_draft(mention):
@@ -196,7 +200,7 @@ class AutoDrafts:
             log.warning(
                 "every draft for #%d was refused: %s", mention_id, "; ".join(refused.reasons)
             )
-            await self.store.set_draft_refused(mention_id, refusal_line(refused.reasons))
+            await self.store.mentions.set_draft_refused(mention_id, refusal_line(refused.reasons))
         except (InvalidTransition, NotFound):
             await self._give_up(mention_id)  # decided (or gone) meanwhile: no draft needed
             return
@@ -207,10 +211,10 @@ class AutoDrafts:
         await self._announce(mention_id)
 
     async def _give_up(self, mention_id: int) -> None:
-        await self.store.set_drafting([mention_id], False)
+        await self.store.mentions.set_drafting([mention_id], False)
 
     async def _announce(self, mention_id: int) -> None:
-        mention = await self.store.get_mention(mention_id)
-        drafts = await self.store.current_drafts(mention_id)
-        reply = await self.store.reply_for_mention(mention_id)
+        mention = await self.store.mentions.get(mention_id)
+        drafts = await self.store.drafts.current(mention_id)
+        reply = await self.store.replies.for_mention(mention_id)
         self.bus.publish(MentionChanged(mention, drafts, reply, SYSTEM, DRAFTED))

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Literal
 from bot import localtime
 from bot.domain.models import utcnow
 from bot.services.stats import PERIODS, Stats, human_duration, parse_period
-from bot.storage.repo import Store
+from bot.storage.store import Store
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -114,7 +114,7 @@ async def volume_series(
     now = now or utcnow()
     since = since or now - PERIODS[period]
     bucket = bucket_for(period)
-    rows = await store.volume_slots(since, brand)
+    rows = await store.stats.volume_slots(since, brand)
     # A mention stored after `now` (during the query) still gets its bucket.
     end = max([now, *(slot for slot, _, _ in rows)])
     starts = bucket_starts(since, end, bucket, zone or localtime.zone())

@@ -9,8 +9,9 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from bot.localtime import clock, stamp
-from bot.storage.llm_health import LlmHealth, LlmHealthRepo
-from bot.storage.repo import SourceStatus, Store
+from bot.storage.llm_health import LlmHealth
+from bot.storage.source_health import SourceStatus
+from bot.storage.store import Store
 
 
 def describe(status: SourceStatus) -> str:
@@ -53,11 +54,11 @@ async def health_lines(store: Store, sources: Iterable[str] | None = None) -> li
     """Health of the named sources (configured ones), or of every source ever polled, then
     the language model's when one was used."""
     if sources is None:
-        statuses = await store.all_source_status()
+        statuses = await store.sources.all()
     else:
-        statuses = [await store.source_status(name) for name in sources]
+        statuses = [await store.sources.status(name) for name in sources]
     lines = [describe(s) for s in statuses]
-    llm = await LlmHealthRepo(store.db).load()
+    llm = await store.llm_health.load()
     if llm is not None:
         lines.append(describe_llm(llm))
     return lines

@@ -21,8 +21,7 @@ from bot.llm.breaker import BreakerPolicy
 from bot.llm.client import LlmClient, LlmConfig
 from bot.llm.prompts import PromptLibrary
 from bot.settings import Settings
-from bot.storage.llm_health import LlmHealthRepo
-from bot.storage.repo import Store
+from bot.storage.store import Store
 from bot.triage.model import Triager
 
 log = logging.getLogger(__name__)
@@ -43,7 +42,7 @@ class LlmServices:
     async def start(self, store: Store) -> None:
         """Store this run's LLM health (none without a model), replacing a past run's."""
         if self.client is None:
-            await LlmHealthRepo(store.db).clear()
+            await store.llm_health.clear()
         else:
             await self.client.save_health()
 

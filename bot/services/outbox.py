@@ -25,7 +25,7 @@ from bot.domain.models import SYSTEM, Reply, utcnow
 from bot.domain.states import MentionState, ReplyState
 from bot.errors import PublishError
 from bot.events import EventBus, MentionChanged
-from bot.storage.repo import Store
+from bot.storage.store import Store
 
 log = logging.getLogger(__name__)
 
@@ -117,7 +117,7 @@ class Outbox:
         re-queued. The first call lists them; later calls ask again only about those the
         platform could not settle yet (they stay ``sending`` meanwhile, never re-sent blind)."""
         if self._unsettled is None:
-            found = await self.store.replies([ReplyState.SENDING], limit=_RECOVER_LIMIT)
+            found = await self.store.replies.in_states([ReplyState.SENDING], limit=_RECOVER_LIMIT)
             self._unsettled = {r.id: _Unsettled() for r in found if r.id not in self._in_flight}
             if self._unsettled:
                 log.info(
@@ -133,7 +133,7 @@ class Outbox:
             now = self.clock.now()
             if due_only and retry.next_at is not None and retry.next_at > now:
                 continue
-            reply = await self.store.get_reply(reply_id)
+            reply = await self.store.replies.get(reply_id)
             if reply.state is not ReplyState.SENDING or await self._reconcile(reply):
                 del unsettled[reply_id]
                 continue
@@ -143,7 +143,7 @@ class Outbox:
 
     async def _reconcile(self, reply: Reply) -> bool:
         """Reconcile one interrupted reply; False when the platform cannot tell yet."""
-        mention = await self.store.get_mention(reply.mention_id)
+        mention = await self.store.mentions.get(reply.mention_id)
         publisher = self.publishers.get(reply.publisher)
         try:
             found = await publisher.reconcile(reply, mention)
@@ -156,7 +156,7 @@ class Outbox:
             log.info("reply #%d had been posted before the restart", reply.id)
             await self._finish(reply, found.posted_id, found.url, "reconciled", found.cost_usd)
         else:
-            await self.store.transition_reply(
+            await self.store.replies.transition(
                 reply.id, ReplyState.QUEUED, SYSTEM, "requeue_after_restart"
             )
         return True
@@ -185,7 +185,7 @@ class Outbox:
 
     async def _sleep_until_due(self, stop: asyncio.Event) -> None:
         due = [u.next_at for u in (self._unsettled or {}).values() if u.next_at is not None]
-        if (queued := await self.store.next_due_at()) is not None:
+        if (queued := await self.store.replies.next_due_at()) is not None:
             due.append(queued)
         timeout = _IDLE_WAIT
         if due:
@@ -204,7 +204,7 @@ class Outbox:
     async def send_due(self) -> int:
         """Send every reply that is due now; returns how many were attempted."""
         count = 0
-        while batch := await self.store.due_replies(self.clock.now()):
+        while batch := await self.store.replies.due(self.clock.now()):
             for reply in batch:
                 await self.send(reply)
                 count += 1
@@ -219,9 +219,9 @@ class Outbox:
             self._in_flight.discard(reply.id)
 
     async def _attempt(self, reply: Reply) -> None:
-        mention = await self.store.get_mention(reply.mention_id)
+        mention = await self.store.mentions.get(reply.mention_id)
         publisher = self.publishers.get(reply.publisher)
-        reply = await self.store.transition_reply(
+        reply = await self.store.replies.transition(
             reply.id, ReplyState.SENDING, SYSTEM, "send", count_attempt=True
         )
         try:
@@ -234,7 +234,7 @@ class Outbox:
             await self._failed(reply, PublishError(f"unexpected error ({type(exc).__name__})"))
             return
         if result.manual:
-            reply = await self.store.transition_reply(
+            reply = await self.store.replies.transition(
                 reply.id,
                 ReplyState.AWAITING_MANUAL,
                 SYSTEM,
@@ -253,7 +253,7 @@ class Outbox:
         action: str,
         cost_usd: float | None = None,
     ) -> None:
-        reply = await self.store.transition_reply(
+        reply = await self.store.replies.transition(
             reply.id,
             ReplyState.SENT,
             SYSTEM,
@@ -269,7 +269,7 @@ class Outbox:
         message = str(exc)
         if exc.permanent or reply.attempts >= self.max_attempts:
             why = message if exc.permanent else f"{message} (gave up after {reply.attempts} tries)"
-            reply = await self.store.transition_reply(
+            reply = await self.store.replies.transition(
                 reply.id, ReplyState.DEAD, SYSTEM, "dead", error=why
             )
             log.warning("reply #%d is dead: %s", reply.id, why)
@@ -278,10 +278,10 @@ class Outbox:
         delay = exc.retry_after
         if delay is None:
             delay = min(self.max_delay, self.base_delay * 2.0 ** (reply.attempts - 1))
-        await self.store.transition_reply(
+        await self.store.replies.transition(
             reply.id, ReplyState.FAILED, SYSTEM, "failed", error=message
         )
-        reply = await self.store.transition_reply(
+        reply = await self.store.replies.transition(
             reply.id,
             ReplyState.QUEUED,
             SYSTEM,
@@ -298,6 +298,6 @@ class Outbox:
         await self._notify(reply, "retry_scheduled")
 
     async def _notify(self, reply: Reply, action: str) -> None:
-        mention = await self.store.get_mention(reply.mention_id)
-        drafts = await self.store.current_drafts(reply.mention_id)
+        mention = await self.store.mentions.get(reply.mention_id)
+        drafts = await self.store.drafts.current(reply.mention_id)
         self.bus.publish(MentionChanged(mention, drafts, reply, SYSTEM, action))

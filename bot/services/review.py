@@ -29,7 +29,7 @@ from bot.errors import InvalidTransition, NotFound, PermissionDenied, UserFacing
 from bot.events import EventBus, MentionChanged
 from bot.presentation import Decision
 from bot.services.permissions import ApproverPolicy
-from bot.storage.repo import Store
+from bot.storage.store import Store
 
 log = logging.getLogger(__name__)
 
@@ -95,15 +95,15 @@ class ReviewService:
         if self.policy.is_approver(actor):
             return
         if self.policy.approved_brands(actor):
-            mention = await self.store.get_mention(mention_id)
+            mention = await self.store.mentions.get(mention_id)
             if self.policy.is_approver(actor, mention.brand):
                 return
         raise PermissionDenied(f"only approvers can {action}; ask a team lead to add you")
 
     async def _changed(self, mention_id: int, actor: Actor, action: str) -> Mention:
-        mention = await self.store.get_mention(mention_id)
-        drafts = await self.store.current_drafts(mention_id)
-        reply = await self.store.reply_for_mention(mention_id)
+        mention = await self.store.mentions.get(mention_id)
+        drafts = await self.store.drafts.current(mention_id)
+        reply = await self.store.replies.for_mention(mention_id)
         self.bus.publish(MentionChanged(mention, drafts, reply, actor, action))
         return mention
 
@@ -118,7 +118,7 @@ class ReviewService:
     ) -> list[Draft]:
         """Write (or rewrite) reply variants for a mention. With ``owed_only`` (automatic
         drafts) they are saved only if the mention still owes a draft, else [] is returned."""
-        mention = await self.store.get_mention(mention_id)
+        mention = await self.store.mentions.get(mention_id)
         if mention.state not in _DRAFTABLE:
             raise InvalidTransition(
                 f"mention #{mention_id} is {mention.state}; it cannot be drafted"
@@ -132,7 +132,7 @@ class ReviewService:
         if not fitting:
             reasons = sorted({p for _, c in checked for p in c.problems}) or ["no text"]
             raise DraftsRefused(mention_id, tuple(reasons))
-        drafts = await self.store.save_drafts(
+        drafts = await self.store.drafts.save(
             mention_id,
             [
                 (text, t.origin or self.drafter.name, t.model, t.prompt_hash, t.tokens)
@@ -153,7 +153,7 @@ class ReviewService:
         if reply is not None:
             return Decision("approved", reply.approved_by, reply.created_at)
         if mention.state in (MentionState.REJECTED, MentionState.IGNORED):
-            trail = await self.store.audit_trail("mention", mention.id)
+            trail = await self.store.audit.trail("mention", mention.id)
             entry = next((e for e in reversed(trail) if e.to_state == mention.state.value), None)
             if entry is not None:
                 return Decision(mention.state.value, entry.actor, entry.at, entry.detail)
@@ -162,10 +162,10 @@ class ReviewService:
     async def select(self, mention_id: int, variant: int, actor: Actor) -> Draft:
         """Choose which draft variant approval will post."""
         await self._require_approver(actor, mention_id, "choose a variant")
-        mention = await self.store.get_mention(mention_id)
+        mention = await self.store.mentions.get(mention_id)
         if mention.state is not MentionState.DRAFTED:
             raise InvalidTransition(f"mention #{mention_id} is {mention.state}; nothing to choose")
-        draft = await self.store.select_draft(mention_id, variant, actor)
+        draft = await self.store.drafts.select(mention_id, variant, actor)
         await self._changed(mention_id, actor, "select")
         return draft
 
@@ -188,15 +188,15 @@ class ReviewService:
         text = clean(text).strip()
         if not text:
             raise UserFacingError("the new text is empty; type the reply after the id")
-        mention = await self.store.get_mention(mention_id)
+        mention = await self.store.mentions.get(mention_id)
         await self._check_editable(mention, text)
         reasons = self.guard.findings(text, mention, self._brand(mention))
         if reasons and not confirm:
-            await self.store.audit_note(
+            await self.store.audit.note(
                 actor, "mention", mention_id, HELD_EDIT, "; ".join(reasons), after_text=text
             )
             raise NeedsConfirmation(mention_id, reasons)
-        drafts = await self.store.save_drafts(
+        drafts = await self.store.drafts.save(
             mention_id,
             [(text, f"edit:{actor.label}", None, None, None)],
             actor,
@@ -204,7 +204,7 @@ class ReviewService:
             flags=[reasons],
         )
         if reasons:
-            await self.store.audit_note(
+            await self.store.audit.note(
                 actor, "mention", mention_id, POSTED_ANYWAY, "; ".join(reasons)
             )
         await self._changed(mention_id, actor, "edit")
@@ -219,7 +219,7 @@ class ReviewService:
                 "Shorten it and try again"
             )
         if mention.state is MentionState.APPROVED:
-            reply = await self.store.reply_for_mention(mention.id)
+            reply = await self.store.replies.for_mention(mention.id)
             if reply is None or reply.state is not ReplyState.DEAD:
                 raise InvalidTransition(
                     f"mention #{mention.id} is approved and its reply is on its way; "
@@ -234,7 +234,7 @@ class ReviewService:
         """ "Post anyway": save the text ``actor`` last had held for this mention, flagged and
         audited. Refused when nothing is held, or when the mention changed since."""
         await self._require_approver(actor, mention_id, "confirm an edit")
-        trail = await self.store.audit_trail("mention", mention_id)
+        trail = await self.store.audit.trail("mention", mention_id)
         mine = [i for i, e in enumerate(trail) if e.action == HELD_EDIT and e.actor == actor.label]
         if not mine or trail[mine[-1]].after_text is None:
             raise NotFound(f"you have no held reply for #{mention_id}; send your text again")
@@ -247,13 +247,13 @@ class ReviewService:
     async def approve(self, mention_id: int, actor: Actor, *, variant: int | None = None) -> Reply:
         """Queue the selected draft (or ``variant``) for posting. Twice is refused, not doubled."""
         await self._require_approver(actor, mention_id, "approve replies")
-        mention = await self.store.get_mention(mention_id)
+        mention = await self.store.mentions.get(mention_id)
         if mention.state is not MentionState.DRAFTED:
             hint = " (draft it first)" if mention.state in _DRAFTABLE else ""
             raise InvalidTransition(f"mention #{mention_id} is {mention.state}{hint}")
         if variant is not None:
-            await self.store.select_draft(mention_id, variant, actor)
-        draft = await self.store.selected_draft(mention_id)
+            await self.store.drafts.select(mention_id, variant, actor)
+        draft = await self.store.drafts.selected(mention_id)
         if draft is None:
             raise NotFound(f"mention #{mention_id} has no draft to approve")
         unconfirmed = [
@@ -274,7 +274,7 @@ class ReviewService:
             mention.platform, mention.source, answerable=mention.answerable
         )
         key = f"parley-{mention_id}-{uuid.uuid4().hex[:16]}"
-        reply = await self.store.approve(mention_id, draft.text, publisher, key, actor)
+        reply = await self.store.replies.approve(mention_id, draft.text, publisher, key, actor)
         self.on_queued()
         await self._changed(mention_id, actor, "approve")
         return reply
@@ -291,7 +291,7 @@ class ReviewService:
         self, mention_id: int, actor: Actor, target: MentionState, action: str, reason: str | None
     ) -> Mention:
         await self._require_approver(actor, mention_id, f"{action} mentions")
-        await self.store.transition_mention(
+        await self.store.mentions.transition(
             mention_id, target, actor, action, expect=_CLOSABLE, detail=reason or None
         )
         return await self._changed(mention_id, actor, action)
@@ -299,10 +299,10 @@ class ReviewService:
     async def retry(self, mention_id: int, actor: Actor) -> Reply:
         """Send a dead reply again (after the cause was fixed)."""
         await self._require_approver(actor, mention_id, "retry replies")
-        reply = await self.store.reply_for_mention(mention_id)
+        reply = await self.store.replies.for_mention(mention_id)
         if reply is None:
             raise NotFound(f"mention #{mention_id} has no reply to retry")
-        reply = await self.store.transition_reply(
+        reply = await self.store.replies.transition(
             reply.id, ReplyState.QUEUED, actor, "retry", expect=[ReplyState.DEAD]
         )
         self.on_queued()
@@ -312,10 +312,10 @@ class ReviewService:
     async def confirm_posted(self, mention_id: int, actor: Actor, url: str | None = None) -> Reply:
         """A CM posted a manual reply by hand and confirms it."""
         await self._require_approver(actor, mention_id, "confirm replies")
-        reply = await self.store.reply_for_mention(mention_id)
+        reply = await self.store.replies.for_mention(mention_id)
         if reply is None:
             raise NotFound(f"mention #{mention_id} has no reply waiting")
-        reply = await self.store.transition_reply(
+        reply = await self.store.replies.transition(
             reply.id,
             ReplyState.SENT,
             actor,

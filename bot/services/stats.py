@@ -9,7 +9,7 @@ from datetime import datetime, timedelta
 from bot.domain.models import utcnow
 from bot.domain.states import ReplyState
 from bot.errors import UserFacingError
-from bot.storage.repo import Store
+from bot.storage.store import Store
 
 PERIODS: dict[str, timedelta] = {
     "24h": timedelta(hours=24),
@@ -61,13 +61,15 @@ def parse_period(value: str | None) -> str:
 async def compute_stats(store: Store, period: str = "24h", brand: str | None = None) -> Stats:
     """Gather the figures from the store."""
     since = utcnow() - PERIODS[parse_period(period)]
-    by_state = await store.count_by("state", since, brand)
-    times = sorted(await store.response_seconds(since, brand))
-    replies = await store.replies(_QUEUE_STATES, limit=10_000, brands=[brand] if brand else None)
+    by_state = await store.stats.count_by("state", since, brand)
+    times = sorted(await store.stats.response_seconds(since, brand))
+    replies = await store.replies.in_states(
+        _QUEUE_STATES, limit=10_000, brands=[brand] if brand else None
+    )
     queue: dict[str, int] = {}
     for reply in replies:
         queue[reply.state.value] = queue.get(reply.state.value, 0) + 1
-    llm = await store.llm_usage_by_purpose(since, brand)
+    llm = await store.llm_usage.by_purpose(since, brand)
     p90 = None
     if times:
         p90 = times[min(len(times) - 1, round(0.9 * (len(times) - 1)))]
@@ -76,8 +78,8 @@ async def compute_stats(store: Store, period: str = "24h", brand: str | None = N
         brand=brand,
         total=sum(by_state.values()),
         by_state=by_state,
-        by_platform=await store.count_by("platform", since, brand),
-        by_intent=await store.count_by("intent", since, brand),
+        by_platform=await store.stats.count_by("platform", since, brand),
+        by_intent=await store.stats.count_by("intent", since, brand),
         queue=queue,
         answered=len(times),
         median_response_s=statistics.median(times) if times else None,
@@ -85,7 +87,7 @@ async def compute_stats(store: Store, period: str = "24h", brand: str | None = N
         llm=llm,
         llm_drafts=llm.get("draft", (0, 0, 0))[0],
         since=since,
-        posting_costs=await store.posting_costs(since, brand),
+        posting_costs=await store.stats.posting_costs(since, brand),
     )
 
 

@@ -23,7 +23,7 @@ from bot.config import BrandConfig, ParleyConfig
 from bot.domain.models import Actor, Mention
 from bot.errors import NotFound, PermissionDenied
 from bot.services.permissions import ApproverPolicy
-from bot.storage.repo import Store
+from bot.storage.store import Store
 
 Scope = frozenset[str] | None
 """The brands a place may see; None: every brand (the team's own place)."""
@@ -168,7 +168,7 @@ class Tenancy:
 
     async def mention(self, scope: Scope, mention_id: int) -> Mention:
         """The mention if ``scope`` sees its brand; else NotFound, as for an unknown number."""
-        mention = await self.store.get_mention(mention_id)
+        mention = await self.store.mentions.get(mention_id)
         if not self.sees(scope, mention.brand):
             raise NotFound(f"no mention #{mention_id}")
         return mention

@@ -20,8 +20,8 @@ from bot.matching.matcher import Matcher, RuleSpec
 from bot.matching.query import parse_query
 from bot.pipeline.ingest import Ingestor
 from bot.services.permissions import ApproverPolicy
-from bot.storage.repo import Store
-from bot.storage.watch_repo import DuplicateRule, StoredRule, WatchStore
+from bot.storage.controls import DuplicateRule, StoredRule
+from bot.storage.store import Store
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +54,7 @@ class WatchService:
     def __init__(
         self, store: Store, config: ParleyConfig, ingestor: Ingestor, policy: ApproverPolicy
     ) -> None:
-        self.store = WatchStore(store.db)
+        self.controls = store.controls
         self.config = config
         self.ingestor = ingestor
         self.policy = policy
@@ -75,7 +75,7 @@ class WatchService:
         the database but not used (logged), so a config edit never stops Parley from starting.
         """
         usable = []
-        for stored in await self.store.rules():
+        for stored in await self.controls.rules():
             if self.config.brand(stored.brand) is None:
                 log.warning(
                     "chat rule %s/%s skipped: brand not in parley.toml", stored.brand, stored.name
@@ -149,7 +149,7 @@ class WatchService:
                     "choose another name"
                 )
             try:
-                stored = await self.store.add_rule(brand, name, query, urgent, actor)
+                stored = await self.controls.add_rule(brand, name, query, urgent, actor)
             except DuplicateRule:
                 # A rule skipped at load (unparseable after an upgrade) still holds the name.
                 raise UserFacingError(
@@ -172,7 +172,7 @@ class WatchService:
                     f"rule {brand}/{name} comes from parley.toml; edit that file to change or "
                     "remove it, then restart Parley"
                 )
-            stored = await self.store.remove_rule(brand, name, actor)
+            stored = await self.controls.remove_rule(brand, name, actor)
             if stored is None:
                 raise NotFound(f"brand {brand} has no rule named {name!r}")
             self._chat_rules = [r for r in self._chat_rules if (r.brand, r.name) != (brand, name)]

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 from bot.domain.models import utcnow
 from bot.storage.db import Database
+from bot.storage.sql import marks
 
 
 @dataclass(frozen=True)
@@ -23,11 +24,7 @@ class QueuedAlert:
     attempts: int
 
 
-def _in(values: Sequence[object]) -> str:
-    return ",".join("?" * len(values))
-
-
-class AlertQueueStore:
+class AlertQueueRepo:
     """The ``alert_queue`` table."""
 
     def __init__(self, db: Database) -> None:
@@ -65,7 +62,7 @@ class AlertQueueStore:
         for urgent in (1, 0):
             row = await self.db.fetchone(
                 "SELECT COUNT(*) FROM (SELECT 1 FROM alert_queue WHERE frontend = ?"
-                f" AND brand IN ({_in(brands)}) AND urgent = ? LIMIT ?)",
+                f" AND brand IN ({marks(brands)}) AND urgent = ? LIMIT ?)",
                 (frontend, *brands, urgent, at_most),
             )
             counted.append(int(row[0]) if row else 0)
@@ -77,7 +74,7 @@ class AlertQueueStore:
         """The first ``limit`` alerts of one kind waiting for ``frontend`` among ``brands``."""
         rows = await self.db.fetchall(
             "SELECT mention_id, urgent, attempts FROM alert_queue WHERE frontend = ?"
-            f" AND brand IN ({_in(brands)}) AND urgent = ? ORDER BY id LIMIT ?",
+            f" AND brand IN ({marks(brands)}) AND urgent = ? ORDER BY id LIMIT ?",
             (frontend, *brands, int(urgent), limit),
         )
         return [QueuedAlert(int(r[0]), bool(r[1]), int(r[2])) for r in rows]
@@ -93,7 +90,7 @@ class AlertQueueStore:
         """Forget every alert of ``brands`` (they have nowhere to go); returns how many."""
         async with self.db.transaction() as conn:
             cursor = await conn.execute(
-                f"DELETE FROM alert_queue WHERE frontend = ? AND brand IN ({_in(brands)})",
+                f"DELETE FROM alert_queue WHERE frontend = ? AND brand IN ({marks(brands)})",
                 (frontend, *brands),
             )
             return int(cursor.rowcount)

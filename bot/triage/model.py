@@ -30,7 +30,8 @@ from bot.errors import LLMError
 from bot.events import EventBus, MentionChanged
 from bot.llm.client import ChatMessage, JsonTask, LlmClient
 from bot.llm.prompts import PromptLibrary, fence, new_fence_key
-from bot.storage.repo import NewMention, Store
+from bot.storage.mentions import NewMention
+from bot.storage.store import Store
 from bot.triage.batching import Coalescer
 from bot.triage.rules import RuleTriager, TriageResult, is_urgent
 
@@ -168,7 +169,7 @@ class Triager:
         """The Alerter hook: triage a poll's fresh mentions by the rules and raise their urgent
         flag now (their alerts do not wait for the model); the LLM's triage follows in the
         background and edits the alerts it changes."""
-        mentions = [await self.store.get_mention(n.id) for n in batch]
+        mentions = [await self.store.mentions.get(n.id) for n in batch]
         results = {m.id: self.rules.triage(m) for m in mentions}
         urgent = await self._save(mentions, results)
         for new in batch:
@@ -179,7 +180,7 @@ class Triager:
     async def triage(self, mention_ids: Sequence[int]) -> set[int]:
         """Triage and store, waiting for the LLM when it is available (rules otherwise);
         returns the ids the routing rule made urgent."""
-        mentions = [await self.store.get_mention(i) for i in mention_ids]
+        mentions = [await self.store.mentions.get(i) for i in mention_ids]
         results: dict[int, TriageResult] = {}
         if self.llm_ready:
             results = await self.batches.submit(mentions)
@@ -217,7 +218,7 @@ class Triager:
     async def _save(self, mentions: list[Mention], results: dict[int, TriageResult]) -> set[int]:
         """Store the results; returns the ids the routing rule made urgent."""
         urgent = {m.id for m in mentions if is_urgent(m, results[m.id], self.urgent_reach)}
-        await self.store.save_triage(
+        await self.store.mentions.save_triage(
             [(m.id, results[m.id].intent, results[m.id].triage, m.id in urgent) for m in mentions]
         )
         return urgent
@@ -268,11 +269,11 @@ class Triager:
     async def _announce(self, mention_id: int) -> None:
         if self.bus is None:
             return
-        mention = await self.store.get_mention(mention_id)
+        mention = await self.store.mentions.get(mention_id)
         if mention.state in (MentionState.NEW, MentionState.BACKLOG):
             return  # no alert to edit (held by a pause, or stored quietly)
-        drafts = await self.store.current_drafts(mention_id)
-        reply = await self.store.reply_for_mention(mention_id)
+        drafts = await self.store.drafts.current(mention_id)
+        reply = await self.store.replies.for_mention(mention_id)
         self.bus.publish(MentionChanged(mention, drafts, reply, SYSTEM, TRIAGED))
 
     async def _llm(self, mentions: list[Mention]) -> dict[int, TriageResult]:

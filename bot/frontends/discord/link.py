@@ -26,7 +26,7 @@ from bot.services.reconnect import (
     one_line_errors,
     pause,
 )
-from bot.storage.chat_service import AlertRefreshStore
+from bot.storage.chat_state import AlertRefreshRepo
 
 if TYPE_CHECKING:
     from bot.frontends.discord.bot import DiscordFrontend
@@ -59,7 +59,7 @@ class DiscordLink:
     def __init__(self, frontend: DiscordFrontend) -> None:
         self.frontend = frontend
         self.outage = Outage()
-        self.owed = AlertRefreshStore(frontend.core.store.db, frontend.name)
+        self.owed = AlertRefreshRepo(frontend.core.store.db, frontend.name)
         self.notices = HeldNotices("Discord")
         one_line_errors("discord.client")  # a traceback per reconnect attempt
 

@@ -376,9 +376,9 @@ async def current_alert(
 ) -> tuple[Mention, discord.Embed, discord.ui.View | None]:
     """:func:`alert_message` for a mention as the store has it now (NotFound if unknown)."""
     store = core.store
-    mention = await store.get_mention(mention_id)
-    drafts = await store.current_drafts(mention_id)
-    reply = await store.reply_for_mention(mention_id)
+    mention = await store.mentions.get(mention_id)
+    drafts = await store.drafts.current(mention_id)
+    reply = await store.replies.for_mention(mention_id)
     embed, view = await alert_message(core, mention, drafts, reply)
     return mention, embed, view
 

@@ -189,7 +189,7 @@ class Handlers:
             ReplyState.AWAITING_MANUAL,
             ReplyState.DEAD,
         ]
-        replies = await self.core.store.replies(states, limit=50, brands=scope)
+        replies = await self.core.store.replies.in_states(states, limit=50, brands=scope)
         if not replies:
             return "The outbox is empty."
         return fit_lines(
@@ -210,8 +210,8 @@ class Handlers:
         mention = await self.core.tenancy.decider(
             place_of(update.effective_chat), actor, int(args[0].lstrip("#")), "bring an alert here"
         )
-        drafts = await store.current_drafts(mention.id)
-        reply = await store.reply_for_mention(mention.id)
+        drafts = await store.drafts.current(mention.id)
+        reply = await store.replies.for_mention(mention.id)
         html, keyboard = await self.frontend.render(mention, drafts, reply)
         message = update.effective_message
         assert message is not None
@@ -224,7 +224,9 @@ class Handlers:
             )
         )
         # This copy is now the one kept up to date (the original may be in a digest, or old).
-        await store.set_alert_ref(mention.id, "telegram", f"{sent.chat_id}:{sent.message_id}")
+        await store.mentions.set_alert_ref(
+            mention.id, "telegram", f"{sent.chat_id}:{sent.message_id}"
+        )
         await self.core.auto_drafts.shown(mention.id)  # opened: write its owed draft
         return ""
 
@@ -408,7 +410,7 @@ class Handlers:
                 await review.draft(mid, actor, instruction=TWEAKS[cb.variant - 1].key)
                 return None
             case Action.DRAFT:
-                mention = await self.core.store.get_mention(mid)
+                mention = await self.core.store.mentions.get(mid)
                 if mention.state not in (
                     MentionState.NEW,
                     MentionState.BACKLOG,
@@ -423,7 +425,7 @@ class Handlers:
                 await review.draft(mid, actor)
                 return None
             case Action.EDIT:
-                await self.core.store.get_mention(mid)  # NotFound for a forged id
+                await self.core.store.mentions.get(mid)  # NotFound for a forged id
                 return "Reply to my message with your text."
             case Action.CANCEL_EDIT:
                 return "Not approved; your text stays as the draft."
@@ -506,7 +508,7 @@ class Handlers:
 
     async def _preview(self, mention_id: int, message: Message) -> None:
         """Turn the held-edit message into the preview of the kept text, with Approve."""
-        draft = await self.core.store.selected_draft(mention_id)
+        draft = await self.core.store.drafts.selected(mention_id)
         if draft is None:
             return
         text = (

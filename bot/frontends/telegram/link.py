@@ -27,7 +27,7 @@ from bot.services.reconnect import (
     one_line_errors,
     pause,
 )
-from bot.storage.chat_service import AlertRefreshStore
+from bot.storage.chat_state import AlertRefreshRepo
 
 if TYPE_CHECKING:
     from bot.frontends.telegram.frontend import TelegramFrontend
@@ -47,7 +47,7 @@ class TelegramLink:
         self.frontend = frontend
         self.commands = commands
         self.outage = Outage()
-        self.owed = AlertRefreshStore(frontend.core.store.db, frontend.name)
+        self.owed = AlertRefreshRepo(frontend.core.store.db, frontend.name)
         self._heard = asyncio.Event()
         self.notices = HeldNotices("Telegram")
         one_line_errors("telegram.ext.Updater")  # its last getUpdates at stop, when offline

@@ -14,7 +14,7 @@ import logging
 
 from bot.config import ParleyConfig
 from bot.services.tenancy import Tenancy
-from bot.storage.chat_service import ChatMigrationStore
+from bot.storage.chat_state import ChatMigrationRepo
 from bot.storage.db import Database
 
 log = logging.getLogger(__name__)
@@ -50,7 +50,7 @@ class ChatMoves:
     """Old chat id → new chat id, kept in the store and applied to routing and tenancy."""
 
     def __init__(self, db: Database, tenancy: Tenancy) -> None:
-        self.store = ChatMigrationStore(db, PLATFORM)
+        self.store = ChatMigrationRepo(db, PLATFORM)
         self.tenancy = tenancy
         self._moved: dict[str, int] = {}
 

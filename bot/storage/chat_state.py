@@ -12,7 +12,7 @@ from bot.domain.models import utcnow
 from bot.storage.db import Database
 
 
-class AlertRefreshStore:
+class AlertRefreshRepo:
     """The ``alert_refresh`` table: alert edits a frontend still owes."""
 
     def __init__(self, db: Database, frontend: str) -> None:
@@ -42,7 +42,7 @@ class AlertRefreshStore:
         )
 
 
-class ChatMigrationStore:
+class ChatMigrationRepo:
     """The ``chat_migrations`` table: old chat id → new chat id, per frontend."""
 
     def __init__(self, db: Database, frontend: str) -> None:

@@ -1,20 +1,17 @@
-"""Storage for the run-time controls chat commands change: watch rules added from chat, the
-alert pause switch, and the two mention queues those controls act on (held and pending).
+"""Storage for the run-time controls chat commands change: watch rules added from chat and
+on/off switches such as the alert pause.
 
-Every change is audited in the same transaction as the change itself, like the main store.
+Every change is audited (by the one audit log writer) in the same transaction as the change.
 """
 
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime
 
-import aiosqlite
-
 from bot.domain.models import Actor, utcnow
-from bot.domain.states import MentionState
+from bot.storage.audit import AuditLog
 from bot.storage.db import Database
 
 PAUSED_KEY = "alerts_paused"
@@ -41,33 +38,6 @@ class DuplicateRule(Exception):
     """A chat rule with this brand and name already exists (the UNIQUE index refused it)."""
 
 
-async def _audit(
-    conn: aiosqlite.Connection,
-    actor: Actor,
-    entity: str,
-    entity_id: int,
-    action: str,
-    *,
-    before_text: str | None = None,
-    after_text: str | None = None,
-    detail: str | None = None,
-) -> None:
-    await conn.execute(
-        "INSERT INTO audit_log (at, actor, entity, entity_id, action, before_text, after_text,"
-        " detail) VALUES (?,?,?,?,?,?,?,?)",
-        (
-            utcnow().isoformat(),
-            actor.label,
-            entity,
-            entity_id,
-            action,
-            before_text,
-            after_text,
-            detail,
-        ),
-    )
-
-
 def _rule(row: sqlite3.Row) -> StoredRule:
     return StoredRule(
         id=row["id"],
@@ -80,27 +50,12 @@ def _rule(row: sqlite3.Row) -> StoredRule:
     )
 
 
-def _in_states(
-    states: tuple[MentionState, ...], brand: str | None, brands: Collection[str] | None
-) -> tuple[str, list[object]]:
-    """The WHERE clause (and its parameters) of mentions in ``states``, of ``brand`` and
-    among ``brands`` when given (an empty collection matches nothing)."""
-    sql = f"WHERE state IN ({','.join('?' * len(states))})"
-    params: list[object] = [s.value for s in states]
-    if brand:
-        sql += " AND brand = ?"
-        params.append(brand)
-    if brands is not None:
-        sql += f" AND brand IN ({','.join('?' * len(brands))})" if brands else " AND 0"
-        params.extend(sorted(brands))
-    return sql, params
-
-
-class WatchStore:
+class ControlRepo:
     """Reads and audited writes of chat-added rules and control switches."""
 
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, audit: AuditLog) -> None:
         self.db = db
+        self.audit = audit
 
     # ---- watch rules --------------------------------------------------------------------
 
@@ -123,12 +78,12 @@ class WatchStore:
                 )
                 rule_id = cursor.lastrowid
                 assert rule_id is not None
-                await _audit(
+                await self.audit.record(
                     conn,
-                    actor,
-                    "rule",
-                    rule_id,
-                    "add",
+                    actor=actor,
+                    entity="rule",
+                    entity_id=rule_id,
+                    action="add",
                     after_text=query,
                     detail=f"{brand}/{name}" + (" urgent" if urgent else ""),
                 )
@@ -149,12 +104,12 @@ class WatchStore:
                 return None
             rule = _rule(row)
             await conn.execute("DELETE FROM watch_rules WHERE id = ?", (rule.id,))
-            await _audit(
+            await self.audit.record(
                 conn,
-                actor,
-                "rule",
-                rule.id,
-                "remove",
+                actor=actor,
+                entity="rule",
+                entity_id=rule.id,
+                action="remove",
                 before_text=rule.query,
                 detail=f"{brand}/{name}",
             )
@@ -179,35 +134,11 @@ class WatchStore:
                 " updated_by = excluded.updated_by, updated_at = excluded.updated_at",
                 (key, "1" if value else "0", actor.label, now),
             )
-            await _audit(conn, actor, "control", CONTROL_ENTITY_ID, action, detail=detail)
-
-    # ---- mention queues -----------------------------------------------------------------
-
-    async def mention_ids(
-        self,
-        states: tuple[MentionState, ...],
-        *,
-        brand: str | None = None,
-        limit: int | None = None,
-        brands: Collection[str] | None = None,
-    ) -> list[int]:
-        """Ids of mentions in ``states`` (of one brand, and of ``brands``, if given), urgent
-        first, then oldest first."""
-        sql, params = _in_states(states, brand, brands)
-        sql = "SELECT id FROM mentions " + sql + " ORDER BY urgent DESC, id"
-        if limit is not None:
-            sql += " LIMIT ?"
-            params.append(limit)
-        return [int(r[0]) for r in await self.db.fetchall(sql, params)]
-
-    async def count(
-        self,
-        states: tuple[MentionState, ...],
-        *,
-        brand: str | None = None,
-        brands: Collection[str] | None = None,
-    ) -> int:
-        """How many mentions are in ``states`` (of one brand, and of ``brands``, if given)."""
-        sql, params = _in_states(states, brand, brands)
-        row = await self.db.fetchone("SELECT COUNT(*) FROM mentions " + sql, params)
-        return int(row[0]) if row else 0
+            await self.audit.record(
+                conn,
+                actor=actor,
+                entity="control",
+                entity_id=CONTROL_ENTITY_ID,
+                action=action,
+                detail=detail,
+            )
