@@ -1,4 +1,5 @@
-"""Shared fixtures: loopback-only network guard, a real SQLite store, a wired core."""
+"""Shared fixtures: loopback-only network guard, a real SQLite store, a wired core, and the
+fake servers several modules talk to (a fake model, a fake Graph API, a mastodon-mock process)."""
 
 from __future__ import annotations
 
@@ -18,6 +19,10 @@ from bot.config import ParleyConfig, parse_config
 from bot.settings import Settings
 from bot.storage.db import Database
 from bot.storage.store import Store
+from fakes import mastodon_mock
+from fakes.graph import FakeGraph, serve
+from fakes.mastodon_mock import MastodonMock
+from fakes.openai import FakeOpenAI
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -140,3 +145,40 @@ async def core(settings: Settings, config: ParleyConfig) -> AsyncIterator[Core]:
     """Every core service wired on a temporary database."""
     async with build_core(settings, config) as built:
         yield built
+
+
+@pytest.fixture
+async def fake_openai() -> AsyncIterator[FakeOpenAI]:
+    """A fake OpenAI-compatible server on loopback (it obeys what leaks outside the fences)."""
+    server = await FakeOpenAI().start()
+    yield server
+    await server.stop()
+
+
+@pytest.fixture
+async def graph() -> AsyncIterator[tuple[FakeGraph, str]]:
+    """A fresh fake Graph API on loopback, and its base URL."""
+    fake = FakeGraph()
+    async with serve(fake) as url:
+        yield fake, url
+
+
+@pytest.fixture(scope="module")
+def mastodon_instance(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MastodonMock]:
+    """One mastodon-mock process for the test module, terminated at its end however it ends;
+    the tests that need it fail with the server's log when it cannot start (never a skip)."""
+    try:
+        process, server = mastodon_mock.start(tmp_path_factory.mktemp("mastodon-mock"))
+    except mastodon_mock.MastodonMockFailed as failure:
+        pytest.fail(str(failure), pytrace=False)
+    try:
+        yield server
+    finally:
+        mastodon_mock.stop(process)
+
+
+@pytest.fixture
+async def mastodon(mastodon_instance: MastodonMock) -> MastodonMock:
+    """The module's mastodon-mock instance, reset to the seed for this test."""
+    await mastodon_instance.reset()
+    return mastodon_instance

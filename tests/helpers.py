@@ -11,20 +11,31 @@ from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
 import pytest
-from aiohttp import web
-from aiohttp.test_utils import TestServer
 
 from bot.app import Core
 from bot.connectors.base import Cursor, FetchResult, Publisher, PublishResult, Source
 from bot.connectors.http.api_client import ApiClient
 from bot.connectors.registry import Publishers
-from bot.domain.models import Actor, Author, Mention, RawMention, Reply, utcnow
+from bot.domain.models import (
+    Actor,
+    Author,
+    Draft,
+    Mention,
+    RawMention,
+    Reply,
+    Sentiment,
+    Triage,
+    utcnow,
+)
 from bot.domain.states import MentionState, ReplyState
 from bot.errors import PublishError
 from bot.settings import Settings
+from bot.storage.mentions import NewMention
+from bot.storage.store import Store
 from fakes.openai import FakeOpenAI
+from fakes.telegram import FakeTelegram
+from fakes.x import KEYS_ENV
 from tests.conftest import ROOT
-from tests.fake_telegram import FakeTelegram
 
 CM = Actor(platform="console", user_id="cm", display_name="Ana")
 """The community manager, approving from the console."""
@@ -97,17 +108,6 @@ def sending_reply(text: str, *, publisher: str, key: str = "k-1", attempts: int 
         created_at=now - timedelta(seconds=5),
         updated_at=now,
     )
-
-
-@asynccontextmanager
-async def serve_app(app: web.Application) -> AsyncIterator[str]:
-    """Run ``app`` on 127.0.0.1 (a free port) for the block; yields its base URL."""
-    server = TestServer(app, host="127.0.0.1")
-    await server.start_server()
-    try:
-        yield str(server.make_url("")).rstrip("/")
-    finally:
-        await server.close()
 
 
 class ClientPublisher(Protocol):
@@ -230,16 +230,31 @@ class SteppedClock:
 
 
 async def eventually(
-    condition: Callable[[], Awaitable[bool]], what: str, within: float = 30.0
+    condition: Callable[[], bool | Awaitable[bool]],
+    what: str,
+    within: float = 30.0,
+    *,
+    interval: float = 0.02,
+    process: asyncio.subprocess.Process | None = None,
+    log: Callable[[], str] | None = None,
 ) -> None:
-    """Poll ``condition`` until it holds, failing after a generous deadline (for effects that
-    no event announces, such as a chat frontend acting on a button after deferring it)."""
+    """Poll ``condition`` (plain or async) until it holds, failing after a generous deadline:
+    for effects that no event announces, such as a chat frontend acting on a button after
+    deferring it. When the effect is a worker ``process``'s, its exit fails the wait at once;
+    ``log`` (what the process wrote, say) is shown with any failure."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + within
-    while not await condition():
-        if loop.time() > deadline:
-            pytest.fail(f"timed out waiting for {what}")
-        await asyncio.sleep(0.02)
+    while True:
+        held = condition()
+        if not isinstance(held, bool):
+            held = await held
+        if held:
+            return
+        code = None if process is None else process.returncode
+        if code is not None or loop.time() > deadline:
+            how = "timed out" if code is None else f"the process exited with {code}"
+            pytest.fail(f"{how} waiting for {what}" + (f":\n{log()}" if log else ""))
+        await asyncio.sleep(interval)
 
 
 async def mention_reaches(core: Core, mention_id: int, *states: MentionState) -> None:
@@ -283,3 +298,83 @@ def model_settings(
         **chat,
         **more,
     )
+
+
+def set_x_keys(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Put the four OAuth 1.0a keys the fake X accepts in the environment for the test."""
+    for name, value in KEYS_ENV.items():
+        monkeypatch.setenv(name, value)
+
+
+def drafted_mention(text: str = "Is acme cloud down?", **changes: object) -> Mention:
+    """A drafted Reddit mention (#12) of acme by Ann, with ``changes`` applied."""
+    now = utcnow()
+    base = Mention(
+        id=12,
+        source="reddit-acme",
+        platform="reddit",
+        external_id="t3_x",
+        url="https://reddit.com/r/acme/1",
+        canonical_url="https://reddit.com/r/acme/1",
+        author=Author(handle="ann", display_name="Ann", reach=3400),
+        title=None,
+        text=text,
+        language="en",
+        created_at=now,
+        fetched_at=now,
+        brand="acme",
+        rule="outage",
+        state=MentionState.DRAFTED,
+    )
+    return base.model_copy(update=changes)
+
+
+def drafts(*texts: str, selected: int = 1) -> list[Draft]:
+    """Offline drafts for mention #12, one per text; ``selected`` is the chosen one."""
+    return [
+        Draft(
+            id=i,
+            mention_id=12,
+            variant=i,
+            text=t,
+            origin="offline",
+            created_at=utcnow(),
+            selected=i == selected,
+        )
+        for i, t in enumerate(texts, start=1)
+    ]
+
+
+async def put_mention(
+    store: Store,
+    at: datetime,
+    sentiment: Sentiment | None = None,
+    brand: str = "acme",
+) -> int:
+    """Store one mention fetched at ``at``, triaged with ``sentiment`` (None: not triaged)."""
+    item = NewMention(
+        raw=raw(f"m{at.timestamp()}-{sentiment}-{brand}", "acme text"),
+        brand=brand,
+        rule="any",
+        urgent=False,
+        canonical_url=None,
+        fingerprint=0,
+    )
+    await store.mentions.insert_batch([item], [])
+    await store.db.execute(
+        "UPDATE mentions SET fetched_at = ? WHERE id = ?", (at.isoformat(), item.id)
+    )
+    if sentiment is not None:
+        triage = Triage(
+            relevant=True, sentiment=sentiment, urgency="normal", needs_reply=True, by="rules"
+        )
+        await store.mentions.save_triage([(item.id, "question", triage, False)])
+    return item.id
+
+
+def rss_feed(
+    items: str, *, declaration: bytes = b'<?xml version="1.0" encoding="utf-8"?>'
+) -> bytes:
+    """An RSS 2.0 document around ``items`` (raw ``<item>`` XML)."""
+    body = f'<rss version="2.0"><channel><title>t</title>{items}</channel></rss>'
+    return declaration + body.encode()

@@ -23,7 +23,7 @@ from bot.frontends.telegram import TelegramConfig, TelegramFrontend
 from bot.services.throttle import Rate, ThrottleLimits
 from bot.settings import Settings
 from fakes.openai import FakeOpenAI, Step
-from tests.fake_telegram import FakeTelegram, user
+from fakes.telegram import FakeTelegram, user
 from tests.helpers import MODEL_CHAT_ID, MODEL_CHAT_TOKEN, eventually, model_settings, raw
 
 TOKEN, CHAT = MODEL_CHAT_TOKEN, MODEL_CHAT_ID

@@ -18,7 +18,7 @@ from bot.connectors.hackernews.connector import HackerNewsSource, HackerNewsSour
 from bot.connectors.http.outbound_limits import MAX_BODY_BYTES, MAX_BODY_EXTENSION, guarded_client
 from bot.connectors.rss.connector import RssSource, RssSourceConfig
 from bot.errors import SourceError
-from tests.helpers import serve_app
+from fakes.loopback import serve_app
 
 MiB = 1024 * 1024
 FEED = (

@@ -13,15 +13,13 @@ from pathlib import Path
 import pytest
 
 from bot.app import Core
-from bot.domain.models import Sentiment, Triage
 from bot.frontends.console import ConsoleFrontend
 from bot.services import charts
 from bot.services.charts import UNTRIAGED, VolumeSeries, render_stats_chart, volume_series
 from bot.services.stats import Stats, compute_stats
-from bot.storage.mentions import NewMention
 from bot.storage.store import Store
 from tests.conftest import ROOT
-from tests.helpers import raw
+from tests.helpers import put_mention, raw
 
 NOW = datetime(2024, 5, 1, 12, 30, tzinfo=UTC)
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -35,41 +33,14 @@ def png_size(png: bytes) -> tuple[int, int]:
     return width, height
 
 
-async def put(
-    store: Store,
-    at: datetime,
-    sentiment: Sentiment | None = None,
-    brand: str = "acme",
-) -> int:
-    """Store one mention fetched at ``at``, triaged with ``sentiment`` (None: not triaged)."""
-    item = NewMention(
-        raw=raw(f"m{at.timestamp()}-{sentiment}-{brand}", "acme text"),
-        brand=brand,
-        rule="any",
-        urgent=False,
-        canonical_url=None,
-        fingerprint=0,
-    )
-    await store.mentions.insert_batch([item], [])
-    await store.db.execute(
-        "UPDATE mentions SET fetched_at = ? WHERE id = ?", (at.isoformat(), item.id)
-    )
-    if sentiment is not None:
-        triage = Triage(
-            relevant=True, sentiment=sentiment, urgency="normal", needs_reply=True, by="rules"
-        )
-        await store.mentions.save_triage([(item.id, "question", triage, False)])
-    return item.id
-
-
 async def test_hourly_buckets_split_by_sentiment(store: Store) -> None:
     at = NOW.replace(minute=0)  # 12:00 on May 1st
-    await put(store, NOW - timedelta(hours=24, minutes=20))  # 12:10 the day before: too old
-    await put(store, NOW - timedelta(hours=23, minutes=45))  # 12:45 → the first bucket
-    await put(store, at.replace(hour=9, minute=5), "negative")
-    await put(store, at.replace(hour=9, minute=30), "negative")
-    await put(store, at.replace(hour=9, minute=59), "positive")
-    await put(store, at.replace(hour=12, minute=20), "neutral", brand="globex")
+    await put_mention(store, NOW - timedelta(hours=24, minutes=20))  # 12:10 the day before: too old
+    await put_mention(store, NOW - timedelta(hours=23, minutes=45))  # 12:45 → the first bucket
+    await put_mention(store, at.replace(hour=9, minute=5), "negative")
+    await put_mention(store, at.replace(hour=9, minute=30), "negative")
+    await put_mention(store, at.replace(hour=9, minute=59), "positive")
+    await put_mention(store, at.replace(hour=12, minute=20), "neutral", brand="globex")
 
     series = await volume_series(store, "24h", now=NOW)
     assert series.bucket == "hour"
@@ -94,9 +65,9 @@ async def test_hourly_buckets_split_by_sentiment(store: Store) -> None:
 async def test_daily_buckets_and_the_untriaged_only_case(store: Store) -> None:
     for day, count in ((24, 1), (28, 2), (30, 0)):
         for i in range(count):
-            await put(store, datetime(2024, 4, day, 13 + i, tzinfo=UTC))
-    await put(store, datetime(2024, 5, 1, 0, 1, tzinfo=UTC))
-    await put(store, datetime(2024, 4, 24, 11, tzinfo=UTC))  # before 12:30 on the 24th
+            await put_mention(store, datetime(2024, 4, day, 13 + i, tzinfo=UTC))
+    await put_mention(store, datetime(2024, 5, 1, 0, 1, tzinfo=UTC))
+    await put_mention(store, datetime(2024, 4, 24, 11, tzinfo=UTC))  # before 12:30 on the 24th
 
     series = await volume_series(store, "7d", now=NOW)
     assert series.bucket == "day"
@@ -114,7 +85,7 @@ async def test_daily_buckets_and_the_untriaged_only_case(store: Store) -> None:
 
 async def test_chart_is_a_phone_sized_png_over_the_text_figures_window(store: Store) -> None:
     for sentiment in ("negative", "positive", None):
-        await put(store, datetime.now(UTC) - timedelta(hours=2), sentiment)
+        await put_mention(store, datetime.now(UTC) - timedelta(hours=2), sentiment)
     stats = await compute_stats(store, "7d", "acme")
     series = await volume_series(store, "7d", "acme", since=stats.since)
     assert sum(series.totals) == stats.total == 3

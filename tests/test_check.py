@@ -12,11 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from bot.__main__ import EX_CONFIG, main
 from bot.preflight import OWN_PREFIXES
-from tests.test_cli import parley
-
-BRAND = '[[brands]]\nname = "acme"\n[[brands.rules]]\nname = "r"\nquery = "acme"\n'
+from tests.cli_harness import BRAND, parley, refused, run_cli
 
 
 @pytest.fixture(autouse=True)
@@ -27,27 +24,6 @@ def own_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator
     monkeypatch.chdir(tmp_path)
     (tmp_path / "parley.toml").write_text(BRAND, encoding="utf-8")
     yield environ
-
-
-def run_cli(
-    command: str, capsys: pytest.CaptureFixture[str], *, dotenv: str = "", toml: str | None = None
-) -> tuple[int, list[str]]:
-    """Exit status and stderr lines of `parley COMMAND` with this .env and parley.toml."""
-    Path(".env").write_text(dotenv, encoding="utf-8")
-    if toml is not None:
-        Path("parley.toml").write_text(toml, encoding="utf-8")
-    code = main([command])
-    return code, capsys.readouterr().err.strip().splitlines()
-
-
-def refused(capsys: pytest.CaptureFixture[str], **files: str) -> list[str]:
-    """The problems `check` reports, after asserting `run` refuses with the very same lines."""
-    code, lines = run_cli("check", capsys, **files)
-    assert code == EX_CONFIG, lines
-    assert lines, "check said nothing"
-    run_code, run_lines = run_cli("run", capsys, **files)
-    assert (run_code, run_lines) == (code, lines)
-    return lines
 
 
 def test_the_base_configuration_passes(capsys: pytest.CaptureFixture[str]) -> None:

@@ -26,10 +26,9 @@ from bot.services.online_check import check_online
 from bot.services.online_discord import NEEDED
 from bot.services.online_runner import Outcome, Verdict, exit_status
 from bot.settings import Settings
-from fakes.openai import FakeOpenAI
-from tests.fake_bluesky import BOT_HANDLE, serve_fake_bluesky
-from tests.fake_bluesky import PASSWORD as BLUESKY_PASSWORD
-from tests.fake_discord import (
+from fakes.bluesky import BOT_HANDLE, serve_fake_bluesky
+from fakes.bluesky import PASSWORD as BLUESKY_PASSWORD
+from fakes.discord import (
     APP_ID,
     APPROVER_ROLE_ID,
     CHANNEL_ID,
@@ -37,12 +36,13 @@ from tests.fake_discord import (
     MEMBER_ROLE_ID,
     FakeDiscord,
 )
-from tests.fake_mastodon import TOKEN as MASTODON_TOKEN
-from tests.fake_mastodon import FakeMastodon
-from tests.fake_telegram import BOT_USER, FakeTelegram
-from tests.fake_x import BRAND as X_BRAND
-from tests.fake_x import KEYS_ENV, serve_fake_x
-from tests.helpers import serve_app
+from fakes.loopback import serve_app
+from fakes.mastodon import TOKEN as MASTODON_TOKEN
+from fakes.mastodon import FakeMastodon
+from fakes.openai import FakeOpenAI
+from fakes.telegram import BOT_USER, FakeTelegram
+from fakes.x import BRAND as X_BRAND
+from fakes.x import KEYS_ENV, serve_fake_x
 
 TELEGRAM_TOKEN = "123456:telegram-test-token"
 DISCORD_TOKEN = "discord-test-token"

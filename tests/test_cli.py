@@ -2,35 +2,12 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
+from tests.cli_harness import parley
 from tests.conftest import ROOT
-
-
-def parley(
-    *args: str,
-    env: dict[str, str] | None = None,
-    cwd: Path | None = None,
-    stdin: str = "",
-    timeout: float = 60,
-) -> subprocess.CompletedProcess[str]:
-    """Run the CLI as a user would, in a clean environment."""
-    base = {k: v for k, v in os.environ.items() if not k.startswith(("PARLEY_", "OPENAI_"))}
-    base.update(env or {})
-    return subprocess.run(
-        [sys.executable, "-m", "bot", *args],
-        input=stdin,
-        capture_output=True,
-        text=True,
-        env=base,
-        cwd=cwd or ROOT,
-        timeout=timeout,
-    )
 
 
 def _write(tmp_path: Path, text: str) -> Path:

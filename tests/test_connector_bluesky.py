@@ -1,4 +1,4 @@
-"""The Bluesky connector against a fake XRPC PDS on loopback (tests/fake_bluesky.py)."""
+"""The Bluesky connector against a fake XRPC PDS on loopback (fakes/bluesky.py)."""
 
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ from bot.domain.models import Author, Mention, RawMention, Reply
 from bot.domain.states import ReplyState
 from bot.errors import CredentialsRejected, PublishError, SourceError, SourceRateLimited
 from bot.settings import Settings
-from tests.fake_bluesky import (
+from fakes.bluesky import (
     BOT_DID,
     BOT_HANDLE,
     PASSWORD,

@@ -1,4 +1,4 @@
-"""Facebook Page connector against a loopback fake Graph API (tests/fake_graph.py): polling
+"""Facebook Page connector against a loopback fake Graph API (fakes/graph.py): polling
 with watermarks and cursor paging, usage headers, Graph error codes, and the publisher's
 exactly-once behaviour across a crash."""
 
@@ -11,36 +11,16 @@ from typing import Any
 
 import pytest
 
-from bot.connectors.facebook.connector import (
-    FacebookPublisher,
-    FacebookSource,
-    FacebookSourceConfig,
-)
+from bot.connectors.facebook.connector import FacebookPublisher, FacebookSource
 from bot.domain.models import Mention, Reply
 from bot.errors import CredentialsRejected, PublishError, SourceError, SourceRateLimited
-from tests import fake_graph
-from tests.fake_graph import PAGE_ID, PAGE_TOKEN, VERSION, FakeGraph, fixture, graph_error
+from fakes.graph import PAGE_ID, PAGE_TOKEN, VERSION, FakeGraph, fixture, graph_error
+from tests.connectors import facebook_config
 from tests.helpers import approved_mention, opened, publish_answer_lost, sending_reply
-
-graph = fake_graph.graph
-
-
-def config(url: str, **overrides: Any) -> FacebookSourceConfig:
-    values: dict[str, Any] = {
-        "type": "facebook",
-        "name": "fb",
-        "page_id": PAGE_ID,
-        "base_url": url,
-        "allow_private": True,  # the fake server is on loopback
-        "api_version": VERSION,
-        "page_size": 5,
-        **overrides,
-    }
-    return FacebookSourceConfig.model_validate(values)
 
 
 def source(url: str, **overrides: Any) -> FacebookSource:
-    return FacebookSource.create(config(url, **overrides), PAGE_TOKEN)
+    return FacebookSource.create(facebook_config(url, **overrides), PAGE_TOKEN)
 
 
 def publisher(url: str, *, timeout: float = 5.0) -> FacebookPublisher:
@@ -77,7 +57,7 @@ async def test_an_app_requiring_the_app_secret_gets_its_proof_on_every_call(
     async with aclosing(source(url)) as without:
         with pytest.raises(SourceError, match="appsecret_proof"):
             await without.fetch({})
-    signed = FacebookSource.create(config(url), PAGE_TOKEN, app_secret=fake.app_secret)
+    signed = FacebookSource.create(facebook_config(url), PAGE_TOKEN, app_secret=fake.app_secret)
     async with aclosing(signed):
         result = await signed.fetch({})
     assert [m.text for m in result.items] == ["acme cloud rocks"]
@@ -389,9 +369,9 @@ async def test_too_long_reply_is_refused_before_sending(graph: tuple[FakeGraph, 
 
 
 def test_config_checks_ids_and_version() -> None:
-    cfg = config("https://graph.facebook.com/")
+    cfg = facebook_config("https://graph.facebook.com/")
     assert cfg.base_url == "https://graph.facebook.com" and cfg.webhook is None
     with pytest.raises(ValueError, match="page_id"):
-        config("https://graph.facebook.com", page_id="acme")
+        facebook_config("https://graph.facebook.com", page_id="acme")
     with pytest.raises(ValueError, match="api_version"):
-        config("https://graph.facebook.com", api_version="21")
+        facebook_config("https://graph.facebook.com", api_version="21")

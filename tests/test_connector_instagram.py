@@ -1,4 +1,4 @@
-"""Instagram connector against the loopback fake Graph API (tests/fake_graph.py): comments on
+"""Instagram connector against the loopback fake Graph API (fakes/graph.py): comments on
 the account's media with watermarks, the ``comments`` and ``mentions`` webhooks, and the
 publisher's replies (to comments and to mentions) exactly once across a crash."""
 
@@ -18,15 +18,12 @@ from bot.config import parse_config
 from bot.connectors.instagram.connector import (
     InstagramPublisher,
     InstagramSource,
-    InstagramSourceConfig,
 )
 from bot.connectors.webhook.connector import sign
 from bot.domain.models import Mention, Reply
 from bot.errors import CredentialsRejected, PublishError
 from bot.settings import Settings
-from tests import fake_graph
-from tests.conftest import BASIC_CONFIG
-from tests.fake_graph import (
+from fakes.graph import (
     IG_TOKEN,
     IG_USER_ID,
     IG_USERNAME,
@@ -35,30 +32,16 @@ from tests.fake_graph import (
     fixture,
     graph_error,
 )
+from tests.conftest import BASIC_CONFIG
+from tests.connectors import instagram_config
 from tests.helpers import approved_mention, opened, publish_answer_lost, sending_reply
 
 APP_SECRET = "0f1e2d3c4b5a69788796a5b4c3d2e1f0"
 VERIFY_TOKEN = "parley-verify-2718"
 
-graph = fake_graph.graph
-
-
-def config(url: str, **overrides: Any) -> InstagramSourceConfig:
-    values: dict[str, Any] = {
-        "type": "instagram",
-        "name": "ig",
-        "ig_user_id": IG_USER_ID,
-        "base_url": url,
-        "allow_private": True,  # the fake server is on loopback
-        "api_version": VERSION,
-        "page_size": 5,
-        **overrides,
-    }
-    return InstagramSourceConfig.model_validate(values)
-
 
 def source(url: str, **overrides: Any) -> InstagramSource:
-    return InstagramSource.create(config(url, **overrides), IG_TOKEN)
+    return InstagramSource.create(instagram_config(url, **overrides), IG_TOKEN)
 
 
 async def poll(url: str, cursor: dict[str, str] | None = None, **overrides: Any) -> Any:
@@ -164,10 +147,10 @@ async def test_permission_and_token_errors_name_what_to_fix(graph: tuple[FakeGra
 
 
 def test_instagram_login_names_its_own_permissions() -> None:
-    login = config("https://graph.instagram.com")
+    login = instagram_config("https://graph.instagram.com")
     assert login.instagram_login
     assert login.permission("comments") == "instagram_business_manage_comments"
-    assert config("https://graph.facebook.com").permission("basic") == "instagram_basic"
+    assert instagram_config("https://graph.facebook.com").permission("basic") == "instagram_basic"
     assert login.webhook is None
 
 
@@ -180,7 +163,7 @@ async def hooked(
 ) -> AsyncIterator[tuple[FakeGraph, InstagramSource, httpx.AsyncClient]]:
     fake, url = graph
     src = InstagramSource.create(
-        config(url, webhook={"port": 0}),
+        instagram_config(url, webhook={"port": 0}),
         IG_TOKEN,
         verify_token=VERIFY_TOKEN,
         app_secret=APP_SECRET,

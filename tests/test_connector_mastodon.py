@@ -1,5 +1,5 @@
 """Mastodon connector against a loopback fake speaking Mastodon's REST wire format
-(tests/fake_mastodon.py)."""
+(fakes/mastodon.py)."""
 
 from __future__ import annotations
 
@@ -12,17 +12,17 @@ from typing import Any
 import pytest
 
 from bot.connectors.http.budget import RateBudget
-from bot.connectors.mastodon.api import MastodonClient, MastodonSourceConfig
 from bot.connectors.mastodon.connector import (
-    MastodonPublisher,
     MastodonSource,
     reply_text,
     status_length,
 )
 from bot.domain.models import Mention, Reply
 from bot.errors import CredentialsRejected, PublishError, SourceError, SourceRateLimited
-from tests.fake_mastodon import OWN_ID, TEMPLATE, TOKEN, FakeMastodon
-from tests.helpers import approved_mention, opened, publish_answer_lost, sending_reply, serve_app
+from fakes.loopback import serve_app
+from fakes.mastodon import OWN_ID, TEMPLATE, TOKEN, FakeMastodon
+from tests.connectors import mastodon_config, mastodon_publisher, mastodon_source
+from tests.helpers import approved_mention, opened, publish_answer_lost, sending_reply
 
 
 @pytest.fixture
@@ -30,28 +30,6 @@ async def fake() -> AsyncIterator[tuple[FakeMastodon, str]]:
     server = FakeMastodon()
     async with serve_app(server.app) as url:
         yield server, url
-
-
-def config(base_url: str, **overrides: Any) -> MastodonSourceConfig:
-    values: dict[str, Any] = {
-        "type": "mastodon",
-        "name": "masto",
-        "base_url": base_url,
-        "allow_private": True,  # the fake server is on loopback
-    }
-    values.update(overrides)
-    return MastodonSourceConfig.model_validate(values)
-
-
-def source(base_url: str, **overrides: Any) -> MastodonSource:
-    return MastodonSource.create(config(base_url, **overrides), TOKEN)
-
-
-def publisher(base_url: str, *, timeout: float = 5.0, **overrides: Any) -> MastodonPublisher:
-    cfg = config(base_url, timeout=timeout, **overrides)
-    return MastodonPublisher(
-        cfg, MastodonClient(cfg.base_url, TOKEN, timeout=timeout, allow_private=True)
-    )
 
 
 def as_mention(status: dict[str, Any], **overrides: Any) -> Mention:
@@ -77,7 +55,9 @@ async def test_first_poll_normalises_mentions_tags_and_search(
     )
     server.add_status("loving #acme", tags=("acme",))
     server.add_status("acme beats the rest")
-    async with aclosing(source(url, hashtags=["#Acme"], search_queries=["acme beats"])) as src:
+    async with aclosing(
+        mastodon_source(url, hashtags=["#Acme"], search_queries=["acme beats"])
+    ) as src:
         result = await src.fetch({})
     texts = [m.text for m in result.items]
     assert texts == ["@parley Acme & export broken", "loving #acme", "acme beats the rest"]
@@ -99,11 +79,13 @@ async def test_cursor_resumes_after_restart_and_pages_forward(
 ) -> None:
     server, url = fake
     server.add_status("old one", mention=True)
-    async with aclosing(source(url, page_size=2)) as first:
+    async with aclosing(mastodon_source(url, page_size=2)) as first:
         cursor = (await first.fetch({})).cursor
     for n in range(5):
         server.add_status(f"new {n}", mention=True)
-    async with aclosing(source(url, page_size=2)) as second:  # a fresh object: as after a restart
+    async with aclosing(
+        mastodon_source(url, page_size=2)
+    ) as second:  # a fresh object: as after a restart
         result = await second.fetch(cursor)
         again = await second.fetch(result.cursor)
     assert [m.text for m in result.items] == [f"new {n}" for n in range(5)]
@@ -119,7 +101,7 @@ async def test_own_posts_and_malformed_items_are_skipped(
     broken = server.add_status("broken #acme", tags=("acme",))
     del broken["account"]
     server.add_status("fine #acme", tags=("acme",))
-    src = source(url, mentions=False, hashtags=["acme"])
+    src = mastodon_source(url, mentions=False, hashtags=["acme"])
     with caplog.at_level(logging.WARNING):
         async with aclosing(src):
             result = await src.fetch({})
@@ -133,7 +115,7 @@ async def test_a_token_without_read_search_is_told_which_scope_to_add(
 ) -> None:
     server, url = fake
     server.fail_next("/api/v2/search", 403)
-    async with aclosing(source(url, mentions=False, search_queries=["acme"])) as src:
+    async with aclosing(mastodon_source(url, mentions=False, search_queries=["acme"])) as src:
         with pytest.raises(SourceError, match="search needs the read:search scope"):
             await src.fetch({})
 
@@ -144,7 +126,7 @@ async def test_429_with_reset_headers_raises_rate_limited(fake: tuple[FakeMastod
     server.fail_next(
         "/api/v1/notifications", 429, {"X-RateLimit-Remaining": "0", "X-RateLimit-Reset": reset}
     )
-    async with aclosing(source(url)) as src:
+    async with aclosing(mastodon_source(url)) as src:
         with pytest.raises(SourceRateLimited) as info:
             await src.fetch({})
     assert info.value.retry_after is not None and 80 < info.value.retry_after <= 90
@@ -155,7 +137,9 @@ async def test_low_budget_stops_polling_before_the_wall(fake: tuple[FakeMastodon
     server, url = fake
     server.add_status("#acme", tags=("acme",))
     server.remaining = 13
-    async with aclosing(source(url, hashtags=["acme", "other"], rate_limit_reserve=10)) as src:
+    async with aclosing(
+        mastodon_source(url, hashtags=["acme", "other"], rate_limit_reserve=10)
+    ) as src:
         result = await src.fetch({"mentions": "1"})
     # verify_credentials, mentions and #acme spend 3 calls down to the reserve: "other" waits.
     assert "tag:acme" in result.cursor and "tag:other" not in result.cursor
@@ -165,7 +149,7 @@ async def test_low_budget_stops_polling_before_the_wall(fake: tuple[FakeMastodon
 async def test_5xx_then_recovery_keeps_the_cursor(fake: tuple[FakeMastodon, str]) -> None:
     server, url = fake
     server.add_status("before", mention=True)
-    async with aclosing(source(url)) as src:
+    async with aclosing(mastodon_source(url)) as src:
         cursor = (await src.fetch({})).cursor
         server.add_status("during outage", mention=True)
         server.fail_next("/api/v1/notifications", 503)
@@ -177,19 +161,19 @@ async def test_5xx_then_recovery_keeps_the_cursor(fake: tuple[FakeMastodon, str]
 
 async def test_revoked_token_says_so_without_leaking_it(fake: tuple[FakeMastodon, str]) -> None:
     _, url = fake
-    async with aclosing(MastodonSource.create(config(url), "wrong-token")) as src:
+    async with aclosing(MastodonSource.create(mastodon_config(url), "wrong-token")) as src:
         with pytest.raises(CredentialsRejected, match="MASTODON_ACCESS_TOKEN was rejected") as info:
             await src.fetch({})
     assert "wrong-token" not in str(info.value)
 
 
 def test_config_validates_tags_and_url() -> None:
-    cfg = config("https://m.example/", hashtags=["#Acme_1"])
+    cfg = mastodon_config("https://m.example/", hashtags=["#Acme_1"])
     assert cfg.base_url == "https://m.example" and cfg.hashtags == ["Acme_1"]
     with pytest.raises(ValueError, match="hashtags"):
-        config("https://m.example", hashtags=["two words"])
+        mastodon_config("https://m.example", hashtags=["two words"])
     with pytest.raises(ValueError, match="base_url"):
-        config("m.example")
+        mastodon_config("m.example")
 
 
 # --- publisher ----------------------------------------------------------------------------
@@ -200,7 +184,7 @@ async def test_publish_replies_with_mention_key_and_narrowest_visibility(
 ) -> None:
     server, url = fake
     status = server.add_status("@parley help", mention=True, visibility="unlisted")
-    async with opened(publisher(url, visibility="public")) as pub:
+    async with opened(mastodon_publisher(url, visibility="public")) as pub:
         result = await pub.publish(make_reply(), as_mention(status, language="de"))
     [post] = server.posts
     assert post["in_reply_to_id"] == status["id"]
@@ -219,7 +203,7 @@ async def test_a_status_relayed_by_the_webhook_is_found_by_its_url(
     # another tool pushed it with the id it has on *its* instance: only the URL is shared
     relayed = as_mention(status, source="inbox", external_id="mastodon:555")
     lost = as_mention(status, source="inbox", external_id="mastodon:556", url=None)
-    async with opened(publisher(url)) as pub:
+    async with opened(mastodon_publisher(url)) as pub:
         await pub.publish(make_reply(), relayed)
         with pytest.raises(PublishError, match="without its URL") as info:
             await pub.publish(make_reply(key="k-2"), lost)
@@ -233,9 +217,13 @@ async def test_crash_between_send_and_commit_posts_once(fake: tuple[FakeMastodon
     status = server.add_status("@parley help", mention=True)
     mention = as_mention(status)
     # The post lands but the answer never arrives: outcome unknown.
-    lost = await publish_answer_lost(server, publisher(url, timeout=0.3), make_reply(), mention)
+    lost = await publish_answer_lost(
+        server, mastodon_publisher(url, timeout=0.3), make_reply(), mention
+    )
     assert not lost.permanent
-    async with opened(publisher(url)) as restarted:  # a new process: no memory of the attempt
+    async with opened(
+        mastodon_publisher(url)
+    ) as restarted:  # a new process: no memory of the attempt
         found = await restarted.reconcile(make_reply(), mention)
         assert found is not None and found.posted_id == server.posts[0]["id"]
         # Even a resend without reconciling is absorbed by the Idempotency-Key.
@@ -250,7 +238,7 @@ async def test_reconcile_finds_nothing_when_no_reply_was_made(
     server, url = fake
     status = server.add_status("@parley help", mention=True)
     server.add_status("someone else answered", reply_to=status["id"])
-    async with opened(publisher(url)) as pub:
+    async with opened(mastodon_publisher(url)) as pub:
         assert await pub.reconcile(make_reply(), as_mention(status)) is None
 
 
@@ -270,7 +258,7 @@ async def test_publish_errors(
     server, url = fake
     status = server.add_status("@parley help", mention=True)
     server.fail_next("/api/v1/statuses", fault, {"Retry-After": "42"})
-    async with opened(publisher(url)) as pub:
+    async with opened(mastodon_publisher(url)) as pub:
         with pytest.raises(PublishError, match=match) as info:
             await pub.publish(make_reply(), as_mention(status))
     assert info.value.permanent is permanent
@@ -282,7 +270,7 @@ async def test_publish_errors(
 async def test_too_long_reply_is_refused_before_sending(fake: tuple[FakeMastodon, str]) -> None:
     server, url = fake
     status = server.add_status("@parley help", mention=True)
-    async with opened(publisher(url, max_characters=30)) as pub:
+    async with opened(mastodon_publisher(url, max_characters=30)) as pub:
         with pytest.raises(PublishError, match="characters") as info:
             await pub.publish(make_reply("x" * 30), as_mention(status))
     assert info.value.permanent and server.posts == []

@@ -1,4 +1,4 @@
-"""X connector against the loopback fake in tests/fake_x.py (X's wire format, OAuth 1.0a
+"""X connector against the loopback fake in fakes/x.py (X's wire format, OAuth 1.0a
 signatures checked, x-rate-limit-* headers), driven through the real source and publisher,
 and once through the whole core."""
 
@@ -28,8 +28,7 @@ from bot.errors import (
     SourceRateLimited,
 )
 from bot.settings import Settings
-from tests.conftest import BASIC_CONFIG
-from tests.fake_x import (
+from fakes.x import (
     ACCESS_SECRET,
     ACCESS_TOKEN,
     API_KEY,
@@ -41,9 +40,16 @@ from tests.fake_x import (
     SECRETS,
     FakeX,
     serve_fake_x,
-    set_keys,
 )
-from tests.helpers import CM, approved_mention, killed_once_stored, opened, sending_reply
+from tests.conftest import BASIC_CONFIG
+from tests.helpers import (
+    CM,
+    approved_mention,
+    killed_once_stored,
+    opened,
+    sending_reply,
+    set_x_keys,
+)
 
 CREDENTIALS = XCredentials(API_KEY, API_SECRET, ACCESS_TOKEN, ACCESS_SECRET)
 
@@ -283,7 +289,7 @@ def test_config_validates_and_defaults() -> None:
 
 
 def test_missing_key_names_the_variable(monkeypatch: pytest.MonkeyPatch) -> None:
-    set_keys(monkeypatch)
+    set_x_keys(monkeypatch)
     monkeypatch.delenv("X_ACCESS_TOKEN_SECRET")
     parsed = parse_config({**BASIC_CONFIG, "sources": [{"type": "x", "name": "xsrc"}]}, "test.toml")
     with pytest.raises(ConfigError) as caught:
@@ -424,7 +430,7 @@ def core_config(url: str) -> Any:
 async def test_core_answers_on_x_only_where_allowed(
     fake: FakeX, settings: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    set_keys(monkeypatch)
+    set_x_keys(monkeypatch)
     asked = fake.add_post(f"@{BRAND} acme is down, I want a refund")
     aside = fake.add_post("acme is down again", author="bob", reply_to=asked["id"])
     async with build_core(settings, core_config(fake.url)) as core:
@@ -453,7 +459,7 @@ async def test_core_answers_on_x_only_where_allowed(
 async def test_core_crash_mid_post_then_restart_posts_once(
     fake: FakeX, settings: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    set_keys(monkeypatch)
+    set_x_keys(monkeypatch)
     asked = fake.add_post(f"@{BRAND} acme outage? refund?")
     fake.post_delay = 30.0
     async with build_core(settings, core_config(fake.url)) as core:

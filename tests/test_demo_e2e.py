@@ -5,7 +5,7 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
-from tests.test_cli import parley
+from tests.cli_harness import parley
 
 SCRIPT = """\
 list

@@ -2,56 +2,38 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
-from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
 
 import discord  # noqa: F401
 import pytest
 from discord.gateway import DiscordWebSocket
 from discord.http import Route
 
-from bot.app import Core, approver_policy, build_core, run_core
+from bot.app import approver_policy
 from bot.config import ParleyConfig
 from bot.domain.models import Actor
 from bot.domain.states import MentionState, ReplyState
 from bot.errors import ConfigError
-from bot.frontends.discord import DiscordConfig, DiscordFrontend
+from bot.frontends.discord import DiscordConfig
 from bot.frontends.discord.bot import point_at
 from bot.settings import Settings, load_settings
-from tests.conftest import ROOT
-from tests.fake_discord import (
+from fakes.discord import (
     ANN,
     APP_ID,
-    APPROVER_ROLE_ID,
     BOB,
     CHANNEL_ID,
     GUILD_ID,
     FakeDiscord,
 )
-from tests.helpers import eventually, mention_reaches, raw
+from tests import discord_harness
+from tests.discord_harness import TOKEN, alert, custom_ids, running, settings_with, settle
+from tests.helpers import mention_reaches
 
-TOKEN = "MTAwMDAwMDAwMDAwMDAwMDAx.Gx-fake.secret-discord-token_0123456789"
-
-
-@pytest.fixture(autouse=True)
-def endpoints() -> Iterator[None]:
-    """discord.py's endpoints are class attributes: restore them after each test."""
-    base, gateway = Route.BASE, DiscordWebSocket.DEFAULT_GATEWAY
-    yield
-    Route.BASE, DiscordWebSocket.DEFAULT_GATEWAY = base, gateway
-
-
-def settings_with(tmp_path: Path, **values: object) -> Settings:
-    return Settings(
-        _env_file=None,
-        parley_db_path=tmp_path / "parley.db",
-        parley_prompts_dir=ROOT / "prompts",
-        **values,  # type: ignore[arg-type]
-    )
+# The harness's fixtures (pytest finds fixtures by module attribute).
+endpoints = discord_harness.endpoints
+fake = discord_harness.fake
+dc_settings = discord_harness.dc_settings
 
 
 def test_settings_config_and_approver_roles(tmp_path: Path) -> None:
@@ -103,68 +85,6 @@ def test_point_at_sets_rest_base_and_gateway() -> None:
 
 
 # ---- the real client through the fake (needs the cogs) -----------------------------------
-
-
-@pytest.fixture
-async def fake() -> AsyncIterator[FakeDiscord]:
-    server = FakeDiscord(TOKEN)
-    await server.start()
-    yield server
-    await server.stop()
-
-
-@pytest.fixture
-def dc_settings(tmp_path: Path, fake: FakeDiscord) -> Settings:
-    return settings_with(
-        tmp_path,
-        parley_default_publisher="log",
-        discord_bot_token=TOKEN,
-        discord_guild_id=str(GUILD_ID),
-        discord_alert_channel_id=str(CHANNEL_ID),
-        discord_approver_role_ids=str(APPROVER_ROLE_ID),
-        discord_api_base_url=fake.api_url,
-        discord_gateway_url=fake.gateway_url,
-    )
-
-
-@asynccontextmanager
-async def running(
-    settings: Settings, config: ParleyConfig
-) -> AsyncIterator[tuple[Core, DiscordFrontend]]:
-    """Core + Discord frontend as `parley run` runs them, stopped cleanly at the end."""
-    async with build_core(settings, config) as core:
-        frontend = DiscordFrontend(
-            core, DiscordConfig.from_settings(settings), guild_ready_timeout=0.05
-        )
-        stop = asyncio.Event()
-        task = asyncio.create_task(run_core(core, [frontend], stop))
-
-        async def ready() -> bool:
-            # The bot exists at once, its client session only once run; on a loaded machine
-            # the guild can arrive after the short guild_ready_timeout has made it "ready".
-            return frontend.bot.is_ready() and frontend.bot.get_guild(GUILD_ID) is not None
-
-        await eventually(ready, "the Discord bot to be ready with its guild")
-        try:
-            yield core, frontend
-        finally:
-            stop.set()
-            await asyncio.wait_for(task, 30)  # a loaded CI machine can be slow to shut down
-
-
-async def alert(core: Core, *texts: str) -> list[int]:
-    batch = await core.ingestor.store_batch(
-        [raw(f"d{i}-{hash(t) & 0xFFFF}", t) for i, t in enumerate(texts)]
-    )
-    return [m.id for m in await core.alerter.alert(batch, first_poll=False)]
-
-
-async def settle(core: Core) -> None:
-    await core.settle()  # outbox, events and the Discord alert delivery
-
-
-def custom_ids(message: dict[str, Any]) -> list[str]:
-    return [c["custom_id"] for row in message["components"] for c in row["components"]]
 
 
 async def test_connects_with_guild_intent_only_and_syncs_commands(

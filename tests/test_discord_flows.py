@@ -21,25 +21,32 @@ from bot.frontends.discord.alerts import thread_name
 from bot.frontends.discord.render import clean, pending_text, plain
 from bot.services.stats import compute_stats, stats_lines
 from bot.settings import Settings
-from tests import test_discord
-from tests.fake_discord import ANN, APP_ID, BOB, CHANNEL_ID, FakeDiscord
+from fakes.discord import ANN, APP_ID, BOB, CHANNEL_ID, FakeDiscord
+from tests import discord_harness
+from tests.discord_harness import (
+    DEFERRED_MESSAGE,
+    DEFERRED_UPDATE,
+    EPHEMERAL,
+    MESSAGE,
+    MODAL,
+    POSTS,
+    alert,
+    callback,
+    custom_ids,
+    running,
+    settle,
+    text_input,
+)
 from tests.helpers import mention_reaches, raw
-from tests.test_discord import alert, custom_ids, running, settle
 
-# The fixtures of tests/test_discord.py (pytest finds fixtures by module attribute).
-endpoints = test_discord.endpoints
-fake = test_discord.fake
-dc_settings = test_discord.dc_settings
+# The fixtures of tests/discord_harness.py (pytest finds fixtures by module attribute).
+endpoints = discord_harness.endpoints
+fake = discord_harness.fake
+dc_settings = discord_harness.dc_settings
 
-POSTS = rf"/channels/{CHANNEL_ID}/messages"
 _MESSAGE_CALL = re.compile(
     r"/channels/\d+/messages(?:/\d+)?|/webhooks/\d+/[^/]+(?:/messages/(?:@original|\d+))?"
 )
-DEFERRED_UPDATE = 6
-DEFERRED_MESSAGE = 5
-MESSAGE = 4
-MODAL = 9
-EPHEMERAL = 64
 
 
 def sent_messages(fake: FakeDiscord) -> list[dict[str, Any]]:
@@ -68,13 +75,6 @@ def field(message: dict[str, Any], name: str) -> str:
     return str(next(f["value"] for f in embed["fields"] if f["name"].startswith(name)))
 
 
-async def callback(fake: FakeDiscord, interaction_id: str) -> dict[str, Any]:
-    """The one interaction callback for an interaction (waits for it)."""
-    (call,) = await fake.wait_for("POST", rf"/interactions/{interaction_id}/[^/]+/callback")
-    body: dict[str, Any] = call.body
-    return body
-
-
 async def posted_alert(fake: FakeDiscord, core: Core, mention_id: int) -> str:
     """The id of the message showing a mention's alert (once posted)."""
     await settle(core)
@@ -82,16 +82,6 @@ async def posted_alert(fake: FakeDiscord, core: Core, mention_id: int) -> str:
     channel, _, message_id = ref.partition(":")
     assert channel == str(CHANNEL_ID)
     return message_id
-
-
-def text_input(modal: dict[str, Any]) -> dict[str, Any]:
-    """The modal's only text input, in an action row or a label."""
-    inputs: list[dict[str, Any]] = []
-    for component in modal["components"]:
-        inner = component.get("components") or [component.get("component")]
-        inputs += [c for c in inner if c and c["type"] == 4]
-    (found,) = inputs
-    return found
 
 
 # ---- 1. edit through the modal ----------------------------------------------------------------

@@ -9,7 +9,7 @@ import discord  # noqa: F401
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bot.domain.models import Author, Draft, Mention, Reply, Triage, utcnow
+from bot.domain.models import Author, Reply, Triage, utcnow
 from bot.domain.states import MentionState, ReplyState
 from bot.frontends.discord.render import (
     CONTENT_LIMIT,
@@ -28,49 +28,13 @@ from bot.frontends.discord.render import (
     render_digest,
 )
 from bot.presentation import alert_view
+from tests.helpers import drafted_mention, drafts
 
 HOSTILE = (
     "[a](https://a.example) @everyone @here <@&123> <@123456789012345678> "
     "<#123456789012345678> </ban:1> <t:1:R> "
     "**md** __u__ ||spoiler|| `code` [click](https://evil.example/x) > quote\n# Heading\n"
 )
-
-
-def mention(text: str = "Is acme cloud down?", **changes: object) -> Mention:
-    now = utcnow()
-    base = Mention(
-        id=12,
-        source="reddit-acme",
-        platform="reddit",
-        external_id="t3_x",
-        url="https://reddit.com/r/acme/1",
-        canonical_url="https://reddit.com/r/acme/1",
-        author=Author(handle="ann", display_name="Ann", reach=3400),
-        title=None,
-        text=text,
-        language="en",
-        created_at=now,
-        fetched_at=now,
-        brand="acme",
-        rule="outage",
-        state=MentionState.DRAFTED,
-    )
-    return base.model_copy(update=changes)
-
-
-def drafts(*texts: str, selected: int = 1) -> list[Draft]:
-    return [
-        Draft(
-            id=i,
-            mention_id=12,
-            variant=i,
-            text=t,
-            origin="offline",
-            created_at=utcnow(),
-            selected=i == selected,
-        )
-        for i, t in enumerate(texts, start=1)
-    ]
 
 
 def reply(state: ReplyState, **changes: object) -> Reply:
@@ -98,7 +62,7 @@ def texts_of(embed_dict: dict[str, object]) -> list[str]:
 
 
 def test_a_huge_hostile_mention_fits_every_limit_and_pings_no_one() -> None:
-    m = mention(
+    m = drafted_mention(
         (HOSTILE * 400)[:20_000],
         title="**Title** @everyone " * 30,
         author=Author(handle="@here", display_name="<@&123> " * 60, reach=None),
@@ -151,7 +115,7 @@ def test_a_huge_hostile_mention_fits_every_limit_and_pings_no_one() -> None:
 
 
 def test_an_ordinary_alert_shows_every_fact() -> None:
-    m = mention(
+    m = drafted_mention(
         triage=Triage(
             relevant=True,
             sentiment="negative",
@@ -182,7 +146,7 @@ def test_an_ordinary_alert_shows_every_fact() -> None:
 
 
 def test_the_status_says_who_decided_and_where_the_reply_is() -> None:
-    m = mention(state=MentionState.POSTED)
+    m = drafted_mention(state=MentionState.POSTED)
     sent = reply(ReplyState.SENT, posted_url="https://reddit.com/r/acme/1/reply")
     embed = render_alert(alert_view(m, [], sent, "Acme"), reply=sent, decision="approved by ann")
     status = embed.fields[-1].value or ""
@@ -190,7 +154,7 @@ def test_the_status_says_who_decided_and_where_the_reply_is() -> None:
     assert "✅ **Posted** · [see the reply](https://reddit.com/r/acme/1/reply)" in status
 
     dead = reply(ReplyState.DEAD, error="403 Forbidden: **banned**")
-    embed = render_alert(alert_view(mention(), [], dead, "Acme"), reply=dead)
+    embed = render_alert(alert_view(drafted_mention(), [], dead, "Acme"), reply=dead)
     status = embed.fields[-1].value or ""
     assert "❌ **Could not post:** 403 Forbidden: \\*\\*banned\\*\\*" in status
     assert "**Retry**" in status
@@ -198,7 +162,7 @@ def test_the_status_says_who_decided_and_where_the_reply_is() -> None:
 
 def test_the_digest_lists_mentions_within_limits_urgent_flagged() -> None:
     views = [
-        alert_view(mention(HOSTILE * 50, id=i, urgent=i == 3), [], None, "Acme")
+        alert_view(drafted_mention(HOSTILE * 50, id=i, urgent=i == 3), [], None, "Acme")
         for i in range(1, 11)
     ]
     embed = render_digest(views)
@@ -210,7 +174,7 @@ def test_the_digest_lists_mentions_within_limits_urgent_flagged() -> None:
     assert embed_size(embed) <= EMBED_TOTAL
 
     many = render_digest(
-        [alert_view(mention("x" * 500, id=i), [], None, "A") for i in range(1, 200)]
+        [alert_view(drafted_mention("x" * 500, id=i), [], None, "A") for i in range(1, 200)]
     )
     assert dlen(many.description or "") <= DESCRIPTION_LIMIT
     assert (many.description or "").split("\n")[-1].startswith("… and ")
@@ -229,7 +193,7 @@ def test_fit_never_exceeds_its_limit(text: str, limit: int) -> None:
 def test_plain_answers_stay_within_a_message() -> None:
     text = fit_lines([f"line {i} " + "x" * 80 for i in range(100)])
     assert dlen(text) <= CONTENT_LIMIT and text.endswith("more")
-    many = [mention(HOSTILE, id=i) for i in range(1, 40)]
+    many = [drafted_mention(HOSTILE, id=i) for i in range(1, 40)]
     answer = pending_text(many, 39)
     assert dlen(answer) <= CONTENT_LIMIT
     assert answer.startswith("**39 waiting for a decision**")

@@ -34,7 +34,7 @@ from cogs import EXTENSIONS
 from cogs.review import Review, modal_max_length
 from cogs.stats import Stats
 from cogs.watch import Watch
-from tests.test_discord_render import drafts, mention
+from tests.helpers import drafted_mention, drafts
 
 
 def parse_custom_id(custom_id: str) -> tuple[str, int] | None:
@@ -152,28 +152,28 @@ def reply(state: ReplyState) -> Reply:
 
 
 def test_components_follow_the_mention_state() -> None:
-    alerted = mention(state=MentionState.ALERTED)
+    alerted = drafted_mention(state=MentionState.ALERTED)
     assert ids_by_row(alert_components(alerted, [], None)) == [
         ["p1:dr:12", "p1:ed:12", "p1:rj:12", "p1:ig:12"]
     ]
     three = drafts("a", "b", "c", selected=2)
-    rows = ids_by_row(alert_components(mention(), three, None))
+    rows = ids_by_row(alert_components(drafted_mention(), three, None))
     assert rows == [
         ["p1:vs:12"],
         ["p1:ap:12", "p1:ed:12", "p1:dr:12", "p1:rj:12", "p1:ig:12"],
         ["p1:tw:12"],
     ]
-    select = alert_components(mention(), three, None).to_components()[0]["components"][0]  # type: ignore[union-attr]
+    select = alert_components(drafted_mention(), three, None).to_components()[0]["components"][0]  # type: ignore[union-attr]
     assert [o["value"] for o in select["options"]] == ["1", "2", "3"]
     assert [o.get("default", False) for o in select["options"]] == [False, True, False]
     # One draft: no variant select. Crisis/legal: no one-tap Approve until a person edits.
-    assert ids_by_row(alert_components(mention(), drafts("a"), None))[0][0] == "p1:ap:12"
-    crisis = mention(intent="crisis_legal")
+    assert ids_by_row(alert_components(drafted_mention(), drafts("a"), None))[0][0] == "p1:ap:12"
+    crisis = drafted_mention(intent="crisis_legal")
     assert "p1:ap:12" not in ids_by_row(alert_components(crisis, drafts("a"), None))[0]
     edited = drafts("mine")
     edited[0] = edited[0].model_copy(update={"origin": "edit:discord:ann"})
     assert ids_by_row(alert_components(crisis, edited, None))[0][0] == "p1:ap:12"
-    approved = mention(state=MentionState.APPROVED)
+    approved = drafted_mention(state=MentionState.APPROVED)
     assert ids_by_row(alert_components(approved, [], reply(ReplyState.DEAD))) == [
         ["p1:rt:12", "p1:ed:12"]
     ]
@@ -182,7 +182,7 @@ def test_components_follow_the_mention_state() -> None:
     ]
     assert alert_components(approved, [], reply(ReplyState.QUEUED)) is None
     for closed in (MentionState.POSTED, MentionState.REJECTED, MentionState.IGNORED):
-        assert alert_components(mention(state=closed), [], None) is None
+        assert alert_components(drafted_mention(state=closed), [], None) is None
 
 
 def test_the_edit_box_fits_discord_and_the_platform() -> None:

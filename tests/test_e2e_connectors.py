@@ -1,14 +1,14 @@
 """End to end, as `parley run` runs: a mention found on Mastodon (the real mastodon-mock server)
-is approved from Telegram (tests/fake_telegram.py), and one found on Bluesky
-(tests/fake_bluesky.py) from Discord (tests/fake_discord.py). The core is built from a
+is approved from Telegram (fakes/telegram.py), and one found on Bluesky
+(fakes/bluesky.py) from Discord (fakes/discord.py). The core is built from a
 parley.toml whose ``[[sources]]`` point at the loopback servers (secrets in the environment);
 its runners poll, Approve is pressed twice through the fakes, and the reply appears on the
 platform exactly once, with its link shown in the edited alert.
 
-The same for the networks of issue 7: a complaint @mentioning the brand on X (tests/fake_x.py)
+The same for the networks of issue 7: a complaint @mentioning the brand on X (fakes/x.py)
 with its posting cost in /stats, an X search hit X forbids answering (copied by hand and
 confirmed), a Facebook comment pushed by a signed Meta webhook and answered from Discord, an
-Instagram comment found by polling (tests/fake_graph.py), and an X reply whose answer was lost
+Instagram comment found by polling (fakes/graph.py), and an X reply whose answer was lost
 in a crash, reconciled after the restart instead of posted twice."""
 
 from __future__ import annotations
@@ -35,30 +35,28 @@ from bot.domain.states import MentionState, ReplyState
 from bot.frontends.telegram import TelegramConfig, TelegramFrontend
 from bot.frontends.telegram.keyboards import Action, encode
 from bot.settings import Settings
-from tests import fake_graph, mastodon_mock_server, test_discord, test_telegram
-from tests.fake_bluesky import BOT_DID, BOT_HANDLE, PASSWORD, make_post, serve_fake_bluesky
-from tests.fake_discord import ANN as DISCORD_ANN
-from tests.fake_discord import APP_ID, APPROVER_ROLE_ID, CHANNEL_ID, GUILD_ID, Call, FakeDiscord
-from tests.fake_discord import BOB as DISCORD_BOB
-from tests.fake_graph import IG_TOKEN, IG_USER_ID, PAGE_ID, PAGE_TOKEN, VERSION, FakeGraph, fixture
-from tests.fake_telegram import FakeTelegram
-from tests.fake_x import BRAND as X_BRAND
-from tests.fake_x import BRAND_ID as X_BRAND_ID
-from tests.fake_x import FakeX, serve_fake_x, set_keys
-from tests.helpers import eventually
-from tests.mastodon_mock_server import BRAND, BRAND_TOKEN, CUSTOMER, MastodonMock
-from tests.test_telegram import ANN, CHAT, message_of
+from fakes.bluesky import BOT_DID, BOT_HANDLE, PASSWORD, make_post, serve_fake_bluesky
+from fakes.discord import ANN as DISCORD_ANN
+from fakes.discord import APP_ID, APPROVER_ROLE_ID, CHANNEL_ID, GUILD_ID, Call, FakeDiscord
+from fakes.discord import BOB as DISCORD_BOB
+from fakes.graph import IG_TOKEN, IG_USER_ID, PAGE_ID, PAGE_TOKEN, VERSION, FakeGraph, fixture
+from fakes.mastodon_mock import BRAND, BRAND_TOKEN, CUSTOMER, MastodonMock
+from fakes.telegram import FakeTelegram
+from fakes.x import BRAND as X_BRAND
+from fakes.x import BRAND_ID as X_BRAND_ID
+from fakes.x import FakeX, serve_fake_x
+from tests import discord_harness, telegram_harness
+from tests.discord_harness import custom_ids
+from tests.helpers import eventually, set_x_keys
+from tests.telegram_harness import ANN, CHAT, message_of
 
-# Fixtures, found by module attribute: the mastodon-mock process (one for this module), the
-# fake Telegram server and its settings, the fake Discord server and discord.py's endpoints,
-# and the fake Graph API with its URL.
-mastodon_instance = mastodon_mock_server.mastodon_instance
-mastodon = mastodon_mock_server.mastodon
-fake = test_telegram.fake
-tg_settings = test_telegram.tg_settings
-discord_fake = test_discord.fake
-endpoints = test_discord.endpoints
-graph_api = fake_graph.graph
+# Fixtures, found by module attribute: the fake Telegram server and its settings, the fake
+# Discord server and discord.py's endpoints (the mastodon-mock process and the fake Graph API
+# come from conftest.py).
+fake = telegram_harness.fake
+tg_settings = telegram_harness.tg_settings
+discord_fake = discord_harness.fake
+endpoints = discord_harness.endpoints
 
 APP_SECRET = "0f1e2d3c4b5a69788796a5b4c3d2e1f0"
 """The Meta app's App Secret, which signs webhook deliveries."""
@@ -119,10 +117,10 @@ async def approve_twice_in_telegram(
 
 def discord_settings(tmp_path: Path, discord_fake: FakeDiscord) -> Settings:
     """Settings for the fake Discord: the alert channel, and ANN's role may approve."""
-    return test_discord.settings_with(
+    return discord_harness.settings_with(
         tmp_path,
         parley_default_publisher="log",
-        discord_bot_token=test_discord.TOKEN,
+        discord_bot_token=discord_harness.TOKEN,
         discord_guild_id=str(GUILD_ID),
         discord_alert_channel_id=str(CHANNEL_ID),
         discord_approver_role_ids=str(APPROVER_ROLE_ID),
@@ -133,7 +131,7 @@ def discord_settings(tmp_path: Path, discord_fake: FakeDiscord) -> Settings:
 
 async def discord_alert(core: Core) -> tuple[Mention, str]:
     """The only mention and the id of its alert message in the channel."""
-    await test_discord.settle(core)
+    await discord_harness.settle(core)
     mention = await core.store.mentions.get(await only_mention(core))
     return mention, mention.alert_refs["discord"].partition(":")[2]
 
@@ -149,7 +147,7 @@ async def click_approve(
     if times > 1:  # each later click is refused in a follow-up, sent after its (deferred) callback
         tokens = "|".join(re.escape(c.token) for c in clicks)
         await discord_fake.wait_for("POST", rf"/webhooks/{APP_ID}/({tokens})", count=times - 1)
-    await test_discord.settle(core)
+    await discord_harness.settle(core)
     return [f for c in clicks for f in discord_fake.followups(c.token)]
 
 
@@ -164,7 +162,7 @@ async def test_mastodon_mention_approved_in_telegram_is_replied_once_with_its_li
     config = parley_toml(
         tmp_path, f'type = "mastodon"\nname = "masto"\nbase_url = "{mastodon.base_url}"\n'
     )
-    async with test_telegram.running(tg_settings, config, fake) as (core, frontend):
+    async with telegram_harness.running(tg_settings, config, fake) as (core, frontend):
         await started(core, "masto")
         status = await mastodon.post(f"@{BRAND} how do I export my notes to PDF?", language="en")
         await core.poll_all_once()
@@ -218,7 +216,7 @@ async def test_bluesky_mention_approved_in_discord_is_replied_once_with_its_link
             f'type = "bluesky"\nname = "bsky"\nbase_url = "{bsky.url}"\n'
             f'identifier = "{BOT_HANDLE}"\nqueries = ["acme"]\n',
         )
-        async with test_discord.running(settings, config) as (core, _frontend):
+        async with discord_harness.running(settings, config) as (core, _frontend):
             await started(core, "bsky")
             now = datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
             post = make_post(
@@ -254,9 +252,9 @@ async def test_bluesky_mention_approved_in_discord_is_replied_once_with_its_link
             assert "Posted" in shown and f"[see the reply]({url})" in shown
 
             # The buttons are gone from the posted alert; the next poll changes nothing.
-            assert f"p1:ap:{mid}" not in test_discord.custom_ids(discord_fake.message(message_id))
+            assert f"p1:ap:{mid}" not in custom_ids(discord_fake.message(message_id))
             await core.poll_all_once()
-            await test_discord.settle(core)
+            await discord_harness.settle(core)
             assert len(bsky.created) == 1
             assert len(discord_fake.of("POST", channel_posts)) == 1
             assert len(await core.store.replies.in_states(list(ReplyState))) == 1
@@ -268,7 +266,7 @@ async def test_bluesky_mention_approved_in_discord_is_replied_once_with_its_link
 @pytest.fixture
 async def x(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[FakeX]:
     """The fake X on loopback, with the four OAuth 1.0a keys it accepts in the environment."""
-    set_keys(monkeypatch)
+    set_x_keys(monkeypatch)
     async with serve_fake_x() as server:
         yield server
 
@@ -308,7 +306,7 @@ async def test_x_complaint_approved_in_telegram_is_replied_once_and_its_cost_is_
     x: FakeX, fake: FakeTelegram, tg_settings: Settings, tmp_path: Path
 ) -> None:
     config = parley_toml(tmp_path, x_section(x.url))
-    async with test_telegram.running(tg_settings, config, fake) as (core, frontend):
+    async with telegram_harness.running(tg_settings, config, fake) as (core, frontend):
         await started(core, "xsrc")
         post = x.add_post(f"@{X_BRAND} acme cloud lost my invoices again, I want a refund")
         await core.poll_all_once()
@@ -353,7 +351,7 @@ async def test_x_search_hit_that_does_not_name_the_brand_is_answered_by_hand(
     x: FakeX, fake: FakeTelegram, tg_settings: Settings, tmp_path: Path
 ) -> None:
     config = parley_toml(tmp_path, x_section(x.url, 'search_queries = ["acme"]'))
-    async with test_telegram.running(tg_settings, config, fake) as (core, frontend):
+    async with telegram_harness.running(tg_settings, config, fake) as (core, frontend):
         await started(core, "xsrc")
         post = x.add_post("acme cloud is down again, third time this week", author="bob")
         await core.poll_all_once()
@@ -394,7 +392,7 @@ async def test_x_search_hit_that_does_not_name_the_brand_is_answered_by_hand(
 
 
 async def test_facebook_comment_pushed_by_webhook_approved_in_discord_is_answered_once(
-    graph_api: tuple[FakeGraph, str],
+    graph: tuple[FakeGraph, str],
     discord_fake: FakeDiscord,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
@@ -403,22 +401,22 @@ async def test_facebook_comment_pushed_by_webhook_approved_in_discord_is_answere
     monkeypatch.setenv("META_WEBHOOK_VERIFY_TOKEN", VERIFY_TOKEN)
     monkeypatch.setenv("META_APP_SECRET", APP_SECRET)
     settings = discord_settings(tmp_path, discord_fake)
-    graph, url = graph_api
-    page_post = graph.add_post("Our January invoices are out")
+    graph_fake, url = graph
+    page_post = graph_fake.add_post("Our January invoices are out")
     config = parley_toml(
         tmp_path,
         f'type = "facebook"\nname = "fb"\npage_id = "{PAGE_ID}"\nbase_url = "{url}"\n'
         f'api_version = "{VERSION}"\n[sources.webhook]\nport = 0\n'
         "drain_interval = 3600\npoll_interval = 3600\n",
     )
-    async with test_discord.running(settings, config) as (core, _frontend):
+    async with discord_harness.running(settings, config) as (core, _frontend):
         await started(core, "fb")
         source = core.runners[0].source
         assert isinstance(source, FacebookSource) and source.webhook is not None
         port = source.webhook.port
         assert port is not None
-        polled = len(graph.requests)
-        comment = graph.add_comment(page_post, "My invoice is wrong again, Acme! Fix it.")
+        polled = len(graph_fake.requests)
+        comment = graph_fake.add_comment(page_post, "My invoice is wrong again, Acme! Fix it.")
         payload = copy.deepcopy(fixture("graph_webhook_page_feed.json"))
         payload["entry"][0]["changes"][0]["value"].update(
             comment_id=comment["id"], post_id=page_post["id"], parent_id=page_post["id"],
@@ -432,7 +430,7 @@ async def test_facebook_comment_pushed_by_webhook_approved_in_discord_is_answere
         (sent,) = await discord_fake.wait_for("POST", channel_posts)
         assert "Fix it." in json.dumps(sent.body["embeds"])
         # Read through the webhook: one look-up of the comment, no fallback poll.
-        assert [r.split("?")[0] for r in graph.requests[polled:]] == [
+        assert [r.split("?")[0] for r in graph_fake.requests[polled:]] == [
             f"GET /{VERSION}/{comment['id']}"
         ]
         mention, message_id = await discord_alert(core)
@@ -445,10 +443,10 @@ async def test_facebook_comment_pushed_by_webhook_approved_in_discord_is_answere
         (refused,) = await click_approve(core, discord_fake, DISCORD_ANN, message_id, mid, 2)
         assert "cannot become approved" in refused.body["content"]
 
-        (answer,) = graph.by(PAGE_ID)  # one comment, by the Page, under the complaint
+        (answer,) = graph_fake.by(PAGE_ID)  # one comment, by the Page, under the complaint
         assert answer["_parent"] == comment["id"]
         assert f"POST /{VERSION}/{comment['id']}/comments" in [
-            r.split("?")[0] for r in graph.requests
+            r.split("?")[0] for r in graph_fake.requests
         ]
         reply = await core.store.replies.for_mention(mid)
         assert reply is not None and reply.state is ReplyState.SENT
@@ -456,35 +454,35 @@ async def test_facebook_comment_pushed_by_webhook_approved_in_discord_is_answere
         assert (reply.posted_id, reply.posted_url) == (answer["id"], answer["permalink_url"])
         shown = json.dumps(discord_fake.message(message_id)["embeds"])
         assert "Posted" in shown and f"[see the reply]({answer['permalink_url']})" in shown
-        assert f"p1:ap:{mid}" not in test_discord.custom_ids(discord_fake.message(message_id))
+        assert f"p1:ap:{mid}" not in custom_ids(discord_fake.message(message_id))
 
         # Meta delivers the same event again: nothing new.
         again = await deliver_to_facebook(port, body)
         assert again.status_code == 200
         await core.poll_all_once()
-        await test_discord.settle(core)
-        assert len(graph.by(PAGE_ID)) == 1
+        await discord_harness.settle(core)
+        assert len(graph_fake.by(PAGE_ID)) == 1
         assert len(discord_fake.of("POST", channel_posts)) == 1
 
 
 async def test_instagram_comment_found_by_polling_approved_in_telegram_is_answered_once(
-    graph_api: tuple[FakeGraph, str],
+    graph: tuple[FakeGraph, str],
     fake: FakeTelegram,
     tg_settings: Settings,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setenv("META_IG_ACCESS_TOKEN", IG_TOKEN)
-    graph, url = graph_api
-    media = graph.add_media("New dark mode is here")
+    graph_fake, url = graph
+    media = graph_fake.add_media("New dark mode is here")
     config = parley_toml(
         tmp_path,
         f'type = "instagram"\nname = "ig"\nig_user_id = "{IG_USER_ID}"\n'
         f'base_url = "{url}"\napi_version = "{VERSION}"\n',
     )
-    async with test_telegram.running(tg_settings, config, fake) as (core, frontend):
+    async with telegram_harness.running(tg_settings, config, fake) as (core, frontend):
         await started(core, "ig")
-        comment = graph.add_ig_comment(media, "acme, the app crashes since the update")
+        comment = graph_fake.add_ig_comment(media, "acme, the app crashes since the update")
         await core.poll_all_once()
         (sent,) = await fake.wait_for("sendMessage")
         assert "the app crashes since the update" in sent.params["text"]
@@ -496,9 +494,9 @@ async def test_instagram_comment_found_by_polling_approved_in_telegram_is_answer
 
         toasts = await approve_twice_in_telegram(core, fake, frontend, alert, mid)
 
-        (answer,) = graph.by(IG_USER_ID)
+        (answer,) = graph_fake.by(IG_USER_ID)
         assert answer["parent_id"] == comment["id"] and answer["text"] == draft
-        posts = [r for r in graph.requests if r.startswith("POST ")]
+        posts = [r for r in graph_fake.requests if r.startswith("POST ")]
         assert posts == [f"POST /{VERSION}/{comment['id']}/replies"]
         reply = await core.store.replies.for_mention(mid)
         assert reply is not None and reply.state is ReplyState.SENT
@@ -510,7 +508,7 @@ async def test_instagram_comment_found_by_polling_approved_in_telegram_is_answer
         # The account's own reply, read on the next poll, is not a new mention.
         await core.poll_all_once()
         await core.settle()
-        assert len(graph.by(IG_USER_ID)) == 1 and len(await core.store.mentions.newest()) == 1
+        assert len(graph_fake.by(IG_USER_ID)) == 1 and len(await core.store.mentions.newest()) == 1
 
 
 async def test_x_reply_whose_answer_was_lost_in_a_crash_is_reconciled_after_restart(
@@ -538,7 +536,7 @@ async def test_x_reply_whose_answer_was_lost_in_a_crash_is_reconciled_after_rest
     url = f"https://x.com/{X_BRAND}/status/{posted['id']}"
 
     reply_id = reply.id
-    async with test_telegram.running(tg_settings, config, fake) as (core, frontend):
+    async with telegram_harness.running(tg_settings, config, fake) as (core, frontend):
 
         async def sent() -> bool:
             return (await core.store.replies.get(reply_id)).state is ReplyState.SENT

@@ -4,20 +4,20 @@ Bot API (real PTB Application, real SQLite)."""
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 from bot.config import ParleyConfig
 from bot.frontends.telegram.keyboards import MAX_CALLBACK_BYTES, Action, encode
 from bot.services.review import POSTED_ANYWAY
 from bot.settings import Settings
-from tests import test_telegram
-from tests.fake_telegram import FakeTelegram
-from tests.test_telegram import ANN, BOB, CHAT, alert, running
+from fakes.telegram import FakeTelegram
+from tests import telegram_harness
+from tests.helpers import eventually
+from tests.telegram_harness import ANN, BOB, CHAT, alert, running
 
-# The fixtures of tests/test_telegram.py (pytest finds fixtures by module attribute).
-fake = test_telegram.fake
-tg_settings = test_telegram.tg_settings
+# The fixtures of tests/telegram_harness.py (pytest finds fixtures by module attribute).
+fake = telegram_harness.fake
+tg_settings = telegram_harness.tg_settings
 
 
 HELD_TEXT = "Call us at +1 415 555 2671 or see evil.top"
@@ -29,12 +29,13 @@ def latest(fake: FakeTelegram) -> dict[str, Any]:
 
 async def edited(fake: FakeTelegram, message_id: int) -> dict[str, Any]:
     """Wait (generously) until the message was edited; its new state."""
-    deadline = asyncio.get_running_loop().time() + 30
-    while not any(
-        c.params.get("message_id") == str(message_id) for c in fake.of("editMessageText")
-    ):
-        assert asyncio.get_running_loop().time() < deadline, "the message was never edited"
-        await asyncio.sleep(0.01)
+
+    def done() -> bool:
+        return any(
+            c.params.get("message_id") == str(message_id) for c in fake.of("editMessageText")
+        )
+
+    await eventually(done, f"message {message_id} to be edited")
     return fake.messages[(CHAT, message_id)]
 
 

@@ -9,16 +9,24 @@ from typing import Any
 from bot.config import ParleyConfig
 from bot.services.review import POSTED_ANYWAY
 from bot.settings import Settings
-from tests import test_discord
-from tests.fake_discord import ANN, APP_ID, BOB, FakeDiscord
+from fakes.discord import ANN, APP_ID, BOB, FakeDiscord
+from tests import discord_harness
+from tests.discord_harness import (
+    DEFERRED_UPDATE,
+    EPHEMERAL,
+    POSTS,
+    callback,
+    custom_ids,
+    running,
+    settle,
+    text_input,
+)
 from tests.helpers import raw
-from tests.test_discord import custom_ids, running, settle
-from tests.test_discord_flows import DEFERRED_UPDATE, EPHEMERAL, POSTS, callback, text_input
 
-# The fixtures of tests/test_discord.py (pytest finds fixtures by module attribute).
-endpoints = test_discord.endpoints
-fake = test_discord.fake
-dc_settings = test_discord.dc_settings
+# The fixtures of tests/discord_harness.py (pytest finds fixtures by module attribute).
+endpoints = discord_harness.endpoints
+fake = discord_harness.fake
+dc_settings = discord_harness.dc_settings
 
 HELD_TEXT = "Sorry! Call +1 415 555 2671 or use code PROMO2024 at evil.top"
 

@@ -13,8 +13,8 @@ from aiohttp import web
 
 from bot.connectors.rss.connector import RssSource, RssSourceConfig
 from bot.errors import SourceError
-from tests.helpers import serve_app
-from tests.test_rss import rss_feed
+from fakes.loopback import serve_app
+from tests.helpers import rss_feed
 
 FEED = rss_feed(
     "<item><title>Acme via proxy</title><link>https://news.example/a</link>"

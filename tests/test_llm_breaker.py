@@ -71,19 +71,12 @@ class RecordingBus(EventBus):
         return [e.text for e in self.events if isinstance(e, Notice)]
 
 
-@pytest.fixture
-async def fake() -> AsyncIterator[FakeOpenAI]:
-    server = await FakeOpenAI().start()
-    yield server
-    await server.stop()
-
-
-def llm_settings(tmp_path: Path, fake: FakeOpenAI, **kw: Any) -> Settings:
+def llm_settings(tmp_path: Path, fake_openai: FakeOpenAI, **kw: Any) -> Settings:
     values: dict[str, Any] = {
         "parley_db_path": tmp_path / "parley.db",
         "parley_prompts_dir": ROOT / "prompts",
         "parley_default_publisher": "log",
-        "openai_base_url": fake.base_url,
+        "openai_base_url": fake_openai.base_url,
         "openai_api_key": "test-key",
         "openai_model": "fake-draft",
         "parley_llm_timeout": 5.0,
@@ -95,11 +88,11 @@ def llm_settings(tmp_path: Path, fake: FakeOpenAI, **kw: Any) -> Settings:
 
 @asynccontextmanager
 async def clocked_llm(
-    core: Core, fake: FakeOpenAI, bus: EventBus, clock: FakeClock
+    core: Core, fake_openai: FakeOpenAI, bus: EventBus, clock: FakeClock
 ) -> AsyncIterator[LlmServices]:
     """The LLM drafter and triager as build_core wires them, on the core's store, with a
     clock the test moves and next to no backoff between attempts."""
-    settings = llm_settings(core.settings.parley_db_path.parent, fake)
+    settings = llm_settings(core.settings.parley_db_path.parent, fake_openai)
     services = build_llm(
         settings,
         core.config,
@@ -134,23 +127,23 @@ async def handle(core: Core, llm: LlmServices, text: str) -> tuple[Mention, list
 
 
 async def test_a_server_that_stops_answering_is_left_alone_then_used_again(
-    core: Core, fake: FakeOpenAI
+    core: Core, fake_openai: FakeOpenAI
 ) -> None:
     bus, clock = RecordingBus(), FakeClock()
-    async with clocked_llm(core, fake, bus, clock) as llm:
+    async with clocked_llm(core, fake_openai, bus, clock) as llm:
         first, origins = await handle(core, llm, "acme cloud, is there a refund?")
         assert first.triage is not None and first.triage.by == "fake-draft"
         assert origins == ["llm", "llm"]
-        assert len(fake.requests) == 2
+        assert len(fake_openai.requests) == 2
 
-        fake.then(DOWN, DOWN, DOWN)
+        fake_openai.then(DOWN, DOWN, DOWN)
         mention, origins = await handle(core, llm, "acme cloud lost my files?")
         # triage tried three times, then the breaker opened: no fourth attempt, and the
         # draft went straight to the templates
-        assert len(fake.requests) == 5
+        assert len(fake_openai.requests) == 5
         assert mention.triage is not None and mention.triage.by == "rules"
         assert origins == ["offline", "offline"]
-        endpoint = fake.base_url
+        endpoint = fake_openai.base_url
         assert bus.notices() == [
             f"The language model at {endpoint} is not answering (HTTP 503); drafts use the "
             "saved templates and triage the keyword rules until it is back. Check that the "
@@ -164,7 +157,7 @@ async def test_a_server_that_stops_answering_is_left_alone_then_used_again(
             assert origins == ["offline", "offline"]
         with pytest.raises(UserFacingError, match="could not redraft: the language model at"):
             await llm.drafter.draft(mention, core.config.brands[0], instruction="warmer")
-        assert len(fake.requests) == 5 and len(bus.notices()) == 1
+        assert len(fake_openai.requests) == 5 and len(bus.notices()) == 1
         (line,) = await health_lines(core.store)
         assert line.startswith(f"✘ LLM at {endpoint}: not answering since ")
         assert "(HTTP 503); drafts from templates, triage by rules; next try " in line
@@ -174,7 +167,7 @@ async def test_a_server_that_stops_answering_is_left_alone_then_used_again(
         mention, origins = await handle(core, llm, "acme cloud is back?")
         assert mention.triage is not None and mention.triage.by == "fake-draft"
         assert origins == ["llm", "llm"]
-        assert len(fake.requests) == 7
+        assert len(fake_openai.requests) == 7
         assert bus.notices()[1:] == [
             f"The language model at {endpoint} is answering again; drafts come from it."
         ]
@@ -183,33 +176,35 @@ async def test_a_server_that_stops_answering_is_left_alone_then_used_again(
         assert line.endswith("UTC: HTTP 503")
 
 
-async def test_a_failed_probe_doubles_the_cool_down(core: Core, fake: FakeOpenAI) -> None:
+async def test_a_failed_probe_doubles_the_cool_down(core: Core, fake_openai: FakeOpenAI) -> None:
     bus, clock = RecordingBus(), FakeClock()
-    async with clocked_llm(core, fake, bus, clock) as llm:
-        fake.then(DOWN, DOWN, DOWN, DOWN)
+    async with clocked_llm(core, fake_openai, bus, clock) as llm:
+        fake_openai.then(DOWN, DOWN, DOWN, DOWN)
         await handle(core, llm, "acme cloud lost my files?")
-        assert len(fake.requests) == 3
+        assert len(fake_openai.requests) == 3
         clock.advance(60)
         _, origins = await handle(core, llm, ASKS[0])
-        assert len(fake.requests) == 4  # the probe alone, refused: no retry, no draft call
+        assert len(fake_openai.requests) == 4  # the probe alone, refused: no retry, no draft call
         assert origins == ["offline", "offline"]
         clock.advance(119)
         await handle(core, llm, ASKS[1])
-        assert len(fake.requests) == 4  # 120 s this time
+        assert len(fake_openai.requests) == 4  # 120 s this time
         clock.advance(1)
         _, origins = await handle(core, llm, ASKS[2])
-        assert origins == ["llm", "llm"] and len(fake.requests) == 6
+        assert origins == ["llm", "llm"] and len(fake_openai.requests) == 6
         assert [n.split(" is ")[1][:14] for n in bus.notices()] == [
             "not answering ",
             "answering agai",
         ]
 
 
-async def test_connection_refused_is_named_and_told_once(core: Core, fake: FakeOpenAI) -> None:
+async def test_connection_refused_is_named_and_told_once(
+    core: Core, fake_openai: FakeOpenAI
+) -> None:
     bus, clock = RecordingBus(), FakeClock()
-    port = int(fake.base_url.rsplit(":", 1)[1].split("/")[0])
-    async with clocked_llm(core, fake, bus, clock) as llm:
-        await fake.stop()
+    port = int(fake_openai.base_url.rsplit(":", 1)[1].split("/")[0])
+    async with clocked_llm(core, fake_openai, bus, clock) as llm:
+        await fake_openai.stop()
         for n in range(3):
             _, origins = await handle(core, llm, ASKS[n])
             assert origins == ["offline", "offline"]
@@ -220,16 +215,16 @@ async def test_connection_refused_is_named_and_told_once(core: Core, fake: FakeO
         )
         assert llm.client is not None and llm.client.breaker.calls == 3
 
-        await fake.start(port)  # the server is back
+        await fake_openai.start(port)  # the server is back
         clock.advance(60)
         _, origins = await handle(core, llm, "acme cloud back?")
         assert origins == ["llm", "llm"]
         assert len(bus.notices()) == 2 and "answering again" in bus.notices()[1]
 
 
-def client(fake: FakeOpenAI, store: Store, bus: EventBus, **kw: Any) -> LlmClient:
+def client(fake_openai: FakeOpenAI, store: Store, bus: EventBus, **kw: Any) -> LlmClient:
     options: dict[str, Any] = {"timeout": 5.0, "max_retries": 0, "backoff": 0.001} | kw
-    config = LlmConfig(model="fake-model", api_key="k", base_url=fake.base_url, **options)
+    config = LlmConfig(model="fake-model", api_key="k", base_url=fake_openai.base_url, **options)
     return LlmClient(config, store, bus, clock=FakeClock())
 
 
@@ -246,10 +241,10 @@ async def draft_call(llm: LlmClient) -> list[str]:
     return texts
 
 
-async def test_a_bad_prompt_is_not_an_outage(fake: FakeOpenAI, store: Store) -> None:
+async def test_a_bad_prompt_is_not_an_outage(fake_openai: FakeOpenAI, store: Store) -> None:
     bus = RecordingBus()
-    llm = client(fake, store, bus, json_schema="off")
-    fake.then(DOWN, DOWN, BAD_PROMPT, DOWN, DOWN, BAD_PROMPT, BAD_PROMPT, BAD_PROMPT)
+    llm = client(fake_openai, store, bus, json_schema="off")
+    fake_openai.then(DOWN, DOWN, BAD_PROMPT, DOWN, DOWN, BAD_PROMPT, BAD_PROMPT, BAD_PROMPT)
     try:
         for _ in range(8):
             with pytest.raises(LlmUnavailable):
@@ -258,14 +253,16 @@ async def test_a_bad_prompt_is_not_an_outage(fake: FakeOpenAI, store: Store) -> 
         assert await draft_call(llm)
     finally:
         await llm.aclose()
-    assert len(fake.requests) == 9 and bus.notices() == []
+    assert len(fake_openai.requests) == 9 and bus.notices() == []
     assert (llm.breaker.calls, llm.breaker.failures) == (9, 4)
 
 
-async def test_a_slow_server_is_told_to_raise_the_timeout(fake: FakeOpenAI, store: Store) -> None:
+async def test_a_slow_server_is_told_to_raise_the_timeout(
+    fake_openai: FakeOpenAI, store: Store
+) -> None:
     bus = RecordingBus()
-    llm = client(fake, store, bus, timeout=0.2, breaker=BreakerPolicy(threshold=1))
-    fake.then(Step("sleep", delay=1.0))
+    llm = client(fake_openai, store, bus, timeout=0.2, breaker=BreakerPolicy(threshold=1))
+    fake_openai.then(Step("sleep", delay=1.0))
     try:
         with pytest.raises(LlmUnavailable):
             await draft_call(llm)
@@ -279,7 +276,7 @@ async def test_a_slow_server_is_told_to_raise_the_timeout(fake: FakeOpenAI, stor
         "Check that the server is running. If it is only slow, raise PARLEY_LLM_TIMEOUT "
         "(docs/llm.md)."
     )
-    assert len(fake.requests) == 1
+    assert len(fake_openai.requests) == 1
 
 
 def test_the_cool_down_doubles_up_to_its_cap_and_one_probe_goes_at_a_time() -> None:
@@ -310,23 +307,23 @@ def test_the_cool_down_doubles_up_to_its_cap_and_one_probe_goes_at_a_time() -> N
 
 
 async def test_status_and_sources_show_the_model(
-    tmp_path: Path, fake: FakeOpenAI, config: ParleyConfig
+    tmp_path: Path, fake_openai: FakeOpenAI, config: ParleyConfig
 ) -> None:
-    settings = llm_settings(tmp_path, fake, parley_llm_max_retries=0)
+    settings = llm_settings(tmp_path, fake_openai, parley_llm_max_retries=0)
     async with build_core(settings, config) as core:
         (before,) = await ConsoleFrontend(core).handle_line("sources")
-        assert before == f"✔ LLM at {fake.base_url}: answering; 0 calls, 0 failed"
-        fake.then(DOWN, DOWN, DOWN)
+        assert before == f"✔ LLM at {fake_openai.base_url}: answering; 0 calls, 0 failed"
+        fake_openai.then(DOWN, DOWN, DOWN)
         for n in range(4):
             mention = await stored(core, ASKS[n])
             await core.review.draft(mention.id, SYSTEM, notify=False)
         (line,) = await ConsoleFrontend(core).handle_line("sources")
-        assert line.startswith(f"✘ LLM at {fake.base_url}: not answering since ")
+        assert line.startswith(f"✘ LLM at {fake_openai.base_url}: not answering since ")
     report = await status(settings)
     assert report[:2] == ["Sources:", f"  {line}"]
-    assert len(fake.requests) == 3
+    assert len(fake_openai.requests) == 3
 
-    offline = llm_settings(tmp_path, fake, openai_base_url=None, openai_api_key=None)
+    offline = llm_settings(tmp_path, fake_openai, openai_base_url=None, openai_api_key=None)
     async with build_core(offline, config) as core:
         assert await ConsoleFrontend(core).handle_line("sources") == ["No sources configured."]
 

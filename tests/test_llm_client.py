@@ -4,69 +4,23 @@
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
-from typing import Any
 
 import pytest
 
-from bot.drafting.llm import DRAFT_SCHEMA, parse_variants
-from bot.events import Event, EventBus, Notice
+from bot.drafting.llm import DRAFT_SCHEMA
+from bot.events import Notice
 from bot.llm.client import (
     BudgetExhausted,
-    JsonTask,
     LlmBadOutput,
-    LlmClient,
-    LlmConfig,
     LlmUnavailable,
     parse_json_object,
     retry_after_seconds,
 )
 from bot.storage.store import Store
 from fakes.openai import FakeOpenAI, Step
-
-MESSAGES: list[Any] = [
-    {"role": "system", "content": "# Task: draft replies"},
-    {"role": "user", "content": "Write 2 reply variants to the mention below."},
-]
-
-
-class RecordingBus(EventBus):
-    """Keeps what is published, for assertions."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.events: list[Event] = []
-
-    def publish(self, event: Event) -> None:
-        self.events.append(event)
-
-
-@pytest.fixture
-async def fake() -> AsyncIterator[FakeOpenAI]:
-    server = await FakeOpenAI().start()
-    yield server
-    await server.stop()
-
-
-def client(fake: FakeOpenAI, store: Store, bus: EventBus | None = None, **kw: Any) -> LlmClient:
-    options: dict[str, Any] = {"timeout": 0.3, "max_retries": 2, "backoff": 0.01} | kw
-    config = LlmConfig(model="fake-model", api_key="test-key", base_url=fake.base_url, **options)
-    return LlmClient(config, store, bus or RecordingBus())
-
-
-async def draft_call(llm: LlmClient) -> list[str]:
-    texts, _ = await llm.complete_json(
-        MESSAGES,
-        model="fake-model",
-        schema_name="parley_draft",
-        schema=DRAFT_SCHEMA,
-        parse=parse_variants,
-        task=JsonTask("draft", "acme", 1),
-        max_tokens=500,
-    )
-    return texts
+from tests.llm_harness import RecordingBus, draft_call, llm_client
 
 
 async def usage_rows(store: Store) -> list[tuple[str, int, int]]:
@@ -76,12 +30,14 @@ async def usage_rows(store: Store) -> list[tuple[str, int, int]]:
     return [(r[0], r[1], r[2]) for r in rows]
 
 
-async def test_asks_for_a_json_schema_and_records_usage(fake: FakeOpenAI, store: Store) -> None:
-    llm = client(fake, store)
+async def test_asks_for_a_json_schema_and_records_usage(
+    fake_openai: FakeOpenAI, store: Store
+) -> None:
+    llm = llm_client(fake_openai, store)
     texts = await draft_call(llm)
     await llm.aclose()
     assert len(texts) == 2 and all("Thanks for reaching out" in t for t in texts)
-    (request,) = fake.requests
+    (request,) = fake_openai.requests
     assert request["model"] == "fake-model"
     assert request["response_format"]["type"] == "json_schema"
     assert request["response_format"]["json_schema"]["name"] == "parley_draft"
@@ -93,100 +49,100 @@ async def test_asks_for_a_json_schema_and_records_usage(fake: FakeOpenAI, store:
     )
 
 
-async def test_malformed_json_is_repaired_once(fake: FakeOpenAI, store: Store) -> None:
-    fake.then(Step("malformed"))
-    llm = client(fake, store)
+async def test_malformed_json_is_repaired_once(fake_openai: FakeOpenAI, store: Store) -> None:
+    fake_openai.then(Step("malformed"))
+    llm = llm_client(fake_openai, store)
     texts = await draft_call(llm)
     await llm.aclose()
     assert len(texts) == 2
-    repair = fake.requests[1]["messages"]
+    repair = fake_openai.requests[1]["messages"]
     assert repair[-2] == {"role": "assistant", "content": 'Sure! {"variants": ["Hi there", '}
     assert "only the JSON object" in repair[-1]["content"]
     assert [p for p, _, _ in await usage_rows(store)] == ["draft", "draft:repair"]
 
 
-async def test_malformed_twice_is_an_error(fake: FakeOpenAI, store: Store) -> None:
-    fake.then(Step("malformed"), Step("content", content="no json here"))
-    llm = client(fake, store)
+async def test_malformed_twice_is_an_error(fake_openai: FakeOpenAI, store: Store) -> None:
+    fake_openai.then(Step("malformed"), Step("content", content="no json here"))
+    llm = llm_client(fake_openai, store)
     with pytest.raises(LlmBadOutput, match="not usable twice"):
         await draft_call(llm)
     await llm.aclose()
-    assert len(fake.requests) == 2
+    assert len(fake_openai.requests) == 2
 
 
-async def test_an_empty_choice_list_is_repaired(fake: FakeOpenAI, store: Store) -> None:
-    fake.then(Step("empty"))
-    llm = client(fake, store)
+async def test_an_empty_choice_list_is_repaired(fake_openai: FakeOpenAI, store: Store) -> None:
+    fake_openai.then(Step("empty"))
+    llm = llm_client(fake_openai, store)
     assert len(await draft_call(llm)) == 2
     await llm.aclose()
-    assert "(empty answer)" in fake.requests[1]["messages"][-2]["content"]
+    assert "(empty answer)" in fake_openai.requests[1]["messages"][-2]["content"]
 
 
-async def test_a_timeout_is_retried(fake: FakeOpenAI, store: Store) -> None:
-    fake.then(Step("sleep", delay=1.5))
-    llm = client(fake, store, timeout=0.2)
+async def test_a_timeout_is_retried(fake_openai: FakeOpenAI, store: Store) -> None:
+    fake_openai.then(Step("sleep", delay=1.5))
+    llm = llm_client(fake_openai, store, timeout=0.2)
     started = time.monotonic()
     assert len(await draft_call(llm)) == 2
     assert time.monotonic() - started < 1.2  # the first request was cut at 0.2 s, not awaited
     await llm.aclose()
-    assert len(fake.requests) == 2
+    assert len(fake_openai.requests) == 2
 
 
 async def test_timeouts_every_time_make_the_server_unavailable(
-    fake: FakeOpenAI, store: Store
+    fake_openai: FakeOpenAI, store: Store
 ) -> None:
-    fake.then(*[Step("sleep", delay=0.4)] * 2)
-    llm = client(fake, store, timeout=0.1, max_retries=1)
+    fake_openai.then(*[Step("sleep", delay=0.4)] * 2)
+    llm = llm_client(fake_openai, store, timeout=0.1, max_retries=1)
     with pytest.raises(LlmUnavailable, match="failed 2 times \\(timed out\\)"):
         await draft_call(llm)
     await llm.aclose()
     assert await usage_rows(store) == []
 
 
-async def test_429_honours_retry_after(fake: FakeOpenAI, store: Store) -> None:
-    fake.then(Step("status", status=429, headers={"Retry-After": "1"}))
-    llm = client(fake, store, backoff=0.0)
+async def test_429_honours_retry_after(fake_openai: FakeOpenAI, store: Store) -> None:
+    fake_openai.then(Step("status", status=429, headers={"Retry-After": "1"}))
+    llm = llm_client(fake_openai, store, backoff=0.0)
     started = time.monotonic()
     assert len(await draft_call(llm)) == 2
     assert time.monotonic() - started >= 0.95
     await llm.aclose()
-    assert len(fake.requests) == 2
+    assert len(fake_openai.requests) == 2
 
 
-async def test_500_is_retried_then_given_up(fake: FakeOpenAI, store: Store) -> None:
-    fake.then(Step("status", status=500, headers={"retry-after-ms": "10"}))
-    llm = client(fake, store)
+async def test_500_is_retried_then_given_up(fake_openai: FakeOpenAI, store: Store) -> None:
+    fake_openai.then(Step("status", status=500, headers={"retry-after-ms": "10"}))
+    llm = llm_client(fake_openai, store)
     assert len(await draft_call(llm)) == 2
-    fake.then(*[Step("status", status=503)] * 3)
+    fake_openai.then(*[Step("status", status=503)] * 3)
     with pytest.raises(LlmUnavailable, match="failed 3 times \\(HTTP 503\\)"):
         await draft_call(llm)
     await llm.aclose()
-    assert len(fake.requests) == 5
+    assert len(fake_openai.requests) == 5
 
 
 async def test_a_server_without_json_schema_gets_the_tolerant_parser(
-    fake: FakeOpenAI, store: Store
+    fake_openai: FakeOpenAI, store: Store
 ) -> None:
-    fake.then(Step("refuse_schema"))
-    llm = client(fake, store)
+    fake_openai.then(Step("refuse_schema"))
+    llm = llm_client(fake_openai, store)
     assert len(await draft_call(llm)) == 2
     assert len(await draft_call(llm)) == 2
     await llm.aclose()
-    assert "response_format" in fake.requests[0]
-    assert all("response_format" not in r for r in fake.requests[1:])
+    assert "response_format" in fake_openai.requests[0]
+    assert all("response_format" not in r for r in fake_openai.requests[1:])
 
 
 async def test_the_daily_budget_pauses_calls_with_one_notice(
-    fake: FakeOpenAI, store: Store
+    fake_openai: FakeOpenAI, store: Store
 ) -> None:
     bus = RecordingBus()
-    llm = client(fake, store, bus, daily_tokens=20)
+    llm = llm_client(fake_openai, store, bus, daily_tokens=20)
     await draft_call(llm)  # the first call spends more than the budget
     for _ in range(2):
         with pytest.raises(BudgetExhausted, match="budget \\(20 tokens\\) is used up"):
             await draft_call(llm)
     await llm.aclose()
-    assert len(fake.requests) == 1
+    assert len(fake_openai.requests) == 1
     notices = [e for e in bus.events if isinstance(e, Notice)]
     assert len(notices) == 1 and "PARLEY_LLM_DAILY_TOKENS" in notices[0].text
 

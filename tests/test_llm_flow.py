@@ -40,20 +40,13 @@ LLM_CONFIG: dict[str, Any] = {
 }
 
 
-@pytest.fixture
-async def fake() -> AsyncIterator[FakeOpenAI]:
-    server = await FakeOpenAI().start()
-    yield server
-    await server.stop()
-
-
-def llm_settings(tmp_path: Path, fake: FakeOpenAI, **kw: Any) -> Settings:
+def llm_settings(tmp_path: Path, fake_openai: FakeOpenAI, **kw: Any) -> Settings:
     return Settings(
         _env_file=None,
         parley_db_path=tmp_path / "parley.db",
         parley_prompts_dir=ROOT / "prompts",
         parley_default_publisher="log",
-        openai_base_url=fake.base_url,
+        openai_base_url=fake_openai.base_url,
         openai_api_key="test-key",
         openai_model="fake-draft",
         openai_triage_model="fake-triage",
@@ -70,9 +63,9 @@ def llm_config() -> ParleyConfig:
 
 @pytest.fixture
 async def llm_core(
-    tmp_path: Path, fake: FakeOpenAI, llm_config: ParleyConfig
+    tmp_path: Path, fake_openai: FakeOpenAI, llm_config: ParleyConfig
 ) -> AsyncIterator[Core]:
-    async with build_core(llm_settings(tmp_path, fake), llm_config) as core:
+    async with build_core(llm_settings(tmp_path, fake_openai), llm_config) as core:
         yield core
 
 
@@ -89,11 +82,11 @@ async def alert(core: Core, *texts: str, platform: str = "rss", reach: int = 120
     return [await core.store.mentions.get(m.id) for m in alerted]
 
 
-def purposes(fake: FakeOpenAI) -> list[str]:
-    return [r["response_format"]["json_schema"]["name"] for r in fake.requests]
+def purposes(fake_openai: FakeOpenAI) -> list[str]:
+    return [r["response_format"]["json_schema"]["name"] for r in fake_openai.requests]
 
 
-async def test_alerts_arrive_triaged_and_drafted(llm_core: Core, fake: FakeOpenAI) -> None:
+async def test_alerts_arrive_triaged_and_drafted(llm_core: Core, fake_openai: FakeOpenAI) -> None:
     assert llm_core.drafter.name == "llm"
     alerted = await alert(
         llm_core,
@@ -102,9 +95,9 @@ async def test_alerts_arrive_triaged_and_drafted(llm_core: Core, fake: FakeOpenA
         "Riding my acme broom to the quidditch match",
     )
     # one triage call for the whole poll, then one call per drafted mention
-    assert purposes(fake) == ["parley_triage", "parley_draft", "parley_draft"]
-    assert fake.requests[0]["model"] == "fake-triage"
-    assert fake.requests[1]["model"] == "fake-draft"
+    assert purposes(fake_openai) == ["parley_triage", "parley_draft", "parley_draft"]
+    assert fake_openai.requests[0]["model"] == "fake-triage"
+    assert fake_openai.requests[1]["model"] == "fake-draft"
     by_text = {m.text: m for m in alerted}
     question = by_text["Is acme down for anyone?"]
     assert question.intent == "question" and question.triage is not None
@@ -124,15 +117,19 @@ async def test_alerts_arrive_triaged_and_drafted(llm_core: Core, fake: FakeOpenA
 
 
 async def test_the_static_prompt_prefix_is_identical_across_calls(
-    llm_core: Core, fake: FakeOpenAI
+    llm_core: Core, fake_openai: FakeOpenAI
 ) -> None:
     await alert(llm_core, "acme question one?", "acme: a very different complaint, broken")
     await alert(llm_core, "acme third mention?")
     drafts = [
-        r for r in fake.requests if r["response_format"]["json_schema"]["name"].endswith("draft")
+        r
+        for r in fake_openai.requests
+        if r["response_format"]["json_schema"]["name"].endswith("draft")
     ]
     triages = [
-        r for r in fake.requests if r["response_format"]["json_schema"]["name"].endswith("triage")
+        r
+        for r in fake_openai.requests
+        if r["response_format"]["json_schema"]["name"].endswith("triage")
     ]
     assert len(drafts) == 3 and len(triages) == 2
     for group in (drafts, triages):
@@ -153,9 +150,9 @@ async def test_the_static_prompt_prefix_is_identical_across_calls(
 
 
 async def test_over_long_variants_are_shortened_or_dropped(
-    llm_core: Core, fake: FakeOpenAI
+    llm_core: Core, fake_openai: FakeOpenAI
 ) -> None:
-    fake.then(Step("ok"), Step("overlong"))  # triage, then the draft
+    fake_openai.then(Step("ok"), Step("overlong"))  # triage, then the draft
     (mention,) = await alert(llm_core, "acme is great, thanks!", platform="x")
     drafts = await llm_core.store.drafts.current(mention.id)
     assert drafts
@@ -165,24 +162,24 @@ async def test_over_long_variants_are_shortened_or_dropped(
         assert any("shortened to fit x's limit of 280" in f for f in draft.flags)
 
 
-async def test_tweaks_and_instructions(llm_core: Core, fake: FakeOpenAI) -> None:
+async def test_tweaks_and_instructions(llm_core: Core, fake_openai: FakeOpenAI) -> None:
     (mention,) = await alert(llm_core, "How do I export from acme?")
     first = await llm_core.store.drafts.selected(mention.id)
     assert first is not None
     drafts = await llm_core.review.draft(mention.id, CM, instruction="shorter")
-    user = fake.user_messages()[-1]
+    user = fake_openai.user_messages()[-1]
     assert f"Tweak: {TWEAKS[0].instruction}" in user
     assert re.search(r"<<<DATA \w+ current-draft>>>\n" + re.escape(first.text), user)
     assert all(d.text.startswith("On it") for d in drafts)
     await llm_core.review.draft(mention.id, CM, instruction="translate")
-    assert "Reply language: en (the brand's language)" in fake.user_messages()[-1]
+    assert "Reply language: en (the brand's language)" in fake_openai.user_messages()[-1]
     await llm_core.review.draft(mention.id, CM, instruction="mention the  status page")
-    user = fake.user_messages()[-1]
+    user = fake_openai.user_messages()[-1]
     assert "Instruction from the community manager: mention the status page" in user
     assert [t.key for t in TWEAKS] == ["shorter", "warmer", "formal", "translate"]
 
 
-async def test_crisis_legal_needs_a_person_to_edit(llm_core: Core, fake: FakeOpenAI) -> None:
+async def test_crisis_legal_needs_a_person_to_edit(llm_core: Core, fake_openai: FakeOpenAI) -> None:
     (mention,) = await alert(llm_core, "acme lost my data, my lawyer will be in touch")
     assert mention.intent == "crisis_legal" and mention.urgent
     with pytest.raises(UserFacingError, match="crisis/legal: a person must write or edit"):
@@ -202,9 +199,9 @@ async def test_negative_and_high_reach_is_urgent(llm_core: Core) -> None:
 
 
 async def test_budget_exhaustion_pauses_drafting_with_a_notice(
-    tmp_path: Path, fake: FakeOpenAI, llm_config: ParleyConfig
+    tmp_path: Path, fake_openai: FakeOpenAI, llm_config: ParleyConfig
 ) -> None:
-    settings = llm_settings(tmp_path, fake, parley_llm_daily_tokens=50)
+    settings = llm_settings(tmp_path, fake_openai, parley_llm_daily_tokens=50)
     async with build_core(settings, llm_config) as core:
         events: list[Event] = []
         core.bus.publish = events.append  # type: ignore[method-assign,assignment]
@@ -217,17 +214,19 @@ async def test_budget_exhaustion_pauses_drafting_with_a_notice(
         assert len(notices) == 1 and "budget" in notices[0].text
         with pytest.raises(UserFacingError, match="budget"):
             await core.review.draft(second.id, CM)
-    assert len(fake.requests) == 1
+    assert len(fake_openai.requests) == 1
 
 
-async def test_a_failing_server_falls_back_to_templates(llm_core: Core, fake: FakeOpenAI) -> None:
-    fake.then(*[Step("status", status=500, headers={"retry-after-ms": "1"})] * 4)
+async def test_a_failing_server_falls_back_to_templates(
+    llm_core: Core, fake_openai: FakeOpenAI
+) -> None:
+    fake_openai.then(*[Step("status", status=500, headers={"retry-after-ms": "1"})] * 4)
     (mention,) = await alert(llm_core, "acme question?")
     assert mention.triage is not None and mention.triage.by == "rules"
     drafts = await llm_core.store.drafts.current(mention.id)
     assert drafts and all(d.model is None for d in drafts)  # the offline templates
     assert {d.origin for d in drafts} == {"offline"}  # not "llm": the drafter fell back
-    fake.then(*[Step("status", status=500, headers={"retry-after-ms": "1"})] * 2)
+    fake_openai.then(*[Step("status", status=500, headers={"retry-after-ms": "1"})] * 2)
     with pytest.raises(UserFacingError, match="could not redraft"):
         await llm_core.review.draft(mention.id, CM, instruction="warmer")
 

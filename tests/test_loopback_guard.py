@@ -9,7 +9,7 @@ import httpx
 import pytest
 from aiohttp import web
 
-from tests.helpers import serve_app
+from fakes.loopback import serve_app
 
 
 @pytest.mark.parametrize("address", [("192.0.2.1", 443), ("2001:db8::1", 443, 0, 0)])

@@ -1,5 +1,5 @@
 """Parley's Mastodon connector against the real `mastodon-mock` server run as a process
-(tests/mastodon_mock_server.py): mention notifications, cursor resumption, hashtag timelines,
+(fakes/mastodon_mock.py): mention notifications, cursor resumption, hashtag timelines,
 ``v2/search``, replies with ``in_reply_to_id`` and an ``Idempotency-Key``, reconciliation after
 a lost answer, and the instance's errors. The customer @dana talks; Parley answers as @acme."""
 
@@ -18,12 +18,9 @@ from bot.connectors.mastodon.connector import MastodonPublisher, MastodonSource
 from bot.domain.models import Mention, RawMention, Reply
 from bot.domain.states import MentionState, ReplyState
 from bot.errors import PublishError, SourceError, SourceRateLimited
-from tests import mastodon_mock_server
-from tests.mastodon_mock_server import BRAND, BRAND_TOKEN, CUSTOMER, CUSTOMER_TOKEN, MastodonMock
+from fakes.mastodon_mock import BRAND, BRAND_TOKEN, CUSTOMER, CUSTOMER_TOKEN, MastodonMock
 
 # The server fixtures (pytest finds fixtures by module attribute): one process per module.
-mastodon_instance = mastodon_mock_server.mastodon_instance
-mastodon = mastodon_mock_server.mastodon
 
 
 def settings(server: MastodonMock, **overrides: Any) -> MastodonSourceConfig:

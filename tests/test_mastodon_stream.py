@@ -1,5 +1,5 @@
 """Mastodon mentions in real time over the streaming API (SSE): the stream against the loopback
-fake's notification stream (tests/fake_mastodon.py), the source's hand-over and fallback poll,
+fake's notification stream (fakes/mastodon.py), the source's hand-over and fallback poll,
 and one mention streamed by the real mastodon-mock server."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -21,12 +21,9 @@ from bot.connectors.mastodon.connector import STREAM_DRAIN_INTERVAL, MastodonSou
 from bot.connectors.mastodon.stream import Backoff, MastodonStream, SseEvent, SseParser
 from bot.domain.models import RawMention
 from bot.errors import CredentialsRejected, SourceError
-from tests import mastodon_mock_server
-from tests.fake_mastodon import TOKEN, FakeMastodon
-from tests.mastodon_mock_server import BRAND, BRAND_TOKEN, MastodonMock
-
-mastodon_instance = mastodon_mock_server.mastodon_instance
-mastodon = mastodon_mock_server.mastodon
+from fakes.mastodon import TOKEN, FakeMastodon
+from fakes.mastodon_mock import BRAND, BRAND_TOKEN, MastodonMock
+from tests.helpers import eventually
 
 FAST = Backoff(initial=0.05, maximum=0.2, stable=60.0)
 STREAM_LOGGER = "bot.connectors.mastodon.stream"
@@ -54,23 +51,16 @@ def config(base_url: str, **overrides: Any) -> MastodonSourceConfig:
     return MastodonSourceConfig.model_validate(values | overrides)
 
 
-async def eventually(check: Callable[[], bool], within: float = 30.0) -> None:
-    deadline = time.monotonic() + within
-    while not check():
-        assert time.monotonic() < deadline, "condition not met in time"
-        await asyncio.sleep(0.01)
-
-
 async def stream_a_mention(
     server: FakeMastodon, source: MastodonSource, text: str
 ) -> dict[str, Any]:
     """Once the source's stream is open, a mention posted and delivered through it."""
     stream = source.stream
     assert stream is not None
-    await eventually(lambda: bool(server.streams))
+    await eventually(lambda: bool(server.streams), "the stream to open")
     delivered = stream.delivered
     status = server.add_status(text, mention=True)
-    await eventually(lambda: stream.delivered == delivered + 1)
+    await eventually(lambda: stream.delivered == delivered + 1, "the mention to be delivered")
     return status
 
 
@@ -78,11 +68,14 @@ async def handed_over(
     source: MastodonSource, cursor: dict[str, str], within: float = 30.0
 ) -> FetchResult:
     """The first fetch (with ``cursor``) that returns items."""
-    deadline = time.monotonic() + within
-    while not (result := await source.fetch(cursor)).items:
-        assert time.monotonic() < deadline, "nothing handed over in time"
-        await asyncio.sleep(0.01)
-    return result
+    fetched: list[FetchResult] = []
+
+    async def has_items() -> bool:
+        fetched.append(await source.fetch(cursor))
+        return bool(fetched[-1].items)
+
+    await eventually(has_items, "a fetch to hand items over", within)
+    return fetched[-1]
 
 
 class Streaming:
@@ -134,7 +127,7 @@ async def test_streamed_mention_is_handed_over_without_polling(
         assert server.stream_connections == 0  # building the source opened nothing
         first = await source.fetch({})
         assert first.items == []
-        await eventually(lambda: bool(server.streams))
+        await eventually(lambda: bool(server.streams), "the stream to open")
         polls = [r for r in server.requests if r.startswith("GET /api/v1/notifications")]
         status = server.add_status("@parley is acme down?", mention=True)
         result = await handed_over(source, first.cursor)
@@ -157,7 +150,7 @@ async def test_heartbeats_other_events_and_malformed_ones_are_not_mentions(
     server, base_url = fake
     caplog.set_level(logging.WARNING, logger=STREAM_LOGGER)
     async with Streaming(base_url) as streaming:
-        await eventually(lambda: bool(server.streams))
+        await eventually(lambda: bool(server.streams), "the stream to open")
         server.send_raw(b":thump\n\n:thump\n\n")
         server.send_event("notification", "{not json")
         server.send_event("notification", json.dumps({"type": "mention", "status": {"id": "1"}}))
@@ -165,7 +158,7 @@ async def test_heartbeats_other_events_and_malformed_ones_are_not_mentions(
         server.send_event("update", json.dumps({"id": "5"}))
         server.send_event("filters_changed", "undefined")
         status = server.add_status("@parley hello", mention=True)
-        await eventually(lambda: bool(streaming.mentions))
+        await eventually(lambda: bool(streaming.mentions), "a streamed mention")
         assert [m.external_id for m in streaming.mentions] == [status["id"]]
         assert streaming.stream.connections == 1 and streaming.stream.running
     skipped = [r.getMessage() for r in caplog.records if "malformed" in r.getMessage()]
@@ -177,7 +170,7 @@ async def test_heartbeats_other_events_and_malformed_ones_are_not_mentions(
 async def test_crlf_framed_events_split_across_chunks(fake: tuple[FakeMastodon, str]) -> None:
     server, base_url = fake
     async with Streaming(base_url) as streaming:
-        await eventually(lambda: bool(server.streams))
+        await eventually(lambda: bool(server.streams), "the stream to open")
         status = server.add_status("@parley split", mention=False)
         payload = json.dumps({"id": "1", "type": "mention", "status": status})
         server.send_raw(b"event: notification\r")
@@ -185,7 +178,7 @@ async def test_crlf_framed_events_split_across_chunks(fake: tuple[FakeMastodon, 
         server.send_raw(b"\ndata: " + payload.encode() + b"\r")
         await asyncio.sleep(0.02)
         server.send_raw(b"\n\r\n")
-        await eventually(lambda: bool(streaming.mentions))
+        await eventually(lambda: bool(streaming.mentions), "a streamed mention")
         assert [m.text for m in streaming.mentions] == ["@parley split"]
 
 
@@ -195,11 +188,13 @@ async def test_reconnects_after_the_server_drops_the_stream(
     server, base_url = fake
     caplog.set_level(logging.WARNING, logger=STREAM_LOGGER)
     async with Streaming(base_url) as streaming:
-        await eventually(lambda: bool(server.streams))
+        await eventually(lambda: bool(server.streams), "the stream to open")
         server.drop_streams()
-        await eventually(lambda: server.stream_connections == 2 and bool(server.streams))
+        await eventually(
+            lambda: server.stream_connections == 2 and bool(server.streams), "a reconnection"
+        )
         status = server.add_status("@parley back again", mention=True)
-        await eventually(lambda: bool(streaming.mentions))
+        await eventually(lambda: bool(streaming.mentions), "a streamed mention")
         assert [m.external_id for m in streaming.mentions] == [status["id"]]
     assert any(
         "the server closed the stream; reconnecting" in r.getMessage() for r in caplog.records
@@ -209,7 +204,7 @@ async def test_reconnects_after_the_server_drops_the_stream(
 async def test_silent_stream_is_opened_again(fake: tuple[FakeMastodon, str]) -> None:
     server, base_url = fake
     async with Streaming(base_url, read_timeout=0.2) as streaming:
-        await eventually(lambda: server.stream_connections >= 2)
+        await eventually(lambda: server.stream_connections >= 2, "a second connection")
         server.send_raw(b":thump\n\n")  # a heartbeat keeps the new one alive
         assert streaming.stream.running and streaming.stream.ended is None
 
@@ -219,7 +214,7 @@ async def test_rate_limited_stream_waits_for_retry_after(fake: tuple[FakeMastodo
     server.fail_next("/api/v1/streaming", 429, {"Retry-After": "1"})
     started = time.monotonic()
     async with Streaming(base_url):
-        await eventually(lambda: bool(server.streams))
+        await eventually(lambda: bool(server.streams), "the stream to open")
     assert time.monotonic() - started >= 0.95  # not the 0.05 s backoff
     assert server.stream_connections == 1
 
@@ -241,11 +236,13 @@ async def test_unexpected_error_is_logged_and_the_stream_restarts(
     stream = MastodonStream(client, config(base_url), deliver, backoff=FAST)
     stream.start()
     try:
-        await eventually(lambda: bool(server.streams))
+        await eventually(lambda: bool(server.streams), "the stream to open")
         server.add_status("@parley first", mention=True)
-        await eventually(lambda: server.stream_connections == 2 and bool(server.streams))
+        await eventually(
+            lambda: server.stream_connections == 2 and bool(server.streams), "a reconnection"
+        )
         second = server.add_status("@parley second", mention=True)
-        await eventually(lambda: len(delivered) == 2)
+        await eventually(lambda: len(delivered) == 2, "two delivered mentions")
         assert delivered == ["boom", second["id"]] and stream.running
     finally:
         await stream.aclose()
@@ -265,7 +262,7 @@ async def test_rejected_token_ends_streaming_and_polling_reports_it(
             await source.fetch({})
         stream = source.stream
         assert stream is not None
-        await eventually(lambda: not stream.running)
+        await eventually(lambda: not stream.running, "the stream to stop")
         message = (
             f"mastodon source 'masto' ({base_url}): the access token in MASTODON_ACCESS_TOKEN "
             "was rejected (expired, revoked or mistyped)"
@@ -291,7 +288,7 @@ async def test_instance_without_streaming_leaves_polling_alone(
         await source.fetch({})
         stream = source.stream
         assert stream is not None
-        await eventually(lambda: not stream.running)
+        await eventually(lambda: not stream.running, "the stream to stop")
         assert stream.ended is not None and "offers no stream" in stream.ended
         assert "set streaming = false" in stream.ended
         assert source.interval == 120.0
@@ -346,7 +343,7 @@ async def test_aclose_stops_the_stream_task(fake: tuple[FakeMastodon, str]) -> N
     server, base_url = fake
     source = MastodonSource.create(config(base_url), TOKEN)
     await source.fetch({})
-    await eventually(lambda: bool(server.streams))
+    await eventually(lambda: bool(server.streams), "the stream to open")
     stream = source.stream
     assert stream is not None and stream.running
     await source.aclose()
@@ -364,7 +361,7 @@ async def test_mastodon_mock_streams_a_mention(mastodon: MastodonMock) -> None:
         await source.fetch({})
         stream = source.stream
         assert stream is not None
-        await eventually(lambda: stream.connections == 1)
+        await eventually(lambda: stream.connections == 1, "the stream to connect")
         status = await mastodon.post(f"@{BRAND} is the API down for anyone else?")
         got = (await handed_over(source, {})).items
         assert [m.external_id for m in got] == [status["id"]]

@@ -18,12 +18,9 @@ from bot.connectors.instagram.connector import InstagramSource
 from bot.events import Event, Notice
 from bot.pipeline.credentials import RefusedCredentials
 from bot.pipeline.runner import SourceRunner
-from tests import fake_graph
-from tests.fake_graph import IG_PERMISSIONS, IG_TOKEN, PAGE_PERMISSIONS, PAGE_TOKEN, FakeGraph
-from tests.test_connector_facebook import config as facebook_config
-from tests.test_connector_instagram import config as instagram_config
+from fakes.graph import IG_PERMISSIONS, IG_TOKEN, PAGE_PERMISSIONS, PAGE_TOKEN, FakeGraph
+from tests.connectors import facebook_config, instagram_config
 
-graph = fake_graph.graph
 TOKEN_ENV = "META_PAGE_ACCESS_TOKEN"
 
 

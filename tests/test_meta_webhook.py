@@ -19,8 +19,8 @@ from bot.connectors.webhook.connector import sign
 from bot.errors import ConfigError
 from bot.pipeline.runner import SourceRunner
 from bot.settings import Settings
+from fakes.graph import PAGE_ID, PAGE_TOKEN, VERSION, FakeGraph, fixture, serve
 from tests.conftest import BASIC_CONFIG
-from tests.fake_graph import PAGE_ID, PAGE_TOKEN, VERSION, FakeGraph, fixture, serve
 
 APP_SECRET = "0f1e2d3c4b5a69788796a5b4c3d2e1f0"
 VERIFY_TOKEN = "parley-verify-2718"

@@ -15,12 +15,12 @@ from bot.connectors.rss.connector import RssSource, RssSourceConfig
 from bot.frontends.ratelimit_logs import quiet_handled_rate_limits
 from bot.pipeline.runner import SourceRunner
 from bot.storage.store import Store
+from fakes.loopback import serve_app
+from fakes.mastodon import FakeMastodon
 from fakes.openai import FakeOpenAI, Step
-from tests.fake_mastodon import FakeMastodon
-from tests.helpers import approve_first_find, post_through, serve_app
-from tests.test_connector_mastodon import publisher as mastodon_publisher
-from tests.test_connector_mastodon import source as mastodon_source
-from tests.test_llm_client import client, draft_call
+from tests.connectors import mastodon_publisher, mastodon_source
+from tests.helpers import approve_first_find, post_through
+from tests.llm_harness import draft_call, llm_client
 
 
 def warnings_only(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
@@ -61,7 +61,7 @@ async def test_an_llm_told_to_wait_logs_one_line(
     fake = await FakeOpenAI().start()
     try:
         fake.then(Step("status", status=429, headers={"Retry-After": "0"}))
-        llm = client(fake, store)
+        llm = llm_client(fake, store)
         with caplog.at_level(logging.INFO):
             assert len(await draft_call(llm)) == 2
         await llm.aclose()

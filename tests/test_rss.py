@@ -19,6 +19,7 @@ from bot.connectors.rss import connector as rss_connector
 from bot.connectors.rss.connector import RssSource, RssSourceConfig
 from bot.domain.models import MAX_TEXT_CHARS
 from bot.errors import SourceError, SourceRateLimited
+from tests.helpers import rss_feed
 
 FIXTURES = Path(__file__).parent / "fixtures"
 GOOGLE_ALERTS = (FIXTURES / "google_alerts_feed.xml").read_bytes()
@@ -26,13 +27,6 @@ TALKWALKER = (FIXTURES / "talkwalker_alerts.xml").read_bytes()
 SECRET = "OPBCI5UQ3FZZB3KO7OUH7LAPOCBZ"
 LAST_MODIFIED = "Fri, 04 Jun 2021 16:18:45 GMT"
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-
-
-def rss_feed(
-    items: str, *, declaration: bytes = b'<?xml version="1.0" encoding="utf-8"?>'
-) -> bytes:
-    body = f'<rss version="2.0"><channel><title>t</title>{items}</channel></rss>'
-    return declaration + body.encode()
 
 
 @dataclass

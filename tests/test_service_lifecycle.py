@@ -22,15 +22,14 @@ from dataclasses import dataclass
 from email.utils import format_datetime
 from pathlib import Path
 
-import pytest
-
 from bot.domain.models import utcnow
 from bot.frontends.discord.link import REFUSED as DISCORD_REFUSED
 from bot.frontends.telegram.link import REFUSED as TELEGRAM_REFUSED
-from tests.fake_discord import APPROVER_ROLE_ID, CHANNEL_ID, GUILD_ID, FakeDiscord
-from tests.fake_telegram import FakeTelegram
+from fakes.discord import APPROVER_ROLE_ID, CHANNEL_ID, GUILD_ID, FakeDiscord
+from fakes.telegram import FakeTelegram
+from tests.conftest import ROOT
+from tests.helpers import eventually
 
-ROOT = Path(__file__).resolve().parent.parent
 TIMEOUT = 60.0  # generous: a loaded 2-core machine takes seconds just to import the bot
 TOKEN = "7000000001:AAH-secret-test-token_0123456789abcdef"
 CHAT = -1001234567890
@@ -67,17 +66,14 @@ class Worker:
 
     async def until(self, condition: Callable[[], bool | Awaitable[bool]], what: str) -> None:
         """Wait until ``condition`` holds; fail with the log if it never does."""
-        deadline = time.monotonic() + TIMEOUT
-        while True:
-            held = condition()
-            if not isinstance(held, bool):
-                held = await held
-            if held:
-                return
-            if self.proc.returncode is not None or time.monotonic() > deadline:
-                how = "timed out" if self.proc.returncode is None else "exited"
-                pytest.fail(f"{self.name} {how} waiting for {what}:\n{self.stderr}")
-            await asyncio.sleep(0.05)
+        await eventually(
+            condition,
+            f"{what} ({self.name})",
+            TIMEOUT,
+            interval=0.05,
+            process=self.proc,
+            log=lambda: self.stderr,
+        )
 
 
 def free_port() -> int:

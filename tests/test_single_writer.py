@@ -28,7 +28,7 @@ from bot.config import ParleyConfig
 from bot.connectors.base import PublishResult
 from bot.connectors.registry import Publishers
 from bot.demo.runner import run_demo
-from bot.domain.models import SYSTEM, Actor, Mention, Reply
+from bot.domain.models import SYSTEM, Mention, Reply
 from bot.domain.states import ReplyState
 from bot.errors import DatabaseInUse, PublishError
 from bot.events import EventBus
@@ -37,10 +37,11 @@ from bot.settings import Settings
 from bot.storage.db import Database
 from bot.storage.instance_lock import hold_instance_lock, lock_path
 from bot.storage.store import Store
-from tests.fake_mastodon import FakeMastodon
-from tests.helpers import SteppedClock, eventually, raw
+from fakes.mastodon import FakeMastodon
+from tests.conftest import ROOT
+from tests.helpers import CM, SteppedClock, eventually, raw
 from tests.recording_publisher import RecordingPublisher
-from tests.test_crash_worker import (
+from tests.worker_harness import (
     TIMEOUT,
     Paths,
     approve_found_mention,
@@ -52,9 +53,7 @@ from tests.test_crash_worker import (
     worker,
 )
 
-CM = Actor(platform="console", user_id="cm", display_name="Ana")
 HOST = socket.gethostname()
-ROOT = Path(__file__).resolve().parent.parent
 
 
 def lock_record(db: Path) -> dict[str, object] | None:

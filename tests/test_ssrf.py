@@ -17,7 +17,7 @@ from bot.connectors.mastodon.api import MastodonSourceConfig
 from bot.connectors.mastodon.connector import MastodonSource
 from bot.connectors.rss.connector import RssSource, RssSourceConfig
 from bot.errors import SourceError
-from tests.helpers import serve_app
+from fakes.loopback import serve_app
 
 FEED = (
     b'<?xml version="1.0"?><rss version="2.0"><channel><title>t</title>'

@@ -6,8 +6,6 @@ import asyncio
 import json
 import logging
 import shutil
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -16,79 +14,21 @@ import pytest
 from pydantic import SecretStr
 from telegram.ext import AIORateLimiter
 
-from bot.app import Core, build_core, run_core
 from bot.config import ParleyConfig
 from bot.domain.states import MentionState, ReplyState
 from bot.drafting.tweaks import TWEAKS
-from bot.frontends.telegram import TelegramConfig, TelegramFrontend
 from bot.frontends.telegram.keyboards import Action, decode, encode
 from bot.frontends.telegram.render import MESSAGE_LIMIT, tg_len
 from bot.services.throttle import Rate, ThrottleLimits
 from bot.settings import Settings
+from fakes.telegram import FakeTelegram
+from tests import telegram_harness
 from tests.conftest import ROOT
-from tests.fake_telegram import FakeTelegram, user
-from tests.helpers import raw
+from tests.telegram_harness import ANN, BOB, CHAT, TOKEN, alert, message_of, running
 
-TOKEN = "7000000001:AAH-secret-test-token_0123456789abcdef"
-CHAT = -1001234567890
-ANN = user(111, "Ann", "ann")
-"""An approver."""
-BOB = user(222, "Bob")
-"""In the team chat, not an approver."""
-
-
-@pytest.fixture
-async def fake() -> AsyncIterator[FakeTelegram]:
-    server = FakeTelegram(TOKEN)
-    await server.start()
-    yield server
-    await server.stop()
-
-
-@pytest.fixture
-def tg_settings(tmp_path: Path, fake: FakeTelegram) -> Settings:
-    return Settings(
-        _env_file=None,
-        parley_db_path=tmp_path / "parley.db",
-        parley_prompts_dir=ROOT / "prompts",
-        parley_default_publisher="log",
-        telegram_bot_token=TOKEN,
-        telegram_api_base_url=fake.base_url,
-        telegram_alert_chat_id=str(CHAT),
-        telegram_approver_ids="111",
-    )
-
-
-@asynccontextmanager
-async def running(
-    settings: Settings, config: ParleyConfig, fake: FakeTelegram, **options: Any
-) -> AsyncIterator[tuple[Core, TelegramFrontend]]:
-    """Core + Telegram frontend running as `parley run` does, stopped cleanly at the end."""
-    async with build_core(settings, config) as core:
-        frontend = TelegramFrontend(core, TelegramConfig.from_settings(settings), **options)
-        stop = asyncio.Event()
-        task = asyncio.create_task(run_core(core, [frontend], stop))
-        if settings.telegram_webhook_url:
-            await fake.wait_for("setWebhook")
-        else:
-            await fake.wait_for("getUpdates", len(fake.of("getUpdates")) + 1)
-        try:
-            yield core, frontend
-        finally:
-            stop.set()
-            await asyncio.wait_for(task, 30)  # a loaded CI machine can be slow to shut down
-
-
-async def alert(core: Core, *texts: str, handle: str = "bob") -> list[int]:
-    batch = await core.ingestor.store_batch(
-        [raw(f"x{i}-{hash(t) & 0xFFFF}", t, handle=handle) for i, t in enumerate(texts)]
-    )
-    return [m.id for m in await core.alerter.alert(batch, first_poll=False)]
-
-
-def message_of(fake: FakeTelegram, core_ref: str) -> dict[str, Any]:
-    chat, _, message_id = core_ref.rpartition(":")
-    return fake.messages[(int(chat), int(message_id))]
+# The harness's fixtures (pytest finds fixtures by module attribute).
+fake = telegram_harness.fake
+tg_settings = telegram_harness.tg_settings
 
 
 async def test_alert_approve_posted_edits_the_alert_twice(

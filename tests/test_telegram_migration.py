@@ -15,15 +15,14 @@ import pytest
 
 from bot.config import ParleyConfig
 from bot.settings import Settings
-from tests import test_telegram
-from tests.fake_telegram import FakeTelegram, chat, user
+from fakes.telegram import FakeTelegram, chat, user
+from tests import telegram_harness
 from tests.helpers import eventually
-from tests.test_telegram import CHAT, alert, running
-from tests.test_tenancy import ask
+from tests.telegram_harness import CHAT, alert, ask, running
 
-# The fixtures of tests/test_telegram.py (pytest finds fixtures by module attribute).
-fake = test_telegram.fake
-tg_settings = test_telegram.tg_settings
+# The fixtures of tests/telegram_harness.py (pytest finds fixtures by module attribute).
+fake = telegram_harness.fake
+tg_settings = telegram_harness.tg_settings
 
 NEW = -1009999999999
 BOB = user(222, "Bob")

@@ -9,16 +9,16 @@ import pytest
 
 from bot.config import ParleyConfig
 from bot.settings import Settings
-from tests import test_telegram
-from tests.fake_telegram import FakeTelegram
-from tests.test_telegram import ANN, CHAT, alert, running
+from fakes.telegram import FakeTelegram
+from tests import telegram_harness
+from tests.telegram_harness import ANN, CHAT, alert, running
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
-# The fixtures of tests/test_telegram.py (pytest finds fixtures by module attribute).
-fake = test_telegram.fake
-tg_settings = test_telegram.tg_settings
+# The fixtures of tests/telegram_harness.py (pytest finds fixtures by module attribute).
+fake = telegram_harness.fake
+tg_settings = telegram_harness.tg_settings
 
 
 def png_size(png: bytes) -> tuple[int, int]:

@@ -4,15 +4,13 @@ against the fake Bot API on loopback."""
 
 from __future__ import annotations
 
-import asyncio
-import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from bot.app import Core, approver_policy
-from bot.config import ParleyConfig, parse_config
+from bot.config import parse_config
 from bot.domain.models import Actor
 from bot.errors import ConfigError, NotFound, PermissionDenied
 from bot.frontends.telegram import TelegramFrontend
@@ -20,52 +18,22 @@ from bot.frontends.telegram import frontend as telegram_frontend
 from bot.frontends.telegram.keyboards import Action, encode
 from bot.services.tenancy import Place, Tenancy
 from bot.settings import Settings
-from tests import test_telegram
-from tests.fake_telegram import Call, FakeTelegram, user
+from fakes.telegram import FakeTelegram, user
+from tests import telegram_harness
+from tests.agency import ACME_ROLE, CHANNEL_B, CHAT_A, CHAT_B, SECRET_A, SECRET_B, agency
 from tests.helpers import raw
-from tests.test_telegram import TOKEN, running
+from tests.telegram_harness import TOKEN, ask, running
 
-fake = test_telegram.fake  # the fixture (pytest finds fixtures by module attribute)
+fake = telegram_harness.fake  # the fixture (pytest finds fixtures by module attribute)
 
 TEAM = -1001000000000
-CHAT_A = -1001000000001
-CHAT_B = -1001000000002
 STRANGER_CHAT = -1009999999999
-CHANNEL_A = 900000000000000201
-CHANNEL_B = 900000000000000202
-ACME_ROLE = 900000000000000401
 ANN = user(111, "Ann", "ann")
 """A global approver (TELEGRAM_APPROVER_IDS)."""
 BOB = user(222, "Bob")
 """A member of the client chats, approving nothing."""
 CARA = user(333, "Cara", "cara")
 """Acme's own approver (parley.toml), not Globex's."""
-SECRET_A = "acme ACME-SECRET-1 the export is broken"
-SECRET_B = "globex GLOBEX-SECRET-2 where is my refund"
-
-
-def agency() -> ParleyConfig:
-    """Two clients, each routed to its own chat and channel; acme has its own approvers."""
-    return parse_config(
-        {
-            "brands": [
-                {
-                    "name": "acme",
-                    "display_name": "Acme Cloud",
-                    "rules": [{"name": "any", "query": "acme"}],
-                    "route": {"telegram_chat_id": CHAT_A, "discord_channel_id": CHANNEL_A},
-                    "approvers": {"telegram_user_ids": [333], "discord_role_ids": [ACME_ROLE]},
-                },
-                {
-                    "name": "globex",
-                    "display_name": "Globex Corp",
-                    "rules": [{"name": "any", "query": "globex"}],
-                    "route": {"telegram_chat_id": CHAT_B, "discord_channel_id": CHANNEL_B},
-                },
-            ]
-        },
-        "agency.toml",
-    )
 
 
 def actor(user_id: str, platform: str = "telegram", roles: frozenset[str] = frozenset()) -> Actor:
@@ -177,22 +145,6 @@ def texts_in(fake: FakeTelegram, chat_id: int) -> list[str]:
         for c in fake.calls
         if c.params.get("chat_id") == str(chat_id)
     ]
-
-
-async def ask(fake: FakeTelegram, who: dict[str, Any], chat_id: int, text: str) -> str:
-    """Send a command and return the bot's answer (a text, or a photo's caption)."""
-
-    def answers() -> list[Call]:
-        return [c for c in fake.calls if c.method in ("sendMessage", "sendPhoto")]
-
-    count = len(answers())
-    await fake.say(who, chat_id, text)
-    deadline = time.monotonic() + 30
-    while len(answers()) <= count:
-        assert time.monotonic() < deadline, f"no answer to {text!r}"
-        await asyncio.sleep(0.01)
-    sent = answers()[count]
-    return sent.params.get("text") or sent.params.get("caption") or ""
 
 
 async def test_a_client_chat_sees_only_its_brand(

@@ -15,8 +15,7 @@ from bot.app import Core
 from bot.domain.states import MentionState
 from bot.preflight import OWN_PREFIXES
 from bot.settings import Settings
-from tests import test_check, test_discord
-from tests.fake_discord import (
+from fakes.discord import (
     ANN,
     BOB,
     MEMBER_ROLE_ID,
@@ -24,14 +23,14 @@ from tests.fake_discord import (
     member,
     user,
 )
+from tests import cli_harness, discord_harness
+from tests.agency import ACME_ROLE, CHANNEL_A, CHANNEL_B, SECRET_A, SECRET_B, agency
+from tests.discord_harness import callback, running, settle
 from tests.helpers import mention_reaches, raw
-from tests.test_discord import running, settle
-from tests.test_discord_flows import callback
-from tests.test_tenancy import ACME_ROLE, CHANNEL_A, CHANNEL_B, SECRET_A, SECRET_B, agency
 
-endpoints = test_discord.endpoints  # fixtures, found by module attribute
-fake = test_discord.fake
-dc_settings = test_discord.dc_settings
+endpoints = discord_harness.endpoints  # fixtures, found by module attribute
+fake = discord_harness.fake
+dc_settings = discord_harness.dc_settings
 
 CARA = user(333, "Cara")
 """Holds acme's approver role only."""
@@ -138,8 +137,8 @@ def test_check_requires_the_server_id_with_discord(
     environ = {k: v for k, v in os.environ.items() if not k.startswith(OWN_PREFIXES)}
     monkeypatch.setattr(os, "environ", environ)
     monkeypatch.chdir(tmp_path)
-    (tmp_path / "parley.toml").write_text(test_check.BRAND, encoding="utf-8")
+    (tmp_path / "parley.toml").write_text(cli_harness.BRAND, encoding="utf-8")
     dotenv = "DISCORD_BOT_TOKEN=abc.def.ghi\nDISCORD_APPROVER_ROLE_IDS=7\n"
-    (line,) = test_check.refused(capsys, dotenv=dotenv)
+    (line,) = cli_harness.refused(capsys, dotenv=dotenv)
     assert line.startswith("environment/.env: DISCORD_BOT_TOKEN is set but DISCORD_GUILD_ID is not")
     assert "Copy Server ID" in line

@@ -22,9 +22,8 @@ from bot.settings import Settings
 from bot.storage.source_health import SourceStatus
 from bot.storage.store import Store
 from fakes.openai import FakeOpenAI
-from tests.helpers import raw
-from tests.test_charts import put
-from tests.test_llm_client import client, draft_call
+from tests.helpers import put_mention, raw
+from tests.llm_harness import draft_call, llm_client
 
 PARIS = ZoneInfo("Europe/Paris")
 CM = Actor(platform="console", user_id="cm", display_name="Ann")
@@ -32,8 +31,8 @@ CM = Actor(platform="console", user_id="cm", display_name="Ann")
 
 async def test_a_mention_at_23_30_utc_counts_on_the_next_day_in_paris(store: Store) -> None:
     now = datetime(2024, 5, 3, 12, tzinfo=UTC)
-    await put(store, datetime(2024, 4, 30, 23, 30, tzinfo=UTC))  # May 1st, 01:30 in Paris
-    await put(store, datetime(2024, 4, 30, 21, 30, tzinfo=UTC))  # still April 30th there
+    await put_mention(store, datetime(2024, 4, 30, 23, 30, tzinfo=UTC))  # May 1st, 01:30 in Paris
+    await put_mention(store, datetime(2024, 4, 30, 21, 30, tzinfo=UTC))  # still April 30th there
 
     paris = await volume_series(store, "7d", now=now, zone=PARIS)
     days = [f"{start:%m-%d}" for start in paris.starts]
@@ -71,7 +70,7 @@ async def test_an_alert_and_the_health_lines_show_paris_time(
 async def test_the_llm_budget_says_when_it_resumes_in_local_time(store: Store) -> None:
     localtime.set_zone(ZoneInfo("Asia/Tokyo"))  # UTC midnight is 09:00 there, all year
     fake = await FakeOpenAI().start()
-    llm = client(fake, store, daily_tokens=20)
+    llm = llm_client(fake, store, daily_tokens=20)
     try:
         await draft_call(llm)  # the first call spends more than the budget
         with pytest.raises(BudgetExhausted, match="paused until 09:00 JST and triage"):

@@ -25,7 +25,7 @@ from bot.frontends.telegram import TelegramConfig, TelegramFrontend
 from bot.triage.model import TRIAGED
 from bot.triage.rules import RULES
 from fakes.openai import FakeOpenAI, Step
-from tests.fake_telegram import FakeTelegram
+from fakes.telegram import FakeTelegram
 from tests.helpers import MODEL_CHAT_ID, MODEL_CHAT_TOKEN, eventually, model_settings, raw
 
 TOKEN, CHAT = MODEL_CHAT_TOKEN, MODEL_CHAT_ID

@@ -1,7 +1,7 @@
 """A fake X API v2 on loopback speaking X's wire format.
 
-Posts and users are built from tests/fixtures/x_mentions_page.json, error bodies come from
-tests/fixtures/x_problems.json (problem+json). It serves the mentions timeline, recent search,
+Posts and users are built from fakes/payloads/x_mentions_page.json, error bodies come from
+fakes/payloads/x_problems.json (problem+json). It serves the mentions timeline, recent search,
 a user's own posts, ``GET /2/users/me`` and ``POST /2/tweets``; answers with
 ``data``/``includes``/``meta`` (only the fields asked for), partial ``errors`` for referenced
 posts that are gone, and ``x-rate-limit-*`` headers per endpoint (a spent budget answers 429).
@@ -29,13 +29,12 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote, unquote
 
-import pytest
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from tests.helpers import serve_app
+from fakes.loopback import serve_app
 
-FIXTURES = Path(__file__).parent / "fixtures"
+FIXTURES = Path(__file__).parent / "payloads"
 PAGE: dict[str, Any] = json.loads((FIXTURES / "x_mentions_page.json").read_text("utf-8"))
 PROBLEMS: dict[str, dict[str, Any]] = json.loads((FIXTURES / "x_problems.json").read_text("utf-8"))
 
@@ -59,12 +58,6 @@ LIMITS = {"me": 75, "mentions": 180, "search": 300, "own_posts": 900, "post": 10
 DEFAULT_TWEET_FIELDS = ("id", "text", "edit_history_tweet_ids")
 DEFAULT_USER_FIELDS = ("id", "name", "username")
 _MENTION = re.compile(r"(?<!\w)@(\w{1,15})")
-
-
-def set_keys(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Put :data:`KEYS_ENV` in the environment for the test."""
-    for name, value in KEYS_ENV.items():
-        monkeypatch.setenv(name, value)
 
 
 def _enc(value: str) -> str:

@@ -42,7 +42,7 @@ BOT_USER = {
 }
 API_PREFIX = "/api/v10"
 RATE_LIMIT_BODY: dict[str, Any] = json.loads(
-    (Path(__file__).parent / "fixtures" / "discord_429.json").read_text()
+    (Path(__file__).parent / "payloads" / "discord_429.json").read_text()
 )
 _EPHEMERAL = 1 << 6
 _snowflakes = itertools.count(910000000000000000)

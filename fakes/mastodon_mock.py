@@ -1,12 +1,11 @@
 """The `mastodon-mock` package run as a real server process, for tests that talk to Mastodon.
 
-``mastodon_instance`` (module scope) runs ``python -m mastodon_mock serve --in-memory --host
-127.0.0.1 --port N --config FILE`` on a free loopback port, with a config that seeds two
-accounts and their access tokens: the brand (``@acme``, whose token Parley uses) and a customer
-(``@dana``). It waits until the instance answers, fails the tests that need it with the
-server's log when it cannot start (never a silent skip), and always terminates the process.
-``mastodon`` (per test) resets the instance to that seed first (``POST /api/v1/_mock/reset``),
-so tests share one process without sharing statuses.
+:func:`start` runs ``python -m mastodon_mock serve --in-memory --host 127.0.0.1 --port N
+--config FILE`` on a free loopback port, with a config that seeds two accounts and their access
+tokens: the brand (``@acme``, whose token Parley uses) and a customer (``@dana``). It waits until
+the instance answers and raises :class:`MastodonMockFailed` with the server's log when it cannot
+start; :func:`stop` always terminates the process. The ``mastodon_instance`` and ``mastodon``
+fixtures in tests/conftest.py run one instance per test module and reset it for each test.
 """
 
 from __future__ import annotations
@@ -15,13 +14,11 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
-import pytest
 
 BRAND = "acme"
 CUSTOMER = "dana"
@@ -92,8 +89,16 @@ def _free_port() -> int:
     return port
 
 
-def _start(config: Path, log: Path) -> tuple[subprocess.Popen[bytes], MastodonMock]:
-    """Start the server and wait until it answers; pytest.fail with its output otherwise."""
+class MastodonMockFailed(Exception):
+    """The instance did not start; the message says why and ends with its output."""
+
+
+def start(folder: Path) -> tuple[subprocess.Popen[bytes], MastodonMock]:
+    """Start an instance seeded with the two accounts (its config and log go in ``folder``) and
+    wait until it answers; raises :class:`MastodonMockFailed` with its output otherwise."""
+    config = folder / "mastodon_mock.toml"
+    config.write_text(SEED_CONFIG, encoding="utf-8")
+    log = folder / "server.log"
     for _attempt in range(3):  # another process may take the probed port before the server
         port = _free_port()
         with log.open("wb") as out:
@@ -111,10 +116,10 @@ def _start(config: Path, log: Path) -> tuple[subprocess.Popen[bytes], MastodonMo
             if _ready(server, process):
                 return process, server
         except BaseException:  # Ctrl-C while waiting: still never leave it running
-            _stop(process)
+            stop(process)
             raise
         exit_code = process.poll()
-        _stop(process)
+        stop(process)
         output = log.read_text(errors="replace")
         if "address already in use" not in output.lower():
             break
@@ -124,10 +129,9 @@ def _start(config: Path, log: Path) -> tuple[subprocess.Popen[bytes], MastodonMo
         else f"exited with code {exit_code}"
     )
     tail = "\n".join(output.strip().splitlines()[-15:]) or "(no output)"
-    pytest.fail(
+    raise MastodonMockFailed(
         f"mastodon-mock on 127.0.0.1:{port} {how}; is it installed (pip install -e '.[test]')? "
-        f"Its output ends:\n{tail}",
-        pytrace=False,
+        f"Its output ends:\n{tail}"
     )
 
 
@@ -144,7 +148,7 @@ def _ready(server: MastodonMock, process: subprocess.Popen[bytes]) -> bool:
     return False
 
 
-def _stop(process: subprocess.Popen[bytes]) -> None:
+def stop(process: subprocess.Popen[bytes]) -> None:
     """Terminate the server (SIGTERM, then SIGKILL after 5 s) and reap it."""
     if process.poll() is None:
         process.terminate()
@@ -153,23 +157,3 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
-
-
-@pytest.fixture(scope="module")
-def mastodon_instance(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MastodonMock]:
-    """One mastodon-mock process for the test module, terminated at its end however it ends."""
-    folder = tmp_path_factory.mktemp("mastodon-mock")
-    config = folder / "mastodon_mock.toml"
-    config.write_text(SEED_CONFIG, encoding="utf-8")
-    process, server = _start(config, folder / "server.log")
-    try:
-        yield server
-    finally:
-        _stop(process)
-
-
-@pytest.fixture
-async def mastodon(mastodon_instance: MastodonMock) -> MastodonMock:
-    """The module's instance, reset to the seed for this test."""
-    await mastodon_instance.reset()
-    return mastodon_instance

@@ -6,7 +6,7 @@ It speaks Graph's wire format: ``/{version}/{node}`` and ``/{version}/{node}/{ed
 objects ``{"error": {"message", "type", "code", "error_subcode", "fbtrace_id"}}``, and the
 ``X-App-Usage`` / ``X-Business-Use-Case-Usage`` headers. Tokens map to the Page or Instagram
 account they act as, with their permissions; faults can be injected per path. Payload shapes
-come from tests/fixtures/graph_*.json (examples of Meta's documented answers and webhooks).
+come from fakes/payloads/graph_*.json (examples of Meta's documented answers and webhooks).
 """
 
 from __future__ import annotations
@@ -18,21 +18,19 @@ import hmac
 import itertools
 import json
 import re
-from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import pytest
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from bot.connectors.meta.graph import DEFAULT_API_VERSION
-from tests.helpers import serve_app
+from fakes.loopback import serve_app
 
-FIXTURES = Path(__file__).parent / "fixtures"
+FIXTURES = Path(__file__).parent / "payloads"
 VERSION = DEFAULT_API_VERSION
 PAGE_ID = "104512345678901"
 PAGE_NAME = "Acme Cloud"
@@ -47,7 +45,7 @@ IG_PERMISSIONS = frozenset({"instagram_basic", "instagram_manage_comments"})
 
 
 def fixture(name: str) -> Any:
-    """A JSON fixture from tests/fixtures."""
+    """A JSON payload from fakes/payloads."""
     return json.loads((FIXTURES / name).read_text(encoding="utf-8"))
 
 
@@ -545,12 +543,3 @@ class FakeGraph:
 def serve(fake: FakeGraph) -> AbstractAsyncContextManager[str]:
     """Run ``fake`` on loopback; yields its base URL."""
     return serve_app(fake.app)
-
-
-@pytest.fixture
-async def graph() -> AsyncIterator[tuple[FakeGraph, str]]:
-    """A fresh fake Graph API on loopback, and its base URL (test modules take it over by
-    assignment: ``graph = fake_graph.graph``)."""
-    fake = FakeGraph()
-    async with serve(fake) as url:
-        yield fake, url

@@ -1,6 +1,6 @@
 """A fake Mastodon instance on loopback speaking Mastodon's REST wire format.
 
-Built from the documented Status payload (tests/fixtures/mastodon_status.json): it keeps
+Built from the documented Status payload (fakes/payloads/mastodon_status.json): it keeps
 statuses and mention notifications, pages with since_id/min_id/max_id, sends X-RateLimit-*
 headers, honours Idempotency-Key on POST /api/v1/statuses, can inject faults, and can hold a
 post before or after storing it (to kill a client mid-post). Its notification stream (SSE, as
@@ -24,7 +24,7 @@ from aiohttp.typedefs import Handler
 TOKEN = "secret-token-123"
 OWN_ID = "999"
 TEMPLATE = json.loads(
-    (Path(__file__).parent / "fixtures" / "mastodon_status.json").read_text(encoding="utf-8")
+    (Path(__file__).parent / "payloads" / "mastodon_status.json").read_text(encoding="utf-8")
 )
 
 

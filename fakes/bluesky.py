@@ -1,6 +1,6 @@
 """A fake Bluesky PDS on loopback speaking XRPC: sessions, search, notifications, posting.
 
-Built from tests/fixtures/bluesky_searchposts_postview.json. Tests add posts and notifications,
+Built from fakes/payloads/bluesky_searchposts_postview.json. Tests add posts and notifications,
 queue scripted failures per method, expire the access token, and inspect what was posted.
 """
 
@@ -18,7 +18,7 @@ from typing import Any
 
 from aiohttp import web
 
-FIXTURE = Path(__file__).parent / "fixtures" / "bluesky_searchposts_postview.json"
+PAYLOAD = Path(__file__).parent / "payloads" / "bluesky_searchposts_postview.json"
 BOT_DID = "did:plc:parleybot000000000000000"
 BOT_HANDLE = "parley.bsky.social"
 PASSWORD = "abcd-efgh-ijkl-mnop"
@@ -26,7 +26,7 @@ PASSWORD = "abcd-efgh-ijkl-mnop"
 
 def sample_post() -> dict[str, Any]:
     """The postView from the real payload (a copy)."""
-    post: dict[str, Any] = json.loads(FIXTURE.read_text())["posts"][0]
+    post: dict[str, Any] = json.loads(PAYLOAD.read_text())["posts"][0]
     return copy.deepcopy(post)
 
 
