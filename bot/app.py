@@ -17,6 +17,10 @@ from typing import Protocol
 
 from bot.changes import Changes
 from bot.config import ParleyConfig
+from bot.connectors.catalog import BY_HAND, RELAYS, build_source
+from bot.connectors.log import LogPublisher
+from bot.connectors.registry import MANUAL, Publishers
+from bot.connectors.spec import Built
 from bot.domain.models import Actor
 from bot.drafting.base import Drafter
 from bot.drafting.offline import OfflineDrafter
@@ -27,8 +31,6 @@ from bot.matching.matcher import Matcher, RuleSpec
 from bot.pipeline.credentials import RefusedCredentials
 from bot.pipeline.ingest import Alerter, Ingestor
 from bot.pipeline.runner import SourceRunner, poll_together
-from bot.publishers.log import LogPublisher
-from bot.publishers.registry import MANUAL, Publishers
 from bot.services.alert_control import AlertControl
 from bot.services.alert_delivery import AlertDeliveries
 from bot.services.auto_draft import AutoDrafts
@@ -40,7 +42,6 @@ from bot.services.review_commands import ReviewCommands
 from bot.services.tenancy import Tenancy
 from bot.services.watch import WatchService
 from bot.settings import Settings
-from bot.sources.factory import Built, build_source
 from bot.storage.db import Database
 from bot.storage.instance_lock import hold_instance_lock
 from bot.storage.store import Store
@@ -309,8 +310,9 @@ def _alerting(
 
 
 def _publishers(settings: Settings, config: ParleyConfig, built: Sequence[Built]) -> Publishers:
-    """Every source's publisher; the inbound webhook's mentions naming a platform go to that
-    platform's connector when there is exactly one (else to the default publisher)."""
+    """Every source's publisher; platforms answered only by hand go to the manual one; a
+    relaying source's (the inbound webhook's) mentions naming a platform go to that platform's
+    connector when there is exactly one (else to the default publisher)."""
     posting = [
         (c.type, b.source.name, b.publisher)
         for c, b in zip(config.sources, built, strict=True)
@@ -323,9 +325,9 @@ def _publishers(settings: Settings, config: ParleyConfig, built: Sequence[Built]
     return Publishers(  # the manual publisher is always there
         {"log": LogPublisher(), **{p.name: p for _, _, p in posting}},
         default=settings.parley_default_publisher,
-        by_platform={"hackernews": MANUAL},
+        by_platform=dict.fromkeys(BY_HAND, MANUAL),
         by_source={source: p.name for _, source, p in posting},
-        relays={c.name: single for c in config.sources if c.type == "webhook"},
+        relays={c.name: single for c in config.sources if c.type in RELAYS},
     )
 
 

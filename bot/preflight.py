@@ -19,19 +19,15 @@ from typing import Any, get_args
 from dotenv import dotenv_values
 from pydantic import BaseModel
 
-from bot.config import ParleyConfig, RssSourceConfig, SourceConfig, load_config
-from bot.connectors.meta_webhook import APP_SECRET_ENV
-from bot.connectors.webhook import SECRET_ENV
+from bot.config import ParleyConfig, load_config
+from bot.connectors.catalog import CONNECTORS, build_source
+from bot.connectors.rss.connector import RssSourceConfig
 from bot.drafting.offline import OfflineDrafter
 from bot.errors import ConfigError
 from bot.settings import Settings, load_settings
-from bot.sources.factory import build_source
 
 OWN_PREFIXES = ("PARLEY_", "TELEGRAM_", "DISCORD_", "OPENAI_")
 """Environment names Parley owns: an unknown one is a typo."""
-
-CONNECTOR_PREFIXES = ("MASTODON_", "BLUESKY_", "REDDIT_", "X_", "META_")
-"""Prefixes of the connectors' secrets: an unknown one in ``.env`` is a typo too."""
 
 LIBRARY_NAMES = frozenset({"OPENAI_ORG_ID", "OPENAI_PROJECT_ID", "OPENAI_LOG"})
 """Read by the openai library itself, so legitimate in the environment."""
@@ -71,11 +67,25 @@ def validate(env_file: Path = Path(".env")) -> tuple[Settings, ParleyConfig]:
     return settings, config
 
 
+def connector_env_names() -> set[str]:
+    """The environment names connectors read by default (their ``*_env`` defaults and fixed
+    names), whatever ``parley.toml`` says."""
+    names: set[str] = set()
+    for spec in CONNECTORS:
+        names.update(spec.env_names, _env_defaults(spec.config))
+    return names
+
+
+def connector_prefixes() -> tuple[str, ...]:
+    """Prefixes of the connectors' secrets (``MASTODON_``, ``X_``…): an unknown name with one
+    in ``.env`` is a typo too."""
+    names = connector_env_names()
+    return tuple(sorted({n.split("_")[0] + "_" for n in names if not n.startswith(OWN_PREFIXES)}))
+
+
 def known_names(config: ParleyConfig | None) -> set[str]:
     """Every environment name Parley reads: settings, connectors' secrets, the config's own."""
-    names = {name.upper() for name in Settings.model_fields} | {SECRET_ENV, APP_SECRET_ENV}
-    for source_type in get_args(get_args(SourceConfig)[0]):
-        names.update(_env_defaults(source_type))
+    names = {name.upper() for name in Settings.model_fields} | connector_env_names()
     for source in config.sources if config is not None else ():
         names.update(_env_values(source.model_dump()))
     return names | LIBRARY_NAMES
@@ -104,11 +114,10 @@ def unknown_name_problems(
 ) -> list[str]:
     """Names in ``.env`` or the environment that look like Parley's but are not, with a hint."""
     known = known_names(config)
+    prefixes = OWN_PREFIXES + connector_prefixes()
     problems = []
     for name in dotenv:
-        if name not in known and (
-            name.startswith(OWN_PREFIXES + CONNECTOR_PREFIXES) or _closest(name, known)
-        ):
+        if name not in known and (name.startswith(prefixes) or _closest(name, known)):
             problems.append(_unknown(".env", name, known))
     for name in sorted(environ):
         if name.startswith(OWN_PREFIXES) and name not in known and name not in dotenv:

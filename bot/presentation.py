@@ -6,6 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
+from bot.connectors.catalog import platform_name
 from bot.domain.models import Draft, Mention, Reply
 from bot.domain.states import MentionState, ReplyState
 
@@ -30,19 +31,6 @@ def longest_fitting(ok: Callable[[int], bool], high: int) -> int | None:
         else:
             high = mid - 1
     return low
-
-
-PLATFORM_NAMES = {
-    "x": "X",
-    "hackernews": "Hacker News",
-    "rss": "RSS",
-    "youtube": "YouTube",
-}
-
-
-def platform_name(platform: str) -> str:
-    """A platform as people write it: 'X', 'Hacker News', 'Mastodon'."""
-    return PLATFORM_NAMES.get(platform, platform.capitalize())
 
 
 def format_reach(reach: int | None) -> str:

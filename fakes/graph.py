@@ -27,7 +27,7 @@ from typing import Any
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from bot.connectors.graph import DEFAULT_API_VERSION
+from bot.connectors.meta.graph import DEFAULT_API_VERSION
 from fakes.loopback import serve_app
 
 FIXTURES = Path(__file__).parent / "payloads"

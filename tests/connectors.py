@@ -5,14 +5,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from bot.connectors.facebook import FacebookSourceConfig
-from bot.connectors.instagram import InstagramSourceConfig
-from bot.connectors.mastodon import (
-    MastodonClient,
-    MastodonPublisher,
-    MastodonSource,
-    MastodonSourceConfig,
-)
+from bot.connectors.facebook.connector import FacebookSourceConfig
+from bot.connectors.instagram.connector import InstagramSourceConfig
+from bot.connectors.mastodon.api import MastodonClient, MastodonSourceConfig
+from bot.connectors.mastodon.connector import MastodonPublisher, MastodonSource
 from fakes.graph import IG_USER_ID, PAGE_ID, VERSION
 from fakes.mastodon import TOKEN
 

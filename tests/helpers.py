@@ -13,7 +13,9 @@ from typing import Any, Protocol, TypeVar
 import pytest
 
 from bot.app import Core
-from bot.connectors.api_client import ApiClient
+from bot.connectors.base import Cursor, FetchResult, Publisher, PublishResult, Source
+from bot.connectors.http.api_client import ApiClient
+from bot.connectors.registry import Publishers
 from bot.domain.models import (
     Actor,
     Author,
@@ -27,10 +29,7 @@ from bot.domain.models import (
 )
 from bot.domain.states import MentionState, ReplyState
 from bot.errors import PublishError
-from bot.publishers.base import Publisher, PublishResult
-from bot.publishers.registry import Publishers
 from bot.settings import Settings
-from bot.sources.base import Cursor, FetchResult, Source
 from bot.storage.mentions import NewMention
 from bot.storage.store import Store
 from fakes.openai import FakeOpenAI

@@ -7,9 +7,9 @@ import asyncio
 import json
 from pathlib import Path
 
+from bot.connectors.base import PublishResult
 from bot.domain.models import Mention, Reply
 from bot.errors import PublishError
-from bot.publishers.base import PublishResult
 
 
 class RecordingPublisher:

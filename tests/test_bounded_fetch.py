@@ -14,11 +14,10 @@ import psutil  # type: ignore[import-untyped]
 import pytest
 from aiohttp import web
 
-from bot.config import RssSourceConfig
-from bot.connectors.hackernews import HackerNewsSource, HackerNewsSourceConfig
-from bot.connectors.http_limits import MAX_BODY_BYTES, MAX_BODY_EXTENSION, guarded_client
+from bot.connectors.hackernews.connector import HackerNewsSource, HackerNewsSourceConfig
+from bot.connectors.http.outbound_limits import MAX_BODY_BYTES, MAX_BODY_EXTENSION, guarded_client
+from bot.connectors.rss.connector import RssSource, RssSourceConfig
 from bot.errors import SourceError
-from bot.sources.rss import RssSource
 from fakes.loopback import serve_app
 
 MiB = 1024 * 1024

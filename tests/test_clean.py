@@ -7,8 +7,8 @@ import unicodedata
 from hypothesis import given
 from hypothesis import strategies as st
 
+from bot.connectors.clean import clean_text
 from bot.domain.models import MAX_TEXT_CHARS
-from bot.pipeline.clean import clean_text
 
 
 def test_html_becomes_text_with_entities_decoded() -> None:

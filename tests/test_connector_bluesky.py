@@ -13,7 +13,7 @@ from pydantic import ValidationError
 
 from bot.app import build_core
 from bot.config import ParleyConfig
-from bot.connectors.bluesky import (
+from bot.connectors.bluesky.connector import (
     BlueskyClient,
     BlueskyPublisher,
     BlueskySource,
@@ -277,7 +277,7 @@ async def test_malformed_item_is_skipped_with_a_log_line(
     broken = make_post("bad", "parley broken", T2)
     del broken["author"]["handle"]
     fake.posts += [good, broken]
-    with caplog.at_level(logging.WARNING, "bot.connectors.bluesky"):
+    with caplog.at_level(logging.WARNING, "bot.connectors.bluesky.connector"):
         result = await source.fetch({})
     assert [m.external_id for m in result.items] == [good["uri"]]
     assert "skipped a malformed search result (no author in at://" in caplog.text

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from bot.connectors.facebook import FacebookPublisher, FacebookSource
+from bot.connectors.facebook.connector import FacebookPublisher, FacebookSource
 from bot.domain.models import Mention, Reply
 from bot.errors import CredentialsRejected, PublishError, SourceError, SourceRateLimited
 from fakes.graph import PAGE_ID, PAGE_TOKEN, VERSION, FakeGraph, fixture, graph_error

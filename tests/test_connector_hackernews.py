@@ -11,7 +11,7 @@ import pytest
 from aiohttp import web
 from pydantic import ValidationError
 
-from bot.connectors.hackernews import HackerNewsSource, HackerNewsSourceConfig
+from bot.connectors.hackernews.connector import HackerNewsSource, HackerNewsSourceConfig
 from bot.errors import SourceError, SourceRateLimited
 from fakes.hackernews import COMMENT_HIT, FakeAlgolia, comment, story
 

@@ -15,11 +15,11 @@ import pytest
 
 from bot.app import build_core
 from bot.config import parse_config
-from bot.connectors.instagram import (
+from bot.connectors.instagram.connector import (
     InstagramPublisher,
     InstagramSource,
 )
-from bot.connectors.webhook import sign
+from bot.connectors.webhook.connector import sign
 from bot.domain.models import Mention, Reply
 from bot.errors import CredentialsRejected, PublishError
 from bot.settings import Settings

@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
-from bot.connectors.budget import RateBudget
-from bot.connectors.mastodon import (
+from bot.connectors.http.budget import RateBudget
+from bot.connectors.mastodon.connector import (
     MastodonSource,
     reply_text,
     status_length,

@@ -15,7 +15,7 @@ import pytest
 
 from bot.app import build_core
 from bot.config import ParleyConfig
-from bot.connectors.reddit import (
+from bot.connectors.reddit.connector import (
     RedditClient,
     RedditPublisher,
     RedditSource,
@@ -195,7 +195,7 @@ async def test_malformed_item_is_skipped_with_a_log_line(
     server.add_comment("fine after")
     del broken["data"]["name"]
     src = source(url, search_queries=[], mentions=False)
-    with caplog.at_level(logging.WARNING, logger="bot.connectors.reddit"):
+    with caplog.at_level(logging.WARNING, logger="bot.connectors.reddit.connector"):
         async with aclosing(src):
             result = await src.fetch({})
     assert [m.text for m in result.items] == ["fine before", "fine after"]
@@ -231,7 +231,7 @@ async def test_poll_stops_before_the_rate_limit_wall(
     server.add_comment("u/parley_bot acme?", mention=True)
     server.remaining = 12.0
     src = source(url, rate_limit_reserve=10)
-    with caplog.at_level(logging.WARNING, logger="bot.connectors.reddit"):
+    with caplog.at_level(logging.WARNING, logger="bot.connectors.reddit.connector"):
         async with aclosing(src):
             result = await src.fetch({})
     # Search answers with 11 left, comments with 10: the mentions route waits for the next poll.

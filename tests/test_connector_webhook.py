@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from bot.app import Core
-from bot.connectors.webhook import WebhookSource, WebhookSourceConfig, sign
+from bot.connectors.webhook.connector import WebhookSource, WebhookSourceConfig, sign
 from bot.errors import ConfigError, SourceError
 from bot.pipeline.runner import SourceRunner
 

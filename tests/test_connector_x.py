@@ -14,7 +14,10 @@ import pytest
 
 from bot.app import build_core
 from bot.config import parse_config
-from bot.connectors.x import XClient, XCredentials, XPublisher, XSource, XSourceConfig
+from bot.connectors.catalog import build_source
+from bot.connectors.x.client import XClient, XCredentials, XSourceConfig
+from bot.connectors.x.connector import XSource
+from bot.connectors.x.publisher import XPublisher
 from bot.domain.models import Mention, Reply
 from bot.domain.states import ReplyState
 from bot.errors import (
@@ -25,7 +28,6 @@ from bot.errors import (
     SourceRateLimited,
 )
 from bot.settings import Settings
-from bot.sources.factory import build_source
 from fakes.x import (
     ACCESS_SECRET,
     ACCESS_TOKEN,

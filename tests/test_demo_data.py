@@ -14,7 +14,8 @@ from urllib.parse import parse_qs, urlsplit, urlunsplit
 import feedparser
 import pytest
 
-from bot.config import RssSourceConfig, parse_config
+from bot.config import parse_config
+from bot.connectors.rss.connector import RssSourceConfig
 from bot.matching.intent import classify_intent
 
 ROOT = Path(__file__).resolve().parent.parent

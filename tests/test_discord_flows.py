@@ -13,7 +13,7 @@ import pytest
 
 from bot.app import Core
 from bot.config import BrandConfig, ParleyConfig
-from bot.domain.limits import reply_limit
+from bot.connectors.catalog import reply_limit
 from bot.domain.models import Mention
 from bot.domain.states import MentionState, ReplyState
 from bot.drafting.base import Drafter, DraftText
@@ -93,7 +93,7 @@ async def test_edit_modal_prefilled_saves_audited_text_that_approve_posts(
     config: ParleyConfig,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    caplog.set_level(logging.INFO, logger="bot.publishers.log")
+    caplog.set_level(logging.INFO, logger="bot.connectors.log")
     async with running(dc_settings, config) as (core, _frontend):
         item = raw("bsky-1", "acme cloud sync keeps failing", platform="bluesky")
         (mention,) = await core.alerter.alert(

@@ -28,8 +28,8 @@ import pytest
 
 from bot.app import Core, build_core, run_core
 from bot.config import ParleyConfig, load_config
-from bot.connectors.facebook import FacebookSource
-from bot.connectors.webhook import sign
+from bot.connectors.facebook.connector import FacebookSource
+from bot.connectors.webhook.connector import sign
 from bot.domain.models import Mention
 from bot.domain.states import MentionState, ReplyState
 from bot.frontends.telegram import TelegramConfig, TelegramFrontend

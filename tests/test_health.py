@@ -8,12 +8,12 @@ from dataclasses import dataclass
 
 from bot.__main__ import status
 from bot.app import Core
+from bot.connectors.base import FetchResult
 from bot.errors import CredentialsRejected, SourceError
 from bot.events import Event, Notice
 from bot.frontends.console import ConsoleFrontend
 from bot.pipeline.runner import SourceRunner
 from bot.settings import Settings
-from bot.sources.base import FetchResult
 from tests.helpers import ScriptedSource, raw
 
 

@@ -11,9 +11,8 @@ from dataclasses import dataclass, field
 import pytest
 from aiohttp import web
 
-from bot.config import RssSourceConfig
+from bot.connectors.rss.connector import RssSource, RssSourceConfig
 from bot.errors import SourceError
-from bot.sources.rss import RssSource
 from fakes.loopback import serve_app
 from tests.helpers import rss_feed
 

@@ -13,7 +13,7 @@ import pytest
 
 from bot.app import Core, build_core
 from bot.config import ParleyConfig, parse_config
-from bot.domain.limits import reply_length
+from bot.connectors.catalog import reply_length
 from bot.domain.models import SYSTEM, Actor, Mention
 from bot.drafting.tweaks import TWEAKS
 from bot.errors import UserFacingError

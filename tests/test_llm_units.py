@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from bot.config import parse_config
-from bot.domain.limits import fits, grapheme_count, reply_length, x_weighted_length
+from bot.connectors.catalog import fits, reply_length
+from bot.domain.limits import grapheme_count, x_weighted_length
 from bot.domain.models import Author, Mention
 from bot.domain.states import MentionState
 from bot.drafting.guards import DraftGuard, link_allowed, links_in

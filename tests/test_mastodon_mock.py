@@ -13,12 +13,8 @@ from typing import Any
 import httpx
 import pytest
 
-from bot.connectors.mastodon import (
-    MastodonClient,
-    MastodonPublisher,
-    MastodonSource,
-    MastodonSourceConfig,
-)
+from bot.connectors.mastodon.api import MastodonClient, MastodonSourceConfig
+from bot.connectors.mastodon.connector import MastodonPublisher, MastodonSource
 from bot.domain.models import Mention, RawMention, Reply
 from bot.domain.states import MentionState, ReplyState
 from bot.errors import PublishError, SourceError, SourceRateLimited

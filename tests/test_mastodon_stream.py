@@ -15,22 +15,18 @@ import pytest
 from aiohttp.test_utils import TestServer
 from pydantic import ValidationError
 
-from bot.connectors.mastodon import (
-    STREAM_DRAIN_INTERVAL,
-    MastodonClient,
-    MastodonSource,
-    MastodonSourceConfig,
-)
-from bot.connectors.mastodon_stream import Backoff, MastodonStream, SseEvent, SseParser
+from bot.connectors.base import FetchResult
+from bot.connectors.mastodon.api import MastodonClient, MastodonSourceConfig
+from bot.connectors.mastodon.connector import STREAM_DRAIN_INTERVAL, MastodonSource
+from bot.connectors.mastodon.stream import Backoff, MastodonStream, SseEvent, SseParser
 from bot.domain.models import RawMention
 from bot.errors import CredentialsRejected, SourceError
-from bot.sources.base import FetchResult
 from fakes.mastodon import TOKEN, FakeMastodon
 from fakes.mastodon_mock import BRAND, BRAND_TOKEN, MastodonMock
 from tests.helpers import eventually
 
 FAST = Backoff(initial=0.05, maximum=0.2, stable=60.0)
-STREAM_LOGGER = "bot.connectors.mastodon_stream"
+STREAM_LOGGER = "bot.connectors.mastodon.stream"
 
 
 @pytest.fixture

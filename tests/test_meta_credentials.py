@@ -12,12 +12,12 @@ from contextlib import AsyncExitStack
 import pytest
 
 from bot.app import Core
-from bot.connectors.facebook import FacebookSource
-from bot.connectors.instagram import InstagramSource
+from bot.connectors.base import Source
+from bot.connectors.facebook.connector import FacebookSource
+from bot.connectors.instagram.connector import InstagramSource
 from bot.events import Event, Notice
 from bot.pipeline.credentials import RefusedCredentials
 from bot.pipeline.runner import SourceRunner
-from bot.sources.base import Source
 from fakes.graph import IG_PERMISSIONS, IG_TOKEN, PAGE_PERMISSIONS, PAGE_TOKEN, FakeGraph
 from tests.connectors import facebook_config, instagram_config
 

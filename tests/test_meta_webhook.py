@@ -14,8 +14,8 @@ import pytest
 
 from bot.app import build_core
 from bot.config import parse_config
-from bot.connectors.facebook import FacebookSource, FacebookSourceConfig
-from bot.connectors.webhook import sign
+from bot.connectors.facebook.connector import FacebookSource, FacebookSourceConfig
+from bot.connectors.webhook.connector import sign
 from bot.errors import ConfigError
 from bot.pipeline.runner import SourceRunner
 from bot.settings import Settings

@@ -6,12 +6,12 @@ import asyncio
 from datetime import timedelta
 
 from bot.app import Core
+from bot.connectors.base import FetchResult
 from bot.domain.models import RawMention, utcnow
 from bot.domain.states import MentionState
 from bot.errors import SourceError
 from bot.events import MentionAlert, MentionChanged, Notice
 from bot.pipeline.runner import PollOutcome, SourceRunner
-from bot.sources.base import FetchResult
 from tests.helpers import ScriptedSource, eventually, raw
 
 COMPLAINT = "Acme cloud has been down all morning and support is not answering my tickets at all"

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
+from bot.connectors.log import LogPublisher
+from bot.connectors.manual import ManualPublisher
+from bot.connectors.registry import Publishers
 from bot.errors import ConfigError
-from bot.publishers.log import LogPublisher
-from bot.publishers.manual import ManualPublisher
-from bot.publishers.registry import Publishers
 
 
 def test_source_then_platform_then_default() -> None:

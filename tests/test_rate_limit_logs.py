@@ -11,10 +11,9 @@ import pytest
 from aiohttp import web
 
 from bot.app import Core
-from bot.config import RssSourceConfig
+from bot.connectors.rss.connector import RssSource, RssSourceConfig
 from bot.frontends.ratelimit_logs import quiet_handled_rate_limits
 from bot.pipeline.runner import SourceRunner
-from bot.sources.rss import RssSource
 from bot.storage.store import Store
 from fakes.loopback import serve_app
 from fakes.mastodon import FakeMastodon

@@ -12,12 +12,12 @@ import pytest
 
 from bot.app import Core, build_core
 from bot.config import ParleyConfig
+from bot.connectors.base import PublishResult
+from bot.connectors.registry import Publishers
 from bot.domain.models import SYSTEM, Actor, Mention, Reply
 from bot.domain.states import MentionState, ReplyState
 from bot.errors import InvalidTransition, PermissionDenied, PublishError, UserFacingError
 from bot.presentation import alert_view
-from bot.publishers.base import PublishResult
-from bot.publishers.registry import Publishers
 from bot.services.stats import compute_stats, stats_lines
 from bot.settings import Settings
 from tests.helpers import SteppedClock, raw

@@ -15,11 +15,10 @@ import pytest
 from aiohttp import web
 
 from bot import __version__
-from bot.config import RssSourceConfig
+from bot.connectors.rss import connector as rss_connector
+from bot.connectors.rss.connector import RssSource, RssSourceConfig
 from bot.domain.models import MAX_TEXT_CHARS
 from bot.errors import SourceError, SourceRateLimited
-from bot.sources import rss
-from bot.sources.rss import RssSource
 from tests.helpers import rss_feed
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -290,7 +289,7 @@ async def test_trickling_server_hits_the_total_deadline(server: FeedServer) -> N
 async def test_oversized_body_is_refused_without_reading_it_all(
     server: FeedServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(rss, "MAX_FEED_BYTES", 1024 * 1024)
+    monkeypatch.setattr(rss_connector, "MAX_FEED_BYTES", 1024 * 1024)
     error = await fetch_error(http_source(server.url("/endless")))
     assert "larger than 1 MB" in str(error)
     error = await fetch_error(http_source(server.url("/declared-huge")))
@@ -316,7 +315,7 @@ async def test_malformed_feed_with_entries_is_accepted_with_a_warning(
     server: FeedServer, caplog: pytest.LogCaptureFixture
 ) -> None:
     source = http_source(server.url("/raw/broken-tail"))
-    with caplog.at_level(logging.WARNING, logger="bot.sources.rss"):
+    with caplog.at_level(logging.WARNING, logger="bot.connectors.rss.connector"):
         result = await source.fetch({})
     await source.aclose()
     assert result.items[0].external_id == "ok-1"

@@ -26,13 +26,13 @@ from bot.__main__ import status
 from bot.app import Core, build_core
 from bot.changes import Changes
 from bot.config import ParleyConfig
+from bot.connectors.base import PublishResult
+from bot.connectors.registry import Publishers
 from bot.demo.runner import run_demo
 from bot.domain.models import SYSTEM, Mention, Reply
 from bot.domain.states import ReplyState
 from bot.errors import DatabaseInUse, PublishError
 from bot.events import EventBus
-from bot.publishers.base import PublishResult
-from bot.publishers.registry import Publishers
 from bot.services.outbox import Outbox
 from bot.settings import Settings
 from bot.storage.db import Database

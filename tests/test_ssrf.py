@@ -10,13 +10,13 @@ from collections.abc import AsyncIterator
 import pytest
 from aiohttp import web
 
-from bot.config import RssSourceConfig
-from bot.connectors import http_limits
-from bot.connectors.hackernews import HackerNewsSource, HackerNewsSourceConfig
-from bot.connectors.http_limits import address_kind
-from bot.connectors.mastodon import MastodonSource, MastodonSourceConfig
+from bot.connectors.hackernews.connector import HackerNewsSource, HackerNewsSourceConfig
+from bot.connectors.http import outbound_limits
+from bot.connectors.http.outbound_limits import address_kind
+from bot.connectors.mastodon.api import MastodonSourceConfig
+from bot.connectors.mastodon.connector import MastodonSource
+from bot.connectors.rss.connector import RssSource, RssSourceConfig
 from bot.errors import SourceError
-from bot.sources.rss import RssSource
 from fakes.loopback import serve_app
 
 FEED = (
@@ -139,9 +139,11 @@ async def test_every_redirect_hop_is_checked(
     server: str, target: str, expected: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """127.0.0.1 stands in for a public feed host; its redirect to a private one is refused."""
-    real = http_limits.address_kind
+    real = outbound_limits.address_kind
     public = ipaddress.ip_address("127.0.0.1")
-    monkeypatch.setattr(http_limits, "address_kind", lambda ip: None if ip == public else real(ip))
+    monkeypatch.setattr(
+        outbound_limits, "address_kind", lambda ip: None if ip == public else real(ip)
+    )
     port = server.rsplit(":", 1)[1]
     message = await refusal(rss(f"{server}/hop?to={target.format(port=port)}"))
     assert expected in message and message.endswith(HINT)

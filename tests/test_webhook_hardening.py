@@ -13,10 +13,10 @@ from collections.abc import AsyncIterator
 import httpx
 import pytest
 
-from bot.connectors import inbound_limits
-from bot.connectors.facebook import FacebookSource, FacebookSourceConfig
-from bot.connectors.inbound_limits import json_depth, parse_json, parse_timestamp
-from bot.connectors.webhook import WebhookSource, WebhookSourceConfig, sign
+from bot.connectors.facebook.connector import FacebookSource, FacebookSourceConfig
+from bot.connectors.http import inbound_limits
+from bot.connectors.http.inbound_limits import json_depth, parse_json, parse_timestamp
+from bot.connectors.webhook.connector import WebhookSource, WebhookSourceConfig, sign
 
 SECRET = "s3cret-shared-with-zapier"
 APP_SECRET = "0f1e2d3c4b5a69788796a5b4c3d2e1f0"

@@ -1,4 +1,5 @@
-"""Reply length limits per platform (see platform-facts.md) and how each platform counts.
+"""The ways platforms count a reply's length (see platform-facts.md); which platform uses which,
+and its limit, is in each connector's spec (:mod:`bot.connectors.catalog` looks them up).
 
 X counts a weighted length (twitter-text v3: most Latin, Greek, Cyrillic… code points weigh 1,
 CJK and others 2, an emoji sequence 2, any link 23); Bluesky counts extended grapheme clusters
@@ -12,15 +13,8 @@ import re
 import unicodedata
 from collections.abc import Iterator
 
-REPLY_LIMITS: dict[str, int] = {
-    "x": 280,
-    "bluesky": 300,
-    "mastodon": 500,
-    "reddit": 10_000,
-    "instagram": 2_200,
-    "facebook": 8_000,
-}
 DEFAULT_REPLY_LIMIT = 5_000
+"""The reply limit of a platform whose connector sets none, when the caller gives no other."""
 
 LINK_WEIGHT = 23
 """X and Mastodon count every link as this many characters, whatever its length."""
@@ -33,31 +27,9 @@ _ZWJ = 0x200D
 _CR, _LF = 0x0D, 0x0A
 
 
-def reply_limit(platform: str, default: int = DEFAULT_REPLY_LIMIT, *, handle: str = "") -> int:
-    """The longest reply text the platform accepts, in its own unit (see :func:`reply_length`).
-
-    With the author's ``handle``, the room Mastodon leaves once the publisher puts ``@acct ``
-    in front (``@user@domain`` counts as ``@user``)."""
-    limit = REPLY_LIMITS.get(platform, default)
-    if platform == "mastodon" and handle.strip("@"):
-        limit -= len("@" + handle.strip("@").split("@")[0] + " ")
-    return limit
-
-
-def reply_length(text: str, platform: str) -> int:
-    """The length of ``text`` as ``platform`` counts it against :func:`reply_limit`."""
-    if platform == "x":
-        return x_weighted_length(text)
-    if platform == "bluesky":
-        return grapheme_count(text)
-    if platform == "mastodon":
-        return sum(LINK_WEIGHT if is_link else len(part) for part, is_link in _split_links(text))
-    return len(text)
-
-
-def fits(text: str, platform: str, default: int = DEFAULT_REPLY_LIMIT) -> bool:
-    """Whether ``text`` is within the platform's limit."""
-    return reply_length(text, platform) <= reply_limit(platform, default)
+def link_weighted_length(text: str) -> int:
+    """Code points, with every link counted as :data:`LINK_WEIGHT` (Mastodon's rule)."""
+    return sum(LINK_WEIGHT if is_link else len(part) for part, is_link in _split_links(text))
 
 
 def x_weighted_length(text: str) -> int:

@@ -34,7 +34,8 @@ import re
 from dataclasses import dataclass
 
 from bot.config import BrandConfig
-from bot.domain.limits import DEFAULT_REPLY_LIMIT, reply_length, reply_limit
+from bot.connectors.catalog import reply_length, reply_limit
+from bot.domain.limits import DEFAULT_REPLY_LIMIT
 from bot.domain.models import Mention
 from bot.drafting import textscan
 from bot.drafting.offers import gift_cards, percents_off, promo_codes

@@ -17,7 +17,8 @@ from dataclasses import replace
 from typing import Any
 
 from bot.config import BrandConfig
-from bot.domain.limits import DEFAULT_REPLY_LIMIT, reply_limit
+from bot.connectors.catalog import reply_limit
+from bot.domain.limits import DEFAULT_REPLY_LIMIT
 from bot.domain.models import Mention
 from bot.drafting.base import Drafter, DraftText
 from bot.drafting.offline import safe_author

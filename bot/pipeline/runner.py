@@ -9,11 +9,11 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from bot.connectors.base import Budgeted, FetchResult, Source
 from bot.errors import CredentialsRejected, SourceError, SourceRateLimited
 from bot.events import EventBus, Notice
 from bot.pipeline.credentials import RefusedCredentials
 from bot.pipeline.ingest import Alerter, Ingestor, StoredBatch
-from bot.sources.base import Budgeted, FetchResult, Source
 from bot.storage.source_health import SourceStatus
 from bot.storage.store import Store
 

@@ -1,28 +1,18 @@
-"""Online check of each source's credentials, through the connector's own client: Mastodon
-``verify_credentials``, Bluesky ``createSession``, Reddit ``/api/v1/me``, X ``/2/users/me``,
-Facebook and Instagram Graph ``/me``. Sources without credentials (RSS, Hacker News, webhooks)
-are not checked.
+"""Online check of each source's credentials, through the connector's own client and its own
+sign-in question (Mastodon ``verify_credentials``, Bluesky ``createSession``, Reddit
+``/api/v1/me``, X ``/2/users/me``, Facebook and Instagram Graph ``/me``; see each connector's
+``signed_in_as``). Sources without credentials (RSS, Hacker News, webhooks) are not checked.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
 
 import httpx
 
 from bot.config import SourceConfig
-from bot.connectors.bluesky import BlueskySource
-from bot.connectors.graph import GraphApiError, source_error
-from bot.connectors.mastodon import MastodonSource, source_message, token_rejected
-from bot.connectors.meta_source import MetaSource
-from bot.connectors.reddit import RedditAuthError, RedditSource
-from bot.connectors.x import XSource
-from bot.connectors.x_client import json_object, problem
-from bot.errors import CredentialsRejected, SourceError
+from bot.connectors.catalog import build_source
 from bot.services.online_runner import Verdict, ok, skipped
-from bot.sources.factory import build_source
 
 
 def source_service(config: SourceConfig) -> str:
@@ -36,82 +26,10 @@ async def check_source(
     """Whether the platform accepts the source's credentials (one line); the connector talks
     through its own client, so ``http`` is not used."""
     service = source_service(config)
-    source = build_source(config, base_dir=base_dir).source
+    built = build_source(config, base_dir=base_dir)
     try:
-        whoami = _WHOAMI.get(type(source))
-        if whoami is None and isinstance(source, MetaSource):  # Facebook and Instagram
-            whoami = _meta_whoami
-        if whoami is None:
+        if built.sign_in is None:
             return [skipped(service, "no sign-in to check")]
-        return [ok(service, await whoami(source))]
+        return [ok(service, await built.sign_in())]
     finally:
-        await source.aclose()
-
-
-async def _mastodon_whoami(source: MastodonSource) -> str:
-    response = await source.client.request("GET", "/api/v1/accounts/verify_credentials")
-    if response.status_code == 401:
-        raise token_rejected(source.config)
-    if response.status_code != 200:
-        what = f"verify_credentials answered HTTP {response.status_code}"
-        raise SourceError(source_message(source.config, what))
-    return f"signed in as @{response.json().get('acct', '?')}"
-
-
-async def _bluesky_whoami(source: BlueskySource) -> str:
-    did = await source.client.ensure_session()
-    return f"signed in as @{source.client.handle or did}"
-
-
-async def _reddit_whoami(source: RedditSource) -> str:
-    try:
-        response = await source.client.request("GET", "/api/v1/me")
-    except RedditAuthError as exc:
-        raise CredentialsRejected(f"reddit source {source.name!r}: {exc}") from None
-    if response.status_code != 200:
-        raise SourceError(
-            f"reddit source {source.name!r}: /api/v1/me answered HTTP {response.status_code}"
-        )
-    return f"signed in as u/{response.json().get('name', '?')}"
-
-
-async def _x_whoami(source: XSource) -> str:
-    response = await source.client.request("GET", "/2/users/me", "me")
-    if response.status_code in (401, 403):
-        raise CredentialsRejected(
-            f"x source {source.name!r}: X refused the keys in {source.config.secret_envs} "
-            f"({problem(response) or response.status_code}): copy fresh ones from the app's "
-            "Keys and tokens page"
-        )
-    if response.status_code != 200:
-        raise SourceError(
-            f"x source {source.name!r}: /2/users/me answered HTTP {response.status_code}"
-        )
-    data = json_object(response).get("data")
-    return f"signed in as @{data.get('username', '?') if isinstance(data, dict) else '?'}"
-
-
-async def _meta_whoami(source: MetaSource[Any]) -> str:
-    try:
-        me = await source.client.get("/me", {"fields": "id,name"})
-    except GraphApiError as exc:
-        if exc.status == 0:
-            raise httpx.TransportError(exc.message) from None
-        where = f"{source.platform} source '{source.name}'"
-        raise source_error(
-            exc,
-            where,
-            token_env=source.config.token_env,
-            permission="the needed",
-            usage=source.client.usage,
-        ) from None
-    return f"signed in as {me.get('name') or me.get('id', '?')}"
-
-
-_WHOAMI: dict[type[Any], Callable[[Any], Awaitable[str]]] = {
-    MastodonSource: _mastodon_whoami,
-    BlueskySource: _bluesky_whoami,
-    RedditSource: _reddit_whoami,
-    XSource: _x_whoami,
-}
-"""Who the credentials belong to, per source type."""
+        await built.source.aclose()

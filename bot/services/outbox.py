@@ -21,10 +21,10 @@ from datetime import datetime, timedelta
 from typing import Protocol
 
 from bot.changes import Changes
+from bot.connectors.registry import Publishers
 from bot.domain.models import SYSTEM, Reply, utcnow
 from bot.domain.states import MentionState, ReplyState
 from bot.errors import PublishError
-from bot.publishers.registry import Publishers
 from bot.storage.store import Store
 
 log = logging.getLogger(__name__)

@@ -18,7 +18,9 @@ from collections.abc import Callable
 
 from bot.changes import Changes
 from bot.config import BrandConfig, ParleyConfig
-from bot.domain.limits import DEFAULT_REPLY_LIMIT, reply_length, reply_limit
+from bot.connectors.catalog import reply_length, reply_limit
+from bot.connectors.registry import Publishers
+from bot.domain.limits import DEFAULT_REPLY_LIMIT
 from bot.domain.models import Actor, Draft, Mention, Reply
 from bot.domain.states import MentionState, ReplyState
 from bot.drafting.base import Drafter
@@ -26,7 +28,6 @@ from bot.drafting.guards import DraftGuard
 from bot.drafting.textscan import clean
 from bot.errors import InvalidTransition, NotFound, PermissionDenied, UserFacingError
 from bot.presentation import Decision
-from bot.publishers.registry import Publishers
 from bot.services.permissions import ApproverPolicy
 from bot.storage.store import Store
 

@@ -11,7 +11,7 @@ from collections.abc import Awaitable, Callable
 
 import discord
 
-from bot.domain.limits import reply_length, reply_limit
+from bot.connectors.catalog import reply_length, reply_limit
 from bot.drafting.tweaks import MAX_INSTRUCTION_CHARS
 
 MODAL_TEXT_LIMIT = 4000

@@ -39,7 +39,7 @@ from telegram.ext import (
 )
 
 from bot.app import Core
-from bot.connectors.inbound_limits import hardened_app, hardened_runner, parse_json
+from bot.connectors.http.inbound_limits import hardened_app, hardened_runner, parse_json
 from bot.events import Event, MentionChanged, Notice
 from bot.frontends.ratelimit_logs import quiet_handled_rate_limits
 from bot.frontends.telegram.chat import (

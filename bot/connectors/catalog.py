@@ -1,0 +1,85 @@
+"""The one list of platforms Parley connects to, and what is derived from it: the source types,
+the factory that builds a ``[[sources]]`` section's source and publisher, each platform's reply
+limit and length, its display name and default routing.
+
+Adding a platform: write its package under ``bot/connectors/`` exporting a ``CONNECTOR`` spec,
+then list it here."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from bot.connectors import (
+    bluesky,
+    facebook,
+    hackernews,
+    instagram,
+    mastodon,
+    reddit,
+    rss,
+    webhook,
+    x,
+)
+from bot.connectors.spec import Built, ConnectorSpec, SourceSection
+from bot.domain.limits import DEFAULT_REPLY_LIMIT
+
+CONNECTORS: tuple[ConnectorSpec[Any], ...] = (
+    rss.CONNECTOR,
+    mastodon.CONNECTOR,
+    bluesky.CONNECTOR,
+    reddit.CONNECTOR,
+    hackernews.CONNECTOR,
+    webhook.CONNECTOR,
+    x.CONNECTOR,
+    facebook.CONNECTOR,
+    instagram.CONNECTOR,
+)
+
+BY_TYPE: dict[str, ConnectorSpec[Any]] = {spec.type: spec for spec in CONNECTORS}
+SOURCE_TYPES = tuple(BY_TYPE)
+BY_HAND = frozenset(spec.type for spec in CONNECTORS if spec.replies_by_hand)
+"""Platforms whose mentions always go to the manual publisher."""
+RELAYS = frozenset(spec.type for spec in CONNECTORS if spec.relays)
+"""Source types whose mentions may name another platform (the inbound webhook)."""
+
+RELAYED_PLATFORM_NAMES = {"youtube": "YouTube"}
+"""Display names of platforms Parley has no connector for (their mentions come relayed by the
+webhook) that a capital letter alone would not write right."""
+
+
+def build_source(config: SourceSection, *, base_dir: Path | None = None) -> Built:
+    """The connector for a config section; relative file paths resolve against ``base_dir``.
+    A missing secret is a ConfigError saying which variable to set."""
+    return BY_TYPE[config.type].create(config, base_dir)
+
+
+def reply_limit(platform: str, default: int = DEFAULT_REPLY_LIMIT, *, handle: str = "") -> int:
+    """The longest reply text the platform accepts, in its own unit (see :func:`reply_length`).
+
+    With the author's ``handle``, the room left once the publisher puts what it must in front
+    (Mastodon: ``@acct ``)."""
+    spec = BY_TYPE.get(platform)
+    if spec is None:
+        return default
+    limit = default if spec.reply_limit is None else spec.reply_limit
+    return limit - len(spec.reply_prefix(handle))
+
+
+def reply_length(text: str, platform: str) -> int:
+    """The length of ``text`` as ``platform`` counts it against :func:`reply_limit`."""
+    spec = BY_TYPE.get(platform)
+    return len(text) if spec is None else spec.reply_length(text)
+
+
+def fits(text: str, platform: str, default: int = DEFAULT_REPLY_LIMIT) -> bool:
+    """Whether ``text`` is within the platform's limit."""
+    return reply_length(text, platform) <= reply_limit(platform, default)
+
+
+def platform_name(platform: str) -> str:
+    """A platform as people write it: 'X', 'Hacker News', 'Mastodon'."""
+    spec = BY_TYPE.get(platform)
+    if spec is not None:
+        return spec.display_name
+    return RELAYED_PLATFORM_NAMES.get(platform, platform.capitalize())

@@ -1,1 +1,0 @@
-"""Posting approved replies back where the mention was said."""

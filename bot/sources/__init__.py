@@ -1,1 +1,0 @@
-"""Connectors that find mentions, one module per platform."""
