@@ -55,7 +55,7 @@ async def test_stats_too_long_for_a_caption_goes_as_its_own_message(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     lines = ["Last 24h: 0 mentions", *(f"filler line {i:03} " + "x" * 40 for i in range(30))]
-    monkeypatch.setattr("bot.frontends.telegram.handlers.stats_lines", lambda stats: lines)
+    monkeypatch.setattr("bot.frontends.telegram.reports.stats_lines", lambda stats: lines)
     async with running(tg_settings, config, fake):
         await fake.say(ANN, CHAT, "/stats")
         (photo,) = await fake.wait_for("sendPhoto")
@@ -75,7 +75,7 @@ async def test_stats_falls_back_to_text_when_the_chart_fails(
     async def broken(*args: object, **kwargs: object) -> bytes:
         raise RuntimeError("renderer exploded")
 
-    monkeypatch.setattr("bot.frontends.telegram.handlers.chart_png", broken)
+    monkeypatch.setattr("bot.frontends.telegram.reports.chart_png", broken)
     async with running(tg_settings, config, fake):
         await fake.say(ANN, CHAT, "/stats 30d")
         (text,) = await fake.wait_for("sendMessage")

@@ -320,6 +320,19 @@ class TelegramChat:
                     "could not edit message %s in chat %s: %s", message_id, chat, exc.message
                 )
 
+    async def answer(
+        self, message: Message, html: str, markup: InlineKeyboardMarkup | None = None
+    ) -> Message:
+        """Reply to ``message`` in Telegram HTML, without link previews (through :meth:`call`)."""
+        return await self.call(
+            lambda: message.reply_text(
+                html,
+                parse_mode=ParseMode.HTML,
+                link_preview_options=_NO_PREVIEW,
+                reply_markup=markup,
+            )
+        )
+
     async def call(self, request: Callable[[], Awaitable[T]]) -> T:
         """A Bot API request outside the throttle: honour a 429's retry_after, a few times."""
         for attempt in range(_EDIT_TRIES):

@@ -10,7 +10,8 @@ after a restart.
 
 The frontend builds its parts in order, each given what it uses: the Bot API side
 (:class:`~bot.frontends.telegram.chat.TelegramChat`), the alert adapter and its delivery, the
-connection watch (bot/frontends/telegram/link.py) and the update handlers (handlers.py).
+connection watch (bot/frontends/telegram/link.py) and the update handlers (handlers.py, which
+builds review.py, edits.py, reports.py and controls.py).
 """
 
 from __future__ import annotations
