@@ -18,7 +18,7 @@ from bot.app import Frontend, build_core, run_core
 from bot.config import ParleyConfig
 from bot.domain.states import UNPOSTED
 from bot.errors import ConfigError, ParleyError, StorageError
-from bot.frontends.console import ConsoleFrontend
+from bot.frontends.console.frontend import ConsoleFrontend
 from bot.localtime import set_zone
 from bot.preflight import validate
 from bot.services.health import health_lines

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from bot.app import Core
-from bot.frontends.console import ConsoleFrontend
+from bot.frontends.console.frontend import ConsoleFrontend
 from bot.services import charts
 from bot.services.charts import UNTRIAGED, VolumeSeries, render_stats_chart, volume_series
 from bot.services.stats import Stats, compute_stats
@@ -123,7 +123,7 @@ async def test_console_prints_the_figures_when_the_chart_fails(
     async def broken(*args: object, **kwargs: object) -> bytes:
         raise RuntimeError("no fonts")
 
-    monkeypatch.setattr("bot.frontends.console.chart_png", broken)
+    monkeypatch.setattr("bot.frontends.console.reports.chart_png", broken)
     lines = await ConsoleFrontend(core, out=io.StringIO()).handle_line(
         f"stats 24h chart {tmp_path / 'x.png'}"
     )
@@ -135,7 +135,7 @@ async def test_console_prints_the_figures_when_the_chart_fails(
 
 def test_importing_parley_does_not_import_matplotlib() -> None:
     code = (
-        "import sys, bot.services.charts, bot.frontends.console, "
+        "import sys, bot.services.charts, bot.frontends.console.frontend, "
         "bot.frontends.telegram.handlers; print('matplotlib' in sys.modules)"
     )
     out = subprocess.run(

@@ -11,7 +11,7 @@ from bot.app import Core, build_core
 from bot.config import ParleyConfig
 from bot.domain.models import Actor
 from bot.domain.states import MentionState
-from bot.frontends.console import ConsoleFrontend
+from bot.frontends.console.frontend import ConsoleFrontend
 from bot.settings import Settings
 from tests.conftest import ROOT
 from tests.helpers import raw

@@ -18,7 +18,7 @@ from bot.domain.states import MentionState
 from bot.drafting import textscan
 from bot.drafting.guards import DraftGuard
 from bot.errors import UserFacingError
-from bot.frontends.console import ConsoleFrontend
+from bot.frontends.console.frontend import ConsoleFrontend
 from bot.llm.prompts import PromptLibrary
 from bot.services.review import HELD_EDIT, POSTED_ANYWAY, NeedsConfirmation
 from bot.settings import Settings

@@ -11,7 +11,7 @@ from bot.app import Core
 from bot.connectors.base import FetchResult
 from bot.errors import CredentialsRejected, SourceError
 from bot.events import Event, Notice
-from bot.frontends.console import ConsoleFrontend
+from bot.frontends.console.frontend import ConsoleFrontend
 from bot.pipeline.runner import SourceRunner
 from bot.settings import Settings
 from tests.helpers import ScriptedSource, raw

@@ -23,7 +23,7 @@ from bot.drafting.llm import DRAFT_SCHEMA, parse_variants
 from bot.drafting.offline import OfflineDrafter
 from bot.errors import UserFacingError
 from bot.events import Event, EventBus, Notice
-from bot.frontends.console import ConsoleFrontend
+from bot.frontends.console.frontend import ConsoleFrontend
 from bot.llm.breaker import Breaker, BreakerPolicy, LlmPaused
 from bot.llm.client import JsonTask, LlmClient, LlmConfig, LlmUnavailable
 from bot.services.health import health_lines

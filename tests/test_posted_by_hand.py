@@ -7,7 +7,7 @@ from bot.config import ParleyConfig
 from bot.domain.models import Actor
 from bot.domain.states import ReplyState
 from bot.events import MentionChanged
-from bot.frontends.console import ConsoleFrontend
+from bot.frontends.console.frontend import ConsoleFrontend
 from bot.frontends.discord.render import reply_line
 from bot.frontends.telegram.render import render_alert
 from bot.presentation import alert_view, reply_status

@@ -20,7 +20,7 @@ from bot.app import Core, build_core, run_core
 from bot.config import ParleyConfig
 from bot.domain.models import SYSTEM
 from bot.events import MentionChanged
-from bot.frontends.console import ConsoleFrontend
+from bot.frontends.console.frontend import ConsoleFrontend
 from bot.frontends.telegram import TelegramConfig, TelegramFrontend
 from bot.triage.model import TRIAGED
 from bot.triage.rules import RULES

@@ -13,7 +13,7 @@ from bot.app import Core, build_core, run_core
 from bot.config import load_config
 from bot.domain.models import utcnow
 from bot.errors import DatabaseInUse
-from bot.frontends.console import ConsoleFrontend
+from bot.frontends.console.frontend import ConsoleFrontend
 from bot.settings import Settings
 
 SAMPLES_NEWEST = datetime(2026, 11, 19, 14, 17, 26, tzinfo=UTC)
