@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import re
 
 from tests.conftest import ROOT
 
@@ -38,3 +39,11 @@ def test_every_module_opens_with_a_docstring() -> None:
         if ast.get_docstring(ast.parse(path.read_text(encoding="utf-8"))) is None
     ]
     assert missing == []
+
+
+def test_architecture_page_names_only_real_paths() -> None:
+    """docs/architecture.md walks a mention through modules that exist."""
+    page = (ROOT / "docs" / "architecture.md").read_text(encoding="utf-8")
+    named = set(re.findall(r"`((?:bot|cogs)/[\w/]+(?:\.py|/))", page))
+    assert len(named) > 30
+    assert sorted(p for p in named if not (ROOT / p).exists()) == []
