@@ -4,7 +4,8 @@ limit and length and the unit the model is told, its display name and colour, an
 routing.
 
 Adding a platform: write its package under ``bot/connectors/`` exporting a ``CONNECTOR`` spec,
-then list it here."""
+then list it here: its name in the import below and its ``CONNECTOR`` in ``CONNECTORS`` (two
+lines; written out, not discovered)."""
 
 from __future__ import annotations
 
