@@ -140,12 +140,12 @@ class InstagramSource(MetaSource[InstagramSourceConfig]):
                 time_field="timestamp",
                 newest_first=False,
                 gone_ok=True,
-                expand=self.expand,
+                expand=self._with_replies,
             )
             for comment in comments:
                 add(await self._comment_mention(comment, media))
 
-    def expand(self, entry: dict[str, Any]) -> list[dict[str, Any]]:
+    def _with_replies(self, entry: dict[str, Any]) -> list[dict[str, Any]]:
         """A top-level comment and the replies nested in it (their parent is remembered for
         thread context)."""
         replies = entry.get("replies")
