@@ -96,8 +96,15 @@ class InstagramSource(MetaSource[InstagramSourceConfig]):
 
     platform = PLATFORM
 
-    def __init__(self, config: InstagramSourceConfig, client: GraphClient) -> None:
-        super().__init__(config, client)
+    def __init__(
+        self,
+        config: InstagramSourceConfig,
+        client: GraphClient,
+        *,
+        verify_token: str = "",
+        app_secret: str = "",
+    ) -> None:
+        super().__init__(config, client, verify_token=verify_token, app_secret=app_secret)
         self._username: str | None = None
 
     # --- polling --------------------------------------------------------------------------

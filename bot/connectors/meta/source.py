@@ -78,9 +78,21 @@ class MetaSource(ClientSource[ConfigT, GraphClient]):
 
     platform: ClassVar[str]
 
-    def __init__(self, config: ConfigT, client: GraphClient) -> None:
+    def __init__(
+        self, config: ConfigT, client: GraphClient, *, verify_token: str = "", app_secret: str = ""
+    ) -> None:
         super().__init__(config, client)
-        self.webhook: MetaWebhook | None = None
+        self.webhook = (
+            None
+            if config.webhook is None
+            else MetaWebhook(
+                config.webhook,
+                owner=f"{self.platform} source '{config.name}'",
+                verify_token=verify_token,
+                app_secret=app_secret,
+                accept=self.accept,
+            )
+        )
         self._next_poll = 0.0  # time.monotonic() of the next poll (webhooks on)
         self.graph = GraphReader(
             client,
@@ -110,16 +122,7 @@ class MetaSource(ClientSource[ConfigT, GraphClient]):
             app_secret=app_secret,
             allow_private=config.allow_private,
         )
-        source = cls(config, client)
-        if config.webhook is not None:
-            source.webhook = MetaWebhook(
-                config.webhook,
-                owner=f"{source.platform} source '{source.name}'",
-                verify_token=verify_token,
-                app_secret=app_secret,
-                accept=source.accept,
-            )
-        return source
+        return cls(config, client, verify_token=verify_token, app_secret=app_secret)
 
     @property
     def interval(self) -> float:
