@@ -14,7 +14,9 @@ from bot.connectors.catalog import (
     CONNECTORS,
     RELAYS,
     SOURCE_TYPES,
+    accent_colour,
     build_source,
+    length_unit,
     platform_name,
     reply_limit,
 )
@@ -90,6 +92,40 @@ def test_display_names_and_routing() -> None:
     }
     assert frozenset({"hackernews"}) == BY_HAND
     assert frozenset({"webhook"}) == RELAYS
+
+
+def test_length_units_in_the_prompt() -> None:
+    units = {p: length_unit(p) for p in ("x", "bluesky", "mastodon", "reddit", "youtube")}
+    assert units == {
+        "x": "weighted characters (emoji and CJK count 2, a link 23)",
+        "bluesky": "characters as a reader sees them (graphemes)",
+        "mastodon": "characters (a link counts 23)",
+        "reddit": "characters",
+        "youtube": "characters",
+    }
+
+
+def test_accent_colours() -> None:
+    platforms = (
+        *("rss", "web", "mastodon", "bluesky", "reddit", "hackernews", "x", "youtube"),
+        *("facebook", "instagram", "discord", "telegram", "webhook", "forum"),
+    )
+    assert {p: accent_colour(p) for p in platforms} == {
+        "rss": 0xF26522,
+        "web": 0x607D8B,
+        "mastodon": 0x6364FF,
+        "bluesky": 0x1185FE,
+        "reddit": 0xFF4500,
+        "hackernews": 0xFF6600,
+        "x": 0x14171A,
+        "youtube": 0xFF0000,
+        "facebook": 0x1877F2,
+        "instagram": 0xE1306C,
+        "discord": 0x5865F2,
+        "telegram": 0x26A5E4,
+        "webhook": None,
+        "forum": None,
+    }
 
 
 def test_a_missing_secret_names_the_variable(monkeypatch: pytest.MonkeyPatch) -> None:

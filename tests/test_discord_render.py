@@ -16,7 +16,6 @@ from bot.frontends.discord.render import (
     DESCRIPTION_LIMIT,
     EMBED_TOTAL,
     FIELD_VALUE_LIMIT,
-    PLATFORM_COLOURS,
     URGENT,
     clean,
     dlen,
@@ -132,7 +131,7 @@ def test_an_ordinary_alert_shows_every_fact() -> None:
 
     assert embed.title == "Mention #12 · Acme Cloud"
     assert embed.url == "https://reddit.com/r/acme/1"
-    assert embed.colour is not None and embed.colour.value == PLATFORM_COLOURS["reddit"]
+    assert embed.colour is not None and embed.colour.value == 0xFF4500
     assert embed.author.name == "Ann (@ann) · 3.4k followers"
     assert embed.description == "Is acme cloud down?"
     assert fields["Source"] == "reddit · reddit-acme"

@@ -1,9 +1,11 @@
 """The one list of platforms Parley connects to, and what is derived from it: the source types,
 the factory that builds a ``[[sources]]`` section's source and publisher, each platform's reply
-limit and length, its display name and default routing.
+limit and length and the unit the model is told, its display name and colour, and default
+routing.
 
 Adding a platform: write its package under ``bot/connectors/`` exporting a ``CONNECTOR`` spec,
-then list it here."""
+then list it here: its name in the import below and its ``CONNECTOR`` in ``CONNECTORS`` (two
+lines; written out, not discovered)."""
 
 from __future__ import annotations
 
@@ -46,6 +48,13 @@ RELAYS = frozenset(spec.type for spec in CONNECTORS if spec.relays)
 RELAYED_PLATFORM_NAMES = {"youtube": "YouTube"}
 """Display names of platforms Parley has no connector for (their mentions come relayed by the
 webhook) that a capital letter alone would not write right."""
+RELAYED_PLATFORM_COLOURS = {
+    "web": 0x607D8B,
+    "youtube": 0xFF0000,
+    "discord": 0x5865F2,
+    "telegram": 0x26A5E4,
+}
+"""Alert colours of platforms Parley has no connector for (their mentions come relayed)."""
 
 
 def build_source(config: SourceSection, *, base_dir: Path | None = None) -> Built:
@@ -83,3 +92,17 @@ def platform_name(platform: str) -> str:
     if spec is not None:
         return spec.display_name
     return RELAYED_PLATFORM_NAMES.get(platform, platform.capitalize())
+
+
+def length_unit(platform: str) -> str:
+    """The unit of :func:`reply_limit` as the model's prompt names it."""
+    spec = BY_TYPE.get(platform)
+    return "characters" if spec is None else spec.length_unit
+
+
+def accent_colour(platform: str) -> int | None:
+    """The platform's alert colour (``0xRRGGBB``); None when it has none of its own."""
+    spec = BY_TYPE.get(platform)
+    if spec is not None:
+        return spec.accent_colour
+    return RELAYED_PLATFORM_COLOURS.get(platform)

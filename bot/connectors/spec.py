@@ -1,7 +1,8 @@
 """What a platform package tells the rest of Parley about its platform: one frozen
-:class:`ConnectorSpec` (config model, secrets, builder, reply limit, length counter, display
-name, default routing). :mod:`bot.connectors.catalog` lists the specs; the config union, the
-source factory, the limits table and the display names are derived from that list."""
+:class:`ConnectorSpec` (config model, secrets, builder, reply limit, length counter and its
+unit, display name, colour, default routing). :mod:`bot.connectors.catalog` lists the specs;
+the config union, the source factory, the limits table, the display names and colours are
+derived from that list."""
 
 from __future__ import annotations
 
@@ -95,6 +96,11 @@ class ConnectorSpec(Generic[SectionT]):
     reply_prefix: Callable[[str], str] = no_prefix
     """What the publisher puts in front of the reply for an author's handle (it eats into the
     limit): Mastodon's ``@acct``."""
+    length_unit: str = "characters"
+    """How the model's prompt names the unit ``reply_length`` counts in."""
+    accent_colour: int | None = None
+    """The platform's colour (``0xRRGGBB``) on alerts where the frontend colours them; None:
+    Parley's own."""
     replies_by_hand: bool = False
     """The platform lets Parley answer only by hand: its mentions go to the manual publisher."""
     relays: bool = False

@@ -17,7 +17,7 @@ from dataclasses import replace
 from typing import Any
 
 from bot.config import BrandConfig
-from bot.connectors.catalog import reply_limit
+from bot.connectors.catalog import length_unit, reply_limit
 from bot.domain.limits import DEFAULT_REPLY_LIMIT
 from bot.domain.models import Mention
 from bot.drafting.base import Drafter, DraftText
@@ -38,11 +38,6 @@ DRAFT_SCHEMA: dict[str, Any] = {
 }
 
 _LANGUAGE_TAG_RE = re.compile(r"^[A-Za-z]{2,3}(?:[-_][A-Za-z0-9]{2,8})*$")
-_UNITS = {
-    "x": "weighted characters (emoji and CJK count 2, a link 23)",
-    "bluesky": "characters as a reader sees them (graphemes)",
-    "mastodon": "characters (a link counts 23)",
-}
 
 
 def parse_variants(data: Any) -> list[str]:
@@ -155,7 +150,7 @@ class LlmDrafter:
         """The variable part of a draft request; untrusted text only inside fences."""
         key = new_fence_key()
         limit = reply_limit(mention.platform, self.default_limit, handle=mention.author.handle)
-        unit = _UNITS.get(mention.platform, "characters")
+        unit = length_unit(mention.platform)
         tweak = find_tweak(instruction)
         if tweak is not None and tweak.key == "translate":
             language = f"{brand.language} (the brand's language)"

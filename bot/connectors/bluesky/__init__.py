@@ -34,4 +34,6 @@ CONNECTOR = ConnectorSpec(
     build=_build,
     reply_limit=REPLY_LIMIT,
     reply_length=grapheme_count,
+    length_unit="characters as a reader sees them (graphemes)",
+    accent_colour=0x1185FE,
 )

@@ -39,4 +39,5 @@ CONNECTOR = ConnectorSpec(
     build=_build,
     reply_limit=REPLY_LIMIT,
     env_names=(APP_SECRET_ENV,),
+    accent_colour=0x1877F2,
 )

@@ -81,8 +81,8 @@ class FacebookSource(MetaSource[FacebookSourceConfig]):
         """Page mentions, then the comments on each watched post."""
         first = not any(key.startswith("post:") or key == "tagged" for key in cursor)
         pages = 1 if first else self.config.max_pages
-        if self.config.mentions and not self.usage_high():
-            posts = await self.read_route(
+        if self.config.mentions and not self.graph.usage_high():
+            posts = await self.graph.read_route(
                 "tagged",
                 f"/{self.config.page_id}/tagged",
                 {"fields": POST_FIELDS, "limit": str(self.config.page_size)},
@@ -95,10 +95,10 @@ class FacebookSource(MetaSource[FacebookSourceConfig]):
             )
             for post in posts:
                 add(self._post_mention(post))
-        if not self.config.comments or self.usage_high():
+        if not self.config.comments or self.graph.usage_high():
             return
         params = {"fields": POST_FIELDS, "limit": str(self.config.recent_posts)}
-        posts, _ = await self.page(f"/{self.config.page_id}/posts", params, READ_PERMISSION)
+        posts, _ = await self.graph.page(f"/{self.config.page_id}/posts", params, READ_PERMISSION)
         watched: dict[str, str | None] = {}
         for post in posts:
             try:
@@ -107,10 +107,10 @@ class FacebookSource(MetaSource[FacebookSourceConfig]):
                 log.warning("facebook source %r: skipped a post without a usable id", self.name)
         forget_unwatched(new_cursor, "post:", watched)
         for post_id, post_text in watched.items():
-            self.remember_text(post_id, post_text)
-            if self.usage_high():
+            self.graph.remember_text(post_id, post_text)
+            if self.graph.usage_high():
                 return
-            comments = await self.read_route(
+            comments = await self.graph.read_route(
                 f"post:{post_id}",
                 f"/{post_id}/comments",
                 {
@@ -155,15 +155,17 @@ class FacebookSource(MetaSource[FacebookSourceConfig]):
         """Read a pushed comment or post through the API and normalise it like polling."""
         value = change.value
         if change.field == "mention" and value.get("item") == "post":
-            post = await self.lookup(f"/{graph_id(value['post_id'])}", POST_FIELDS, READ_PERMISSION)
+            post = await self.graph.lookup(
+                f"/{graph_id(value['post_id'])}", POST_FIELDS, READ_PERMISSION
+            )
             return None if post is None else self._post_mention(post)
         comment_id = graph_id(value["comment_id"])
-        comment = await self.lookup(f"/{comment_id}", COMMENT_FIELDS, USER_PERMISSION)
+        comment = await self.graph.lookup(f"/{comment_id}", COMMENT_FIELDS, USER_PERMISSION)
         if comment is None:
             return None
         parent_post = value.get("post_id")
         post_text = (
-            await self.object_text(graph_id(parent_post), "message", READ_PERMISSION)
+            await self.graph.object_text(graph_id(parent_post), "message", READ_PERMISSION)
             if parent_post
             else None
         )

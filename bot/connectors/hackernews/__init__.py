@@ -21,4 +21,5 @@ CONNECTOR = ConnectorSpec(
     secrets=no_secrets,
     build=_build,
     replies_by_hand=True,
+    accent_colour=0xFF6600,
 )

@@ -40,4 +40,5 @@ CONNECTOR = ConnectorSpec(
     build=_build,
     reply_limit=REPLY_LIMIT,
     env_names=(APP_SECRET_ENV,),
+    accent_colour=0xE1306C,
 )

@@ -96,20 +96,27 @@ class InstagramSource(MetaSource[InstagramSourceConfig]):
 
     platform = PLATFORM
 
-    def __init__(self, config: InstagramSourceConfig, client: GraphClient) -> None:
-        super().__init__(config, client)
+    def __init__(
+        self,
+        config: InstagramSourceConfig,
+        client: GraphClient,
+        *,
+        verify_token: str = "",
+        app_secret: str = "",
+    ) -> None:
+        super().__init__(config, client, verify_token=verify_token, app_secret=app_secret)
         self._username: str | None = None
 
     # --- polling --------------------------------------------------------------------------
 
     async def poll(self, cursor: Cursor, new_cursor: Cursor, add: Add) -> None:
         """The comments (and their replies) on each of the newest media."""
-        if not self.config.comments or self.usage_high():
+        if not self.config.comments or self.graph.usage_high():
             return
         first = not any(key.startswith("media:") for key in cursor)
         pages = 1 if first else self.config.max_pages
         params = {"fields": MEDIA_FIELDS, "limit": str(self.config.recent_posts)}
-        media_list, _ = await self.page(
+        media_list, _ = await self.graph.page(
             f"/{self.config.ig_user_id}/media", params, self.config.permission("basic")
         )
         watched: dict[str, dict[str, Any]] = {}
@@ -123,10 +130,10 @@ class InstagramSource(MetaSource[InstagramSourceConfig]):
                 self._username = owner
         forget_unwatched(new_cursor, "media:", watched)
         for media_id, media in watched.items():
-            self.remember_text(media_id, text_of(media.get("caption")) or None)
-            if self.usage_high():
+            self.graph.remember_text(media_id, text_of(media.get("caption")) or None)
+            if self.graph.usage_high():
                 return
-            comments = await self.read_route(
+            comments = await self.graph.read_route(
                 f"media:{media_id}",
                 f"/{media_id}/comments",
                 {
@@ -140,18 +147,19 @@ class InstagramSource(MetaSource[InstagramSourceConfig]):
                 time_field="timestamp",
                 newest_first=False,
                 gone_ok=True,
+                expand=self._with_replies,
             )
             for comment in comments:
                 add(await self._comment_mention(comment, media))
 
-    def expand(self, entry: dict[str, Any]) -> list[dict[str, Any]]:
+    def _with_replies(self, entry: dict[str, Any]) -> list[dict[str, Any]]:
         """A top-level comment and the replies nested in it (their parent is remembered for
         thread context)."""
         replies = entry.get("replies")
         nested = replies.get("data") if isinstance(replies, dict) else None
         if not isinstance(nested, list) or not isinstance(entry.get("id"), str):
             return [entry]
-        self.remember_text(entry["id"], text_of(entry.get("text")) or None)
+        self.graph.remember_text(entry["id"], text_of(entry.get("text")) or None)
         return [entry, *(r for r in nested if isinstance(r, dict))]
 
     # --- webhook events -------------------------------------------------------------------
@@ -178,7 +186,7 @@ class InstagramSource(MetaSource[InstagramSourceConfig]):
         if change.field == "comments":
             fields = f"{COMMENT_FIELDS},media{{{MEDIA_FIELDS}}}"
             path = f"/{graph_id(value['id'])}"
-            comment = await self.lookup(path, fields, self.config.permission("comments"))
+            comment = await self.graph.lookup(path, fields, self.config.permission("comments"))
             if comment is None:
                 return None
             media = comment.get("media")
@@ -195,7 +203,7 @@ class InstagramSource(MetaSource[InstagramSourceConfig]):
         return None if found is None else self._comment_mention_elsewhere(found, media_id)
 
     async def _mentioned(self, spec: str, key: str) -> dict[str, Any] | None:
-        body = await self.lookup(
+        body = await self.graph.lookup(
             f"/{self.config.ig_user_id}", spec, self.config.permission("comments")
         )
         found = body.get(key) if body else None
@@ -204,7 +212,7 @@ class InstagramSource(MetaSource[InstagramSourceConfig]):
     async def _own_username(self) -> str | None:
         """The account's username (to skip its own comments); asked once."""
         if self._username is None:
-            body = await self.lookup(
+            body = await self.graph.lookup(
                 f"/{self.config.ig_user_id}", "id,username", self.config.permission("basic")
             )
             name = body.get("username") if body else None
@@ -225,7 +233,7 @@ class InstagramSource(MetaSource[InstagramSourceConfig]):
             parent = comment.get("parent_id")
             parent_ref = graph_id(parent) if parent is not None else None
             if parent_ref is not None:
-                context = await self.object_text(
+                context = await self.graph.object_text(
                     parent_ref, "text", self.config.permission("comments")
                 )
             else:

@@ -37,4 +37,6 @@ CONNECTOR = ConnectorSpec(
     reply_limit=REPLY_LIMIT,
     reply_length=link_weighted_length,
     reply_prefix=_mention_prefix,
+    length_unit="characters (a link counts 23)",
+    accent_colour=0x6364FF,
 )

@@ -4,6 +4,7 @@ The source polls, per route, with a cursor holding the newest id seen: mention n
 (``types[]=mention``), hashtag timelines and, when configured, ``v2/search``. A route never seen
 before takes only its newest page (the core's look-back rule does the rest); a known route pages
 forward with ``min_id`` so a busy spell is read without gaps, up to ``max_pages`` pages a poll.
+The calls themselves (pages, mentions, parent posts) are in :mod:`bot.connectors.mastodon.reader`.
 With ``streaming`` on, mention notifications also arrive in real time
 (:mod:`bot.connectors.mastodon.stream`) into a queue handed over every few seconds; mention
 notifications are then polled only every ``poll_interval`` seconds as a fallback (hashtags and
@@ -22,14 +23,12 @@ from __future__ import annotations
 import logging
 import re
 import time
-from collections import OrderedDict
 from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 from urllib.parse import quote
 
 import httpx
-from pydantic import ValidationError
 
 from bot.connectors.base import ClientSource, Cursor, FetchResult, PublishResult
 from bot.connectors.clean import clean_text
@@ -41,18 +40,17 @@ from bot.connectors.mastodon.api import (
     MastodonSourceConfig,
     Visibility,
     parse_time,
-    raw_mention,
     source_message,
     token_rejected,
 )
+from bot.connectors.mastodon.reader import StatusReader
 from bot.connectors.mastodon.stream import MastodonStream
 from bot.domain.limits import LINK_WEIGHT, link_weighted_length
 from bot.domain.models import Mention, RawMention, Reply
-from bot.errors import PublishError, SourceError, SourceRateLimited
+from bot.errors import PublishError, SourceError
 
 log = logging.getLogger(__name__)
 
-CONTEXT_CACHE_SIZE = 512
 STREAM_DRAIN_INTERVAL = 5.0
 """Seconds between hand-overs of streamed mentions to the pipeline while streaming."""
 STREAM_QUEUE_SIZE = 1000
@@ -73,7 +71,7 @@ class MastodonSource(ClientSource[MastodonSourceConfig, MastodonClient]):
 
     def __init__(self, config: MastodonSourceConfig, client: MastodonClient) -> None:
         super().__init__(config, client)
-        self._parents: OrderedDict[str, str | None] = OrderedDict()
+        self.reader = StatusReader(config, client)
         self._inbox: PendingQueue[RawMention] | None = (
             PendingQueue(STREAM_QUEUE_SIZE) if config.streaming else None
         )
@@ -191,7 +189,7 @@ class MastodonSource(ClientSource[MastodonSourceConfig, MastodonClient]):
         self._inbox.acknowledge(cursor)
         last: int | None = None
         for seq, mention in self._inbox.batch(MAX_STREAMED_ITEMS):
-            add(await self._with_context(mention, context_budget))
+            add(await self.reader.with_context(mention, context_budget))
             last = seq
         new_cursor.update(self._inbox.cursor(last))
 
@@ -205,7 +203,7 @@ class MastodonSource(ClientSource[MastodonSourceConfig, MastodonClient]):
     ) -> None:
         """Read ``routes``, each from its position in ``cursor``."""
         others = any(extract != "notifications" for *_, extract in routes)
-        own_id = await self._own_id() if others else None
+        own_id = await self.reader.own_id() if others else None
         for key, path, params, extract in routes:
             if self.client.budget.below(self.config.rate_limit_reserve):
                 log.warning(
@@ -215,11 +213,11 @@ class MastodonSource(ClientSource[MastodonSourceConfig, MastodonClient]):
                     self.client.budget.remaining,
                 )
                 break
-            statuses, newest = await self._read_route(path, params, cursor.get(key), extract)
+            statuses, newest = await self.reader.read_route(path, params, cursor.get(key), extract)
             if newest is not None:
                 new_cursor[key] = newest
             for status in statuses:
-                add(await self._mention(status, own_id, context_budget))
+                add(await self.reader.mention(status, own_id, context_budget))
 
     def _routes(self, mentions: bool, others: bool) -> list[Route]:
         """The mention route (if ``mentions``) and the hashtag and search routes (if
@@ -238,141 +236,6 @@ class MastodonSource(ClientSource[MastodonSourceConfig, MastodonClient]):
             params = [("type", "statuses"), ("q", query), ("resolve", "false")]
             routes.append((f"search:{query}", "/api/v2/search", params, "search"))
         return routes
-
-    async def _read_route(
-        self, path: str, fixed: list[tuple[str, str]], since: str | None, extract: str
-    ) -> tuple[list[dict[str, Any]], str | None]:
-        """Statuses newer than ``since`` (oldest first) and the newest page id to resume from."""
-        limit = min(self.config.page_size, 40) if extract == "search" else self.config.page_size
-        collected: list[dict[str, Any]] = []
-        newest = since
-        pages = 1 if since is None else self.config.max_pages
-        for _ in range(pages):
-            params = [*fixed, ("limit", str(limit))]
-            if newest is not None:
-                # min_id pages forward from the cursor (since_id would jump to the newest page
-                # and leave a gap after a busy spell).
-                params.append(("min_id", newest))
-            entries = await self._get_list(path, params, extract)
-            if newest is not None:  # a server that ignores min_id (search often does)
-                entries = [e for e in entries if _id_order(_entry_id(e)) > _id_order(newest)]
-            ids = [e["id"] for e in entries if isinstance(e.get("id"), str)]
-            if not ids:
-                break
-            newest = max(ids, key=_id_order)
-            for entry in sorted(entries, key=lambda e: _id_order(_entry_id(e))):
-                status = entry.get("status") if extract == "notifications" else entry
-                if isinstance(status, dict):
-                    collected.append(status)
-                else:
-                    log.warning(
-                        "mastodon source %r: skipped an entry without a status (id %s)",
-                        self.name,
-                        _entry_id(entry)[:40],
-                    )
-            if len(entries) < limit:
-                break
-        return collected, newest
-
-    async def _get_list(
-        self, path: str, params: list[tuple[str, str]], extract: str
-    ) -> list[dict[str, Any]]:
-        response = await self._call(path, params)
-        try:
-            body = response.json()
-        except ValueError:
-            raise self._error(f"{path}: answer is not JSON") from None
-        if extract == "search":
-            body = body.get("statuses") if isinstance(body, dict) else None
-        if not isinstance(body, list):
-            raise self._error(f"{path}: unexpected answer (not a list)")
-        return [e if isinstance(e, dict) else {} for e in body]
-
-    async def _call(self, path: str, params: list[tuple[str, str]]) -> httpx.Response:
-        try:
-            response = await self.client.request("GET", path, params=params)
-        except httpx.TimeoutException:
-            raise self._error(f"{path}: timed out after {self.config.timeout:g}s") from None
-        except httpx.HTTPError as exc:
-            raise self._error(f"{path}: {failure(exc)}") from None
-        status = response.status_code
-        if status == 429:
-            retry_after = self.client.budget.retry_after(response)
-            hint = f", retry after {retry_after:.0f}s" if retry_after is not None else ""
-            raise SourceRateLimited(
-                str(self._error(f"{path}: HTTP 429 Too Many Requests{hint}")),
-                retry_after=retry_after,
-            )
-        if status == 401:
-            raise token_rejected(self.config)
-        if status == 403 and path == "/api/v2/search":
-            raise self._error(
-                f"{path}: HTTP 403: search needs the read:search scope; tick it for Parley's "
-                "application under Preferences → Development on the instance"
-            )
-        if status == 403:
-            raise self._error(f"{path}: HTTP 403 (does the token have the read scopes?)")
-        if status != 200:
-            raise self._error(f"{path}: HTTP {status} {response.reason_phrase}".rstrip())
-        return response
-
-    def _error(self, what: str) -> SourceError:
-        return SourceError(source_message(self.config, what))
-
-    async def _own_id(self) -> str | None:
-        """The account's own id, to leave its own posts out of hashtag and search results."""
-        try:
-            return await self.client.own_account_id()
-        except httpx.HTTPError:
-            return None
-
-    async def _mention(
-        self, status: dict[str, Any], own_id: str | None, context_budget: list[int]
-    ) -> RawMention | None:
-        try:
-            if status.get("reblog") or (own_id and status["account"]["id"] == own_id):
-                return None
-            mention = raw_mention(self.name, status)
-        except (KeyError, TypeError, ValueError, ValidationError) as exc:
-            log.warning(
-                "mastodon source %r: skipped malformed status %s (%s)",
-                self.name,
-                str(status.get("id"))[:40],
-                type(exc).__name__,
-            )
-            return None
-        return await self._with_context(mention, context_budget)
-
-    async def _with_context(self, mention: RawMention, context_budget: list[int]) -> RawMention:
-        """The mention with its parent post's text as thread context, when there is one."""
-        if mention.parent_ref and self.config.thread_context:
-            context = await self._parent_text(mention.parent_ref, context_budget)
-            if context:
-                return mention.model_copy(update={"thread_context": context})
-        return mention
-
-    async def _parent_text(self, parent_id: str, budget: list[int]) -> str | None:
-        """The parent post's text, cached; best effort within the per-poll budget."""
-        if parent_id in self._parents:
-            self._parents.move_to_end(parent_id)
-            return self._parents[parent_id]
-        if budget[0] <= 0 or self.client.budget.below(self.config.rate_limit_reserve):
-            return None
-        budget[0] -= 1
-        text: str | None = None
-        try:
-            response = await self.client.request("GET", f"/api/v1/statuses/{parent_id}")
-            if response.status_code == 200:
-                parent = response.json()
-                text = clean_text(str(parent.get("content") or ""), html=True, limit=2000) or None
-            elif response.status_code not in (404, 410):
-                return None  # transient: try again next time rather than caching a miss
-        except (httpx.HTTPError, ValueError, AttributeError):
-            return None
-        self._parents[parent_id] = text
-        if len(self._parents) > CONTEXT_CACHE_SIZE:
-            self._parents.popitem(last=False)
-        return text
 
 
 class MastodonPublisher:
@@ -546,16 +409,6 @@ def _api_error(response: httpx.Response) -> str:
     except (ValueError, AttributeError):
         return ""
     return f": {clean_text(error, limit=200)}" if isinstance(error, str) and error else ""
-
-
-def _entry_id(entry: dict[str, Any]) -> str:
-    value = entry.get("id")
-    return value if isinstance(value, str) else ""
-
-
-def _id_order(value: str) -> tuple[int, str]:
-    """Mastodon ids are numeric strings: longer means newer, then lexical order."""
-    return (len(value), value)
 
 
 async def signed_in_as(source: MastodonSource) -> str:

@@ -41,4 +41,5 @@ CONNECTOR = ConnectorSpec(
     secrets=_secrets,
     build=_build,
     reply_limit=MAX_COMMENT_CHARS,
+    accent_colour=0xFF4500,
 )

@@ -17,5 +17,10 @@ def _build(config: RssSourceConfig, secrets: SecretValues, base_dir: Path | None
 
 
 CONNECTOR = ConnectorSpec(
-    type="rss", display_name="RSS", config=RssSourceConfig, secrets=no_secrets, build=_build
+    type="rss",
+    display_name="RSS",
+    config=RssSourceConfig,
+    secrets=no_secrets,
+    build=_build,
+    accent_colour=0xF26522,
 )

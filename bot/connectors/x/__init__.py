@@ -43,4 +43,6 @@ CONNECTOR = ConnectorSpec(
     build=_build,
     reply_limit=REPLY_LIMIT,
     reply_length=x_weighted_length,
+    length_unit="weighted characters (emoji and CJK count 2, a link 23)",
+    accent_colour=0x14171A,
 )

@@ -21,6 +21,7 @@ from datetime import datetime
 import discord
 from discord.utils import escape_markdown, escape_mentions
 
+from bot.connectors.catalog import accent_colour
 from bot.domain.models import Mention, Reply
 from bot.domain.states import ReplyState
 from bot.presentation import AlertView, Decision, longest_fitting, truncate
@@ -40,20 +41,6 @@ LINK_URL_LIMIT = 512
 BRAND = 0x5865F2
 """Parley's own colour (digests, platforms without a colour of their own)."""
 URGENT = 0xED4245
-PLATFORM_COLOURS: dict[str, int] = {
-    "rss": 0xF26522,
-    "web": 0x607D8B,
-    "mastodon": 0x6364FF,
-    "bluesky": 0x1185FE,
-    "reddit": 0xFF4500,
-    "hackernews": 0xFF6600,
-    "x": 0x14171A,
-    "youtube": 0xFF0000,
-    "facebook": 0x1877F2,
-    "instagram": 0xE1306C,
-    "discord": 0x5865F2,
-    "telegram": 0x26A5E4,
-}
 
 # Parts of an alert and the share of the embed each may take (the rest goes to the text and
 # the drafts). Floors are what the mention text and other variants keep when space is short.
@@ -131,8 +118,9 @@ def http_url(url: str | None, limit: int = URL_LIMIT) -> str | None:
 
 
 def platform_colour(platform: str) -> discord.Colour:
-    """The colour of a platform's alerts."""
-    return discord.Colour(PLATFORM_COLOURS.get(platform.lower(), BRAND))
+    """The colour of a platform's alerts (its spec's, else Parley's own)."""
+    colour = accent_colour(platform.lower())
+    return discord.Colour(BRAND if colour is None else colour)
 
 
 def timestamp(at: datetime) -> str:
