@@ -20,10 +20,10 @@ from bot.frontends.telegram import TelegramConfig, TelegramFrontend
 from bot.settings import Settings
 from fakes.telegram import Call, FakeTelegram, user
 from tests.conftest import ROOT
-from tests.helpers import eventually, raw
+from tests.helpers import MODEL_CHAT_ID, MODEL_CHAT_TOKEN, eventually, raw
 
-TOKEN = "7000000001:AAH-secret-test-token_0123456789abcdef"
-CHAT = -1001234567890
+TOKEN = MODEL_CHAT_TOKEN
+CHAT = MODEL_CHAT_ID
 ANN = user(111, "Ann", "ann")
 """An approver."""
 BOB = user(222, "Bob")
@@ -37,6 +37,12 @@ async def fake() -> AsyncIterator[FakeTelegram]:
     await server.start()
     yield server
     await server.stop()
+
+
+def text_of(fake: FakeTelegram, ref: str) -> str:
+    """The current text of the message an alert reference (``chat:message``) names."""
+    chat, _, message_id = ref.rpartition(":")
+    return str(fake.messages[(int(chat), int(message_id))]["text"])
 
 
 @pytest.fixture

@@ -24,9 +24,13 @@ from bot.services.throttle import Rate, ThrottleLimits
 from bot.settings import Settings
 from fakes.openai import FakeOpenAI, Step
 from fakes.telegram import FakeTelegram, user
-from tests.helpers import MODEL_CHAT_ID, MODEL_CHAT_TOKEN, eventually, model_settings, raw
+from tests import telegram_harness
+from tests.helpers import MODEL_CHAT_ID, eventually, model_settings, raw
 
-TOKEN, CHAT = MODEL_CHAT_TOKEN, MODEL_CHAT_ID
+CHAT = MODEL_CHAT_ID
+
+fake = telegram_harness.fake
+text_of = telegram_harness.text_of
 ANN = user(111, "Ann", "ann")
 DRAFTING = "drafting a reply…"
 FAKE_DRAFT = "we're on it (option 1)"
@@ -67,24 +71,16 @@ async def model() -> AsyncIterator[HeldDrafts]:
     await server.stop()
 
 
-@pytest.fixture
-async def telegram() -> AsyncIterator[FakeTelegram]:
-    server = FakeTelegram(TOKEN)
-    await server.start()
-    yield server
-    await server.stop()
-
-
 @asynccontextmanager
 async def running(
-    settings: Settings, config: ParleyConfig, telegram: FakeTelegram, **options: Any
+    settings: Settings, config: ParleyConfig, fake: FakeTelegram, **options: Any
 ) -> AsyncIterator[Core]:
     """Core + Telegram frontend as `parley run` runs them, stopped at the end."""
     async with build_core(settings, config) as core:
         frontend = TelegramFrontend(core, TelegramConfig.from_settings(settings), **options)
         stop = asyncio.Event()
         task = asyncio.create_task(run_core(core, [frontend], stop))
-        await telegram.wait_for("getUpdates")
+        await fake.wait_for("getUpdates")
         try:
             yield core
         finally:
@@ -99,18 +95,13 @@ async def alert(core: Core, *texts: str) -> list[int]:
     return [m.id for m in await core.alerter.alert(batch, first_poll=False)]
 
 
-def text_of(telegram: FakeTelegram, ref: str) -> str:
-    chat, _, message_id = ref.rpartition(":")
-    return str(telegram.messages[(int(chat), int(message_id))]["text"])
-
-
 async def test_the_alert_goes_out_before_its_draft_and_is_edited_when_it_is_ready(
-    tmp_path: Path, model: HeldDrafts, telegram: FakeTelegram, config: ParleyConfig
+    tmp_path: Path, model: HeldDrafts, fake: FakeTelegram, config: ParleyConfig
 ) -> None:
-    settings = model_settings(tmp_path, model, telegram)
-    async with running(settings, config, telegram) as core:
+    settings = model_settings(tmp_path, model, fake)
+    async with running(settings, config, fake) as core:
         (mid,) = await alert(core, "How do I export from acme cloud?")
-        (sent,) = await telegram.wait_for("sendMessage")
+        (sent,) = await fake.wait_for("sendMessage")
         assert f"Mention #{mid}" in sent.params["text"]
         assert DRAFTING in sent.params["text"]  # says a draft is coming…
 
@@ -124,8 +115,8 @@ async def test_the_alert_goes_out_before_its_draft_and_is_edited_when_it_is_read
         await core.settle()
         mention = await core.store.mentions.get(mid)
         assert mention.state is MentionState.DRAFTED and not mention.drafting
-        assert len(telegram.of("sendMessage")) == 1  # edited in place, not sent again
-        shown = text_of(telegram, mention.alert_refs["telegram"])
+        assert len(fake.of("sendMessage")) == 1  # edited in place, not sent again
+        shown = text_of(fake, mention.alert_refs["telegram"])
         assert FAKE_DRAFT in shown and DRAFTING not in shown
 
 
@@ -152,21 +143,21 @@ async def test_drafts_run_concurrently_up_to_the_limit(
 
 
 async def test_mentions_folded_into_a_digest_are_drafted_when_opened(
-    tmp_path: Path, model: HeldDrafts, telegram: FakeTelegram, config: ParleyConfig
+    tmp_path: Path, model: HeldDrafts, fake: FakeTelegram, config: ParleyConfig
 ) -> None:
     model.release.set()
-    settings = model_settings(tmp_path, model, telegram)
+    settings = model_settings(tmp_path, model, fake)
     one_a_minute = ThrottleLimits(per_destination=(Rate(1, 60.0),), digest_horizon=1.0)
-    async with running(settings, config, telegram, limits=one_a_minute) as core:
+    async with running(settings, config, fake, limits=one_a_minute) as core:
         ids = await alert(core, *(f"acme cloud question number {i}?" for i in range(3)))
-        (digest,) = await telegram.wait_for("sendMessage")
+        (digest,) = await fake.wait_for("sendMessage")
         assert all(f"#{i}</b>" in digest.params["text"] for i in ids)
         await core.settle()
         assert model.drafts_asked == 0  # nobody opened them: no spend
         assert [(await core.store.mentions.get(i)).drafting for i in ids] == [True] * 3
 
-        await telegram.say(ANN, CHAT, f"/mention {ids[1]}")
-        (_, opened) = await telegram.wait_for("sendMessage", 2)
+        await fake.say(ANN, CHAT, f"/mention {ids[1]}")
+        (_, opened) = await fake.wait_for("sendMessage", 2)
         assert DRAFTING in opened.params["text"]
 
         async def drafted() -> bool:
@@ -176,25 +167,25 @@ async def test_mentions_folded_into_a_digest_are_drafted_when_opened(
         await core.settle()
         assert model.drafts_asked == 1
         mention = await core.store.mentions.get(ids[1])
-        assert FAKE_DRAFT in text_of(telegram, mention.alert_refs["telegram"])
+        assert FAKE_DRAFT in text_of(fake, mention.alert_refs["telegram"])
         others = [await core.store.mentions.get(i) for i in (ids[0], ids[2])]
         assert [m.state for m in others] == [MentionState.ALERTED] * 2
 
 
 async def test_an_alert_says_why_when_every_draft_was_refused(
-    tmp_path: Path, model: HeldDrafts, telegram: FakeTelegram, config: ParleyConfig
+    tmp_path: Path, model: HeldDrafts, fake: FakeTelegram, config: ParleyConfig
 ) -> None:
     model.release.set()
     bad = "Call us at +1 212 736 5000 or see https://evil.example/x — Sam"
     model.then(Step("ok"), Step("content", content=json.dumps({"variants": [bad, bad, bad]})))
-    settings = model_settings(tmp_path, model, telegram)
-    async with running(settings, config, telegram) as core:
+    settings = model_settings(tmp_path, model, fake)
+    async with running(settings, config, fake) as core:
         (mid,) = await alert(core, "How do I export from acme cloud?")
-        await telegram.wait_for("sendMessage")
+        await fake.wait_for("sendMessage")
         await core.settle()
         mention = await core.store.mentions.get(mid)
         assert mention.state is MentionState.ALERTED and not mention.drafting
-        shown = text_of(telegram, mention.alert_refs["telegram"])
+        shown = text_of(fake, mention.alert_refs["telegram"])
         assert "No draft offered" in shown and DRAFTING not in shown
         assert "evil.example/x" in shown and "phone number" in shown
         assert "Write your own reply" in shown

@@ -26,9 +26,13 @@ from bot.triage.model import TRIAGED
 from bot.triage.rules import RULES
 from fakes.openai import FakeOpenAI, Step
 from fakes.telegram import FakeTelegram
-from tests.helpers import MODEL_CHAT_ID, MODEL_CHAT_TOKEN, eventually, model_settings, raw
+from tests import telegram_harness
+from tests.helpers import MODEL_CHAT_ID, eventually, model_settings, raw
 
-TOKEN, CHAT = MODEL_CHAT_TOKEN, MODEL_CHAT_ID
+CHAT = MODEL_CHAT_ID
+
+fake = telegram_harness.fake
+text_of = telegram_harness.text_of
 URGENT = "🚨 <b>URGENT</b>"
 
 
@@ -61,14 +65,6 @@ async def model() -> AsyncIterator[HeldTriage]:
     await server.stop()
 
 
-@pytest.fixture
-async def telegram() -> AsyncIterator[FakeTelegram]:
-    server = FakeTelegram(TOKEN)
-    await server.start()
-    yield server
-    await server.stop()
-
-
 async def alert(core: Core, text: str) -> int:
     batch = await core.ingestor.store_batch([raw("m1", text, handle="user1")])
     (mention,) = await core.alerter.alert(batch, first_poll=False)
@@ -89,28 +85,23 @@ def crisis(mention_id: int) -> Step:
     return Step("content", content=json.dumps({"items": [item]}))
 
 
-def text_of(telegram: FakeTelegram, ref: str) -> str:
-    chat, _, message_id = ref.rpartition(":")
-    return str(telegram.messages[(int(chat), int(message_id))]["text"])
-
-
 async def test_the_alert_goes_out_while_the_model_hangs_and_a_stop_drops_the_triage(
     tmp_path: Path,
     model: HeldTriage,
-    telegram: FakeTelegram,
+    fake: FakeTelegram,
     config: ParleyConfig,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    settings = model_settings(tmp_path, model, telegram)
+    settings = model_settings(tmp_path, model, fake)
     async with build_core(settings, config) as core:
         frontend = TelegramFrontend(core, TelegramConfig.from_settings(settings))
         stop = asyncio.Event()
         task = asyncio.create_task(run_core(core, [frontend], stop))
-        await telegram.wait_for("getUpdates")
+        await fake.wait_for("getUpdates")
         # Bounded: before this change the alert waited for the model, which never answers here.
         lawsuit = "My lawyer is preparing a lawsuit against acme cloud"
         mid = await asyncio.wait_for(alert(core, lawsuit), 30)
-        (sent,) = await telegram.wait_for("sendMessage")
+        (sent,) = await fake.wait_for("sendMessage")
         await asyncio.wait_for(model.triage_held.wait(), 30)
         assert not model.release.is_set()  # the model has not answered, yet the alert is out,
         assert URGENT in sent.params["text"]  # urgent by the rules
@@ -126,17 +117,17 @@ async def test_the_alert_goes_out_while_the_model_hangs_and_a_stop_drops_the_tri
 
 
 async def test_the_models_crisis_verdict_edits_the_alert_to_urgent(
-    tmp_path: Path, model: HeldTriage, telegram: FakeTelegram, config: ParleyConfig
+    tmp_path: Path, model: HeldTriage, fake: FakeTelegram, config: ParleyConfig
 ) -> None:
-    settings = model_settings(tmp_path, model, telegram)
+    settings = model_settings(tmp_path, model, fake)
     async with build_core(settings, config) as core:
         frontend = TelegramFrontend(core, TelegramConfig.from_settings(settings))
         stop = asyncio.Event()
         task = asyncio.create_task(run_core(core, [frontend], stop))
-        await telegram.wait_for("getUpdates")
+        await fake.wait_for("getUpdates")
         try:
             mid = await alert(core, "acme cloud lost all my invoices, you will hear from me")
-            (sent,) = await telegram.wait_for("sendMessage")
+            (sent,) = await fake.wait_for("sendMessage")
             await asyncio.wait_for(model.triage_held.wait(), 30)
             assert URGENT not in sent.params["text"]  # the rules saw nothing urgent
             model.then(crisis(mid))
@@ -150,8 +141,8 @@ async def test_the_models_crisis_verdict_edits_the_alert_to_urgent(
             await core.settle()
             mention = await core.store.mentions.get(mid)
             assert mention.urgent and mention.intent == "crisis_legal"
-            assert len(telegram.of("sendMessage")) == 1  # edited in place, not sent again
-            shown = text_of(telegram, mention.alert_refs["telegram"])
+            assert len(fake.of("sendMessage")) == 1  # edited in place, not sent again
+            shown = text_of(fake, mention.alert_refs["telegram"])
             assert URGENT in shown and "crisis/legal" in shown
         finally:
             stop.set()
